@@ -1,0 +1,407 @@
+"""The only module that imports `docker`. Everything meshctl asks of the engine goes through
+Engine, and every SDK or transport error comes out as a MeshctlError (httpx's habit: one thin
+boundary, errors translated where they cross it)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .errors import BuildError, EngineError, MeshctlError, PortInUse
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one container; built by pod.py, read only here."""
+    name: str
+    image: str
+    labels: dict[str, str]
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    network: str | None = None            # a user-defined network to join (holders only)
+    aliases: tuple[str, ...] = ()
+    namespace_of: str | None = None       # join this container's network and PID namespaces
+    ports: dict[int, int] = field(default_factory=dict)   # pod port → host port on 127.0.0.1 (0 = free)
+    mounts: tuple[tuple[str, str, bool], ...] = ()         # (host path, container path, read-only)
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    tmpfs: tuple[str, ...] = ()
+    tied_to_caller: bool = False          # stdin held open by this process (the lifecycle tie)
+    stop_timeout: int = 10
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str                            # created, running, exited, removing, …
+    ports: dict[int, int]                 # pod port → host port actually bound
+
+    def label(self, key: str) -> str:
+        return self.labels.get(f"meshctl.{key}", "")
+
+
+class Engine:
+    """A connection to the Docker engine. Creating one does no I/O."""
+
+    def __init__(self, base_url: str | None = None):
+        self._base_url = base_url
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def api(self) -> docker.APIClient:
+        with self._lock:
+            if self._client is None:
+                with _translated("connect to the Docker engine"):
+                    if self._base_url:
+                        self._client = docker.DockerClient(base_url=self._base_url, max_pool_size=64)
+                    else:
+                        self._client = docker.from_env(max_pool_size=64)
+            return self._client.api
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    # -- engine ---------------------------------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        with _translated("reach the Docker engine"):
+            return self.api.version()
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            with _translated(f"inspect image {ref}"):
+                self.api.inspect_image(ref)
+            return True
+        except _NotFound:
+            return False
+
+    def pull(self, ref: str) -> None:
+        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        with _translated(f"pull {ref}"):
+            for line in self.api.pull(repo, tag=tag, stream=True, decode=True):
+                if "error" in line:
+                    raise EngineError(f"pulling {ref} failed: {line['error']}")
+
+    def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
+              dockerfile: str | None = None, on_line: Callable[[str], None] | None = None) -> str:
+        """Build an image; return its id. A failed build raises BuildError with the log's tail."""
+        tail: list[str] = []
+        image_id = None
+        try:
+            stream = self.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True,
+                                    decode=True, network_mode=network_mode, dockerfile=dockerfile)
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if line.strip():
+                            tail.append(line)
+                            del tail[:-40]
+                            if on_line:
+                                on_line(line)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    tail.append(chunk["error"].strip())
+                    raise BuildError(f"building {tag} from {context} failed: {chunk['error'].strip().splitlines()[-1]}",
+                                     hint=_build_hint(chunk["error"]), details="\n".join(tail[-25:]))
+        except (docker.errors.APIError, docker.errors.BuildError) as exc:
+            raise BuildError(f"building {tag} from {context} failed: {_explain(exc)}",
+                             hint=_build_hint(str(exc)), details="\n".join(tail[-25:])) from exc
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _engine_error("build an image", exc) from exc
+        return image_id or tag
+
+    # -- networks -------------------------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        with _translated(f"create network {name}"):
+            if self.api.networks(names=[name]):
+                for net in self.api.networks(names=[name]):
+                    if net["Name"] == name:
+                        return
+            try:
+                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+
+    def networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        with _translated("list networks"):
+            return self.api.networks(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+
+    def remove_network(self, name: str) -> bool:
+        """Remove a network; False when containers still use it."""
+        try:
+            with _translated(f"remove network {name}"):
+                self.api.remove_network(name)
+            return True
+        except _NotFound:
+            return True
+        except EngineError as exc:
+            if "active endpoints" in exc.message:
+                return False
+            raise
+
+    # -- containers -----------------------------------------------------------------------------
+
+    def containers(self, labels: dict[str, str], *, all: bool = True) -> list[ContainerInfo]:
+        with _translated("list containers"):
+            found = self.api.containers(all=all, filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+        return [_info(c) for c in found]
+
+    def inspect(self, name_or_id: str) -> dict[str, Any] | None:
+        try:
+            with _translated(f"inspect container {name_or_id}"):
+                return self.api.inspect_container(name_or_id)
+        except _NotFound:
+            return None
+
+    def published_ports(self, name_or_id: str) -> dict[int, int]:
+        attrs = self.inspect(name_or_id) or {}
+        return _port_map((attrs.get("NetworkSettings") or {}).get("Ports") or {})
+
+    def create(self, spec: ContainerSpec) -> str:
+        api = self.api
+        host_config = api.create_host_config(
+            auto_remove=True,
+            network_mode=f"container:{spec.namespace_of}" if spec.namespace_of else spec.network,
+            pid_mode=f"container:{spec.namespace_of}" if spec.namespace_of else None,
+            port_bindings={port: (("127.0.0.1", host) if host else ("127.0.0.1",))
+                           for port, host in spec.ports.items()} or None,
+            binds={host: {"bind": inner, "mode": "ro" if ro else "rw"} for host, inner, ro in spec.mounts} or None,
+            read_only=spec.read_only or None,
+            cap_drop=list(spec.cap_drop) or None,
+            security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
+            tmpfs={path: "rw,noexec,nosuid,size=16m" for path in spec.tmpfs} or None,
+            init=False,
+        )
+        networking = None
+        if spec.network and not spec.namespace_of:
+            networking = api.create_networking_config(
+                {spec.network: api.create_endpoint_config(aliases=list(spec.aliases) or None)})
+        with _translated(f"create container {spec.name}"):
+            created = api.create_container(
+                spec.image, command=list(spec.command) if spec.command else None, name=spec.name,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                labels=spec.labels, environment=spec.env or None, user=spec.user,
+                ports=list(spec.ports) or None, host_config=host_config, networking_config=networking,
+                # detach=False with stdin_open sets StdinOnce: when our attach closes, stdin ends.
+                detach=not spec.tied_to_caller, stdin_open=spec.tied_to_caller,
+                stop_timeout=spec.stop_timeout)
+        return created["Id"]
+
+    def attach_stdin(self, container_id: str) -> Any:
+        """Hold the container's stdin open from this process. When the process dies, even by
+        SIGKILL, the kernel closes the socket and the container's stdin reaches EOF."""
+        with _translated("attach to the pod holder"):
+            return self.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+
+    def start(self, container_id: str, *, name: str = "", port_hints: dict[int, str] | None = None) -> None:
+        try:
+            with _translated(f"start container {name or container_id}"):
+                self.api.start(container_id)
+        except EngineError as exc:
+            port = _port_from_error(exc.message)
+            if port is not None:
+                option = (port_hints or {}).get(port, "the ports in mesh.yaml")
+                what = f"host port {port}" if port > 0 else "a host port of this pod"
+                raise PortInUse(f"{what} is already in use",
+                                hint=f"stop what listens on 127.0.0.1:{port}, or change {option} (0 = a free port)") from exc
+            raise
+
+    def watch_exit(self, container_id: str) -> Callable[[], int | None]:
+        """Register a wait for the container's removal now; the returned function blocks until it
+        is gone and gives its exit code (None if unknown). Call before start() so that even an app
+        that exits at once is seen (the CLI's `docker run` does the same)."""
+        api = self.api
+        with _translated("watch a container"):
+            response = api._post(api._url("/containers/{0}/wait", container_id),
+                                 params={"condition": "removed"}, stream=True, timeout=None)
+        if response.status_code >= 400:
+            response.close()
+            return lambda: None
+
+        def result() -> int | None:
+            try:
+                body = json.loads(response.content or b"{}")
+                return body.get("StatusCode")
+            except (ValueError, requests.exceptions.RequestException, OSError):
+                return None
+            finally:
+                response.close()
+
+        return result
+
+    def stop(self, container_id: str, timeout: float | None = None) -> None:
+        """SIGTERM (or the image's stop signal), then SIGKILL after `timeout` seconds; None uses
+        the grace period the container was created with."""
+        try:
+            with _translated(f"stop container {container_id[:12]}"):
+                self.api.stop(container_id, timeout=None if timeout is None else max(0, int(round(timeout))))
+        except (_NotFound, _Conflict):
+            pass
+
+    def kill(self, container_id: str) -> None:
+        try:
+            with _translated(f"kill container {container_id[:12]}"):
+                self.api.kill(container_id)
+        except (_NotFound, _Conflict):
+            pass
+
+    def remove(self, container_id: str) -> None:
+        try:
+            with _translated(f"remove container {container_id[:12]}"):
+                self.api.remove_container(container_id, force=True)
+        except (_NotFound, _Conflict):
+            pass
+
+    def wait_removed(self, container_id: str, timeout: float = 10) -> None:
+        try:
+            with _translated(f"wait for container {container_id[:12]}"):
+                self.api.wait(container_id, timeout=timeout, condition="removed")
+        except (_NotFound, _Conflict):
+            pass
+        except EngineError:
+            self.remove(container_id)
+
+    def logs(self, container_id: str, *, follow: bool, tail: int | str = "all",
+             since: float | None = None) -> Iterator[str]:
+        """Lines of stdout and stderr; a follow stream ends when the container stops."""
+        try:
+            with _translated(f"read logs of {container_id[:12]}"):
+                stream = self.api.logs(container_id, stream=True, follow=follow, tail=tail,
+                                       stdout=True, stderr=True, since=since)
+            buffer = b""
+            for chunk in stream:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace").rstrip("\r")
+            if buffer:
+                yield buffer.decode("utf-8", "replace")
+        except (_NotFound, _Conflict):
+            return
+        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError):
+            return  # the container went away mid-stream
+
+    def exec(self, container_id: str, command: list[str], *, timeout: float | None = None) -> tuple[int, str]:
+        with _translated(f"run a command in {container_id[:12]}"):
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)
+            output = self.api.exec_start(exec_id)
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return (code if code is not None else -1), output.decode("utf-8", "replace")
+
+    def signal(self, container_id: str, signal: str) -> None:
+        with _translated(f"signal container {container_id[:12]}"):
+            self.api.kill(container_id, signal=signal)
+
+    def cpu_usage_ns(self, container_id: str) -> int:
+        with _translated(f"read CPU usage of {container_id[:12]}"):
+            stats = self.api.stats(container_id, stream=False, one_shot=True)
+        return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Error translation
+
+
+class _NotFound(MeshctlError):
+    pass
+
+
+class _Conflict(MeshctlError):
+    pass
+
+
+@contextmanager
+def _translated(doing: str):
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise _NotFound(f"could not {doing}: {_explain(exc)}") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise _Conflict(f"could not {doing}: {_explain(exc)}") from exc
+        raise EngineError(f"could not {doing}: {_explain(exc)}") from exc
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        raise _engine_error(doing, exc) from exc
+
+
+def _engine_error(doing: str, exc: Exception) -> EngineError:
+    text = str(exc)
+    if "Connection refused" in text or "No such file" in text or "FileNotFoundError" in text \
+            or "Error while fetching server API version" in text or isinstance(exc, requests.exceptions.ConnectionError):
+        return EngineError(f"cannot reach the Docker engine (while trying to {doing})",
+                           hint="start Docker (`sudo systemctl start docker`, or `dockerd &`), "
+                                "or point DOCKER_HOST at a running engine; `meshctl doctor` checks it")
+    return EngineError(f"could not {doing}: {text}")
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return str(explanation or exc).strip()
+
+
+def _build_hint(error: str) -> str:
+    lowered = error.lower()
+    if "temporary failure resolving" in lowered or "could not resolve" in lowered:
+        return ("the build could not reach the network: set MESHCTL_BUILD_NETWORK=host "
+                "if the default bridge network has no DNS here")
+    if "pull access denied" in lowered or "not found" in lowered or "failed to resolve" in lowered \
+            or "no such image" in lowered:
+        return ("a base image is missing and could not be pulled: pull it, or seed debian:bookworm-slim "
+                "without a registry with `.ci/seed-base-image`")
+    return "fix the Dockerfile (the build log's tail is above) and run meshctl again"
+
+
+_PORT_RE = re.compile(r"(?:0\.0\.0\.0|127\.0\.0\.1|\[::\]|::):(\d+)")
+
+
+def _port_from_error(message: str) -> int | None:
+    if "port is already allocated" not in message and "address already in use" not in message:
+        return None
+    match = _PORT_RE.search(message)
+    return int(match.group(1)) if match else -1
+
+
+def _port_map(ports: dict[str, Any]) -> dict[int, int]:
+    out = {}
+    for key, bindings in ports.items():
+        if not bindings:
+            continue
+        for binding in bindings:
+            if binding.get("HostPort"):
+                out[int(key.split("/")[0])] = int(binding["HostPort"])
+                break
+    return out
+
+
+def _info(raw: dict[str, Any]) -> ContainerInfo:
+    ports = {}
+    for p in raw.get("Ports") or []:
+        if p.get("PublicPort"):
+            ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
+    name = (raw.get("Names") or ["/?"])[0].lstrip("/")
+    return ContainerInfo(id=raw["Id"], name=name, labels=raw.get("Labels") or {}, state=raw.get("State", ""),
+                         ports=ports)

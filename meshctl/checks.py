@@ -1,0 +1,102 @@
+"""Readiness: small probes behind one poll loop (testcontainers' wait strategies). A probe
+returns None when ready, or a short reason why not; wait_for turns a timeout into StartError."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StartError
+
+Probe = Callable[[], "str | None"]
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    elapsed: float
+
+
+def tls_context(ca: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = True
+    return context
+
+
+def http_request(port: int, path: str, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 server_hostname: str | None = None, method: str = "GET", headers: dict[str, str] | None = None,
+                 body: bytes | None = None, timeout: float = 5.0) -> HttpAnswer:
+    """One request on a fresh connection. Raises OSError (including ssl.SSLError) on failure."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if tls is not None:
+        # Connect to `host`, verify the certificate for `server_hostname` (SNI and SAN check).
+        raw = socket.create_connection((host, port), timeout=timeout)
+        try:
+            conn.sock = tls.wrap_socket(raw, server_hostname=server_hostname or host)
+        except BaseException:
+            raw.close()
+            raise
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        return HttpAnswer(response.status, data, {k.lower(): v for k, v in response.getheaders()},
+                          time.monotonic() - started)
+    except http.client.HTTPException as exc:
+        raise OSError(f"bad HTTP answer: {exc!r}") from exc
+    finally:
+        conn.close()
+
+
+def http_probe(port: int, path: str, *, tls: ssl.SSLContext | None = None,
+               accept: Callable[[int], bool] = lambda status: 200 <= status < 300) -> Probe:
+    def probe() -> str | None:
+        try:
+            answer = http_request(port, path, tls=tls, timeout=2.0)
+        except ssl.SSLCertVerificationError as exc:
+            return f"certificate did not verify: {exc.verify_message}"
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if accept(answer.status) else f"HTTP {answer.status}"
+    return probe
+
+
+def tls_probe(port: int, tls: ssl.SSLContext) -> Probe:
+    def probe() -> str | None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as raw:
+                with tls.wrap_socket(raw, server_hostname="localhost"):
+                    return None
+        except ssl.SSLCertVerificationError as exc:
+            return f"certificate did not verify: {exc.verify_message}"
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+    return probe
+
+
+def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025,
+             abort: Callable[[], None] | None = None, hint: str | None = None) -> float:
+    """Poll `probe` until it answers None; return the seconds waited. `abort` runs between polls
+    and raises to stop early (an app that exited, a sidecar that crashed, a Ctrl-C)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer yet"
+    while True:
+        if abort is not None:
+            abort()
+        reason = probe()
+        if reason is None:
+            return time.monotonic() - started
+        last = reason
+        if time.monotonic() >= deadline:
+            raise StartError(f"{what} was not ready after {timeout:g}s (last: {last})",
+                             hint=hint or "look at the logs below; raise the timeout with --timeout")
+        time.sleep(interval)

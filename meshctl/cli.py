@@ -1,0 +1,264 @@
+"""The command line. Each command parses its options, calls one function, renders the result;
+MeshctlError is turned into a red message and an exit code here and nowhere else."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from ._docker import Engine
+from .certs import CertificateAuthority, atomic_write, meshctl_home
+from .config import CONFIG_NAMES, find_config, load_project
+from .errors import MeshctlError, StartError, UsageError
+from .images import BASE_IMAGE, sidecar_refs
+from .sidecars import data_dir
+from .stack import Stack, down_all, down_project, project_names, status
+from .supervise import Interrupts, supervise, teardown
+from .ui import Ui
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Run a local service the way it runs in a service mesh: TLS, proxy and metrics "
+                       "sidecars in one network namespace, living and dying with this command.")
+certs_app = typer.Typer(no_args_is_help=True, help="meshctl's local certificate authority.")
+app.add_typer(certs_app, name="certs")
+
+PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile), or a mesh.yaml file.")
+
+
+def main() -> None:
+    try:
+        app()
+    except MeshctlError as exc:  # raised outside a command body (rare)
+        Ui().error(exc)
+        sys.exit(exc.exit_code)
+
+
+def _run(ui: Ui, body) -> None:
+    try:
+        code = body()
+    except MeshctlError as exc:
+        ui.error(exc)
+        raise typer.Exit(exc.exit_code)
+    except KeyboardInterrupt:
+        ui.stop_progress()
+        ui.note("interrupted: everything meshctl started was removed")
+        raise typer.Exit(130)
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def up(path: Path = PathArg,
+       detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; leave the stack running."),
+       wait: bool = typer.Option(True, "--wait/--no-wait", help="With -d: return only when ready (the default)."),
+       image: Optional[str] = typer.Option(None, help="Wrap an existing image instead of a folder."),
+       port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod."),
+       name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name or the folder's)."),
+       timeout: float = typer.Option(60.0, help="Seconds to wait for the stack to be ready."),
+       no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
+       ) -> None:
+    """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything."""
+    ui = Ui()
+
+    def body() -> int:
+        project = load_project(path, image=image, port=port, name=name)
+        interrupts = Interrupts().install()
+        stack = Stack(Engine(), project, on_event=ui, tied=not detach, ready_timeout=timeout)
+        try:
+            try:
+                running = stack.up()
+            except KeyboardInterrupt:
+                ui.stop_progress()
+                raise
+            ui.status_table(running, str(stack.ca.cert_path), detached=detach)
+            if detach:
+                return 0
+            return supervise(stack, running, interrupts, ui)
+        finally:
+            interrupts.restore()
+
+    _run(ui, body)
+
+
+@app.command()
+def down(path: Path = PathArg,
+         all_: bool = typer.Option(False, "--all", help="Remove every meshctl stack on this engine."),
+         name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name instead of PATH."),
+         force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
+         ) -> None:
+    """Stop and remove a stack (idempotent)."""
+    ui = Ui()
+
+    def body() -> int:
+        engine = Engine()
+        if all_:
+            removed = down_all(engine, force=force)
+            ui.success(f"removed {sum(removed.values())} containers of {len(removed)} projects"
+                       if removed else "no meshctl stacks were running")
+            return 0
+        project = name or _project_name(path)
+        count = down_project(engine, project, force=force)
+        ui.success(f"{project}: removed {count} containers" if count else f"{project}: nothing was running")
+        return 0
+
+    _run(ui, body)
+
+
+@app.command()
+def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+       name: Optional[str] = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
+    """Projects, services, containers, their state and URLs."""
+    ui = Ui()
+    _run(ui, lambda: ui.ps(status(Engine(), name), as_json=as_json))
+
+
+@app.command()
+def logs(service: Optional[str] = typer.Argument(None, help="Only this service."),
+         path: Path = typer.Option(Path("."), "--path", help="The project's folder."),
+         name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name instead of --path."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
+         tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
+    """Logs of a stack's containers, prefixed by service and role."""
+    import threading
+
+    from .stack import LogLine
+
+    ui = Ui()
+
+    def body() -> int:
+        engine = Engine()
+        project = name or _project_name(path, running_fallback=engine)
+        labels = {"meshctl.project": project}
+        if service:
+            labels["meshctl.service"] = service
+        containers = [c for c in engine.containers(labels, all=False) if c.label("role") != "pod"]
+        if not containers:
+            raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else ""),
+                             hint="`meshctl ps` lists what runs")
+        if not follow:
+            for c in containers:
+                for line in engine.logs(c.id, follow=False, tail=tail):
+                    ui.log_line(LogLine(c.label("service"), c.label("role"), line))
+            return 0
+        lock = threading.Lock()
+
+        def pump(c) -> None:
+            for line in engine.logs(c.id, follow=True, tail=tail):
+                with lock:
+                    ui.log_line(LogLine(c.label("service"), c.label("role"), line))
+
+        threads = [threading.Thread(target=pump, args=(c,), daemon=True) for c in containers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+        return 0
+
+    _run(ui, body)
+
+
+@certs_app.command("ca")
+def certs_ca() -> None:
+    """Print the path of the CA certificate to trust, creating the CA on first use."""
+    ui = Ui()
+    _run(ui, lambda: ui.plain(str(CertificateAuthority().ensure())))
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("."), help="The folder to write mesh.yaml in."),
+         force: bool = typer.Option(False, help="Overwrite an existing mesh.yaml.")) -> None:
+    """Write a commented mesh.yaml."""
+    ui = Ui()
+
+    def body() -> int:
+        target = path / "mesh.yaml"
+        if target.exists() and not force:
+            raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
+        from .config import _sanitize, dockerfile_exposed_port
+        dockerfile = path / "Dockerfile"
+        port = dockerfile_exposed_port(dockerfile.read_text()) if dockerfile.is_file() else None
+        name = _sanitize(path.resolve().name) or "app"
+        text = (data_dir("templates") / "mesh.yaml").read_text().replace("{name}", name).replace(
+            "{port}", str(port or 8080))
+        atomic_write(target, text.encode())
+        ui.success(f"wrote {target}; now run `meshctl up {path}`")
+        return 0
+
+    _run(ui, body)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the engine, the base image, the sidecar images, the default ports and the CA."""
+    ui = Ui()
+
+    def body() -> int:
+        results: list[tuple[str, bool, str]] = []
+        engine = Engine()
+        try:
+            version = engine.version()
+            results.append(("docker engine", True, f"{version.get('Version')} (API {version.get('ApiVersion')})"))
+            engine_ok = True
+        except MeshctlError as exc:
+            results.append(("docker engine", False, f"{exc.message}; {exc.hint}"))
+            engine_ok = False
+        if engine_ok:
+            have_base = engine.image_exists(BASE_IMAGE)
+            results.append(("base image", have_base, BASE_IMAGE if have_base else
+                            f"{BASE_IMAGE} missing: `docker pull {BASE_IMAGE}`, or without a registry "
+                            "`.ci/seed-base-image` from meshctl's source tree"))
+            for role, ref in sorted(sidecar_refs(("tls", "proxy", "metrics")).items()):
+                built = engine.image_exists(ref)
+                results.append((f"{role} sidecar image", True,
+                                ref + ("" if built else " (not built yet: the first `meshctl up` builds it)")))
+        for port in (8443, 8080, 9090):
+            free = _port_free(port)
+            results.append((f"port {port}", free, "free" if free else
+                            "in use: set `ports:` in mesh.yaml to another port (0 = a free one)"))
+        try:
+            ca = CertificateAuthority()
+            path = ca.ensure()
+            mode = oct(ca.key_path.stat().st_mode & 0o777)
+            results.append(("CA", mode == "0o600", f"{path} (key {mode})"))
+        except (MeshctlError, OSError) as exc:
+            results.append(("CA", False, f"{exc}; check that {meshctl_home()} is writable"))
+        ui.doctor(results)
+        return 0 if all(ok for _, ok, _ in results) else 1
+
+    _run(ui, body)
+
+
+@app.command()
+def version() -> None:
+    """Print meshctl's version."""
+    print(__version__)
+
+
+def _project_name(path: Path, running_fallback: Engine | None = None) -> str:
+    """The project a PATH names, without building anything."""
+    if find_config(path) is not None or (path / "Dockerfile").is_file():
+        return load_project(path).name
+    if running_fallback is not None:
+        names = project_names(running_fallback)
+        if len(names) == 1:
+            return names[0]
+    raise UsageError(f"{path.resolve()}: no {CONFIG_NAMES[0]} or Dockerfile, so no project name",
+                     hint="pass the project's folder, or --project NAME (`meshctl ps` lists them)")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""mesh.yaml (or a bare Dockerfile, or --image/--port) → a frozen, validated ProjectSpec.
+
+Every error names the file, the line and the field, and says what to do. Nothing here touches
+Docker or the network; reading the files is the only I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
+ROLES = ("tls", "proxy", "metrics")
+PORT_NAMES = ("https", "http", "metrics")
+# Host ports of the first service when mesh.yaml says nothing; later services get free ports.
+DEFAULT_HOST_PORTS = {"https": 8443, "http": 8080, "metrics": 9090}
+# Ports the sidecars use inside the pod; an app may not listen on them.
+RESERVED_POD_PORTS = range(15000, 15100)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    timeout: float = 15.0          # seconds the proxy waits for the app's answer
+    retries: int = 2               # retries when the app refuses the connection
+    # Per attempt, and HAProxy's pause between retries: loopback connects answer at once.
+    connect_timeout: float = 0.2
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    hosts: tuple[str, ...] = ()    # extra SANs beyond localhost, 127.0.0.1, ::1 and the service name
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    pass
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    sync: tuple[tuple[str, str], ...] = ()   # (local folder relative to the build context, path in the container)
+    rebuild: tuple[str, ...] = ()            # globs that need a rebuild even in sync mode
+    ignore: tuple[str, ...] = ()             # globs never watched
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int
+    build: Path | None = None
+    image: str | None = None
+    health: str = "/"
+    env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] | None = None
+    metrics_path: str | None = None
+    proxy: ProxySettings | None = field(default_factory=ProxySettings)
+    tls: TlsSettings | None = field(default_factory=TlsSettings)
+    metrics: MetricsSettings | None = field(default_factory=MetricsSettings)
+    # Host ports on 127.0.0.1 by name; 0 asks for a free one. Only enabled sidecars have one.
+    ports: tuple[tuple[str, int], ...] = ()
+    stop_grace_period: float = 10.0
+    watch: WatchSettings = field(default_factory=WatchSettings)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Enabled sidecar roles, in start order."""
+        return tuple(r for r in ROLES if getattr(self, r) is not None)
+
+    @property
+    def host_ports(self) -> dict[str, int]:
+        return dict(self.ports)
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    root: Path                     # the folder relative paths are resolved from
+    services: tuple[ServiceSpec, ...]
+    source: Path | None = None     # the mesh.yaml it came from, if any
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no service named {name!r} in project {self.name!r}",
+                          hint="services: " + ", ".join(s.name for s in self.services))
+
+
+# ---------------------------------------------------------------------------------------------
+# Where things are in the file
+
+
+class _Where:
+    """Maps a field path like ("services", "hello", "port") to its line in the file."""
+
+    def __init__(self, source: Path | None, lines: dict[tuple, int]):
+        self.source = source
+        self.lines = lines
+
+    def at(self, path: tuple) -> str:
+        dotted = ".".join(str(p) for p in path)
+        if self.source is None:
+            return dotted
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe)
+        return f"{self.source}:{line}: {dotted}" if line else f"{self.source}: {dotted}"
+
+    def error(self, path: tuple, problem: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(f"{self.at(path)}: {problem}", hint=hint)
+
+
+def _line_map(node: yaml.Node | None, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    out = {} if out is None else out
+    if node is None:
+        return out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                child = path + (key.value,)
+                out[child] = key.start_mark.line + 1
+                _line_map(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def find_config(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    for name in CONFIG_NAMES:
+        candidate = path / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: Path | str = ".", *, image: str | None = None, port: int | None = None,
+                 name: str | None = None) -> ProjectSpec:
+    """The spec for `meshctl up PATH` (a folder or a mesh.yaml), or for `--image/--port`."""
+    path = Path(path).resolve()
+    if image is not None:
+        if port is None:
+            raise ConfigError("--image needs --port: the port the app listens on inside the pod",
+                              hint=f"meshctl up --image {image} --port 8080")
+        service_name = _sanitize(image.split("/")[-1].split(":")[0].split("@")[0]) or "app"
+        spec = ServiceSpec(name=service_name, image=image, port=_check_port(port, "--port", None),
+                           ports=_default_ports(0, ServiceSpec(name=service_name, port=port)))
+        return ProjectSpec(name=name or service_name, root=path if path.is_dir() else Path.cwd(),
+                           services=(spec,))
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or folder",
+                          hint="pass a folder with a mesh.yaml or a Dockerfile, or use --image IMAGE --port N")
+    config = find_config(path)
+    if config is not None:
+        project = parse_project(config.read_text(encoding="utf-8"), source=config, root=config.parent)
+    else:
+        project = _from_dockerfile(path)
+    if port is not None and len(project.services) == 1:
+        from dataclasses import replace
+        project = replace(project, services=(replace(project.services[0],
+                                                     port=_check_port(port, "--port", None)),))
+    if name:
+        from dataclasses import replace
+        project = replace(project, name=_project_name(name, None, ("name",)))
+    return project
+
+
+def _from_dockerfile(folder: Path) -> ProjectSpec:
+    dockerfile = folder / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ConfigError(f"{folder}: no mesh.yaml and no Dockerfile here",
+                          hint="run `meshctl init` to write a mesh.yaml, or use --image IMAGE --port N")
+    port = dockerfile_exposed_port(dockerfile.read_text(encoding="utf-8"))
+    if port is None:
+        raise ConfigError(f"{dockerfile}: no EXPOSE line, so meshctl cannot tell the app's port",
+                          hint="add `EXPOSE 8080` to the Dockerfile, pass --port N, or write a mesh.yaml (meshctl init)")
+    name = _sanitize(folder.name) or "app"
+    service = ServiceSpec(name=name, build=folder, port=port)
+    service = _with_ports(service, _default_ports(0, service))
+    return ProjectSpec(name=name, root=folder, services=(service,))
+
+
+def dockerfile_exposed_port(text: str) -> int | None:
+    for line in text.splitlines():
+        parts = line.strip().split()
+        if len(parts) >= 2 and parts[0].upper() == "EXPOSE":
+            token = parts[1].split("/")[0]
+            if token.isdigit():
+                return int(token)
+    return None
+
+
+def parse_project(text: str, *, source: Path | None = None, root: Path | None = None) -> ProjectSpec:
+    """Parse and validate mesh.yaml text. Pure apart from checking that build folders exist."""
+    label = str(source) if source else "mesh.yaml"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}",
+                          hint="fix the YAML syntax at that line (indentation, a missing colon or quote)") from exc
+    where = _Where(source, _line_map(node))
+    root = root or (source.parent if source else Path.cwd())
+    if data is None:
+        raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")
+    if not isinstance(data, dict):
+        raise where.error((), f"expected a mapping with `services:`, found {_kind(data)}")
+    _no_unknown(data, ("name", "services"), (), where)
+    name = _project_name(data.get("name"), root, ("name",), where)
+    services = data.get("services")
+    if not isinstance(services, dict) or not services:
+        raise where.error(("services",), "expected a mapping of service names to settings",
+                          hint="services:\n  web:\n    build: .\n    port: 8080")
+    specs = []
+    for index, (svc_name, raw) in enumerate(services.items()):
+        specs.append(_parse_service(str(svc_name), raw, index, root, where))
+    _check_host_ports_unique(specs, where)
+    return ProjectSpec(name=name, root=root, services=tuple(specs), source=source)
+
+
+_SERVICE_KEYS = ("build", "image", "port", "health", "env", "command", "metrics_path", "sidecars",
+                 "ports", "stop_grace_period", "watch")
+
+
+def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -> ServiceSpec:
+    path = ("services", name)
+    if not _NAME_RE.match(name):
+        raise where.error(path, f"service name {name!r} is not valid",
+                          hint="use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit")
+    if not isinstance(raw, dict):
+        raise where.error(path, f"expected a mapping of settings, found {_kind(raw)}")
+    _no_unknown(raw, _SERVICE_KEYS, path, where)
+
+    build = image = None
+    if ("build" in raw) == ("image" in raw):
+        raise where.error(path, "set exactly one of `build` (a folder with a Dockerfile) or `image`",
+                          hint="build: .   or   image: nginx:1.25")
+    if "build" in raw:
+        if not isinstance(raw["build"], str):
+            raise where.error(path + ("build",), "expected a folder path")
+        build = (root / raw["build"]).resolve()
+        if not (build / "Dockerfile").is_file():
+            raise where.error(path + ("build",), f"no Dockerfile in {build}",
+                              hint="point `build` at the folder that holds the Dockerfile")
+    else:
+        image = raw["image"]
+        if not isinstance(image, str) or not image.strip():
+            raise where.error(path + ("image",), "expected an image reference like nginx:1.25")
+
+    if "port" in raw:
+        port = _check_port(raw["port"], "port", where, path + ("port",), allow_zero=False)
+    elif build is not None and (exposed := dockerfile_exposed_port((build / "Dockerfile").read_text())):
+        port = exposed
+    else:
+        raise where.error(path + ("port",), "missing: the port the app listens on inside the pod",
+                          hint="port: 8080")
+    if port in RESERVED_POD_PORTS:
+        raise where.error(path + ("port",), f"port {port} is one the sidecars use inside the pod (15000-15099)",
+                          hint="make the app listen on another port")
+
+    health = raw.get("health", "/")
+    if not isinstance(health, str) or not health.startswith("/"):
+        raise where.error(path + ("health",), "expected an HTTP path starting with /", hint="health: /healthz")
+    metrics_path = raw.get("metrics_path")
+    if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path.startswith("/")):
+        raise where.error(path + ("metrics_path",), "expected an HTTP path starting with /",
+                          hint="metrics_path: /metrics")
+
+    env = raw.get("env") or {}
+    if not isinstance(env, dict):
+        raise where.error(path + ("env",), f"expected a mapping of names to values, found {_kind(env)}",
+                          hint="env: {GREETING: hi}")
+    env_pairs = []
+    for key, value in env.items():
+        if isinstance(value, (dict, list)):
+            raise where.error(path + ("env", key), "expected a plain value (string, number or boolean)")
+        env_pairs.append((str(key), "" if value is None else _scalar_text(value)))
+
+    command = raw.get("command")
+    if command is not None:
+        if isinstance(command, str):
+            command = ("sh", "-c", command)
+        elif isinstance(command, list) and all(isinstance(c, (str, int, float)) for c in command):
+            command = tuple(str(c) for c in command)
+        else:
+            raise where.error(path + ("command",), "expected a string or a list of strings")
+
+    sidecars = _parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where)
+    stop_grace = _duration(raw.get("stop_grace_period", 10), path + ("stop_grace_period",), where)
+    watch = _parse_watch(raw.get("watch"), path + ("watch",), where)
+
+    spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
+                       env=tuple(env_pairs), command=command, metrics_path=metrics_path,
+                       stop_grace_period=stop_grace, watch=watch, **sidecars)
+    ports = _default_ports(index, spec)
+    raw_ports = raw.get("ports")
+    if raw_ports is not None:
+        if not isinstance(raw_ports, dict):
+            raise where.error(path + ("ports",), f"expected a mapping, found {_kind(raw_ports)}",
+                              hint="ports: {https: 8443, http: 8080, metrics: 9090}")
+        _no_unknown(raw_ports, PORT_NAMES, path + ("ports",), where)
+        for key, value in raw_ports.items():
+            ports[key] = _check_port(value, key, where, path + ("ports", key), allow_zero=True)
+    return _with_ports(spec, ports)
+
+
+def _with_ports(spec: ServiceSpec, ports: dict[str, int]) -> ServiceSpec:
+    from dataclasses import replace
+    # A port exists only for what runs: https needs tls, metrics needs metrics; http is the
+    # proxy's (or, with no proxy, the app's own port).
+    wanted = [p for p in PORT_NAMES if (p != "https" or spec.tls) and (p != "metrics" or spec.metrics)]
+    return replace(spec, ports=tuple((p, ports[p]) for p in wanted if p in ports))
+
+
+def _default_ports(index: int, spec: ServiceSpec) -> dict[str, int]:
+    return {p: (DEFAULT_HOST_PORTS[p] if index == 0 else 0) for p in PORT_NAMES}
+
+
+def _parse_sidecars(raw: Any, path: tuple, where: _Where) -> dict[str, Any]:
+    settings: dict[str, Any] = {"tls": TlsSettings(), "proxy": ProxySettings(), "metrics": MetricsSettings()}
+    if raw is None:
+        return settings
+    if not isinstance(raw, dict):
+        raise where.error(path, f"expected a mapping of sidecar names, found {_kind(raw)}",
+                          hint="sidecars: {proxy: {timeout: 15s}, tls: {}, metrics: {}}")
+    for role in raw:
+        if role not in ROLES:
+            close = difflib.get_close_matches(str(role), ROLES, n=1)
+            raise where.error(path + (role,), f"unknown sidecar {role!r}",
+                              hint=(f"did you mean {close[0]!r}? " if close else "")
+                              + "sidecars are: " + ", ".join(ROLES))
+    for role in ROLES:
+        if role not in raw:
+            continue
+        value = raw[role]
+        if value is False:
+            settings[role] = None
+            continue
+        if value is None or value is True:
+            value = {}
+        if not isinstance(value, dict):
+            raise where.error(path + (role,), f"expected a mapping of settings, or false to drop it, found {_kind(value)}")
+        rpath = path + (role,)
+        if role == "proxy":
+            _no_unknown(value, ("timeout", "retries", "connect_timeout"), rpath, where)
+            retries = value.get("retries", 2)
+            if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
+                raise where.error(rpath + ("retries",), "expected a whole number from 0 to 100")
+            settings[role] = ProxySettings(
+                timeout=_duration(value.get("timeout", 15), rpath + ("timeout",), where),
+                retries=retries,
+                connect_timeout=_duration(value.get("connect_timeout", 0.2), rpath + ("connect_timeout",), where))
+        elif role == "tls":
+            _no_unknown(value, ("hosts",), rpath, where)
+            hosts = value.get("hosts", [])
+            if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+                raise where.error(rpath + ("hosts",), "expected a list of host names")
+            settings[role] = TlsSettings(hosts=tuple(hosts))
+        else:
+            _no_unknown(value, (), rpath, where)
+            settings[role] = MetricsSettings()
+    return settings
+
+
+def _parse_watch(raw: Any, path: tuple, where: _Where) -> WatchSettings:
+    if raw is None:
+        return WatchSettings()
+    if not isinstance(raw, dict):
+        raise where.error(path, f"expected a mapping, found {_kind(raw)}",
+                          hint='watch: {sync: {".": /app}, rebuild: [requirements.txt], ignore: ["*.log"]}')
+    _no_unknown(raw, ("sync", "rebuild", "ignore"), path, where)
+    sync = raw.get("sync") or {}
+    if not isinstance(sync, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.startswith("/")
+                                             for k, v in sync.items()):
+        raise where.error(path + ("sync",), "expected a mapping of local folder to absolute container path",
+                          hint='sync: {".": /app}')
+    lists = {}
+    for key in ("rebuild", "ignore"):
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise where.error(path + (key,), "expected a list of file globs", hint=f'{key}: ["*.txt"]')
+        lists[key] = tuple(value)
+    return WatchSettings(sync=tuple(sync.items()), **lists)
+
+
+def _check_host_ports_unique(specs: list[ServiceSpec], where: _Where) -> None:
+    seen: dict[int, tuple] = {}
+    for spec in specs:
+        for key, port in spec.ports:
+            if port == 0:
+                continue
+            path = ("services", spec.name, "ports", key)
+            if port in seen:
+                raise where.error(path, f"host port {port} is also used by {'.'.join(seen[port])}",
+                                  hint="give each a different port, or 0 for a free one")
+            seen[port] = path
+
+
+# ---------------------------------------------------------------------------------------------
+# Small value parsers
+
+
+def parse_duration(value: Any) -> float | None:
+    """'15s' → 15.0, '500ms' → 0.5, 2 → 2.0; None when it is not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return None
+
+
+def _duration(value: Any, path: tuple, where: _Where) -> float:
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise where.error(path, f"{value!r} is not a duration", hint="write it like 15s, 500ms or 2m")
+    return seconds
+
+
+def _check_port(value: Any, label: str, where: _Where | None, path: tuple = (), *,
+                allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+        problem = f"{value!r} is not a port number ({low}-65535)"
+        hint = "0 asks for a free port" if allow_zero else None
+        if where is None:
+            raise ConfigError(f"{label}: {problem}", hint=hint)
+        raise where.error(path, problem, hint=hint)
+    return value
+
+
+def _project_name(value: Any, root: Path | None, path: tuple, where: _Where | None = None) -> str:
+    if value is None:
+        return _sanitize(root.name if root else "") or "meshctl"
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        problem = f"project name {value!r} is not valid"
+        hint = "use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
+        if where is None:
+            raise ConfigError(problem, hint=hint)
+        raise where.error(path, problem, hint=hint)
+    return value
+
+
+def _sanitize(text: str) -> str:
+    text = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-_.")
+    return text
+
+
+def _no_unknown(mapping: dict, allowed: tuple, path: tuple, where: _Where) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                "allowed here: " + ", ".join(allowed) if allowed else "this takes no settings")
+            raise where.error(path + (key,), f"unknown field {key!r}", hint=hint)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,50 @@
+"""The one error root of meshctl. Only the CLI renders these; domain code raises them.
+
+    MeshctlError(message, hint, exit_code)   what went wrong, what to do, how the process exits
+    ├── ConfigError        mesh.yaml or flags are wrong (file:line, field)          exit 2
+    ├── UsageError         a command was called in a way that cannot work           exit 2
+    ├── EngineError        the Docker engine is unreachable or refused a request    exit 3
+    │   └── PortInUse      a host port is already taken                             exit 3
+    ├── BuildError         an image failed to build (carries the build log's tail)  exit 3
+    └── StartError         the stack did not come up: app exited, not ready in time exit 3
+"""
+
+from __future__ import annotations
+
+
+class MeshctlError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None,
+                 details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        # Extra lines shown under the message: a build log's tail, an app's last log lines.
+        self.details = details
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(MeshctlError):
+    exit_code = 2
+
+
+class UsageError(MeshctlError):
+    exit_code = 2
+
+
+class EngineError(MeshctlError):
+    exit_code = 3
+
+
+class PortInUse(EngineError):
+    pass
+
+
+class BuildError(MeshctlError):
+    exit_code = 3
+
+
+class StartError(MeshctlError):
+    exit_code = 3

@@ -1,0 +1,115 @@
+"""The pod model: for one service, the holder that owns the namespaces and the published ports,
+the sidecars, and the app, as ContainerSpecs in start order. Pure: no Docker, no files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from . import __version__
+from ._docker import ContainerSpec
+from .config import ProjectSpec, ServiceSpec
+from .images import BASE_IMAGE
+from .sidecars import CONFIG_MOUNT, metrics_env, published_ports
+
+HOLDER = "pod"
+APP = "app"
+# Start order inside a pod; stop order is the reverse for the app, then the sidecars together.
+SIDECAR_ORDER = ("metrics", "proxy", "tls")
+SIDECAR_STOP_TIMEOUT = 2
+LABEL_PREFIX = "meshctl."
+
+
+def network_name(project: str) -> str:
+    return f"meshctl-{project}"
+
+
+def container_name(project: str, service: str, role: str) -> str:
+    return f"{project}-{service}-{role}"
+
+
+def labels(project: str, service: str | None = None, role: str | None = None, **extra: str) -> dict[str, str]:
+    out = {"meshctl.project": project, "meshctl.version": __version__}
+    if service:
+        out["meshctl.service"] = service
+    if role:
+        out["meshctl.role"] = role
+    out.update({f"meshctl.{k.replace('_', '-')}": v for k, v in extra.items()})
+    return out
+
+
+@dataclass(frozen=True)
+class Pod:
+    project: str
+    service: ServiceSpec
+    holder: ContainerSpec
+    sidecars: tuple[ContainerSpec, ...]
+    app: ContainerSpec
+    config_dirs: dict[str, Path]          # role → host folder mounted at /etc/meshctl
+
+    @property
+    def containers(self) -> tuple[ContainerSpec, ...]:
+        return (self.holder, *self.sidecars, self.app)
+
+    def role_of(self, spec: ContainerSpec) -> str:
+        return spec.labels["meshctl.role"]
+
+    def port_hints(self) -> dict[int, str]:
+        """Host port → the mesh.yaml field that sets it, for error messages."""
+        return {host: f"services.{self.service.name}.ports.{name}"
+                for name, host in self.service.ports if host}
+
+
+def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
+              state_dir: Path, tied: bool, user: str) -> Pod:
+    """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
+    `user`: uid:gid the sidecars run as, the owner of their mounted keys (0600)."""
+    name = project.name
+    holder_name = container_name(name, service.name, HOLDER)
+    # Any sidecar image has sh and cat; fall back to the base image when no sidecar runs.
+    holder_image = next(iter(sidecar_images.values()), BASE_IMAGE)
+    ports = published_ports(service)
+    holder = ContainerSpec(
+        name=holder_name, image=holder_image,
+        labels=labels(name, service.name, HOLDER, mode="attached" if tied else "detached",
+                      ports=json.dumps({k: ports[k] for k in ports})),
+        # Attached: exits when the CLI's end of stdin closes, and with it the whole PID namespace.
+        entrypoint=("sh", "-c"), command=("exec cat >/dev/null",) if tied else ("exec sleep infinity",),
+        user=user, network=network_name(name), aliases=(service.name,),
+        ports={pod_port: dict(service.ports)[host_name] for host_name, pod_port in ports.items()},
+        read_only=True, cap_drop=("ALL",), no_new_privileges=True, tied_to_caller=tied, stop_timeout=1,
+    )
+    config_dirs = {role: state_dir / role for role in service.roles if role != "metrics"}
+    sidecars = []
+    for role in SIDECAR_ORDER:
+        if role not in service.roles:
+            continue
+        common = dict(
+            name=container_name(name, service.name, role), image=sidecar_images[role],
+            labels=labels(name, service.name, role), user=user, namespace_of=holder_name,
+            read_only=True, cap_drop=("ALL",), no_new_privileges=True, tmpfs=("/tmp",),
+            stop_timeout=SIDECAR_STOP_TIMEOUT,
+        )
+        if role == "metrics":
+            sidecars.append(ContainerSpec(**common, env=metrics_env(service)))
+        else:
+            sidecars.append(ContainerSpec(**common, command=("-f", f"{CONFIG_MOUNT}/haproxy.cfg"),
+                                          mounts=((str(config_dirs[role]), CONFIG_MOUNT, True),)))
+    env = {"PORT": str(service.port), **dict(service.env)}
+    app = ContainerSpec(
+        name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
+        command=service.command, env=env, namespace_of=holder_name,
+        stop_timeout=int(round(service.stop_grace_period)),
+    )
+    return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
+               app=_hashed(app), config_dirs=config_dirs)
+
+
+def _hashed(spec: ContainerSpec) -> ContainerSpec:
+    """Stamp the spec's own hash into its labels: what plan.py compares with what runs."""
+    body = asdict(spec)
+    body["labels"] = {k: v for k, v in spec.labels.items() if k != "meshctl.config-hash"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return replace(spec, labels={**spec.labels, "meshctl.config-hash": digest})

@@ -1,0 +1,101 @@
+"""The sidecars: which image each role runs, the ports they use inside the pod, and their
+configs rendered from templates/. Pure: nothing here talks to Docker or writes files."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .config import ServiceSpec
+from .errors import MeshctlError
+
+# Ports inside the pod (the shared network namespace). The holder publishes the first three.
+TLS_PORT = 15443
+PROXY_PORT = 15080
+METRICS_PORT = 15090
+PROXY_STATS_PORT = 15021     # HAProxy's own Prometheus exporter, loopback only
+EVENTS_PORT = 15514          # UDP: the proxy's access events to the metrics sidecar
+READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
+
+# role → the folder under sidecars/ that builds its image. tls and proxy share one HAProxy image.
+ROLE_IMAGES = {"tls": "haproxy", "proxy": "haproxy", "metrics": "metrics"}
+# The folder each sidecar's config is mounted from, read-only.
+CONFIG_MOUNT = "/etc/meshctl"
+
+
+def data_dir(kind: str) -> Path:
+    """sidecars/ or templates/: inside an installed wheel (meshctl/_data), else the source tree."""
+    packaged = resources.files("meshctl") / "_data" / kind
+    if packaged.is_dir():
+        return Path(str(packaged))
+    source = Path(__file__).resolve().parent.parent / kind
+    if source.is_dir():
+        return source
+    raise MeshctlError(f"meshctl's {kind}/ folder is missing from this installation",
+                       hint="reinstall meshctl (pip install --force-reinstall meshctl)")
+
+
+def template(name: str) -> string.Template:
+    return string.Template((data_dir("templates") / name).read_text(encoding="utf-8"))
+
+
+def pod_port(role: str) -> int:
+    return {"tls": TLS_PORT, "proxy": PROXY_PORT, "metrics": METRICS_PORT}[role]
+
+
+def published_ports(service: ServiceSpec) -> dict[str, int]:
+    """Host port name → the port inside the pod it reaches."""
+    targets = {"https": TLS_PORT, "metrics": METRICS_PORT,
+               "http": PROXY_PORT if service.proxy else service.port}
+    return {name: targets[name] for name, _ in service.ports}
+
+
+def _seconds(value: float) -> str:
+    return f"{int(value * 1000)}ms"
+
+
+def render_proxy(project: str, service: ServiceSpec) -> str:
+    assert service.proxy is not None
+    events_log = (f"    log 127.0.0.1:{EVENTS_PORT} len 4096 format raw local0 info"
+                  if service.metrics else "")
+    return template("haproxy-proxy.cfg").substitute(
+        project=project, service=service.name, events_log=events_log,
+        connect_timeout=_seconds(service.proxy.connect_timeout), timeout=_seconds(service.proxy.timeout),
+        retries=service.proxy.retries, proxy_port=PROXY_PORT, app_port=service.port,
+        stats_port=PROXY_STATS_PORT)
+
+
+def render_tls(project: str, service: ServiceSpec) -> str:
+    upstream_port = PROXY_PORT if service.proxy else service.port
+    # Idle connections must outlive the slowest answer the proxy waits for.
+    idle = max(60.0, (service.proxy.timeout if service.proxy else 0) + 5)
+    return template("haproxy-tls.cfg").substitute(
+        project=project, service=service.name, tls_port=TLS_PORT,
+        upstream="the proxy" if service.proxy else "the app", upstream_port=upstream_port,
+        idle_timeout=_seconds(idle))
+
+
+def metrics_env(service: ServiceSpec) -> dict[str, str]:
+    return {
+        "MESHCTL_SERVICE": service.name,
+        "MESHCTL_METRICS_PORT": str(METRICS_PORT),
+        "MESHCTL_EVENTS_PORT": str(EVENTS_PORT),
+        "MESHCTL_APP_METRICS": f"http://127.0.0.1:{service.port}{service.metrics_path}" if service.metrics_path else "",
+    }
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    role: str
+    files: dict[str, str]    # file name in the role's config folder → content
+
+
+def render_configs(project: str, service: ServiceSpec) -> list[RenderedConfig]:
+    out = []
+    if service.proxy:
+        out.append(RenderedConfig("proxy", {"haproxy.cfg": render_proxy(project, service)}))
+    if service.tls:
+        out.append(RenderedConfig("tls", {"haproxy.cfg": render_tls(project, service)}))
+    return out

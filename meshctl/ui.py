@@ -1,0 +1,154 @@
+"""Everything meshctl shows a person: build progress, the status table, interleaved logs,
+errors. The only module that prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import zlib
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .errors import MeshctlError
+from .images import BuildEvent
+from .stack import Exited, LogLine, Phase, PodReady, RunningPod, ServiceStatus
+
+SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
+ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}
+
+
+class Ui:
+    def __init__(self, *, quiet: bool = False):
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+        self._build_started: dict[str, float] = {}
+        self._width = 0
+
+    # -- events from the domain ------------------------------------------------------------------
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, BuildEvent):
+            self._build(event)
+        elif isinstance(event, LogLine):
+            self.log_line(event)
+        elif isinstance(event, Phase):
+            if not self.quiet:
+                self.err.print(f"[dim]· {escape(event.text)}[/]")
+        elif isinstance(event, PodReady):
+            if not self.quiet:
+                self.err.print(f"[green]✓[/] {escape(event.service)} ready in {event.seconds:.2f}s")
+        elif isinstance(event, Exited):
+            self.exited(event)
+
+    def _build(self, event: BuildEvent) -> None:
+        if self._progress is None:
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                      console=self.err, transient=True)
+            self._progress.start()
+        if event.phase == "start":
+            self._build_started[event.image] = time.monotonic()
+            self._tasks[event.image] = self._progress.add_task(f"building {escape(event.image)}", total=None)
+        elif event.phase == "step" and event.image in self._tasks:
+            step = event.text.strip()
+            if step.startswith("Step "):
+                self._progress.update(self._tasks[event.image],
+                                      description=f"building {escape(event.image)}: {escape(step[:70])}")
+        elif event.phase == "done" and event.image in self._tasks:
+            self._progress.remove_task(self._tasks.pop(event.image))
+            seconds = time.monotonic() - self._build_started.pop(event.image, time.monotonic())
+            self.err.print(f"[green]✓[/] built {escape(event.image)} in {seconds:.1f}s")
+        if not self._tasks:
+            self._progress.stop()
+            self._progress = None
+
+    def stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks.clear()
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    def log_line(self, event: LogLine) -> None:
+        prefix = f"{event.service}/{event.role}"
+        self._width = max(self._width, len(prefix))
+        colour = SERVICE_COLOURS[zlib.crc32(event.service.encode()) % len(SERVICE_COLOURS)]
+        text = Text(prefix.ljust(self._width) + " | ", style=f"{colour} {ROLE_STYLES.get(event.role, '')}".strip())
+        text.append(event.line, style="dim" if event.role != "app" else "")
+        self.out.print(text)
+
+    def exited(self, event: Exited) -> None:
+        what = "the app" if event.role == "app" else f"the {event.role} sidecar"
+        self.err.print(f"[yellow]![/] {escape(event.service)}: {what} exited with code {event.code}"
+                       + (", its last lines:" if event.tail else ", printing nothing"))
+        for line in event.tail:
+            self.err.print(Text(f"    {line}", style="dim"))
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def status_table(self, running: list[RunningPod], ca_path: str, *, detached: bool) -> None:
+        table = Table(title="meshctl: ready", title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("service", "endpoint", "url"):
+            table.add_column(column, no_wrap=True, overflow="ignore")
+        for pod in running:
+            for index, kind in enumerate(k for k in ("https", "http", "metrics") if k in pod.urls):
+                table.add_row(pod.pod.service.name if index == 0 else "", kind, pod.urls[kind])
+        self.out.print(table)
+        self.out.print(f"[dim]trust the CA: {escape(ca_path)}   (curl --cacert {escape(ca_path)} …)[/]")
+        if detached:
+            self.out.print("[dim]running in the background; `meshctl down` removes it[/]")
+        else:
+            self.out.print("[dim]Ctrl-C stops and removes everything[/]")
+
+    def ps(self, statuses: list[ServiceStatus], *, as_json: bool) -> None:
+        if as_json:
+            print(json.dumps([s.as_json() for s in statuses], indent=2))
+            return
+        if not statuses:
+            self.out.print("no meshctl stacks are running")
+            return
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("project", "service", "state", "https", "http", "metrics", "containers"):
+            table.add_column(column, no_wrap=column != "containers")
+        for s in statuses:
+            containers = ", ".join(f"{c['role']}:{c['state']}" for c in s.containers)
+            state = {"running": "[green]running[/]"}.get(s.state, f"[yellow]{s.state}[/]")
+            table.add_row(s.project, s.service, state, *(s.urls.get(k, "–") for k in ("https", "http", "metrics")),
+                          containers)
+        self.out.print(table)
+
+    def note(self, text: str) -> None:
+        self.err.print(escape(text))
+
+    def success(self, text: str) -> None:
+        self.err.print(f"[green]✓[/] {escape(text)}")
+
+    def plain(self, text: str) -> None:
+        print(text)
+
+    def error(self, exc: MeshctlError) -> None:
+        self.stop_progress()
+        if exc.details:
+            self.err.print(Text(exc.details.rstrip(), style="dim"))
+        self.err.print(f"[bold red]error:[/] {escape(exc.message)}")
+        if exc.hint:
+            self.err.print(f"  [yellow]hint:[/] {escape(exc.hint)}")
+
+    def doctor(self, results: list[tuple[str, bool, str]]) -> None:
+        for name, ok, detail in results:
+            mark = "[green]✓[/]" if ok else "[red]✗[/]"
+            self.out.print(f"{mark} {escape(name)}: {escape(detail)}")
+
+
+def flush() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
