@@ -1,0 +1,116 @@
+"""Shared fixtures. Integration tests talk to the real Docker engine; when it is unreachable they
+fail (never skip), because CI must not pass without them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "hello"
+TEST_PROJECT_PREFIX = "mt-"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def meshctl_home(tmp_path_factory) -> Path:
+    """One MESHCTL_HOME (CA, certificates, rendered configs) for the session, inherited by the
+    meshctl processes the tests start."""
+    home = tmp_path_factory.mktemp("meshctl-home")
+    os.environ["MESHCTL_HOME"] = str(home)
+    os.environ.setdefault("MESHCTL_BUILD_NETWORK", "host")
+    return home
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from meshctl._docker import Engine
+    from meshctl.errors import MeshctlError
+    from meshctl.stack import down_project, project_names
+
+    eng = Engine()
+    try:
+        eng.version()
+    except MeshctlError as exc:
+        pytest.fail(f"integration tests need a Docker engine: {exc.message} ({exc.hint})")
+    yield eng
+    # Safety net: nothing a test started may outlive the session.
+    for name in project_names(eng):
+        if name.startswith(TEST_PROJECT_PREFIX):
+            down_project(eng, name, force=True)
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def sidecar_images(engine) -> dict[str, str]:
+    """Build the sidecar images once per session (a no-op when their content hash is built)."""
+    from meshctl.images import ensure_sidecar_images
+
+    return ensure_sidecar_images(engine, ("tls", "proxy", "metrics"), lambda event: None)
+
+
+def unique_project(stem: str = "p") -> str:
+    return f"{TEST_PROJECT_PREFIX}{stem}-{uuid.uuid4().hex[:6]}"
+
+
+def hello_project(tmp_path: Path, *, name: str | None = None, mesh_yaml: str | None = None,
+                  app_py: str | None = None, dockerfile: str | None = None) -> Path:
+    """A copy of examples/hello with a unique project name and free host ports (0)."""
+    folder = tmp_path / "hello"
+    shutil.copytree(HELLO, folder, dirs_exist_ok=True)
+    name = name or unique_project("hello")
+    (folder / "mesh.yaml").write_text(mesh_yaml if mesh_yaml is not None else f"""\
+name: {name}
+services:
+  hello:
+    build: .
+    port: 8080
+    health: /healthz
+    env: {{GREETING: hi}}
+    metrics_path: /metrics
+    stop_grace_period: 5s
+    ports: {{https: 0, http: 0, metrics: 0}}
+""")
+    if app_py is not None:
+        (folder / "app.py").write_text(app_py)
+    if dockerfile is not None:
+        (folder / "Dockerfile").write_text(dockerfile)
+    return folder
+
+
+def meshctl_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "meshctl", *args]
+
+
+def run_meshctl(*args: str, timeout: float = 240, check: bool = False, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(meshctl_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                            env={**os.environ, "COLUMNS": "200", **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"meshctl {' '.join(args)} exited {result.returncode}\n"
+                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def ps_json(project: str) -> list[dict]:
+    result = run_meshctl("ps", "--json", "--project", project, check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def detached_hello(tmp_path, engine, sidecar_images):
+    """examples/hello brought up with `meshctl up -d`; yields (folder, project, ps entry); down after."""
+    folder = hello_project(tmp_path)
+    name = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    run_meshctl("up", "-d", str(folder), check=True)
+    try:
+        [entry] = ps_json(name)
+        yield folder, name, entry
+    finally:
+        run_meshctl("down", str(folder))
