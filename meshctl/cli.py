@@ -22,6 +22,7 @@ from .supervise import Interrupts, supervise, teardown
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
                   help="Run a local service the way it runs in a service mesh: TLS, proxy and metrics "
                        "sidecars in one network namespace, living and dying with this command.")
 certs_app = typer.Typer(no_args_is_help=True, help="meshctl's local certificate authority.")

@@ -7,6 +7,7 @@ Docker or the network; reading the files is the only I/O.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,36 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class HttpCheck:
+    """A declared request and what its answer must show (`meshctl test`)."""
+    name: str
+    path: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    via: str = "https"                         # the endpoint: https (TLS → proxy → app) or http
+    status: tuple[int, ...] = ()               # empty: any status below 400
+    body_contains: str | None = None
+    body_matches: str | None = None            # a regular expression, searched anywhere
+    json: tuple[tuple[str, Any], ...] = ()     # dotted field path ("items.0.id") → expected value
+    max_latency: float | None = None           # seconds
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ExecCheck:
+    """A command run in the app's container and the exit code it must end with."""
+    name: str
+    command: tuple[str, ...]
+    exit_code: int = 0
+    output_contains: str | None = None
+    timeout: float = 30.0
+
+
+CheckSpec = HttpCheck | ExecCheck
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     port: int
@@ -71,6 +102,7 @@ class ServiceSpec:
     ports: tuple[tuple[str, int], ...] = ()
     stop_grace_period: float = 10.0
     watch: WatchSettings = field(default_factory=WatchSettings)
+    checks: tuple[CheckSpec, ...] = ()
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -162,8 +194,8 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
             raise ConfigError("--image needs --port: the port the app listens on inside the pod",
                               hint=f"meshctl up --image {image} --port 8080")
         service_name = _sanitize(image.split("/")[-1].split(":")[0].split("@")[0]) or "app"
-        spec = ServiceSpec(name=service_name, image=image, port=_check_port(port, "--port", None),
-                           ports=_default_ports(0, ServiceSpec(name=service_name, port=port)))
+        spec = ServiceSpec(name=service_name, image=image, port=_check_port(port, "--port", None))
+        spec = _with_ports(spec, _default_ports(0, spec))
         return ProjectSpec(name=name or service_name, root=path if path.is_dir() else Path.cwd(),
                            services=(spec,))
     if not path.exists():
@@ -241,7 +273,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
 
 
 _SERVICE_KEYS = ("build", "image", "port", "health", "env", "command", "metrics_path", "sidecars",
-                 "ports", "stop_grace_period", "watch")
+                 "ports", "stop_grace_period", "watch", "checks")
 
 
 def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -> ServiceSpec:
@@ -310,10 +342,11 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
     sidecars = _parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where)
     stop_grace = _duration(raw.get("stop_grace_period", 10), path + ("stop_grace_period",), where)
     watch = _parse_watch(raw.get("watch"), path + ("watch",), where)
+    checks = _parse_checks(raw.get("checks"), path + ("checks",), where, has_tls=sidecars["tls"] is not None)
 
     spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
                        env=tuple(env_pairs), command=command, metrics_path=metrics_path,
-                       stop_grace_period=stop_grace, watch=watch, **sidecars)
+                       stop_grace_period=stop_grace, watch=watch, checks=checks, **sidecars)
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
     if raw_ports is not None:
@@ -403,6 +436,148 @@ def _parse_watch(raw: Any, path: tuple, where: _Where) -> WatchSettings:
             raise where.error(path + (key,), "expected a list of file globs", hint=f'{key}: ["*.txt"]')
         lists[key] = tuple(value)
     return WatchSettings(sync=tuple(sync.items()), **lists)
+
+
+_CHECK_KEYS = ("name", "request", "exec", "via", "expect", "timeout")
+_HTTP_EXPECT_KEYS = ("status", "body_contains", "body_matches", "json", "max_latency")
+_EXEC_EXPECT_KEYS = ("exit_code", "output_contains")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_CHECK_EXAMPLE = ("checks:\n  - name: greets\n    request: {method: GET, path: /}\n"
+                  "    expect: {status: 200, body_contains: hi}\n"
+                  "  - name: migrations applied\n    exec: [python3, manage.py, check]\n    expect: {exit_code: 0}")
+
+
+def _parse_checks(raw: Any, path: tuple, where: _Where, *, has_tls: bool) -> tuple[CheckSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise where.error(path, f"expected a list of checks, found {_kind(raw)}", hint=_CHECK_EXAMPLE)
+    checks: list[CheckSpec] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        check = _parse_check(item, path + (index,), where, has_tls)
+        if check.name in seen:
+            raise where.error(path + (index, "name"), f"check name {check.name!r} is also used by check {seen[check.name] + 1}",
+                              hint="give each check a different `name`: it names the test case in the report")
+        seen[check.name] = index
+        checks.append(check)
+    return tuple(checks)
+
+
+def _parse_check(raw: Any, path: tuple, where: _Where, has_tls: bool) -> CheckSpec:
+    if not isinstance(raw, dict):
+        raise where.error(path, f"expected a mapping with `request:` or `exec:`, found {_kind(raw)}", hint=_CHECK_EXAMPLE)
+    _no_unknown(raw, _CHECK_KEYS, path, where)
+    if ("request" in raw) == ("exec" in raw):
+        raise where.error(path, "set exactly one of `request` (an HTTP check) or `exec` (a command in the app)",
+                          hint=_CHECK_EXAMPLE)
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise where.error(path + ("name",), "expected a short text")
+    expect = raw.get("expect") or {}
+    if not isinstance(expect, dict):
+        raise where.error(path + ("expect",), f"expected a mapping, found {_kind(expect)}")
+    if "exec" in raw:
+        return _parse_exec_check(raw, name, expect, path, where)
+    return _parse_http_check(raw, name, expect, path, where, has_tls)
+
+
+def _parse_http_check(raw: dict, name: str | None, expect: dict, path: tuple, where: _Where,
+                      has_tls: bool) -> HttpCheck:
+    request = raw["request"]
+    rpath = path + ("request",)
+    if isinstance(request, str):
+        # Shorthand: "GET /version" or "/version".
+        words = request.split()
+        request = {"method": words[0], "path": words[1]} if len(words) == 2 else {"path": request.strip()}
+    if not isinstance(request, dict):
+        raise where.error(rpath, f"expected a mapping or \"METHOD /path\", found {_kind(request)}",
+                          hint="request: {method: POST, path: /items, headers: {X-Token: t}, body: {name: a}}")
+    _no_unknown(request, ("method", "path", "headers", "body"), rpath, where)
+    method = request.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in _METHODS:
+        raise where.error(rpath + ("method",), f"{method!r} is not an HTTP method", hint=", ".join(_METHODS))
+    method = method.upper()
+    url_path = request.get("path", "/")
+    if not isinstance(url_path, str) or not url_path.startswith("/"):
+        raise where.error(rpath + ("path",), "expected an HTTP path starting with /", hint="path: /healthz")
+    headers = request.get("headers") or {}
+    if not isinstance(headers, dict) or any(isinstance(v, (dict, list)) for v in headers.values()):
+        raise where.error(rpath + ("headers",), "expected a mapping of header names to values",
+                          hint="headers: {Accept: application/json}")
+    header_pairs = [(str(k), _scalar_text(v)) for k, v in headers.items()]
+    body = request.get("body")
+    body_bytes = None
+    if isinstance(body, (dict, list)):
+        # Structured bodies are sent as JSON, with its content type unless one is given.
+        body_bytes = json.dumps(body).encode()
+        if not any(k.lower() == "content-type" for k, _ in header_pairs):
+            header_pairs.append(("Content-Type", "application/json"))
+    elif body is not None:
+        body_bytes = _scalar_text(body).encode()
+    # Through the whole chain when there is one; the plain port otherwise.
+    via = raw.get("via", "https" if has_tls else "http")
+    if via not in ("https", "http"):
+        raise where.error(path + ("via",), f"{via!r} is not an endpoint",
+                          hint="via: https (TLS → proxy → app, the default) or via: http (the plain port)")
+    if via == "https" and not has_tls:
+        raise where.error(path + ("via",), "this check goes through https, but the tls sidecar is off",
+                          hint="use `via: http`, or turn the tls sidecar back on")
+
+    epath = path + ("expect",)
+    _no_unknown(expect, _HTTP_EXPECT_KEYS, epath, where)
+    status = expect.get("status", [])
+    status = [status] if isinstance(status, int) else status
+    if not isinstance(status, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599
+                                               for s in status):
+        raise where.error(epath + ("status",), "expected a status code (100-599) or a list of them",
+                          hint="status: 200   or   status: [200, 204]")
+    texts = {}
+    for key in ("body_contains", "body_matches"):
+        value = expect.get(key)
+        if value is not None and not isinstance(value, str):
+            raise where.error(epath + (key,), f"expected a text, found {_kind(value)}")
+        texts[key] = value
+    if texts["body_matches"] is not None:
+        try:
+            re.compile(texts["body_matches"])
+        except re.error as exc:
+            raise where.error(epath + ("body_matches",), f"not a valid regular expression: {exc}")
+    fields = expect.get("json") or {}
+    if not isinstance(fields, dict):
+        raise where.error(epath + ("json",), "expected a mapping of dotted field paths to values",
+                          hint='json: {status: ok, "items.0.id": 3}')
+    latency = expect.get("max_latency")
+    return HttpCheck(
+        name=(name or f"{method} {url_path}").strip(), path=url_path, method=method,
+        headers=tuple(header_pairs), body=body_bytes, via=via, status=tuple(status),
+        body_contains=texts["body_contains"], body_matches=texts["body_matches"],
+        json=tuple((str(k), v) for k, v in fields.items()),
+        max_latency=None if latency is None else _duration(latency, epath + ("max_latency",), where),
+        timeout=_duration(raw.get("timeout", 10), path + ("timeout",), where))
+
+
+def _parse_exec_check(raw: dict, name: str | None, expect: dict, path: tuple, where: _Where) -> ExecCheck:
+    command = raw["exec"]
+    if isinstance(command, str) and command.strip():
+        command = ("sh", "-c", command)
+    elif isinstance(command, list) and command and all(isinstance(c, (str, int, float)) for c in command):
+        command = tuple(str(c) for c in command)
+    else:
+        raise where.error(path + ("exec",), "expected a command: a string (run by sh -c) or a list",
+                          hint="exec: [python3, -c, 'import app']")
+    epath = path + ("expect",)
+    _no_unknown(expect, _EXEC_EXPECT_KEYS, epath, where)
+    exit_code = expect.get("exit_code", 0)
+    if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
+        raise where.error(epath + ("exit_code",), "expected an exit code from 0 to 255")
+    contains = expect.get("output_contains")
+    if contains is not None and not isinstance(contains, str):
+        raise where.error(epath + ("output_contains",), f"expected a text, found {_kind(contains)}")
+    label = command[2] if command[:2] == ("sh", "-c") else " ".join(command)
+    return ExecCheck(name=(name or f"exec {label}")[:80].strip(), command=command, exit_code=exit_code,
+                     output_contains=contains,
+                     timeout=_duration(raw.get("timeout", 30), path + ("timeout",), where))
 
 
 def _check_host_ports_unique(specs: list[ServiceSpec], where: _Where) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._docker import ContainerInfo, ContainerSpec
-from .pod import APP, HOLDER, Pod
+from .pod import APP, CONFIG_HASH, FILES_HASH, HOLDER, Pod
 
 
 @dataclass(frozen=True)
@@ -16,10 +16,11 @@ class PodPlan:
     remove: tuple[ContainerInfo, ...]     # stale containers of this pod, removed first (app first)
     create: tuple[ContainerSpec, ...]     # then created and started, in start order
     keep: tuple[ContainerInfo, ...]       # already running as desired
+    reload: tuple[ContainerInfo, ...] = ()   # running as desired but with new config files
 
     @property
     def unchanged(self) -> bool:
-        return not self.remove and not self.create
+        return not self.remove and not self.create and not self.reload
 
 
 def plan_pod(pod: Pod, observed: Iterable[ContainerInfo]) -> PodPlan:
@@ -30,11 +31,13 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo]) -> PodPlan:
     if holder is None or not _same(holder, pod.holder):
         stale = tuple(mine.values())
         return PodPlan(pod, remove=tuple(stop_order(stale)), create=pod.containers, keep=())
-    remove, create, keep = [], [], [holder]
+    remove, create, keep, reload = [], [], [holder], []
     for spec in pod.containers[1:]:
         current = mine.pop(spec.name, None)
         if current is not None and _same(current, spec):
             keep.append(current)
+            if current.labels.get(FILES_HASH, "") != spec.labels.get(FILES_HASH, ""):
+                reload.append(current)
             continue
         if current is not None:
             remove.append(current)
@@ -48,11 +51,13 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo]) -> PodPlan:
             keep.remove(current_app)
             remove.append(current_app)
         create.append(pod.app)
-    return PodPlan(pod, remove=tuple(stop_order(remove)), create=tuple(create), keep=tuple(keep))
+    reload = [c for c in reload if c in keep]
+    return PodPlan(pod, remove=tuple(stop_order(remove)), create=tuple(create), keep=tuple(keep),
+                   reload=tuple(reload))
 
 
 def _same(current: ContainerInfo, spec: ContainerSpec) -> bool:
-    return current.state == "running" and current.label("config-hash") == spec.labels["meshctl.config-hash"]
+    return current.state == "running" and current.labels.get(CONFIG_HASH) == spec.labels[CONFIG_HASH]
 
 
 _STOP_RANK = {APP: 0, HOLDER: 2}   # apps first, then sidecars (1), then holders

@@ -63,9 +63,10 @@ class Pod:
 
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
-              state_dir: Path, tied: bool, user: str) -> Pod:
+              state_dir: Path, tied: bool, user: str, files_digest: dict[str, str] | None = None) -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
-    `user`: uid:gid the sidecars run as, the owner of their mounted keys (0600)."""
+    `user`: uid:gid the sidecars run as, the owner of their mounted keys (0600).
+    `files_digest`: role → digest of its mounted config files; a change means reload, not replace."""
     name = project.name
     holder_name = container_name(name, service.name, HOLDER)
     # Any sidecar image has sh and cat; fall back to the base image when no sidecar runs.
@@ -86,9 +87,10 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     for role in SIDECAR_ORDER:
         if role not in service.roles:
             continue
+        digest = (files_digest or {}).get(role)
         common = dict(
             name=container_name(name, service.name, role), image=sidecar_images[role],
-            labels=labels(name, service.name, role), user=user, namespace_of=holder_name,
+            labels=labels(name, service.name, role, **({"files_hash": digest} if digest else {})), user=user, namespace_of=holder_name,
             read_only=True, cap_drop=("ALL",), no_new_privileges=True, tmpfs=("/tmp",),
             stop_timeout=SIDECAR_STOP_TIMEOUT,
         )
@@ -107,9 +109,13 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
                app=_hashed(app), config_dirs=config_dirs)
 
 
+CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
+FILES_HASH = "meshctl.files-hash"     # its mounted config files: a change means reload it in place
+
+
 def _hashed(spec: ContainerSpec) -> ContainerSpec:
     """Stamp the spec's own hash into its labels: what plan.py compares with what runs."""
     body = asdict(spec)
-    body["labels"] = {k: v for k, v in spec.labels.items() if k != "meshctl.config-hash"}
+    body["labels"] = {k: v for k, v in spec.labels.items() if k not in (CONFIG_HASH, FILES_HASH)}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return replace(spec, labels={**spec.labels, "meshctl.config-hash": digest})
+    return replace(spec, labels={**spec.labels, CONFIG_HASH: digest})

@@ -7,6 +7,7 @@ Progress goes out as events; nothing here prints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -180,27 +181,34 @@ class Stack:
         pods = []
         for service in services:
             state_dir = self.home / "projects" / self.project.name / service.name
+            digests = self.write_configs(service, state_dir)
             pod = build_pod(self.project, service, app_image=app_images[service.name],
                             sidecar_images={r: sidecar_images[r] for r in service.roles},
-                            state_dir=state_dir, tied=self.tied, user=user)
-            self.write_configs(pod)
+                            state_dir=state_dir, tied=self.tied, user=user, files_digest=digests)
             pods.append(pod)
         return pods
 
-    def write_configs(self, pod: Pod) -> None:
-        service = pod.service
+    def write_configs(self, service: ServiceSpec, state_dir: Path) -> dict[str, str]:
+        """Render each sidecar's config (and the TLS certificate) into its folder; return
+        role → digest of the folder's files, so a change can be reloaded in place."""
+        digests = {}
         for rendered in render_configs(self.project.name, service):
+            folder = state_dir / rendered.role
             for filename, text in rendered.files.items():
-                atomic_write(pod.config_dirs[rendered.role] / filename, text.encode(), mode=0o644)
-        if service.tls:
-            self.ca.issue(pod.config_dirs["tls"], default_sans(service.name, service.tls.hosts),
-                          common_name=service.name)
+                atomic_write(folder / filename, text.encode(), mode=0o644)
+            if rendered.role == "tls":
+                self.ca.issue(folder, default_sans(service.name, service.tls.hosts), common_name=service.name)
+            digests[rendered.role] = _digest_files(folder)
+        return digests
 
     def _up_pod(self, pod: Pod, observed: list[ContainerInfo]) -> RunningPod:
         started = time.monotonic()
         plan = plan_pod(pod, observed)
         self._remove(list(plan.remove))
-        if plan.unchanged:
+        for current in plan.reload:
+            self.on_event(Phase(f"{pod.service.name}: reloading the {current.label('role')} sidecar's config"))
+            self.engine.signal(current.id, "SIGUSR2")   # HAProxy's master reloads without dropping connections
+        if not plan.create:
             urls = self.urls(pod)
             self.on_event(PodReady(pod.service.name, urls, time.monotonic() - started))
             return RunningPod(pod, urls)
@@ -296,6 +304,13 @@ def urls_for(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, st
             scheme = "https" if name == "https" else "http"
             urls[name] = f"{scheme}://localhost:{host}" + ("/metrics" if name == "metrics" else "/")
     return urls
+
+
+def _digest_files(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _role(spec: ContainerSpec) -> str:

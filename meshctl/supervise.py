@@ -44,18 +44,24 @@ class Interrupts:
             raise KeyboardInterrupt
 
 
-def teardown(stack: Stack, interrupts: Interrupts, on_event: Callable[[Any], None]) -> None:
-    """Graceful stop in the background; a second Ctrl-C switches to killing everything."""
+def teardown(stack: Stack, interrupts: Interrupts, on_event: Callable[[Any], None], *,
+             show_logs: bool = False) -> None:
+    """Graceful stop in the background; a second Ctrl-C switches to killing everything.
+    With show_logs, the containers' last words (an app's shutdown messages) still appear."""
     interrupts.raise_at_once = False
     worker = threading.Thread(target=stack.down, name="teardown")
     worker.start()
     while worker.is_alive():
-        worker.join(0.1)
+        worker.join(0.05)
+        if show_logs:
+            _drain_logs(stack.tracker.queue, on_event)
         if interrupts.force.is_set():
             on_event(Phase("forced: killing every container now"))
             stack.down(force=True)
             break
     worker.join(15)
+    if show_logs:
+        _drain_logs(stack.tracker.queue, on_event)
 
 
 def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
@@ -66,7 +72,7 @@ def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
     while True:
         if interrupts.stop.is_set():
             on_event(Phase(f"{interrupts.signal_name or 'stop'}: stopping the apps, then the sidecars"))
-            teardown(stack, interrupts, on_event)
+            teardown(stack, interrupts, on_event, show_logs=True)
             return 0
         try:
             event = events.get(timeout=0.1)
@@ -79,7 +85,7 @@ def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
             tracked = stack.tracker.find(event.service, event.role)
             on_event(replace(event, tail=tuple(tracked.tail)[-10:] if tracked else ()))
             on_event(Phase("tearing down the pod" + ("s" if len(running) > 1 else "")))
-            teardown(stack, interrupts, on_event)
+            teardown(stack, interrupts, on_event, show_logs=True)
             if event.role == APP:
                 return event.code if event.code is not None else 1
             return 1

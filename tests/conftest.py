@@ -114,3 +114,52 @@ def detached_hello(tmp_path, engine, sidecar_images):
         yield folder, name, entry
     finally:
         run_meshctl("down", str(folder))
+
+
+class Foreground:
+    """`meshctl up` in the foreground, as a user runs it; its output is collected as it comes."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        import threading
+
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(meshctl_cmd("up", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 180) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"meshctl exited {self.proc.returncode} before {text!r}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} after {timeout}s:\n{self.output}")
+
+    def wait(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def running_containers(engine, project: str) -> list:
+    return [c for c in engine.containers({"meshctl.project": project}, all=True)]

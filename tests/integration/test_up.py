@@ -1,0 +1,262 @@
+"""`meshctl up` against the real engine: HTTPS that verifies, metrics that parse and count,
+the lifecycle (stop orders, SIGKILL tie, app exits), side-by-side projects, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from meshctl.checks import http_request, tls_context
+from tests.conftest import (Foreground, hello_project, ps_json, run_meshctl, running_containers,
+                            unique_project)
+
+pytestmark = pytest.mark.integration
+
+
+def ca_path() -> Path:
+    return Path(run_meshctl("certs", "ca", check=True).stdout.strip())
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def counter(metrics_text: str, name: str, **labels) -> float:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, engine, tmp_path):
+    folder, project, entry = detached_hello
+    assert entry["project"] == project and entry["service"] == "hello" and entry["state"] == "running"
+    assert {c["role"] for c in entry["containers"]} == {"pod", "app", "proxy", "tls", "metrics"}
+    assert all(c["state"] == "running" for c in entry["containers"])
+    https, http, metrics = (port_of(entry["urls"][k]) for k in ("https", "http", "metrics"))
+
+    # HTTPS through TLS → proxy → app verifies against meshctl's CA, for every name in the SANs.
+    context = tls_context(ca_path())
+    for name in ("localhost", "127.0.0.1", "hello"):
+        answer = http_request(https, "/", tls=context, server_hostname=name)
+        assert answer.status == 200 and answer.body == b"hi from meshctl\n"
+    # ... and not against the system's trust store, nor for a name it was not issued for.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        http_request(https, "/", tls=ssl.create_default_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        http_request(https, "/", tls=context, server_hostname="example.com")
+    assert http_request(http, "/healthz").body == b"ok\n"
+
+    # Metrics: lint with promtool, and the counter moves by exactly what we send.
+    def scrape() -> str:
+        return http_request(metrics, "/metrics").body.decode()
+
+    before = counter(scrape(), "meshctl_requests_total", code="404", method="GET", service="hello")
+    for _ in range(7):
+        assert http_request(https, "/missing", tls=context).status == 404
+    time.sleep(0.3)  # access events travel as datagrams
+    text = scrape()
+    assert counter(text, "meshctl_requests_total", code="404", method="GET", service="hello") == before + 7
+    assert counter(text, "meshctl_request_duration_seconds_count", service="hello") >= before + 7
+    assert counter(text, "hello_greetings_total") >= 3        # the app's own metrics, merged in
+    assert counter(text, "meshctl_app_metrics_up", service="hello") == 1
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    # Labels, localhost-only ports, least privilege, no Docker socket anywhere.
+    api = docker.from_env().api
+    for c in entry["containers"]:
+        attrs = api.inspect_container(c["name"])
+        labels = attrs["Config"]["Labels"]
+        assert labels["meshctl.project"] == project and labels["meshctl.service"] == "hello"
+        assert labels["meshctl.role"] == c["role"]
+        assert not any("docker.sock" in (m.get("Source") or "") for m in attrs["Mounts"])
+        for bindings in (attrs["HostConfig"]["PortBindings"] or {}).values():
+            assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        if c["role"] in ("proxy", "tls", "metrics", "pod"):
+            assert attrs["HostConfig"]["ReadonlyRootfs"] and attrs["HostConfig"]["CapDrop"] == ["ALL"]
+            assert "no-new-privileges:true" in attrs["HostConfig"]["SecurityOpt"]
+    [network] = api.networks(names=[f"meshctl-{project}"])
+    assert network["Labels"]["meshctl.project"] == project
+
+    # Logs of one service, prefixed by role.
+    logs = run_meshctl("logs", "hello", "--project", project, check=True).stdout
+    assert "hello/app" in logs and "listening on :8080" in logs and "hello/proxy" in logs
+
+    # `up -d` again with nothing changed keeps every container; `down` twice is fine.
+    ids = {c.name: c.id for c in running_containers(engine, project)}
+    run_meshctl("up", "-d", str(folder), check=True)
+    assert {c.name: c.id for c in running_containers(engine, project)} == ids
+    assert "removed 5 containers" in run_meshctl("down", str(folder), check=True).stderr
+    assert running_containers(engine, project) == []
+    assert api.networks(names=[f"meshctl-{project}"]) == []
+    assert "nothing was running" in run_meshctl("down", str(folder), check=True).stderr
+
+
+def die_order(project: str, since: float) -> list[str]:
+    api = docker.from_env().api
+    events = api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                        filters={"label": f"meshctl.project={project}", "event": "die"})
+    return [e["Actor"]["Attributes"]["meshctl.role"] for e in events]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidecar_images, signum):
+    folder = hello_project(tmp_path)
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready")
+        up.wait_for_line("hello/app")
+        since = time.time()
+        up.proc.send_signal(signum)
+        assert up.wait(60) == 0, up.output
+        assert "hello: stopped" in up.output  # the app got SIGTERM and shut down cleanly
+        order = die_order(project, since)
+        assert order[0] == "app", order
+        assert set(order[1:4]) == {"metrics", "proxy", "tls"} and order[-1] == "pod", order
+        assert running_containers(engine, project) == []
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
+
+
+def test_sigkill_of_meshctl_leaves_no_container_running(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path)
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready")
+        assert len(running_containers(engine, project)) == 5
+        up.proc.kill()
+        up.wait(10)
+        deadline = time.monotonic() + 10   # the issue's limit
+        while running_containers(engine, project) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [c.state for c in running_containers(engine, project) if c.state == "running"] == []
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
+
+
+EXITING_APP = '''
+import os, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\\n")
+        if self.path == "/exit":
+            print("exiting on request, goodbye", flush=True)
+            threading.Thread(target=lambda: os._exit(7)).start()
+    def log_message(self, *a): pass
+
+print("up and waiting", flush=True)
+ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
+'''
+
+
+def test_app_that_exits_ends_meshctl_with_its_code(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path, app_py=EXITING_APP)
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready")
+        [entry] = ps_json(project)
+        http_request(port_of(entry["urls"]["http"]), "/exit")
+        assert up.wait(60) == 7, up.output
+        assert "the app exited with code 7" in up.output
+        assert "goodbye" in up.output.split("exited with code 7")[1]  # its last lines, after the message
+        assert running_containers(engine, project) == []
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
+
+
+def test_app_that_exits_at_once_is_a_clear_start_error(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path, app_py="import sys\nprint('missing DATABASE_URL', flush=True)\nsys.exit(3)\n")
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    result = run_meshctl("up", str(folder))
+    assert result.returncode == 3, result.stderr
+    assert "the app exited with code 3 before it was ready" in result.stderr
+    assert "missing DATABASE_URL" in result.stderr
+    assert running_containers(engine, project) == []
+
+
+def test_two_projects_side_by_side_and_an_image_wrapped_without_a_file(tmp_path, engine, sidecar_images):
+    first = hello_project(tmp_path / "one")
+    first_name = (first / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    second_name = unique_project("image")
+    run_meshctl("up", "-d", str(first), check=True)
+    try:
+        image = f"meshctl-{first_name}-hello:dev"
+        run_meshctl("up", "-d", "--image", image, "--port", "8080", "--project", second_name, check=True,
+                    cwd=tmp_path)
+        context = tls_context(ca_path())
+        for name in (first_name, second_name):
+            [entry] = ps_json(name)
+            assert http_request(port_of(entry["urls"]["https"]), "/", tls=context).status == 200
+        run_meshctl("down", "--project", second_name, check=True)
+        assert running_containers(engine, second_name) == []
+        [entry] = ps_json(first_name)
+        assert http_request(port_of(entry["urls"]["https"]), "/", tls=context).status == 200
+    finally:
+        run_meshctl("down", "--project", second_name)
+        run_meshctl("down", str(first))
+
+
+# -- bad input: one message, a non-zero exit, nothing left running ---------------------------------
+
+
+def test_invalid_yaml_and_schema_errors_name_the_line(tmp_path):
+    folder = hello_project(tmp_path, mesh_yaml="services:\n  hello:\n    build: .\n    port: 8080\n   health: /\n")
+    result = run_meshctl("up", str(folder))
+    assert result.returncode == 2
+    assert f"{folder / 'mesh.yaml'}:5" in result.stderr and "not valid YAML" in result.stderr
+    folder = hello_project(tmp_path, mesh_yaml="services:\n  hello:\n    build: .\n    sidecars:\n      tracer: {}\n")
+    result = run_meshctl("up", str(folder))
+    assert result.returncode == 2
+    assert "mesh.yaml:5: services.hello.sidecars.tracer: unknown sidecar 'tracer'" in result.stderr
+    assert "sidecars are: tls, proxy, metrics" in result.stderr
+
+
+def test_failing_build_shows_the_log_tail(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path, dockerfile="FROM debian:bookworm-slim\nRUN echo compiling && exit 42\n")
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    result = run_meshctl("up", str(folder))
+    assert result.returncode == 3
+    assert "compiling" in result.stderr and "failed" in result.stderr
+    assert running_containers(engine, project) == []
+
+
+def test_port_in_use_names_the_port_and_the_option(tmp_path, engine, sidecar_images):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        name = unique_project("busy")
+        folder = hello_project(tmp_path, mesh_yaml=f"name: {name}\nservices:\n  hello:\n    build: .\n"
+                                                   f"    ports: {{https: {port}, http: 0, metrics: 0}}\n")
+        result = run_meshctl("up", str(folder))
+    assert result.returncode == 3, result.stderr
+    assert f"host port {port} is already in use" in result.stderr
+    assert "services.hello.ports.https" in result.stderr
+    assert running_containers(engine, name) == []
+
+
+def test_unreachable_engine_is_one_clear_message(tmp_path):
+    folder = hello_project(tmp_path)
+    result = run_meshctl("up", str(folder), env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert result.returncode == 3
+    assert "cannot reach the Docker engine" in result.stderr and "Traceback" not in result.stderr

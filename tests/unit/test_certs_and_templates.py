@@ -1,0 +1,70 @@
+import datetime as dt
+import os
+import stat
+
+from cryptography import x509
+
+from meshctl import certs
+from meshctl.certs import CertificateAuthority, default_sans
+from meshctl.config import ProxySettings, ServiceSpec
+from meshctl.images import folder_hash
+from meshctl.sidecars import data_dir, render_proxy, render_tls
+
+
+def test_ca_and_leaf(tmp_path):
+    ca = CertificateAuthority(tmp_path)
+    ca_path = ca.ensure()
+    assert stat.S_IMODE(os.stat(ca.key_path).st_mode) == 0o600
+    issued = ca.issue(tmp_path / "leaf", default_sans("web"))
+    assert issued.reissued
+    for path in (issued.key_path, issued.bundle_path):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    leaf = x509.load_pem_x509_certificate(issued.cert_path.read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    leaf.verify_directly_issued_by(ca_cert)
+    names = {str(n.value) for n in leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value}
+    assert names == {"localhost", "127.0.0.1", "::1", "web"}
+    assert leaf.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) <= certs.LEAF_VALIDITY
+
+
+def test_leaf_reissued_only_when_needed(tmp_path, monkeypatch):
+    ca = CertificateAuthority(tmp_path)
+    first = ca.issue(tmp_path / "leaf", default_sans("web"))
+    again = ca.issue(tmp_path / "leaf", default_sans("web"))
+    assert not again.reissued and again.not_after == first.not_after
+    changed = ca.issue(tmp_path / "leaf", default_sans("web", ("web.local",)))
+    assert changed.reissued
+    # Near expiry: re-issued.
+    monkeypatch.setattr(certs, "LEAF_RENEW_BEFORE", certs.LEAF_VALIDITY + dt.timedelta(days=1))
+    assert ca.issue(tmp_path / "leaf", default_sans("web", ("web.local",))).reissued
+
+
+def test_meshctl_home_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MESHCTL_HOME", str(tmp_path / "h"))
+    assert certs.meshctl_home() == tmp_path / "h"
+    monkeypatch.delenv("MESHCTL_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert certs.meshctl_home() == tmp_path / "xdg" / "meshctl"
+
+
+def test_proxy_template_carries_the_settings():
+    service = ServiceSpec(name="web", port=8081, proxy=ProxySettings(timeout=15, retries=3, connect_timeout=0.2))
+    text = render_proxy("shop", service)
+    assert "server app 127.0.0.1:8081" in text
+    assert "timeout server 15000ms" in text and "retries 3" in text and "retry-on conn-failure" in text
+    assert "log 127.0.0.1:15514" in text  # access events reach the metrics sidecar
+    assert "$" not in text
+
+
+def test_tls_template_goes_to_the_app_without_a_proxy():
+    text = render_tls("shop", ServiceSpec(name="web", port=8081, proxy=None))
+    assert "server upstream 127.0.0.1:8081" in text and "ssl crt /etc/meshctl/bundle.pem" in text
+
+
+def test_sidecar_hash_changes_with_content(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    before = folder_hash(tmp_path)
+    assert folder_hash(tmp_path) == before
+    (tmp_path / "Dockerfile").write_text("FROM y\n")
+    assert folder_hash(tmp_path) != before
+    assert (data_dir("sidecars") / "haproxy" / "Dockerfile").is_file()
