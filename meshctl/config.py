@@ -438,6 +438,8 @@ def _parse_watch(raw: Any, path: tuple, where: _Where) -> WatchSettings:
     return WatchSettings(sync=tuple(sync.items()), **lists)
 
 
+# The checks `meshctl test` runs for every service; a declared check may not take these names.
+BUILTIN_CHECK_NAMES = ("ready", "https", "certificate", "http", "metrics")
 _CHECK_KEYS = ("name", "request", "exec", "via", "expect", "timeout")
 _HTTP_EXPECT_KEYS = ("status", "body_contains", "body_matches", "json", "max_latency")
 _EXEC_EXPECT_KEYS = ("exit_code", "output_contains")
@@ -456,6 +458,9 @@ def _parse_checks(raw: Any, path: tuple, where: _Where, *, has_tls: bool) -> tup
     seen: dict[str, int] = {}
     for index, item in enumerate(raw):
         check = _parse_check(item, path + (index,), where, has_tls)
+        if check.name in BUILTIN_CHECK_NAMES:
+            raise where.error(path + (index, "name"), f"{check.name!r} is the name of a built-in check",
+                              hint="name it for what it checks, e.g. `name: greets`")
         if check.name in seen:
             raise where.error(path + (index, "name"), f"check name {check.name!r} is also used by check {seen[check.name] + 1}",
                               hint="give each check a different `name`: it names the test case in the report")

@@ -10,6 +10,7 @@ import zlib
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from .errors import MeshctlError
 from .images import BuildEvent
+from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckDone, ChecksPlanned, CheckStarted, Report
 from .stack import Exited, LogLine, Phase, PodReady, RunningPod, ServiceStatus
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
@@ -32,6 +34,8 @@ class Ui:
         self._tasks: dict[str, Any] = {}
         self._build_started: dict[str, float] = {}
         self._width = 0
+        self._checks: CheckTable | None = None
+        self.results = self.out          # where check results go; stderr when stdout carries JSON
 
     # -- events from the domain ------------------------------------------------------------------
 
@@ -48,6 +52,8 @@ class Ui:
                 self.err.print(f"[green]✓[/] {escape(event.service)} ready in {event.seconds:.2f}s")
         elif isinstance(event, Exited):
             self.exited(event)
+        elif isinstance(event, (ChecksPlanned, CheckStarted, CheckDone)):
+            self._check_event(event)
 
     def _build(self, event: BuildEvent) -> None:
         if self._progress is None:
@@ -78,13 +84,13 @@ class Ui:
 
     # -- logs ------------------------------------------------------------------------------------
 
-    def log_line(self, event: LogLine) -> None:
+    def log_line(self, event: LogLine, *, console: Console | None = None) -> None:
         prefix = f"{event.service}/{event.role}"
         self._width = max(self._width, len(prefix))
         colour = SERVICE_COLOURS[zlib.crc32(event.service.encode()) % len(SERVICE_COLOURS)]
         text = Text(prefix.ljust(self._width) + " | ", style=f"{colour} {ROLE_STYLES.get(event.role, '')}".strip())
         text.append(event.line, style="dim" if event.role != "app" else "")
-        self.out.print(text)
+        (console or self.out).print(text)
 
     def exited(self, event: Exited) -> None:
         what = "the app" if event.role == "app" else f"the {event.role} sidecar"
@@ -92,6 +98,52 @@ class Ui:
                        + (", its last lines:" if event.tail else ", printing nothing"))
         for line in event.tail:
             self.err.print(Text(f"    {line}", style="dim"))
+
+    # -- meshctl test ----------------------------------------------------------------------------
+
+    def _check_event(self, event: Any) -> None:
+        if isinstance(event, ChecksPlanned):
+            self.stop_progress()
+            self._checks = CheckTable(event.names, self.results)
+        elif self._checks is not None:
+            self._checks.update(event)
+
+    def test_report(self, report: Report, *, as_json: bool) -> None:
+        """The final table (if the live one never ran), failures with their excerpts, the logs of
+        failing services (stderr), a one-line verdict; the JSON on stdout with --json."""
+        if self._checks is not None:
+            self._checks.stop()
+            self._checks = None
+        elif report.services and report.error is None:
+            CheckTable.final(report, self.results)
+        for service in report.services:
+            for result in service.results:
+                if result.outcome in (FAILED, ERROR) and (result.name != "ready" or report.error is None):
+                    self.err.print(f"[red]✗[/] {escape(service.service)} / {escape(result.name)}: "
+                                   f"{escape(result.message)}")
+                    if result.excerpt:
+                        self.err.print(Text("\n".join("    " + line for line in result.excerpt.splitlines()),
+                                            style="dim"))
+            if service.logs:
+                self.err.print(f"[yellow]last log lines of {escape(service.service)}:[/]")
+                for role, lines in service.logs:
+                    for line in lines:
+                        self.log_line(LogLine(service.service, role, line), console=self.err)
+        counts = {o: sum(s.count(o) for s in report.services) for o in (PASSED, FAILED, ERROR, SKIPPED)}
+        total = sum(counts.values())
+        if report.interrupted:
+            self.err.print(f"[yellow]![/] stopped by {report.interrupted}; everything meshctl started was removed")
+        elif report.error is None and report.ok:
+            self.err.print(f"[green]✓[/] {counts[PASSED]} checks passed in {report.seconds:.1f}s")
+        elif report.error is None:
+            self.err.print(f"[red]✗[/] {counts[FAILED] + counts[ERROR]} of {total} checks failed "
+                           f"({report.seconds:.1f}s)")
+        if as_json:
+            print(json.dumps(report.as_json(), indent=2))
+
+    def report_written(self, kind: str, path: str) -> None:
+        if not self.quiet:
+            self.err.print(f"[dim]· {kind} report: {escape(path)}[/]")
 
     # -- results ---------------------------------------------------------------------------------
 
@@ -147,6 +199,63 @@ class Ui:
         for name, ok, detail in results:
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
             self.out.print(f"{mark} {escape(name)}: {escape(detail)}")
+
+
+_OUTCOME_MARKS = {PASSED: "[green]✓ passed[/]", FAILED: "[red]✗ failed[/]", ERROR: "[red]! error[/]",
+                  SKIPPED: "[dim]– skipped[/]"}
+
+
+class CheckTable:
+    """The live table of `meshctl test`: one row per check, updated as results come in. On a
+    terminal it redraws in place; in a CI log it prints once, when the checks are done."""
+
+    def __init__(self, names: tuple[tuple[str, str], ...], console: Console):
+        self.rows: dict[tuple[str, str], list[str]] = {key: ["[dim]· waiting[/]", "", ""] for key in names}
+        self.console = console
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(get_renderable=self.render, console=console, refresh_per_second=8,
+                             redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+
+    def update(self, event: Any) -> None:
+        if isinstance(event, CheckStarted):
+            self.rows[(event.service, event.name)] = ["[yellow]… running[/]", "", ""]
+        elif isinstance(event, CheckDone):
+            r = event.result
+            self.rows[(r.service, r.name)] = [_OUTCOME_MARKS.get(r.outcome, r.outcome), f"{r.seconds * 1000:.0f} ms",
+                                              r.message]
+
+    def render(self) -> Table:
+        return _checks_table(self.rows)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+        else:
+            self.console.print(self.render())
+
+    @staticmethod
+    def final(report: Report, console: Console) -> None:
+        rows = {(s.service, r.name): [_OUTCOME_MARKS.get(r.outcome, r.outcome), f"{r.seconds * 1000:.0f} ms", r.message]
+                for s in report.services for r in s.results}
+        console.print(_checks_table(rows))
+
+
+def _checks_table(rows: dict[tuple[str, str], list[str]]) -> Table:
+    table = Table(title="meshctl test", title_justify="left", show_edge=False, pad_edge=False)
+    width = lambda index: max([len(key[index]) for key in rows] + [7])  # noqa: E731
+    table.add_column("service", no_wrap=True, min_width=width(0))
+    table.add_column("check", no_wrap=True, min_width=width(1))
+    table.add_column("result", no_wrap=True, min_width=9)
+    table.add_column("time", justify="right", no_wrap=True, min_width=7)
+    table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1)
+    previous = None
+    for (service, name), (mark, seconds, detail) in rows.items():
+        table.add_row(escape(service) if service != previous else "", escape(name), mark, seconds,
+                      escape(detail.splitlines()[0] if detail else ""))
+        previous = service
+    return table
 
 
 def flush() -> None:
