@@ -493,7 +493,7 @@ def with_logs(report: ServiceReport, logs: dict[str, list[str]]) -> ServiceRepor
 # ---------------------------------------------------------------------------------------------
 # JUnit XML (what GitHub Actions reporters, GitLab and Jenkins ingest)
 
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|\x1b\\[[0-9;]*[A-Za-z]")
+_NOT_XML = re.compile("\x1b\\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _xml_text(text: str) -> str:
@@ -572,10 +572,13 @@ def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_
     started_at = dt.datetime.now(dt.timezone.utc)
     started = time.monotonic()
     ready: dict[str, float] = {}
+    finished: dict[str, list[CheckResult]] = {}    # what a signal must not lose
 
     def watch(event: Any) -> None:
         if isinstance(event, PodReady):
             ready[event.service] = event.seconds
+        elif isinstance(event, CheckDone):
+            finished.setdefault(event.result.service, []).append(event.result)
         on_event(event)
 
     stack = Stack(engine, project, on_event=watch, tied=True, ready_timeout=ready_timeout)
@@ -596,7 +599,8 @@ def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_
             services = [s if s.ok else with_logs(s, _tails(stack, s.service)) for s in services]
     except KeyboardInterrupt:
         interrupted = interrupts.signal_name or "SIGINT"
-        services = [not_run(t, SKIPPED, f"not run: meshctl was stopped by {interrupted}") for t in planned]
+        services = [not_run(t, SKIPPED, f"not run: meshctl was stopped by {interrupted}",
+                            tuple(finished.get(t.service, ()))) for t in planned]
     finally:
         teardown(stack, interrupts, on_event)
     return Report(project.name, tuple(services), started_at, time.monotonic() - started, error=error,
