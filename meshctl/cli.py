@@ -297,6 +297,162 @@ def version() -> None:
     print(__version__)
 
 
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+ComposeFileArg = typer.Argument(None, help="The compose file; - reads stdin (default: compose.yaml or "
+                                           "docker-compose.yml in this folder).")
+OutputOption = typer.Option(None, "--output", "-o", help="Write the result here instead of stdout.")
+InPlaceOption = typer.Option(False, "--in-place", "-i", help="Rewrite FILE atomically, keeping the old one as FILE.bak.")
+
+
+@app.command()
+def inject(file: Optional[str] = ComposeFileArg,
+           output: Optional[Path] = OutputOption,
+           in_place: bool = InPlaceOption,
+           service: list[str] = typer.Option([], "--service", "-s",
+                                             help="Inject only this service (repeatable; default: every service that publishes a port)."),
+           keep_plain: bool = typer.Option(False, "--keep-plain", help="Keep the app's plain published ports; TLS gets a port of its own."),
+           tcp: str = typer.Option("proxy", "--tcp", help="Services that do not speak HTTP: proxy (TCP proxy with connection metrics) or skip."),
+           project: Optional[str] = typer.Option(None, "--project", "-p", help="Compose project name (default: the file's name: or its folder's)."),
+           no_build: bool = typer.Option(False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
+           undo: bool = typer.Option(False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
+           ) -> None:
+    """Add tls, proxy and metrics sidecar services to a docker-compose file (idempotent)."""
+    ui = Ui()
+
+    def body() -> int:
+        import os
+
+        from . import compose_yaml
+        from .images import ensure_sidecar_images
+        from .inject import HTTP_ROLES, InjectOptions, Machine
+        from .inject import inject as inject_document
+
+        if undo:
+            return _uninject(ui, file, output, in_place)
+        text, source, path = _read_compose(file, output, in_place)
+        document, layout = compose_yaml.load(text, source)
+        folder = (path.parent if path else Path.cwd()).resolve()
+        name = project or _compose_project_name(document, folder)
+        home = meshctl_home()
+        machine = Machine(project=name, images=sidecar_refs(HTTP_ROLES), user=f"{os.getuid()}:{os.getgid()}",
+                          # One folder per compose file's location: two checkouts never share configs.
+                          state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
+        options = InjectOptions(services=tuple(service), keep_plain=keep_plain, tcp=tcp)
+        result = inject_document(document, options, machine, source)
+        if result.injected:
+            if not no_build:
+                ensure_sidecar_images(Engine(), result.roles, ui)
+            ca = CertificateAuthority(home)
+            ca.ensure()
+            for item in result.injected:
+                for file_path, content in item.files.items():
+                    atomic_write(Path(file_path), content.encode(), mode=0o644)
+                if item.cert_dir is not None:
+                    ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
+        _write_compose(ui, compose_yaml.dump(result.document, layout), text, path, output, in_place)
+        for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
+            ui.note(line)
+        if result.injected:
+            ui.note(f"trust the CA for HTTPS: {ca.cert_path}")
+        return 0
+
+    _run(ui, body)
+
+
+@app.command()
+def uninject(file: Optional[str] = ComposeFileArg, output: Optional[Path] = OutputOption,
+             in_place: bool = InPlaceOption) -> None:
+    """Take out everything `meshctl inject` added: the original services and ports come back."""
+    ui = Ui()
+    _run(ui, lambda: _uninject(ui, file, output, in_place))
+
+
+def _uninject(ui: Ui, file: Optional[str], output: Optional[Path], in_place: bool) -> int:
+    from . import compose_yaml
+    from .inject import uninject as uninject_document
+
+    text, source, path = _read_compose(file, output, in_place)
+    document, layout = compose_yaml.load(text, source)
+    result = uninject_document(document, source)
+    _write_compose(ui, compose_yaml.dump(result.document, layout), text, path, output, in_place)
+    if result.restored or result.removed:
+        ui.note(f"removed {len(result.removed)} sidecar services; restored the ports of "
+                + (", ".join(result.restored) or "no service"))
+    else:
+        ui.note(f"{source}: nothing meshctl injected")
+    return 0
+
+
+def _read_compose(file: Optional[str], output: Optional[Path], in_place: bool) -> tuple[str, str, Optional[Path]]:
+    """The compose text, a name for messages, and its path (None for stdin)."""
+    import os
+    import stat
+
+    if in_place and output is not None:
+        raise UsageError("--in-place and --output both say where to write", hint="pass one of them")
+    if file == "-":
+        if in_place:
+            raise UsageError("--in-place needs a file, not stdin", hint="pass the file's path, or -o FILE")
+        return sys.stdin.read(), "<stdin>", None
+    if file is None:
+        found = next((Path(n) for n in COMPOSE_NAMES if Path(n).is_file()), None)
+        if found is None:
+            raise UsageError(f"no compose file here ({', '.join(COMPOSE_NAMES)})",
+                             hint="pass the compose file's path, or - to read stdin")
+        path = found
+    else:
+        path = Path(file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file", hint="pass the compose file's path, or - to read stdin")
+    if output is None and not in_place:
+        # `meshctl inject compose.yaml > compose.yaml`: the shell empties the file before we run.
+        try:
+            out_stat, in_stat = os.fstat(sys.stdout.fileno()), path.stat()
+            if stat.S_ISREG(out_stat.st_mode) and (out_stat.st_dev, out_stat.st_ino) == (in_stat.st_dev, in_stat.st_ino):
+                raise UsageError(f"stdout is {path} itself: the shell emptied it before meshctl could read it",
+                                 hint=f"restore {path} (git checkout, or {path.name}.bak) and use --in-place "
+                                      "or -o OTHER_FILE")
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        return path.read_bytes().decode("utf-8"), str(path), path
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text, so not a compose file", hint="pass the compose file") from exc
+
+
+def _write_compose(ui: Ui, text: str, original: str, path: Optional[Path], output: Optional[Path],
+                   in_place: bool) -> None:
+    if in_place and path is not None:
+        if text == original:
+            ui.note(f"{path}: unchanged")
+            return
+        mode = path.stat().st_mode & 0o777
+        atomic_write(path.with_name(path.name + ".bak"), original.encode(), mode=mode)
+        atomic_write(path, text.encode(), mode=mode)
+        ui.success(f"wrote {path} (the previous version is {path.name}.bak)")
+    elif output is not None:
+        atomic_write(output, text.encode(), mode=0o644)
+        ui.success(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _compose_project_name(document, folder: Path) -> str:
+    """What docker compose would call the project: `name:`, else the folder's name, normalized."""
+    import re
+
+    declared = document.get("name") if isinstance(document, dict) else None
+    raw = declared if isinstance(declared, str) and "$" not in declared else folder.name
+    return re.sub(r"[^a-z0-9_-]", "", raw.lower()).lstrip("_-") or "default"
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def _project_name(path: Path, running_fallback: Engine | None = None) -> str:
     """The project a PATH names, without building anything."""
     if find_config(path) is not None or (path / "Dockerfile").is_file():

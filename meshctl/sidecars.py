@@ -67,6 +67,24 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
         stats_port=PROXY_STATS_PORT)
 
 
+# A TCP proxy's idle connections (a database pool's) may sit unused for long stretches.
+TCP_IDLE_TIMEOUT = 3600.0
+
+
+def render_tcp_proxy(project: str, service: ServiceSpec, why: str) -> str:
+    """The proxy sidecar for an app that does not speak HTTP (`meshctl inject`'s TCP mode)."""
+    assert service.proxy is not None
+    return template("haproxy-tcp.cfg").substitute(
+        project=project, service=service.name, why=why, proxy_port=PROXY_PORT, app_port=service.port,
+        stats_port=PROXY_STATS_PORT, connect_timeout=_seconds(service.proxy.connect_timeout),
+        idle_timeout=_seconds(TCP_IDLE_TIMEOUT), retries=service.proxy.retries)
+
+
+def proxy_stats_url() -> str:
+    """HAProxy's own Prometheus exporter inside the pod (connection counts in TCP mode)."""
+    return f"http://127.0.0.1:{PROXY_STATS_PORT}/metrics?scope=frontend&scope=backend"
+
+
 def render_tls(project: str, service: ServiceSpec) -> str:
     upstream_port = PROXY_PORT if service.proxy else service.port
     # Idle connections must outlive the slowest answer the proxy waits for.
