@@ -1,0 +1,79 @@
+"""Every file of tests/compose_corpus/: the injected file passes `docker compose config` (Compose v2),
+injecting it again changes no byte, and uninject gives back a file whose `docker compose config`
+equals the original's. No daemon needed: `config` only reads files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePath
+
+import pytest
+
+from meshctl import compose_yaml
+from meshctl.inject import InjectOptions, Machine, inject, uninject
+
+CORPUS = Path(__file__).resolve().parent.parent / "compose_corpus"
+FILES = sorted(CORPUS.glob("*.yaml"))
+COMPOSE = Path(sys.executable).parent / "docker-compose"
+MACHINE = Machine(project="corpus", images={"tls": "meshctl-haproxy:test", "proxy": "meshctl-haproxy:test",
+                                           "metrics": "meshctl-metrics:test"},
+                  user="1000:1000", state_dir=PurePath("/var/lib/meshctl-test/compose/corpus-0"))
+
+
+def test_corpus_is_big_enough():
+    assert len(FILES) >= 15
+
+
+def injected_text(text: str, source: str) -> str:
+    document, layout = compose_yaml.load(text, source)
+    return compose_yaml.dump(inject(document, InjectOptions(), MACHINE, source).document, layout)
+
+
+def uninjected_text(text: str, source: str) -> str:
+    document, layout = compose_yaml.load(text, source)
+    return compose_yaml.dump(uninject(document, source).document, layout)
+
+
+def compose_config(folder: Path, name: str) -> dict:
+    # Same folder and project name for every variant, so paths and names compare equal.
+    result = subprocess.run([str(COMPOSE), "-f", name, "-p", "corpus", "config", "--format", "json"],
+                            cwd=folder, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "API_KEY": "test"})
+    assert result.returncode == 0, f"docker compose config {name} failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def corpus_copy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(CORPUS, folder, dirs_exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_inject_is_valid_idempotent_and_round_trips(path: Path, corpus_copy: Path):
+    original = path.read_text()
+    injected = injected_text(original, path.name)
+    assert injected_text(injected, "injected") == injected, "injecting twice must change nothing"
+    back = uninjected_text(injected, "injected")
+
+    (corpus_copy / f"{path.stem}.mesh.yaml").write_text(injected)
+    (corpus_copy / f"{path.stem}.back.yaml").write_text(back)
+    before = compose_config(corpus_copy, path.name)
+    after = compose_config(corpus_copy, f"{path.stem}.mesh.yaml")
+    assert compose_config(corpus_copy, f"{path.stem}.back.yaml") == before
+
+    # What was injected is what compose sees: sidecars in the app's namespace, nothing else lost.
+    sidecars = {name: s for name, s in after["services"].items() if "-mesh-" in name}
+    for name, service in sidecars.items():
+        app = name.split("-mesh-")[0]
+        assert service["network_mode"] == f"service:{app}"
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        assert service["labels"]["meshctl.service"] == app
+        assert service.get("profiles") == before["services"][app].get("profiles")
+    assert set(after["services"]) - set(sidecars) == set(before["services"])
+    for key in ("volumes", "networks", "secrets", "configs"):
+        assert after.get(key) == before.get(key)
