@@ -18,7 +18,8 @@ from rich.text import Text
 
 from .errors import MeshctlError
 from .images import BuildEvent
-from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckDone, ChecksPlanned, CheckStarted, Report
+from .smoke import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
+                    Report)
 from .stack import Exited, LogLine, Phase, PodReady, RunningPod, ServiceStatus
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
@@ -223,11 +224,10 @@ class CheckTable:
             self.rows[(event.service, event.name)] = ["[yellow]… running[/]", "", ""]
         elif isinstance(event, CheckDone):
             r = event.result
-            self.rows[(r.service, r.name)] = [_OUTCOME_MARKS.get(r.outcome, r.outcome), f"{r.seconds * 1000:.0f} ms",
-                                              r.message]
+            self.rows[(r.service, r.name)] = _row(r)
 
     def render(self) -> Table:
-        return _checks_table(self.rows)
+        return _checks_table(self.rows, self.console.width)
 
     def stop(self) -> None:
         if self.live is not None:
@@ -237,19 +237,26 @@ class CheckTable:
 
     @staticmethod
     def final(report: Report, console: Console) -> None:
-        rows = {(s.service, r.name): [_OUTCOME_MARKS.get(r.outcome, r.outcome), f"{r.seconds * 1000:.0f} ms", r.message]
-                for s in report.services for r in s.results}
-        console.print(_checks_table(rows))
+        rows = {(s.service, r.name): _row(r) for s in report.services for r in s.results}
+        console.print(_checks_table(rows, console.width))
 
 
-def _checks_table(rows: dict[tuple[str, str], list[str]]) -> Table:
+def _row(result: CheckResult) -> list[str]:
+    seconds = f"{result.seconds * 1000:.0f} ms" if result.seconds < 1 else f"{result.seconds:.2f} s"
+    return [_OUTCOME_MARKS.get(result.outcome, result.outcome), seconds, result.message]
+
+
+def _checks_table(rows: dict[tuple[str, str], list[str]], width: int) -> Table:
+    # Fixed widths: rich's own squeezing hides whole columns when every column is no_wrap.
+    service_w = max([len(key[0]) for key in rows] + [7])
+    check_w = max([len(key[1]) for key in rows] + [5])
+    detail_w = max(20, width - service_w - check_w - 9 - 7 - 4 * 3)
     table = Table(title="meshctl test", title_justify="left", show_edge=False, pad_edge=False)
-    width = lambda index: max([len(key[index]) for key in rows] + [7])  # noqa: E731
-    table.add_column("service", no_wrap=True, min_width=width(0))
-    table.add_column("check", no_wrap=True, min_width=width(1))
-    table.add_column("result", no_wrap=True, min_width=9)
-    table.add_column("time", justify="right", no_wrap=True, min_width=7)
-    table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("service", no_wrap=True, width=service_w)
+    table.add_column("check", no_wrap=True, width=check_w)
+    table.add_column("result", no_wrap=True, width=9)
+    table.add_column("time", justify="right", no_wrap=True, width=7)
+    table.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=detail_w)
     previous = None
     for (service, name), (mark, seconds, detail) in rows.items():
         table.add_row(escape(service) if service != previous else "", escape(name), mark, seconds,
