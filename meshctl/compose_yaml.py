@@ -67,7 +67,25 @@ def load(text: str, source: str) -> tuple[Any, Layout]:
                           hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
     except YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}", hint="fix the YAML syntax") from exc
+    _keep_anchors(data)
     return data, guess_layout(text)
+
+
+def _keep_anchors(node: Any) -> None:
+    """ruamel drops an anchor nothing refers to; a user's `&name` is theirs to keep."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        anchor = getattr(current, "anchor", None)
+        if anchor is not None and getattr(anchor, "value", None):
+            anchor.always_dump = True
+        if isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
 
 
 _KEY_LINE = re.compile(r"^( *)(?:- +)?[^\s#-][^#]*:\s*(?:#.*)?$")

@@ -1,0 +1,368 @@
+"""meshctl inject / uninject on compose documents: pure, no daemon, no files."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+import pytest
+import yaml
+
+from meshctl import compose_yaml
+from meshctl.errors import ConfigError, UsageError
+from meshctl.inject import InjectOptions, Machine, inject, uninject
+from meshctl.sidecars import METRICS_PORT, PROXY_PORT, TLS_PORT
+
+MACHINE = Machine(project="demo", images={"tls": "meshctl-haproxy:t", "proxy": "meshctl-haproxy:t",
+                                         "metrics": "meshctl-metrics:m"},
+                  user="1000:1000", state_dir=PurePath("/state/compose/demo-1"))
+
+
+def run(text: str, **options) -> tuple[str, object]:
+    document, layout = compose_yaml.load(text, "compose.yaml")
+    result = inject(document, InjectOptions(**options), MACHINE, "compose.yaml")
+    return compose_yaml.dump(result.document, layout), result
+
+
+def services_of(text: str) -> dict:
+    """What the output means, read by a plain YAML parser (merge keys resolved)."""
+    return yaml.safe_load(text)["services"]
+
+
+def back(text: str) -> str:
+    document, layout = compose_yaml.load(text, "compose.yaml")
+    return compose_yaml.dump(uninject(document).document, layout)
+
+
+WEB = """\
+services:
+  web:
+    image: nginx
+    ports:
+      - "8080:80"
+"""
+
+
+def test_http_service_gets_the_full_chain():
+    out, result = run(WEB)
+    services = services_of(out)
+    assert list(services) == ["web", "web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics"]
+    assert services["web"]["ports"] == [f"8080:{TLS_PORT}", f"127.0.0.1::{METRICS_PORT}"]
+    assert services["web"]["x-meshctl"] == {"injected": {"ports": ["8080:80"]}}
+    for role in ("tls", "proxy", "metrics"):
+        sidecar = services[f"web-mesh-{role}"]
+        assert sidecar["network_mode"] == "service:web"
+        assert sidecar["user"] == "1000:1000"
+        assert sidecar["read_only"] is True and sidecar["cap_drop"] == ["ALL"]
+        assert sidecar["security_opt"] == ["no-new-privileges:true"] and sidecar["tmpfs"] == ["/tmp"]
+        assert sidecar["labels"]["meshctl.project"] == "demo"
+        assert sidecar["labels"]["meshctl.service"] == "web"
+        assert sidecar["labels"]["meshctl.role"] == role
+        assert sidecar["healthcheck"]["test"][:3] == ["CMD", "bash", "-c"]
+        assert "ports" not in sidecar
+    assert services["web-mesh-tls"]["image"] == "meshctl-haproxy:t"
+    assert services["web-mesh-metrics"]["image"] == "meshctl-metrics:m"
+    assert services["web-mesh-tls"]["volumes"] == [
+        {"type": "bind", "source": "/state/compose/demo-1/web/tls", "target": "/etc/meshctl", "read_only": True}]
+    assert services["web-mesh-tls"]["depends_on"] == {"web-mesh-proxy": {"condition": "service_started"}}
+    assert services["web-mesh-proxy"]["depends_on"] == {"web": {"condition": "service_started"}}
+    [item] = result.injected
+    assert item.protocol == "http" and item.app_port == 80 and item.roles == ("tls", "proxy", "metrics")
+    assert set(item.files) == {PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg"),
+                               PurePath("/state/compose/demo-1/web/tls/haproxy.cfg")}
+    proxy_cfg = item.files[PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")]
+    assert "server app 127.0.0.1:80" in proxy_cfg and f"bind :{PROXY_PORT}" in proxy_cfg
+    assert item.cert_dir == PurePath("/state/compose/demo-1/web/tls")
+    assert set(item.sans) == {"localhost", "127.0.0.1", "::1", "web"}
+
+
+def test_the_tls_healthcheck_tries_the_whole_chain_and_escapes_dollars():
+    out, _ = run(WEB)
+    script = services_of(out)["web-mesh-tls"]["healthcheck"]["test"][3]
+    assert f"/dev/tcp/127.0.0.1/{TLS_PORT}" in script and f"/dev/tcp/127.0.0.1/{PROXY_PORT}" in script
+    assert "$$code" in script and "$code" not in script.replace("$$code", "")
+
+
+def test_inject_twice_is_byte_identical_and_uninject_restores_the_text():
+    out, _ = run(WEB)
+    again, _ = run(out)
+    assert again == out
+    assert back(out) == WEB
+
+
+def test_a_top_level_block_holds_what_sidecars_share_with_anchors():
+    out, _ = run(WEB)
+    assert "x-meshctl:\n  generated-by: \"meshctl inject\"" in out
+    assert "  tls: &meshctl-tls\n" in out and "    <<: *meshctl-tls\n" in out
+    assert out.index("x-meshctl:") < out.index("services:")
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ('"8080:80"', [f"8080:{TLS_PORT}"]),
+    ('"80"', [f"{TLS_PORT}"]),
+    ("80", [TLS_PORT]),
+    ('"127.0.0.1:8080:80"', [f"127.0.0.1:8080:{TLS_PORT}"]),
+    ('"127.0.0.1::80"', [f"127.0.0.1::{TLS_PORT}"]),
+    ('"[::1]:8080:80/tcp"', [f"[::1]:8080:{TLS_PORT}/tcp"]),
+    ('"${WEB_PORT:-8080}:80"', [f"${{WEB_PORT:-8080}}:{TLS_PORT}"]),
+])
+def test_short_syntax_keeps_its_shape(entry, expected):
+    out, _ = run(f"services:\n  web:\n    image: nginx\n    ports:\n      - {entry}\n")
+    assert services_of(out)["web"]["ports"] == expected + [f"127.0.0.1::{METRICS_PORT}"]
+
+
+def test_long_syntax_keeps_its_shape_and_other_ports_pass_through():
+    out, _ = run("""\
+services:
+  web:
+    image: nginx
+    ports:
+      - target: 80
+        published: "8080"
+        host_ip: 127.0.0.1
+        name: http
+      - {target: 9229, published: "9229"}
+      - "53:53/udp"
+      - "9000-9001:9000-9001"
+""")
+    ports = services_of(out)["web"]["ports"]
+    assert ports[0] == {"target": TLS_PORT, "published": "8080", "host_ip": "127.0.0.1", "name": "http"}
+    assert ports[1:4] == [{"target": 9229, "published": "9229"}, "53:53/udp", "9000-9001:9000-9001"]
+    assert ports[4] == {"target": METRICS_PORT, "host_ip": "127.0.0.1"}
+
+
+def test_keep_plain_keeps_the_app_port_and_gives_tls_its_own():
+    out, result = run(WEB.replace('- "8080:80"', '- "8080:80"\n    x-meshctl: {tls_port: 8443, metrics_port: 9090}'),
+                      keep_plain=True)
+    ports = services_of(out)["web"]["ports"]
+    assert ports == ["8080:80", f"8443:{TLS_PORT}", f"127.0.0.1:9090:{METRICS_PORT}"]
+    assert services_of(back(out))["web"]["x-meshctl"] == {"tls_port": 8443, "metrics_port": 9090}
+
+
+@pytest.mark.parametrize("service, why", [
+    ("image: postgres:16\n    ports: ['5432:5432']", "PostgreSQL"),
+    ("image: bitnami/postgresql\n    ports: ['15432:5432']", "PostgreSQL"),
+    ("image: mysql:8\n    ports: ['3307:3306']", "MySQL"),
+    ("image: redis:7-alpine\n    ports: ['6379']", "Redis"),
+    ("image: mongo\n    ports: ['27017:27017']", "MongoDB"),
+    ("image: acme/cache\n    ports: ['6380:6379']", "Redis"),
+    ("image: acme/grpc\n    ports: ['7000:7000']\n    x-meshctl: {protocol: tcp}", "x-meshctl.protocol"),
+    ("image: acme/grpc\n    ports: [{target: 7000, app_protocol: grpc}]", "app_protocol: grpc"),
+])
+def test_tcp_services_get_a_tcp_proxy_and_never_an_http_one(service, why):
+    out, result = run(f"services:\n  db:\n    {service}\n")
+    [item] = result.injected
+    assert item.protocol == "tcp" and why in item.why
+    services = services_of(out)
+    assert "db-mesh-tls" not in services and set(services) == {"db", "db-mesh-proxy", "db-mesh-metrics"}
+    config = next(iter(item.files.values()))
+    assert "mode tcp" in config and "mode http\n    bind :" not in config
+    assert f"server app 127.0.0.1:{item.app_port}" in config
+    first = services["db"]["ports"][0]
+    assert (first["target"] if isinstance(first, dict) else str(first).rsplit(":", 1)[-1]) in (PROXY_PORT, str(PROXY_PORT))
+    # The metrics sidecar serves HAProxy's connection counters.
+    assert "15021" in services["db-mesh-metrics"]["environment"]["MESHCTL_APP_METRICS"]
+
+
+def test_tcp_skip_leaves_tcp_services_alone_with_a_reason():
+    out, result = run("services:\n  db:\n    image: postgres\n    ports: ['5432:5432']\n", tcp="skip")
+    assert not result.injected
+    assert "PostgreSQL" in result.skipped[0].reason and "--tcp skip" in result.skipped[0].reason
+    assert services_of(out) == {"db": {"image": "postgres", "ports": ["5432:5432"]}}
+
+
+def test_protocol_http_overrides_detection():
+    _, result = run("services:\n  db:\n    image: redis\n    ports: ['6379:6379']\n    x-meshctl: {protocol: http}\n")
+    assert result.injected[0].protocol == "http"
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("image: x\n    network_mode: host\n    ports: ['80:80']", "network_mode: host"),
+    ("image: x\n    network_mode: 'service:db'\n    ports: ['80:80']", "another namespace"),
+    ("image: x\n    network_mode: none", "network_mode: none"),
+    ("image: x", "publishes no ports"),
+    ("image: x\n    ports: ['53:53/udp']", "only UDP"),
+    ("image: x\n    ports: ['8000-8010:8000-8010']", "x-meshctl.port"),
+    ("image: x\n    ports: ['80']\n    deploy: {replicas: 3}", "3 replicas"),
+    ("image: x\n    ports: ['80:80']\n    x-meshctl: {inject: false}", "inject is false"),
+    ("image: x\n    ports: ['15080:15080']", "sidecars use"),
+])
+def test_services_left_alone_say_why(body, reason):
+    text = f"services:\n  app:\n    {body}\n  db:\n    image: x\n"
+    out, result = run(text)
+    assert not result.injected
+    assert reason in result.skipped[0].reason
+    assert result.skipped[0].summary.startswith("app: left alone: ")
+    assert out == compose_yaml.dump(*compose_yaml.load(text, "c"))
+
+
+def test_only_selected_services():
+    text = WEB + "  api:\n    image: acme/api\n    ports: ['9000:9000']\n"
+    out, result = run(text, services=("api",))
+    assert [i.service for i in result.injected] == ["api"]
+    assert "web-mesh-tls" not in services_of(out)
+    with pytest.raises(UsageError, match="no service named 'nope'"):
+        run(text, services=("nope",))
+
+
+def test_sans_include_aliases_hostname_and_hosts():
+    _, result = run("""\
+services:
+  web:
+    image: nginx
+    hostname: web.internal
+    ports: ["80"]
+    networks:
+      front:
+        aliases: [www, shop.local]
+    x-meshctl: {hosts: [shop.example.test]}
+""")
+    assert {"web", "web.internal", "www", "shop.local", "shop.example.test", "localhost"} <= set(result.injected[0].sans)
+
+
+def test_profiles_follow_the_app():
+    out, _ = run(WEB.replace("image: nginx", "image: nginx\n    profiles: [debug]"))
+    for role in ("tls", "proxy", "metrics"):
+        assert services_of(out)[f"web-mesh-{role}"]["profiles"] == ["debug"]
+
+
+def test_health_and_metrics_path_settings():
+    out, result = run(WEB + "    x-meshctl: {health: /healthz, metrics_path: /metrics, timeout: 30s}\n")
+    services = services_of(out)
+    assert "GET /healthz" in services["web-mesh-tls"]["healthcheck"]["test"][3]
+    assert services["web-mesh-metrics"]["environment"]["MESHCTL_APP_METRICS"] == "http://127.0.0.1:80/metrics"
+    proxy_cfg = next(text for path, text in result.injected[0].files.items() if "proxy" in str(path))
+    assert "timeout server 30000ms" in proxy_cfg
+
+
+def test_ports_inherited_through_a_merge_key():
+    text = """\
+x-defaults: &defaults
+  image: nginx
+  ports:
+    - "8080:80"
+services:
+  web:
+    <<: *defaults
+  other:
+    <<: *defaults
+    ports: ["9090:80"]
+"""
+    out, result = run(text)
+    services = services_of(out)
+    assert services["web"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert services["other"]["ports"][0] == f"9090:{TLS_PORT}"
+    assert yaml.safe_load(out)["x-defaults"]["ports"] == ["8080:80"]    # the shared anchor is untouched
+    assert yaml.safe_load(back(out)) == yaml.safe_load(text)
+    assert run(out)[0] == out
+
+
+def test_ports_shared_by_an_anchor_are_never_changed_in_place():
+    text = """\
+services:
+  a:
+    image: x
+    ports: &p
+      - "8080:80"
+  b:
+    image: x
+    ports: *p
+"""
+    out, _ = run(text, services=("a",))
+    services = services_of(out)
+    assert services["a"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert services["b"]["ports"] == ["8080:80"]
+    assert yaml.safe_load(back(out)) == yaml.safe_load(text)
+    assert run(out, services=("a",))[0] == out
+
+
+def test_comments_quotes_and_key_order_survive():
+    text = """\
+# top
+name: demo   # project
+services:
+  web:
+    image: 'nginx'   # quoted
+    environment: {A: "1", B: yes}
+    ports:
+      - "8080:80"
+    x-team: core
+  # database
+  db:
+    image: postgres
+volumes:
+  data: {}
+"""
+    out, _ = run(text)
+    for fragment in ("# top", "name: demo   # project", "image: 'nginx'   # quoted", 'environment: {A: "1", B: yes}',
+                     "x-team: core", "# database", "volumes:\n  data: {}"):
+        assert fragment in out
+    assert back(out) == text
+
+
+def test_user_settings_survive_uninject():
+    text = WEB + "    x-meshctl:\n      protocol: http\n      health: /ok\n"
+    out, _ = run(text)
+    assert yaml.safe_load(out)["services"]["web"]["x-meshctl"]["protocol"] == "http"
+    assert back(out) == text
+
+
+def test_sidecar_name_collision_is_an_error():
+    with pytest.raises(ConfigError, match="web-mesh-proxy"):
+        run(WEB + "  web-mesh-proxy:\n    image: x\n")
+
+
+@pytest.mark.parametrize("text, message, line", [
+    ("services: [web]\n", "expected a mapping of service names", 1),
+    ("name: x\nimage: nginx\n", "not a compose file", 1),
+    ("- a\n- b\n", "expected a mapping with `services:`", 1),
+    ("services:\n  web: nginx\n", "services.web: expected a mapping of settings", 2),
+    ("services:\n  web:\n    image: x\n    ports: '80:80'\n", "services.web.ports: expected a list", 4),
+    ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl: {protocol: udp}\n", "expected http or tcp", 5),
+    ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl:\n      colour: red\n", "unknown setting", 6),
+    ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl: {port: high}\n", "not a port number", 5),
+])
+def test_not_a_compose_file_names_the_line(text, message, line):
+    with pytest.raises(ConfigError, match=message) as caught:
+        run(text)
+    assert caught.value.message.startswith(f"compose.yaml:{line}:")
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("text, line", [
+    ("services:\n  web:\n    image: [x\n", 4),
+    ("services:\n  web:\n\t image: x\n", 3),
+    ("services:\n  web: {}\n  web: {}\n", 3),
+    ("services: {}\n---\nservices: {}\n", 2),
+])
+def test_not_yaml_names_the_line(text, line):
+    with pytest.raises(ConfigError, match="not valid YAML") as caught:
+        compose_yaml.load(text, "compose.yaml")
+    assert caught.value.message.startswith(f"compose.yaml:{line}:")
+
+
+def test_empty_file_is_not_a_compose_file():
+    with pytest.raises(ConfigError, match="empty"):
+        run("")
+
+
+def test_uninject_of_a_plain_file_changes_nothing():
+    document, layout = compose_yaml.load(WEB, "c")
+    result = uninject(document)
+    assert not result.restored and not result.removed
+    assert compose_yaml.dump(result.document, layout) == WEB
+
+
+def test_layout_follows_the_file():
+    out, _ = run("services:\n    web:\n        image: nginx\n        ports:\n        - '80:80'\n")
+    assert "\n    web-mesh-tls:\n        <<: *meshctl-tls\n" in out
+    assert "\n        -" in out and "\n          -" not in out
+
+
+@pytest.mark.parametrize("value, text", [
+    ("yes", '"yes"'), ("on", '"on"'), ("1000:1000", '"1000:1000"'), ("0.1.0", '"0.1.0"'), ("-f", '"-f"'),
+    ("service:web", "service:web"), ("/etc/meshctl", "/etc/meshctl"), ("", '""'), ("a b", '"a b"'),
+    (True, "true"), (3, "3"), ("$$code", '"$$code"'),
+])
+def test_generated_scalars_mean_the_same_to_any_yaml_parser(value, text):
+    assert compose_yaml._scalar(value) == text
+    assert yaml.safe_load(f"k: {text}")["k"] == value

@@ -1,0 +1,136 @@
+"""`meshctl inject` and `meshctl uninject` as a user runs them: files, stdin, stdout, exit codes.
+--no-build keeps these daemon-free; certificates go to the session's MESHCTL_HOME."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+
+from tests.conftest import meshctl_cmd, run_meshctl
+
+COMPOSE = """\
+# shop
+services:
+  web:
+    image: nginx   # the front
+    ports:
+      - "8080:80"
+  db:
+    image: postgres:16
+    ports: ["5432:5432"]
+  worker:
+    image: acme/worker
+"""
+
+
+def write(tmp_path: Path, text: str = COMPOSE, name: str = "compose.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
+    path = write(tmp_path)
+    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics", "db-mesh-proxy", "db-mesh-metrics"} <= set(services)
+    assert "web: injected (http" in result.stderr
+    assert "db: injected (tcp: port 5432 is PostgreSQL's)" in result.stderr
+    assert "worker: left alone: publishes no ports" in result.stderr
+    assert path.read_text() == COMPOSE
+
+
+def test_certificates_and_configs_are_written_for_the_sidecars(tmp_path):
+    path = write(tmp_path)
+    services = yaml.safe_load(run_meshctl("inject", "--no-build", str(path), check=True).stdout)["services"]
+    tls_dir = Path(services["web-mesh-tls"]["volumes"][0]["source"])
+    assert (tls_dir / "haproxy.cfg").is_file()
+    assert stat.S_IMODE((tls_dir / "bundle.pem").stat().st_mode) == 0o600
+    assert services["web-mesh-tls"]["user"] == f"{os.getuid()}:{os.getgid()}"
+    leaf = x509.load_pem_x509_certificate((tls_dir / "cert.pem").read_bytes())
+    names = {str(n.value) for n in leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value}
+    assert {"web", "localhost", "127.0.0.1"} <= names
+    proxy_dir = Path(services["db-mesh-proxy"]["volumes"][0]["source"])
+    assert "mode tcp" in (proxy_dir / "haproxy.cfg").read_text()
+
+
+def test_stdin_and_output_file(tmp_path):
+    out = tmp_path / "compose.mesh.yaml"
+    result = subprocess.run(meshctl_cmd("inject", "--no-build", "-", "-o", str(out)), input=COMPOSE,
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "web-mesh-tls" in out.read_text()
+    # Injecting the injected file changes no byte; uninject gives the original back.
+    again = run_meshctl("inject", "--no-build", str(out), check=True).stdout
+    assert again == out.read_text()
+    assert run_meshctl("uninject", str(out), check=True).stdout == COMPOSE
+    assert run_meshctl("inject", "--uninject", str(out), check=True).stdout == COMPOSE
+
+
+def test_in_place_is_atomic_keeps_a_backup_and_is_idempotent(tmp_path):
+    path = write(tmp_path)
+    path.chmod(0o640)
+    result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
+    assert "wrote" in result.stderr
+    injected = path.read_text()
+    assert "web-mesh-tls" in injected
+    assert (tmp_path / "compose.yaml.bak").read_text() == COMPOSE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
+    assert "unchanged" in result.stderr
+    assert path.read_text() == injected
+    assert (tmp_path / "compose.yaml.bak").read_text() == COMPOSE     # still the true original
+    run_meshctl("uninject", "-i", str(path), check=True)
+    assert path.read_text() == COMPOSE
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_error_writes_nothing(tmp_path):
+    broken = COMPOSE.replace("image: acme/worker", "image: acme/worker\n    ports: [80]\n    x-meshctl: {protocol: udp}")
+    path = write(tmp_path, broken)
+    result = run_meshctl("inject", "--no-build", "--in-place", str(path))
+    assert result.returncode == 2
+    assert "compose.yaml:13: services.worker.x-meshctl.protocol: expected http or tcp" in result.stderr
+    assert path.read_text() == broken
+    assert not (tmp_path / "compose.yaml.bak").exists()
+    assert result.stdout == ""
+
+
+def test_not_yaml_and_not_compose_exit_2_with_the_line(tmp_path):
+    result = run_meshctl("inject", "--no-build", str(write(tmp_path, "services:\n  web:\n    image: [nginx\n")))
+    assert result.returncode == 2
+    assert "compose.yaml:4: not valid YAML" in result.stderr and "Traceback" not in result.stderr
+    result = run_meshctl("inject", "--no-build", str(write(tmp_path, "apiVersion: v1\nkind: Pod\n")))
+    assert result.returncode == 2
+    assert "not a compose file" in result.stderr
+    result = run_meshctl("inject", "--no-build", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_redirecting_stdout_into_the_input_is_caught(tmp_path):
+    path = write(tmp_path)
+    with open(path, "w") as stdout:      # what `meshctl inject compose.yaml > compose.yaml` does
+        result = subprocess.run(meshctl_cmd("inject", "--no-build", str(path)), stdout=stdout,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "the shell emptied it" in result.stderr and "--in-place" in result.stderr
+
+
+def test_usage_errors(tmp_path):
+    path = write(tmp_path)
+    assert run_meshctl("inject", "--no-build", "-i", "-").returncode == 2
+    assert run_meshctl("inject", "--no-build", "-i", str(path), "-o", str(tmp_path / "x")).returncode == 2
+    result = run_meshctl("inject", "--no-build", "--service", "nope", str(path))
+    assert result.returncode == 2 and "no service named 'nope'" in result.stderr
+
+
+def test_finds_compose_yaml_in_the_current_folder(tmp_path):
+    write(tmp_path)
+    result = run_meshctl("inject", "--no-build", "--service", "web", cwd=tmp_path, check=True)
+    assert "web-mesh-tls" in result.stdout and "db-mesh-proxy" not in result.stdout
