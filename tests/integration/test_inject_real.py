@@ -1,0 +1,201 @@
+"""`meshctl inject` for real: `docker compose up --wait` on the injected file, HTTPS through the
+injected TLS sidecar verified with meshctl's CA, metrics scraped, TCP proxied, `docker compose
+down -v` leaves nothing. Images are built locally (no registry); host ports are free ones."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from meshctl.checks import http_request, tls_context
+from tests.conftest import ROOT, run_meshctl, unique_project
+
+pytestmark = pytest.mark.integration
+
+COMPOSE = Path(sys.executable).parent / "docker-compose"
+EXAMPLE = ROOT / "examples" / "compose-app"
+APP_IMAGE = "meshctl-compose-app:dev"
+
+
+@pytest.fixture(scope="module")
+def app_image(engine, sidecar_images) -> str:
+    """The example's image, built once here (`docker compose up` then finds it and builds nothing)."""
+    from meshctl.images import build_network, ensure_base_image
+
+    ensure_base_image(engine)
+    engine.build(EXAMPLE / "web", APP_IMAGE, labels={"meshctl.test": "inject"}, network_mode=build_network())
+    return APP_IMAGE
+
+
+@pytest.fixture
+def ca_path() -> Path:
+    return Path(run_meshctl("certs", "ca", check=True).stdout.strip())
+
+
+def compose(folder: Path, project: str, *args: str, file: str = "compose.mesh.yaml",
+            timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([str(COMPOSE), "-p", project, "-f", file, *args], cwd=folder, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def up(folder: Path, project: str, file: str = "compose.mesh.yaml") -> None:
+    result = compose(folder, project, "up", "-d", "--wait", "--wait-timeout", "90", file=file)
+    if result.returncode != 0:
+        logs = compose(folder, project, "logs", "--tail", "20", file=file).stdout
+        raise AssertionError(f"docker compose up --wait failed:\n{result.stderr[-3000:]}\n{logs[-4000:]}")
+
+
+def host_port(folder: Path, project: str, service: str, port: int, file: str = "compose.mesh.yaml") -> int:
+    result = compose(folder, project, "port", service, str(port), file=file)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip().rsplit(":", 1)[1])
+
+
+def down_and_check_nothing_is_left(folder: Path, project: str, file: str = "compose.mesh.yaml") -> None:
+    result = compose(folder, project, "down", "-v", "--remove-orphans", "-t", "5", file=file)
+    assert result.returncode == 0, result.stderr
+    for kind in ("ps -a", "network ls", "volume ls"):
+        for label in (f"com.docker.compose.project={project}", f"meshctl.project={project}"):
+            left = subprocess.run(["docker", *kind.split(), "-q", "--filter", f"label={label}"],
+                                  capture_output=True, text=True, timeout=30).stdout.split()
+            assert left == [], f"docker {kind} still lists {left} ({label})"
+
+
+def metrics(port: int) -> dict[str, list]:
+    answer = http_request(port, "/metrics")
+    assert answer.status == 200
+    families = {f.name: f.samples for f in text_string_to_metric_families(answer.body.decode())}
+    return families
+
+
+def copy_example(tmp_path: Path) -> Path:
+    """The example with its fixed host ports turned into free ones."""
+    folder = tmp_path / "compose-app"
+    shutil.copytree(EXAMPLE, folder)
+    text = (folder / "compose.yaml").read_text()
+    text = text.replace('"127.0.0.1:8443:8080"', '"127.0.0.1::8080"').replace('        published: "7000"\n', "")
+    (folder / "compose.yaml").write_text(text)
+    return folder
+
+
+def test_example_app_http_and_tcp_through_the_sidecars(tmp_path, app_image, ca_path):
+    folder = copy_example(tmp_path)
+    project = unique_project("inject")
+    result = run_meshctl("inject", "compose.yaml", "-o", "compose.mesh.yaml", "-p", project, cwd=folder, check=True)
+    assert "worker: left alone: publishes no ports" in result.stderr
+    try:
+        up(folder, project)
+        tls = tls_context(ca_path)
+        https = host_port(folder, project, "web", 15443)
+        for name in ("localhost", "web"):     # both are in the certificate
+            answer = http_request(https, "/", tls=tls, server_hostname=name)
+            assert answer.status == 200 and answer.body == b"hello from compose\n"
+        # Services still reach each other by name: web → kv:7000 directly.
+        assert http_request(https, "/kv/colour", tls=tls, method="PUT", body=b"green",
+                            server_hostname="localhost").status == 200
+        assert http_request(https, "/kv/colour", tls=tls, server_hostname="localhost").body == b"green\n"
+
+        # The TCP service: a line protocol through the TCP proxy, byte for byte.
+        with socket.create_connection(("127.0.0.1", host_port(folder, project, "kv", 15080)), timeout=5) as conn:
+            conn.sendall(b"GET colour\nPING\n")
+            reader = conn.makefile("rb")
+            assert reader.readline() == b"green\n" and reader.readline() == b"PONG\n"
+
+        web = metrics(host_port(folder, project, "web", 15090))
+        served = {(s.labels["code"], s.labels["method"]): s.value for s in web["meshctl_requests"]
+                  if s.name == "meshctl_requests_total"}
+        assert served[("200", "PUT")] >= 1 and served[("200", "GET")] >= 3
+        assert "compose_app_pages" in web                     # the app's own metrics, merged
+        kv = metrics(host_port(folder, project, "kv", 15090))
+        connections = {s.labels.get("proxy"): s.value for s in kv["haproxy_frontend_connections"]}
+        assert connections["proxy"] >= 1
+    finally:
+        down_and_check_nothing_is_left(folder, project)
+
+
+ANCHORS = """\
+x-app: &app
+  image: meshctl-compose-app:dev
+  restart: "no"
+  healthcheck:
+    test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"]
+    interval: 1s
+
+services:
+  front:
+    <<: *app
+    environment: {GREETING: front}
+    ports:
+      - target: 8080
+        host_ip: 127.0.0.1
+        protocol: tcp
+    volumes:
+      - cache:/cache
+  back:
+    <<: *app
+    environment: {GREETING: back}
+    ports: ["127.0.0.1::8080"]
+    x-meshctl: {health: /healthz}
+  debug:
+    <<: *app
+    profiles: [debug]
+    ports: ["127.0.0.1::8080"]
+volumes:
+  cache:
+"""
+
+
+def test_anchors_long_syntax_keep_plain_and_profiles(tmp_path, app_image, ca_path):
+    (tmp_path / "compose.yaml").write_text(ANCHORS)
+    project = unique_project("inject")
+    run_meshctl("inject", "--keep-plain", "-o", "compose.mesh.yaml", "-p", project, "compose.yaml",
+                cwd=tmp_path, check=True)
+    try:
+        up(tmp_path, project)
+        running = compose(tmp_path, project, "ps", "--services").stdout.split()
+        assert sorted(running) == sorted(f"{s}{suffix}" for s in ("front", "back")
+                                         for suffix in ("", "-mesh-tls", "-mesh-proxy", "-mesh-metrics"))
+        tls = tls_context(ca_path)
+        for service in ("front", "back"):
+            https = host_port(tmp_path, project, service, 15443)
+            assert http_request(https, "/", tls=tls, server_hostname=service).body == f"{service}\n".encode()
+            # --keep-plain: the app's own port still answers, plain HTTP, straight to the app.
+            assert http_request(host_port(tmp_path, project, service, 8080), "/").body == f"{service}\n".encode()
+            samples = metrics(host_port(tmp_path, project, service, 15090))["meshctl_requests"]
+            assert any(s.labels["service"] == service and s.value >= 1 for s in samples)
+    finally:
+        down_and_check_nothing_is_left(tmp_path, project)
+
+
+def test_in_place_then_uninject_leaves_no_sidecar_behind(tmp_path, app_image, ca_path):
+    compose_file = tmp_path / "compose.yaml"
+    original = ('services:\n  web:\n    image: meshctl-compose-app:dev\n    ports:\n      - "127.0.0.1::8080"\n'
+                '    volumes: [data:/data]\nvolumes:\n  data: {}\n')
+    compose_file.write_text(original)
+    project = unique_project("inject")
+    run_meshctl("inject", "--in-place", "-p", project, "compose.yaml", cwd=tmp_path, check=True)
+    assert (tmp_path / "compose.yaml.bak").read_text() == original
+    try:
+        up(tmp_path, project, file="compose.yaml")
+        https = host_port(tmp_path, project, "web", 15443, file="compose.yaml")
+        assert http_request(https, "/", tls=tls_context(ca_path), server_hostname="web").status == 200
+
+        run_meshctl("uninject", "--in-place", "compose.yaml", cwd=tmp_path, check=True)
+        assert compose_file.read_text() == original
+        result = compose(tmp_path, project, "up", "-d", "--wait", "--remove-orphans", file="compose.yaml")
+        assert result.returncode == 0, result.stderr
+        names = compose(tmp_path, project, "ps", "-a", "--services", file="compose.yaml").stdout.split()
+        assert names == ["web"]
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=meshctl.project={project}"],
+                              capture_output=True, text=True).stdout.split()
+        assert left == []
+        plain = host_port(tmp_path, project, "web", 8080, file="compose.yaml")
+        assert http_request(plain, "/").status == 200
+    finally:
+        down_and_check_nothing_is_left(tmp_path, project, file="compose.yaml")
