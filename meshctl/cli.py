@@ -346,7 +346,7 @@ def inject(file: Optional[str] = ComposeFileArg,
             ca.ensure()
             for item in result.injected:
                 for file_path, content in item.files.items():
-                    atomic_write(Path(file_path), content.encode(), mode=0o644)
+                    _write_if_changed(Path(file_path), content)
                 if item.cert_dir is not None:
                     ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
         _write_compose(ui, compose_yaml.dump(result.document, layout), text, path, output, in_place)
@@ -436,6 +436,16 @@ def _write_compose(ui: Ui, text: str, original: str, path: Optional[Path], outpu
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _write_if_changed(path: Path, content: str) -> None:
+    """Re-injecting rewrites nothing that is already right (and spares hundreds of fsyncs)."""
+    try:
+        if path.read_text(encoding="utf-8") == content:
+            return
+    except OSError:
+        pass
+    atomic_write(path, content.encode(), mode=0o644)
 
 
 def _compose_project_name(document, folder: Path) -> str:
