@@ -260,6 +260,11 @@ class Engine:
         except (_NotFound, _Conflict):
             pass
 
+    def restart(self, container_id: str, timeout: float) -> None:
+        """Stop and start in place; the engine keeps an auto-remove container through it."""
+        with _translated(f"restart container {container_id[:12]}"):
+            self.api.restart(container_id, timeout=max(0, int(round(timeout))))
+
     def kill(self, container_id: str) -> None:
         try:
             with _translated(f"kill container {container_id[:12]}"):

@@ -102,7 +102,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     env = {"PORT": str(service.port), **dict(service.env)}
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
-        command=service.command, env=env, namespace_of=holder_name,
+        command=service.command, env=env, namespace_of=holder_name, mounts=sync_mounts(project, service),
         stop_timeout=int(round(service.stop_grace_period)),
     )
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
@@ -111,6 +111,13 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
 
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
 FILES_HASH = "meshctl.files-hash"     # its mounted config files: a change means reload it in place
+
+
+def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, str, bool], ...]:
+    """watch.sync as read-only bind mounts: the app sees each save at once, and cannot write
+    back into the folder being watched."""
+    root = service.build or project.root
+    return tuple((str((root / local).resolve()), target, True) for local, target in service.watch.sync)
 
 
 def _hashed(spec: ContainerSpec) -> ContainerSpec:

@@ -25,7 +25,7 @@ from .certs import CertificateAuthority, atomic_write, default_sans, meshctl_hom
 from .checks import http_probe, tls_context, tls_probe, wait_for
 from .config import ProjectSpec, ServiceSpec
 from .errors import MeshctlError, StartError
-from .images import BuildEvent, ensure_app_images, ensure_sidecar_images
+from .images import BuildEvent, build_app_image, ensure_app_images, ensure_sidecar_images
 from .pod import APP, HOLDER, Pod, build_pod, labels, network_name
 from .plan import PodPlan, plan_pod, stop_phases
 from .sidecars import READY_PATH, published_ports, render_configs
@@ -81,6 +81,7 @@ class Tracked:
     tail: deque = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     exited: threading.Event = field(default_factory=threading.Event)
     code: int | None = None
+    expected: bool = False      # meshctl is stopping or replacing it: its exit is no news
 
     def last_lines(self, n: int = 20) -> str:
         return "\n".join(f"{self.role} | {line}" for line in list(self.tail)[-n:])
@@ -106,14 +107,21 @@ class Tracker:
         def wait() -> None:
             tracked.code = result()
             tracked.exited.set()
-            self.queue.put(Exited(service, role, tracked.code))
+            if not tracked.expected:
+                self.queue.put(Exited(service, role, tracked.code))
 
         threading.Thread(target=wait, name=f"exit-{name}", daemon=True).start()
         return tracked
 
-    def follow_logs(self, tracked: Tracked) -> None:
+    def expect_exit(self, names: list[str]) -> None:
+        with self._lock:
+            for name in names:
+                if name in self.containers:
+                    self.containers[name].expected = True
+
+    def follow_logs(self, tracked: Tracked, since: float | None = None) -> None:
         def pump() -> None:
-            for line in self.engine.logs(tracked.id, follow=True):
+            for line in self.engine.logs(tracked.id, follow=True, since=since):
                 tracked.tail.append(line)
                 self.queue.put(LogLine(tracked.service, tracked.role, line))
 
@@ -152,6 +160,7 @@ class Stack:
         self.stop_requested = threading.Event()
         # Attached: the sockets that hold each holder's stdin. Closing them (or dying) ends the pod.
         self._ties: list[Any] = []
+        self.pods: dict[str, Pod] = {}     # service → the pod as last applied
 
     # -- up -------------------------------------------------------------------------------------
 
@@ -203,6 +212,7 @@ class Stack:
 
     def _up_pod(self, pod: Pod, observed: list[ContainerInfo]) -> RunningPod:
         started = time.monotonic()
+        self.pods[pod.service.name] = pod
         plan = plan_pod(pod, observed)
         self._remove(list(plan.remove))
         for current in plan.reload:
@@ -268,7 +278,7 @@ class Stack:
             if self.stop_requested.is_set():
                 raise KeyboardInterrupt
             for tracked in self.tracker.of_service(pod.service.name):
-                if tracked.exited.is_set():
+                if tracked.exited.is_set() and (not tracked.expected or tracked.role == APP):
                     time.sleep(0.1)  # let the log pump catch the last lines
                     what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
                     raise StartError(f"{pod.service.name}: {what} exited with code {tracked.code} before it was ready",
@@ -281,7 +291,78 @@ class Stack:
         return urls_for(published_ports(pod.service), self.engine.published_ports(pod.holder.name))
 
     def _remove(self, containers: list[ContainerInfo]) -> None:
+        self.tracker.expect_exit([c.name for c in containers])
         stop_containers(self.engine, containers)
+
+    # -- hot reload -----------------------------------------------------------------------------
+
+    def converge(self, project: ProjectSpec) -> None:
+        """Apply a changed mesh.yaml to the running stack: sidecar configs re-rendered and reloaded
+        in place, containers recreated only where their settings changed, pods of removed
+        services removed, new ones started."""
+        self.project = project
+        pods = self.prepare()
+        observed = self.engine.containers({"meshctl.project": project.name})
+        wanted = {p.service.name for p in pods}
+        self._remove([c for c in observed if c.label("service") not in wanted])
+        for name in [n for n in self.pods if n not in wanted]:
+            del self.pods[name]
+        for pod in pods:
+            self._up_pod(pod, observed)
+
+    def restart_app(self, service: str) -> None:
+        """Sync mode: the new source is already mounted; restart the app container in place
+        (holder and sidecars stay) and wait until it serves through the chain again."""
+        pod = self.pods[service]
+        tracked = self.tracker.find(service, APP)
+        if tracked is not None and not tracked.exited.is_set():
+            tracked.expected = True           # a crash of the new code is reported by the reload
+            self.engine.restart(tracked.id, timeout=pod.service.stop_grace_period)
+            # The old stream ended with the stop and delivered its last lines; from here on, new ones.
+            self.tracker.follow_logs(tracked, since=time.time())
+        else:
+            self._start(pod, pod.app)         # the last version crashed: start afresh
+            tracked = self.tracker.find(service, APP)
+            assert tracked is not None
+            tracked.expected = True
+        self._wait_app(pod)
+        tracked.expected = False
+
+    def rebuild_app(self, service: str) -> None:
+        """Rebuild mode: build first (a failed build leaves the running app alone), then replace
+        the app container; holder and sidecars stay."""
+        pod = self.pods[service]
+        build_app_image(self.engine, self.project.name, pod.service, self.on_event)
+        old = self.tracker.find(service, APP)
+        current = [c for c in self.engine.containers({"meshctl.project": self.project.name,
+                                                      "meshctl.service": service, "meshctl.role": APP})]
+        self._remove(current)
+        self._start(pod, pod.app)
+        new = self.tracker.find(service, APP)
+        if new is not None and new is not old:
+            new.expected = True
+        self._wait_app(pod)
+        if new is not None:
+            new.expected = False
+
+    def _wait_app(self, pod: Pod) -> None:
+        ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in self.urls(pod).items()}
+        self.wait_serving(pod, ports, tls_context(self.ca.cert_path))
+
+    def renew_certificates(self) -> list[str]:
+        """Re-issue leaf certificates that near expiry; reload the TLS sidecars that use them."""
+        renewed = []
+        for name, pod in self.pods.items():
+            if pod.service.tls is None:
+                continue
+            issued = self.ca.issue(pod.config_dirs["tls"], default_sans(name, pod.service.tls.hosts),
+                                   common_name=name)
+            if issued.reissued:
+                for c in self.engine.containers({"meshctl.project": self.project.name, "meshctl.service": name,
+                                                 "meshctl.role": "tls"}, all=False):
+                    self.engine.signal(c.id, "SIGUSR2")
+                renewed.append(name)
+        return renewed
 
     # -- down -----------------------------------------------------------------------------------
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import queue
 import signal
 import threading
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from .config import load_project
+from .errors import BuildError, MeshctlError
 from .pod import APP
 from .stack import Exited, LogLine, Phase, RunningPod, Stack
+from .watch import RESTART, Watcher, classify
 
 
 class Interrupts:
@@ -64,11 +69,109 @@ def teardown(stack: Stack, interrupts: Interrupts, on_event: Callable[[Any], Non
         _drain_logs(stack.tracker.queue, on_event)
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """One line on the console per reload: what changed, what was done, how long it took."""
+    changed: tuple[str, ...]
+    action: str
+    seconds: float
+    error: MeshctlError | None = None
+
+
+class Reloader:
+    """uvicorn's supervisor shape: watch → for each change set, one reload, never two at once.
+    Changes that arrive during a reload are gathered by the watcher and make exactly one more."""
+
+    CERT_CHECK_EVERY = 600.0   # seconds between checks that leaf certificates are not near expiry
+
+    def __init__(self, stack: Stack, stop: threading.Event):
+        self.stack = stack
+        self.stop = stop
+        self.emit = stack.tracker.queue.put    # events reach the console through the supervisor
+        self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
+        self.thread = threading.Thread(target=self.run, name="reloader", daemon=True)
+
+    def start(self) -> "Reloader":
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            config_changed = False
+            for paths in Watcher(self.stack.project, self.stop):
+                if paths:
+                    config_changed = self.reload(paths)
+                    if config_changed:
+                        break   # the watched folders may have changed with mesh.yaml
+                if time.monotonic() >= self._next_cert_check:
+                    self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
+                    self._renew_certificates()
+            if not config_changed:
+                return
+
+    def reload(self, paths: set[Path]) -> bool:
+        """Apply one change set; return True when mesh.yaml changed."""
+        project = self.stack.project
+        plan = classify(project, paths)
+        if plan.empty:
+            return False
+        started = time.monotonic()
+        changed = tuple(_short(p, project.root) for p in plan.paths)
+        if plan.config_changed:
+            assert project.source is not None
+            try:
+                new_project = load_project(project.source)
+            except MeshctlError as exc:
+                self.emit(Reloaded(changed, "mesh.yaml not applied; the stack keeps running as it was",
+                                   time.monotonic() - started, exc))
+                return False
+            try:
+                self.stack.converge(new_project)
+                plan = classify(new_project, paths - {project.source})
+                self.emit(Reloaded(changed, "mesh.yaml applied", time.monotonic() - started))
+            except MeshctlError as exc:
+                self.emit(Reloaded(changed, "mesh.yaml applied in part", time.monotonic() - started, exc))
+                return True
+            started = time.monotonic()
+        for service, action in sorted(plan.actions.items()):
+            try:
+                if action == RESTART:
+                    self.stack.restart_app(service)
+                else:
+                    self.stack.rebuild_app(service)
+                self.emit(Reloaded(changed, f"{action} {service}", time.monotonic() - started))
+            except MeshctlError as exc:
+                keep = "the previous app keeps serving" if isinstance(exc, BuildError) else "waiting for the next save"
+                self.emit(Reloaded(changed, f"{action} {service} failed; {keep}", time.monotonic() - started, exc))
+        return plan.config_changed
+
+    def _renew_certificates(self) -> None:
+        started = time.monotonic()
+        try:
+            renewed = self.stack.renew_certificates()
+        except MeshctlError as exc:
+            self.emit(Reloaded(("certificates",), "renewal failed", time.monotonic() - started, exc))
+            return
+        if renewed:
+            self.emit(Reloaded(tuple(f"certificate of {s}" for s in renewed), "re-issued, TLS reloaded in place",
+                               time.monotonic() - started))
+
+
+def _short(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
-              on_event: Callable[[Any], None]) -> int:
-    """Run until Ctrl-C/SIGTERM (exit 0) or until a container exits by itself (the app's code)."""
+              on_event: Callable[[Any], None], *, watch: bool = False) -> int:
+    """Run until Ctrl-C/SIGTERM (exit 0) or until a container exits by itself (the app's code).
+    With `watch`, file changes reload the stack as they come."""
     interrupts.raise_at_once = False
     events = stack.tracker.queue
+    if watch:
+        Reloader(stack, interrupts.stop).start()
     while True:
         if interrupts.stop.is_set():
             on_event(Phase(f"{interrupts.signal_name or 'stop'}: stopping the apps, then the sidecars"))
@@ -78,7 +181,7 @@ def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
             event = events.get(timeout=0.1)
         except queue.Empty:
             continue
-        if isinstance(event, LogLine):
+        if isinstance(event, (LogLine, Reloaded, Phase)):
             on_event(event)
         elif isinstance(event, Exited):
             _drain_logs(events, on_event)

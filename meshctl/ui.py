@@ -21,6 +21,7 @@ from .images import BuildEvent
 from .smoke import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
                     Report)
 from .stack import Exited, LogLine, Phase, PodReady, RunningPod, ServiceStatus
+from .supervise import Reloaded
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}
@@ -53,6 +54,8 @@ class Ui:
                 self.err.print(f"[green]✓[/] {escape(event.service)} ready in {event.seconds:.2f}s")
         elif isinstance(event, Exited):
             self.exited(event)
+        elif isinstance(event, Reloaded):
+            self.reloaded(event)
         elif isinstance(event, (ChecksPlanned, CheckStarted, CheckDone)):
             self._check_event(event)
 
@@ -92,6 +95,18 @@ class Ui:
         text = Text(prefix.ljust(self._width) + " | ", style=f"{colour} {ROLE_STYLES.get(event.role, '')}".strip())
         text.append(event.line, style="dim" if event.role != "app" else "")
         (console or self.out).print(text)
+
+    def reloaded(self, event: Reloaded) -> None:
+        changed = ", ".join(event.changed[:3]) + (f" (+{len(event.changed) - 3} more)" if len(event.changed) > 3 else "")
+        if event.error is None:
+            self.err.print(f"[green]↻[/] {escape(changed)} → {escape(event.action)} in {event.seconds:.2f}s")
+            return
+        self.err.print(f"[red]✗[/] {escape(changed)} → {escape(event.action)} ({event.seconds:.2f}s)")
+        if event.error.details:
+            self.err.print(Text(event.error.details.rstrip(), style="dim"))
+        self.err.print(f"  [red]{escape(event.error.message)}[/]")
+        if event.error.hint:
+            self.err.print(f"  [yellow]hint:[/] {escape(event.error.hint)}")
 
     def exited(self, event: Exited) -> None:
         what = "the app" if event.role == "app" else f"the {event.role} sidecar"

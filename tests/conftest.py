@@ -15,7 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
-TEST_PROJECT_PREFIX = "mt-"
+# Every project a test session starts is named mt-<session>-…: the safety net at the end of the
+# session removes only its own, never those of another session running beside it.
+TEST_SESSION = uuid.uuid4().hex[:4]
+TEST_PROJECT_PREFIX = f"mt-{TEST_SESSION}-"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,7 +59,7 @@ def sidecar_images(engine) -> dict[str, str]:
 
 
 def unique_project(stem: str = "p") -> str:
-    return f"{TEST_PROJECT_PREFIX}{stem}-{uuid.uuid4().hex[:6]}"
+    return f"{TEST_PROJECT_PREFIX}{stem}-{uuid.uuid4().hex[:4]}"
 
 
 def hello_project(tmp_path: Path, *, name: str | None = None, mesh_yaml: str | None = None,

@@ -13,7 +13,8 @@ GREETINGS = Counter("hello_greetings", "Greetings served by the hello app")
 
 
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    # HTTP/1.0: one request per connection, so a stop never has idle keep-alive threads to wait for.
+    protocol_version = "HTTP/1.0"
 
     def do_GET(self):
         if self.path == "/healthz":
@@ -46,11 +47,13 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     port = int(os.environ.get("PORT", "8080"))
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
-    # Stop at once on SIGTERM: shutdown() must run off the serving thread.
+    server.daemon_threads = False   # a stop finishes the responses in flight (server_close joins them)
+    # Stop on SIGTERM: no new requests, finish those in flight, exit. shutdown() must run off the
+    # serving thread.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"hello: listening on :{port}", flush=True)
     server.serve_forever(poll_interval=0.1)
+    server.server_close()
     print("hello: stopped", flush=True)
     sys.exit(0)
 

@@ -1,0 +1,150 @@
+"""Hot reload: file changes → what to do for each service.
+
+Shaped like uvicorn's reload supervisor: a file filter that is its own callable, a watcher that is
+an iterator of change sets sharing one stop Event with the signal handlers, and a pure function
+that decides the action. The supervisor (supervise.py) runs the actions one at a time."""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchfiles import Change, DefaultFilter, watch
+
+from .config import ProjectSpec, ServiceSpec
+
+# What a service needs, from the cheapest to the most expensive; a change set takes the most.
+RESTART = "restart"      # sync mode: the mounted source changed; restart the app container
+REBUILD = "rebuild"      # build the image again and replace the app container
+CONFIG = "config"        # mesh.yaml changed: re-render, reload sidecars in place, recreate what must be
+_WEIGHT = {RESTART: 1, REBUILD: 2}
+
+
+class ChangeFilter(DefaultFilter):
+    """watchfiles' defaults (.git, __pycache__, editor swap files, …) plus .dockerignore entries
+    and mesh.yaml's watch.ignore globs, each relative to its own folder."""
+
+    def __init__(self, rules: list[tuple[Path, tuple[str, ...]]]):
+        super().__init__()
+        self.rules = rules
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if not super().__call__(change, path):
+            return False
+        return not any(_matches(Path(path), root, patterns) for root, patterns in self.rules)
+
+
+def _matches(path: Path, root: Path, patterns: tuple[str, ...]) -> bool:
+    try:
+        relative = path.relative_to(root).as_posix()
+    except ValueError:
+        return False
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern[1:] if negate else pattern
+        pattern = pattern.strip("/")
+        if not pattern:
+            continue
+        hit = (fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern + "/*")
+               or fnmatch.fnmatch(Path(relative).name, pattern)
+               or any(fnmatch.fnmatch(part, pattern) for part in Path(relative).parts[:-1]))
+        if hit:
+            ignored = not negate
+    return ignored
+
+
+def dockerignore(folder: Path) -> tuple[str, ...]:
+    try:
+        lines = (folder / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def watched_folders(project: ProjectSpec) -> list[Path]:
+    folders = {s.build for s in project.services if s.build is not None}
+    folders |= {(project.root / local).resolve() for s in project.services for local, _ in s.watch.sync}
+    if project.source is not None:
+        folders.add(project.source.parent)
+    # A folder inside another is already watched through it.
+    ordered = sorted(folders, key=lambda p: len(p.parts))
+    return [f for i, f in enumerate(ordered) if not any(f.is_relative_to(o) for o in ordered[:i])]
+
+
+def change_filter(project: ProjectSpec) -> ChangeFilter:
+    rules = []
+    for service in project.services:
+        if service.build is not None:
+            rules.append((service.build, dockerignore(service.build)))
+        rules.append((service.build or project.root, service.watch.ignore))
+    return ChangeFilter(rules)
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    config_changed: bool
+    actions: dict[str, str]          # service name → RESTART or REBUILD
+    paths: tuple[Path, ...]          # what changed, for the console line
+
+    @property
+    def empty(self) -> bool:
+        return not self.config_changed and not self.actions
+
+
+def classify(project: ProjectSpec, paths: set[Path]) -> ReloadPlan:
+    """Pure: which services need what for these changed paths."""
+    config_changed = project.source is not None and any(p == project.source for p in paths)
+    actions: dict[str, str] = {}
+    for path in paths:
+        if project.source is not None and path == project.source:
+            continue
+        for service in project.services:
+            action = service_action(project, service, path)
+            if action and _WEIGHT[action] > _WEIGHT.get(actions.get(service.name, ""), 0):
+                actions[service.name] = action
+    return ReloadPlan(config_changed, actions, tuple(sorted(paths)))
+
+
+def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> str | None:
+    root = service.build or project.root
+    synced = any(path.is_relative_to((root / local).resolve()) for local, _ in service.watch.sync)
+    if service.build is None:
+        return RESTART if synced else None
+    if not path.is_relative_to(service.build):
+        return None
+    relative = path.relative_to(service.build).as_posix()
+    if path.name == "Dockerfile" or any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(path.name, g)
+                                        for g in service.watch.rebuild):
+        return REBUILD
+    return RESTART if synced else REBUILD
+
+
+class Watcher:
+    """An iterator of change sets (paths) for a project; ends when `stop` is set."""
+
+    def __init__(self, project: ProjectSpec, stop: threading.Event, *, step_ms: int = 50, debounce_ms: int = 1600):
+        self.project = project
+        self.stop = stop
+        self.step_ms = step_ms
+        self.debounce_ms = debounce_ms
+
+    def __iter__(self) -> Iterator[set[Path]]:
+        for changes in watch(*watched_folders(self.project), watch_filter=change_filter(self.project),
+                             stop_event=self.stop, step=self.step_ms, debounce=self.debounce_ms,
+                             yield_on_timeout=True, rust_timeout=1000, raise_interrupt=False):
+            if self.stop.is_set():
+                return
+            yield net_changes(changes)
+
+
+def net_changes(changes: set[tuple[Change, str]]) -> set[Path]:
+    """The paths that changed, without files that came and went within the batch (an editor's
+    or sed's temporary file)."""
+    added = {p for c, p in changes if c == Change.added}
+    deleted = {p for c, p in changes if c == Change.deleted}
+    transient = {p for p in added & deleted if not Path(p).exists()}
+    return {Path(p) for _, p in changes if p not in transient}
