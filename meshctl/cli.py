@@ -108,7 +108,7 @@ def test_(path: Path = PathArg,
         interrupts = Interrupts().install()
         try:
             if compose is not None:
-                report = _compose_test(compose, interrupts, ui)
+                report = _compose_test(compose, interrupts, ui, timeout)
             else:
                 project = smoke.isolated(load_project(path, name=name), rename=name is None)
                 report = smoke.run_smoke_test(Engine(), project, interrupts=interrupts, on_event=ui,
@@ -138,8 +138,10 @@ def _writable(target: Path, option: str) -> None:
         raise UsageError(f"{option} {target}: cannot create its folder: {exc.strerror}") from exc
 
 
-def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui):
-    raise UsageError("--compose is not available yet")
+def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui, timeout: float):
+    from .compose_test import run_compose_test
+
+    return run_compose_test(Engine(), compose, interrupts=interrupts, on_event=ui, ready_timeout=timeout)
 
 
 @app.command()

