@@ -164,13 +164,7 @@ class Ui:
     # -- results ---------------------------------------------------------------------------------
 
     def status_table(self, running: list[RunningPod], ca_path: str, *, detached: bool) -> None:
-        table = Table(title="meshctl: ready", title_justify="left", show_edge=False, pad_edge=False)
-        for column in ("service", "endpoint", "url"):
-            table.add_column(column, no_wrap=True, overflow="ignore")
-        for pod in running:
-            for index, kind in enumerate(k for k in ("https", "http", "metrics") if k in pod.urls):
-                table.add_row(pod.pod.service.name if index == 0 else "", kind, pod.urls[kind])
-        self.out.print(table)
+        self.out.print(self._urls_table("meshctl: ready", [(p.pod.service.name, p.urls) for p in running]))
         self.out.print(f"[dim]trust the CA: {escape(ca_path)}   (curl --cacert {escape(ca_path)} …)[/]")
         if detached:
             self.out.print("[dim]running in the background; `meshctl down` removes it[/]")
@@ -184,15 +178,24 @@ class Ui:
         if not statuses:
             self.out.print("no meshctl stacks are running")
             return
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("project", "service", "state", "https", "http", "metrics", "containers"):
-            table.add_column(column, no_wrap=column != "containers")
+        groups = []
         for s in statuses:
-            containers = ", ".join(f"{c['role']}:{c['state']}" for c in s.containers)
-            state = {"running": "[green]running[/]"}.get(s.state, f"[yellow]{s.state}[/]")
-            table.add_row(s.project, s.service, state, *(s.urls.get(k, "–") for k in ("https", "http", "metrics")),
-                          containers)
-        self.out.print(table)
+            state = s.state if s.state == "running" else f"{s.state}: " + ", ".join(
+                f"{c['role']} {c['state']}" for c in s.containers)
+            groups.append((f"{s.project}/{s.service} ({state})", s.urls))
+        self.out.print(self._urls_table(None, groups))
+
+    @staticmethod
+    def _urls_table(title: str | None, groups: list[tuple[str, dict[str, str]]]) -> Table:
+        """One row per URL, grouped under its service: narrow enough for any terminal."""
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("service", "endpoint", "url"):
+            table.add_column(column, no_wrap=True, overflow="ignore")
+        for label, urls in groups:
+            kinds = [k for k in ("https", "http", "metrics") if k in urls] or ["–"]
+            for index, kind in enumerate(kinds):
+                table.add_row(label if index == 0 else "", kind, urls.get(kind, "–"))
+        return table
 
     def note(self, text: str) -> None:
         self.err.print(escape(text))
@@ -227,7 +230,9 @@ class CheckTable:
 
     def __init__(self, names: tuple[tuple[str, str], ...], console: Console):
         self.rows: dict[tuple[str, str], list[str]] = {key: ["[dim]· waiting[/]", "", ""] for key in names}
+        self.pending = set(names)
         self.console = console
+        self.stopped = False
         self.live: Live | None = None
         if console.is_terminal:
             self.live = Live(get_renderable=self.render, console=console, refresh_per_second=8,
@@ -240,11 +245,17 @@ class CheckTable:
         elif isinstance(event, CheckDone):
             r = event.result
             self.rows[(r.service, r.name)] = _row(r)
+            self.pending.discard((r.service, r.name))
+            if not self.pending:
+                self.stop()     # before teardown prints its phases below it
 
     def render(self) -> Table:
         return _checks_table(self.rows, self.console.width)
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.live is not None:
             self.live.stop()
         else:

@@ -260,3 +260,43 @@ def test_unreachable_engine_is_one_clear_message(tmp_path):
     result = run_meshctl("up", str(folder), env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert result.returncode == 3
     assert "cannot reach the Docker engine" in result.stderr and "Traceback" not in result.stderr
+
+
+STUBBORN_APP = '''
+import signal
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)   # ignores the polite stop
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\\n")
+    def log_message(self, *a): pass
+
+print("serving, and ignoring SIGTERM", flush=True)
+HTTPServer(("0.0.0.0", 8080), H).serve_forever()
+'''
+
+
+def test_second_ctrl_c_forces_the_stop(tmp_path, engine, sidecar_images):
+    name = unique_project("force")
+    folder = hello_project(tmp_path, app_py=STUBBORN_APP, mesh_yaml=(
+        f"name: {name}\nservices:\n  hello:\n    build: .\n    stop_grace_period: 60s\n"
+        "    ports: {https: 0, http: 0, metrics: 0}\n"))
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready")
+        up.proc.send_signal(signal.SIGINT)
+        up.wait_for_line("stopping the apps")
+        time.sleep(1.0)
+        assert up.proc.poll() is None          # still waiting out the app's 60 s grace period
+        up.proc.send_signal(signal.SIGINT)
+        up.wait(30)                            # far sooner than the grace period
+        assert "forced: killing every container now" in up.output
+        deadline = time.monotonic() + 10
+        while running_containers(engine, name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running_containers(engine, name) == []
+    finally:
+        up.kill()
+        run_meshctl("down", "--project", name, "--force")
