@@ -234,28 +234,32 @@ HANGING_CHECK = """
 """
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_a_killed_test_run_leaves_no_container_within_10s(tmp_path, engine, sidecar_images, how):
-    folder, project = check_project(tmp_path, HANGING_CHECK)
+@pytest.mark.parametrize("how, when", [("SIGTERM", "checks"), ("SIGKILL", "checks"), ("SIGTERM", "start"),
+                                       ("SIGINT", "start")])
+def test_a_stopped_or_killed_test_run_leaves_no_container_within_10s(tmp_path, engine, sidecar_images, how, when):
+    # "checks": a check hangs on the app; "start": the app never gets ready (its health is 503).
+    folder, project = check_project(tmp_path, HANGING_CHECK, health_status=200 if when == "checks" else 503)
     report = tmp_path / "report.xml"
     proc = subprocess.Popen(meshctl_cmd("test", str(folder), "--junit", str(report)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
     try:
         deadline = time.monotonic() + 180
-        # The check is running once the app logs the request it hangs on.
-        while not any("hanging on /hang" in line for line in engine_logs(engine, project)):
+        sign = "hanging on /hang" if when == "checks" else '"GET /healthz HTTP/1.1" 503'
+        while not any(sign in line for line in engine_logs(engine, project)):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
         proc.send_signal(getattr(signal, how))
         code = proc.wait(30)
         output = proc.stdout.read() if proc.stdout else ""
         assert_gone(engine, project, within=10)
-        if how == "SIGTERM":
-            assert code == 143, output
-            cases = junit_cases(report)["web"]
-            assert cases["ready"].is_passed and cases["hangs"].is_skipped
-        else:
+        if how == "SIGKILL":
             assert code == -signal.SIGKILL
+            return
+        assert code == 128 + getattr(signal, how), output
+        assert f"stopped by {how}" in output
+        cases = junit_cases(report)["web"]
+        assert cases["hangs"].is_skipped
+        assert cases["ready"].is_passed if when == "checks" else cases["ready"].is_skipped
     finally:
         if proc.poll() is None:
             proc.kill()
