@@ -219,7 +219,7 @@ class Stack:
             self.on_event(Phase(f"{pod.service.name}: reloading the {current.label('role')} sidecar's config"))
             self.engine.signal(current.id, "SIGUSR2")   # HAProxy's master reloads without dropping connections
         if not plan.create:
-            urls = self.urls(pod)
+            urls = urls_for(self.host_ports(pod))
             self.on_event(PodReady(pod.service.name, urls, time.monotonic() - started))
             return RunningPod(pod, urls)
         self.on_event(Phase(f"{pod.service.name}: starting {', '.join(_role(s) for s in plan.create)}"))
@@ -230,8 +230,8 @@ class Stack:
         if sidecars:
             with ThreadPoolExecutor(max_workers=len(sidecars)) as pool:
                 list(pool.map(lambda s: self._start(pod, s), sidecars))
-        urls = self.urls(pod)
-        ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in urls.items()}
+        ports = self.host_ports(pod)
+        urls = urls_for(ports)
         context = tls_context(self.ca.cert_path)
         # The app gets traffic only once its sidecars answer (Linkerd's proxy-await).
         for spec in sidecars:
@@ -287,8 +287,9 @@ class Stack:
                                      details=tracked.last_lines())
         return check
 
-    def urls(self, pod: Pod) -> dict[str, str]:
-        return urls_for(published_ports(pod.service), self.engine.published_ports(pod.holder.name))
+    def host_ports(self, pod: Pod) -> dict[str, int]:
+        """Port name (https, http, metrics) → the host port Docker bound for it."""
+        return host_ports_by_name(published_ports(pod.service), self.engine.published_ports(pod.holder.name))
 
     def _remove(self, containers: list[ContainerInfo]) -> None:
         self.tracker.expect_exit([c.name for c in containers])
@@ -346,8 +347,7 @@ class Stack:
             new.expected = False
 
     def _wait_app(self, pod: Pod) -> None:
-        ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in self.urls(pod).items()}
-        self.wait_serving(pod, ports, tls_context(self.ca.cert_path))
+        self.wait_serving(pod, self.host_ports(pod), tls_context(self.ca.cert_path))
 
     def renew_certificates(self) -> list[str]:
         """Re-issue leaf certificates that near expiry; reload the TLS sidecars that use them."""
@@ -376,15 +376,14 @@ class Stack:
             self._ties.clear()
 
 
-def urls_for(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, str]:
-    """Host URLs from port name → pod port and pod port → host port."""
-    urls = {}
-    for name, pod_port in named_ports.items():
-        host = bound.get(int(pod_port))
-        if host:
-            scheme = "https" if name == "https" else "http"
-            urls[name] = f"{scheme}://localhost:{host}" + ("/metrics" if name == "metrics" else "/")
-    return urls
+def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:
+    """Port name → pod port, and pod port → host port: port name → host port."""
+    return {name: bound[int(pod_port)] for name, pod_port in named_ports.items() if bound.get(int(pod_port))}
+
+
+def urls_for(ports: dict[str, int]) -> dict[str, str]:
+    return {name: ("https" if name == "https" else "http") + f"://localhost:{port}"
+            + ("/metrics" if name == "metrics" else "/") for name, port in ports.items()}
 
 
 def _digest_files(folder: Path) -> str:
@@ -487,7 +486,7 @@ def status(engine: Engine, project: str | None = None) -> list[ServiceStatus]:
         urls: dict[str, str] = {}
         if holder is not None:
             try:
-                urls = urls_for(json.loads(holder.label("ports") or "{}"), holder.ports)
+                urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports))
             except ValueError:
                 pass
         states = {c.state for c in members}
