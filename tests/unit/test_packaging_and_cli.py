@@ -1,0 +1,54 @@
+"""`pip install .` carries sidecars/ and templates/; commands that need no engine work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from meshctl.cli import app
+from meshctl.config import load_project
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_wheel_carries_sidecars_and_templates_and_finds_them(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True)
+    [wheel] = tmp_path.glob("meshctl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("sidecars", "templates"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                assert f"meshctl/_data/{path.relative_to(ROOT).as_posix()}" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    found = subprocess.run([sys.executable, "-c", "from meshctl.sidecars import data_dir; print(data_dir('sidecars'))"],
+                           capture_output=True, text=True, check=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(target)}).stdout.strip()
+    assert Path(found) == target / "meshctl" / "_data" / "sidecars"
+
+
+def test_init_writes_a_mesh_yaml_that_parses(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nEXPOSE 3000\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    project = load_project(tmp_path)
+    [service] = project.services
+    assert service.port == 3000 and service.build == tmp_path.resolve()
+    again = runner.invoke(app, ["init", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_certs_ca_prints_the_path_and_keeps_the_key_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHCTL_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["certs", "ca"])
+    assert result.exit_code == 0
+    assert Path(result.output.strip()) == tmp_path / "ca" / "ca.pem"
+    assert (tmp_path / "ca" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
