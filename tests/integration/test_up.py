@@ -300,3 +300,27 @@ def test_second_ctrl_c_forces_the_stop(tmp_path, engine, sidecar_images):
     finally:
         up.kill()
         run_meshctl("down", "--project", name, "--force")
+
+
+def test_services_of_a_project_reach_each_other_by_name(tmp_path, engine, sidecar_images):
+    name = unique_project("multi")
+    folder = hello_project(tmp_path, mesh_yaml=(
+        f"name: {name}\nservices:\n"
+        "  web:\n    build: .\n    health: /healthz\n    ports: {https: 0, http: 0, metrics: 0}\n"
+        "  api:\n    build: .\n    env: {GREETING: api}\n    sidecars: {tls: false}\n"
+        "    ports: {http: 0, metrics: 0}\n"))
+    run_meshctl("up", "-d", str(folder), check=True)
+    try:
+        entries = {e["service"]: e for e in ps_json(name)}
+        assert set(entries) == {"web", "api"}
+        assert entries["api"]["urls"]["https"] is None          # tls: false publishes no https port
+        assert {c["role"] for c in entries["api"]["containers"]} == {"pod", "app", "proxy", "metrics"}
+        web_app = next(c for c in running_containers(engine, name)
+                       if c.label("service") == "web" and c.label("role") == "app")
+        fetch = ("import urllib.request;"
+                 "print(urllib.request.urlopen('http://api:15080/', timeout=5).read().decode(), end='')")
+        code, output = engine.exec(web_app.id, ["python3", "-c", fetch])
+        assert code == 0 and output == "api from meshctl\n", output
+    finally:
+        run_meshctl("down", str(folder))
+    assert running_containers(engine, name) == []
