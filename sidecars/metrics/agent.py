@@ -1,22 +1,31 @@
 """meshctl metrics sidecar.
 
-Receives the proxy's access events (HAProxy logs sent as raw syslog datagrams to 127.0.0.1 in the
-pod), keeps request counts by status code and method and a latency histogram, and serves them on
-one Prometheus endpoint, merged with the app's own metrics when the app has a metrics path (the
-way Istio merges app and proxy metrics).
+Receives the proxy's access events (HAProxy's access log lines, written into a ring buffer in the
+proxy and forwarded over one TCP connection to 127.0.0.1 in the pod, newline-separated; plain
+syslog datagrams on the same port number over UDP are accepted too), keeps request counts by status
+code and method and a latency histogram, and serves them on one Prometheus endpoint, merged with
+the app's own metrics when the app has a metrics path (the way Istio merges app and proxy metrics).
+
+The agent also prints the access log on the console for the proxy: every line while traffic is light,
+and under load at most MESHCTL_ACCESS_LOG_LIMIT lines a second plus one line saying how many were
+not shown. The counts in /metrics always include every request. (Each console line costs the Docker
+engine more than the request itself costs the proxy: see docs/performance.md.)
 
 Settings come from the environment:
-  MESHCTL_SERVICE        the service name, a label on every series
-  MESHCTL_METRICS_PORT   the port the endpoint listens on (default 15090)
-  MESHCTL_EVENTS_PORT    the UDP port the proxy's access events arrive on (default 15514)
-  MESHCTL_APP_METRICS    the app's own metrics URL inside the pod (optional)
+  MESHCTL_SERVICE           the service name, a label on every series
+  MESHCTL_METRICS_PORT      the port the endpoint listens on (default 15090)
+  MESHCTL_EVENTS_PORT       the TCP (and UDP) port the proxy's access events arrive on (default 15514)
+  MESHCTL_APP_METRICS       the app's own metrics URL inside the pod (optional)
+  MESHCTL_ACCESS_LOG_LIMIT  access log lines printed per second at most (default 100; 0: none; -1: all)
 """
 
+import bisect
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,31 +50,37 @@ class AccessStats:
         self.malformed = 0
 
     def record_line(self, line):
-        """Parse one HAProxy log line in meshctl's format:
-        client [date] frontend backend/server TR/Tw/Tc/Tr/Ta status bytes termination "request" """
-        parts = line.split(" ", 7)
-        try:
-            total_ms = int(parts[4].rsplit("/", 1)[1])
-            code = parts[5]
-            int(code)
-            method = parts[7].split('"', 2)[1].split(" ", 1)[0] if len(parts) > 7 and '"' in parts[7] else "OTHER"
-        except (IndexError, ValueError):
-            with self.lock:
-                self.malformed += 1
-            return
-        if method not in METHODS:
-            method = "OTHER"
+        return self.record_lines([line])
+
+    def record_lines(self, lines):
+        """Count a batch of HAProxy log lines in meshctl's format:
+        client [date] frontend backend/server TR/Tw/Tc/Tr/Ta status bytes termination "request"
+        Returns the lines that are not access events (HAProxy's own messages), to be printed."""
+        other = []
         with self.lock:
-            self.events += 1
-            key = (code, method)
-            self.requests[key] = self.requests.get(key, 0) + 1
-            if total_ms >= 0:
-                index = 0
-                while index < len(BUCKETS_MS) and total_ms > BUCKETS_MS[index]:
-                    index += 1
-                self.bucket_counts[index] += 1
-                self.duration_sum_ms += total_ms
-                self.duration_count += 1
+            requests, buckets = self.requests, self.bucket_counts
+            for line in lines:
+                parts = line.split(" ", 7)
+                try:
+                    total_ms = int(parts[4].rsplit("/", 1)[1])
+                    code = parts[5]
+                    int(code)
+                    rest = parts[7] if len(parts) > 7 else ""
+                    method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
+                except (IndexError, ValueError):
+                    self.malformed += 1
+                    other.append(line)
+                    continue
+                if method not in METHODS:
+                    method = "OTHER"
+                self.events += 1
+                key = (code, method)
+                requests[key] = requests.get(key, 0) + 1
+                if total_ms >= 0:
+                    buckets[bisect.bisect_left(BUCKETS_MS, total_ms)] += 1
+                    self.duration_sum_ms += total_ms
+                    self.duration_count += 1
+        return other
 
     def snapshot(self):
         with self.lock:
@@ -111,13 +126,114 @@ def _le(bound):
     return "+Inf" if bound == float("inf") else repr(bound / 1000.0)
 
 
-def receive_events(stats, port):
+class ConsoleLog:
+    """The access log on stdout, written a batch at a time: every line while there are at most
+    `limit` a second, then a sample (the first `limit` of each second) and one line a second that
+    says how many were left out. limit < 0: every line; 0: none."""
+
+    def __init__(self, limit, out=None, clock=time.monotonic):
+        self.limit = limit
+        self.out = out or sys.stdout
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.second = int(clock())
+        self.shown = 0
+        self.hidden = 0
+
+    def write(self, lines, always=()):
+        """Print `always` (HAProxy's own messages) and as many of `lines` as the budget allows."""
+        with self.lock:
+            text = self._roll()
+            if self.limit < 0:
+                shown = lines
+            else:
+                room = max(0, self.limit - self.shown)
+                shown = lines[:room]
+                self.shown += len(shown)
+                self.hidden += len(lines) - len(shown)
+            text += "".join(line + "\n" for line in (*always, *shown))
+            if text:
+                self.out.write(text)
+                self.out.flush()
+
+    def tick(self):
+        """Called at least once a second: reports what the last second left out."""
+        self.write([])
+
+    def _roll(self):
+        now = int(self.clock())
+        if now == self.second:
+            return ""
+        text = ""
+        if self.hidden:
+            text = (f"metrics: access log: {self.hidden} more requests in the last second not shown "
+                    f"(MESHCTL_ACCESS_LOG_LIMIT={self.limit}/s); /metrics counts every one\n")
+        self.second, self.shown, self.hidden = now, 0, 0
+        return text
+
+
+def _handle_batch(stats, console, lines):
+    other = stats.record_lines(lines)
+    console.write(lines if not other else [ln for ln in lines if ln not in other], always=other)
+
+
+def serve_event_stream(stats, console, conn):
+    """One proxy's ring forwarder: newline-separated log lines, many per read under load."""
+    conn.settimeout(1.0)
+    pending = b""
+    with conn:
+        while True:
+            try:
+                data = conn.recv(1 << 20)
+            except socket.timeout:
+                console.tick()
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            *complete, pending = (pending + data).split(b"\n")
+            if complete:
+                _handle_batch(stats, console, [_strip_frame(ln.decode("utf-8", "replace")) for ln in complete if ln])
+
+
+def _strip_frame(line):
+    """Syslog over TCP may carry an octet count before each message ("123 <message>")."""
+    head, sep, rest = line.partition(" ")
+    return rest if sep and head.isdigit() and rest[:1] != "[" and int(head) == len(rest.encode()) + 1 else line
+
+
+def receive_stream(stats, console, port):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(16)
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve_event_stream, args=(stats, console, conn), daemon=True).start()
+
+
+def receive_datagrams(stats, console, port):
+    """Access events as one syslog datagram each (a proxy config from before the ring)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind(("127.0.0.1", port))
+    sock.settimeout(1.0)
     while True:
-        data = sock.recv(65535)
-        stats.record_line(data.decode("utf-8", "replace").rstrip("\n"))
+        try:
+            data = sock.recv(65535)
+        except socket.timeout:
+            console.tick()
+            continue
+        batch = [data.decode("utf-8", "replace").rstrip("\n")]
+        sock.setblocking(False)
+        try:                      # drain what is already queued: one lock and one write per batch
+            while len(batch) < 1024:
+                batch.append(sock.recv(65535).decode("utf-8", "replace").rstrip("\n"))
+        except BlockingIOError:
+            pass
+        sock.settimeout(1.0)
+        _handle_batch(stats, console, batch)
 
 
 def fetch_app_metrics(url):
@@ -171,7 +287,9 @@ def main():
     stats = AccessStats()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MeshCollector(service, stats, app_status))
-    threading.Thread(target=receive_events, args=(stats, events_port), daemon=True).start()
+    console = ConsoleLog(int(os.environ.get("MESHCTL_ACCESS_LOG_LIMIT") or "100"))
+    threading.Thread(target=receive_stream, args=(stats, console, events_port), daemon=True).start()
+    threading.Thread(target=receive_datagrams, args=(stats, console, events_port), daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status))
     server.daemon_threads = True
     # A sidecar must stop at once on SIGTERM: nothing here needs flushing.

@@ -1,6 +1,7 @@
 import datetime as dt
 import os
 import stat
+from dataclasses import replace
 
 from cryptography import x509
 
@@ -52,7 +53,16 @@ def test_proxy_template_carries_the_settings():
     text = render_proxy("shop", service)
     assert "server app 127.0.0.1:8081" in text
     assert "timeout server 15000ms" in text and "retries 3" in text and "retry-on conn-failure" in text
-    assert "log 127.0.0.1:15514" in text  # access events reach the metrics sidecar
+    # Access events reach the metrics sidecar through a ring forwarded over TCP, not stdout.
+    assert "log ring@meshctl-events" in text and "server metrics 127.0.0.1:15514" in text
+    assert "log stdout" not in text
+    assert "log stdout" in render_proxy("shop", replace(service, metrics=None))
+    assert "bind abns@meshctl-proxy accept-proxy" in text
+
+
+def test_tls_template_reaches_the_proxy_through_its_socket():
+    text = render_tls("shop", ServiceSpec(name="web", port=8081))
+    assert "server upstream abns@meshctl-proxy send-proxy-v2" in text
     assert "$" not in text
 
 

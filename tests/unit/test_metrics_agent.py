@@ -1,0 +1,81 @@
+"""The metrics sidecar's agent, without a container: counting access lines in batches, the
+console access log's per-second budget, and the event stream's framing."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import socket
+import threading
+
+from meshctl.sidecars import data_dir
+
+spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+
+LINE = '192.168.1.1:5050 [27/Nov/2026:16:11:21.486] proxy app/app 0/0/0/{ms}/{ms} {code} 168 ---- "{method} /x HTTP/1.1"'
+
+
+def line(code=200, method="GET", ms=1):
+    return LINE.format(code=code, method=method, ms=ms)
+
+
+def test_batches_count_codes_methods_and_latency_buckets():
+    stats = agent.AccessStats()
+    other = stats.record_lines([line(), line(404), line(200, "POST", 30), line(200, "BREW", 5000),
+                                "[WARNING] (14) : Server app/app is DOWN", line(503, ms=-1)])
+    assert other == ["[WARNING] (14) : Server app/app is DOWN"]
+    requests, buckets, sum_ms, count, events, malformed = stats.snapshot()
+    assert requests == {("200", "GET"): 1, ("404", "GET"): 1, ("200", "POST"): 1, ("200", "OTHER"): 1, ("503", "GET"): 1}
+    assert events == 5 and malformed == 1
+    assert count == 4 and sum_ms == 1 + 1 + 30 + 5000           # -1 (aborted) has no duration
+    assert buckets[agent.BUCKETS_MS.index(1)] == 2               # 1 ms falls in le=0.001
+    assert buckets[agent.BUCKETS_MS.index(50)] == 1 and buckets[agent.BUCKETS_MS.index(5000)] == 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_console_prints_every_line_under_the_limit_then_a_sample_and_a_summary():
+    out, clock = io.StringIO(), Clock()
+    console = agent.ConsoleLog(3, out=out, clock=clock)
+    console.write(["a", "b"])
+    console.write(["c", "d", "e"], always=["haproxy says"])
+    assert out.getvalue() == "a\nb\nhaproxy says\nc\n"
+    clock.now += 1
+    console.tick()
+    assert out.getvalue().endswith("metrics: access log: 2 more requests in the last second not shown "
+                                   "(MESHCTL_ACCESS_LOG_LIMIT=3/s); /metrics counts every one\n")
+    console.write(["f"])
+    assert out.getvalue().endswith("f\n")
+
+
+def test_console_limits_all_and_none():
+    out = io.StringIO()
+    agent.ConsoleLog(-1, out=out).write([str(i) for i in range(500)])
+    assert out.getvalue().count("\n") == 500
+    out = io.StringIO()
+    agent.ConsoleLog(0, out=out).write(["a"], always=["b"])
+    assert out.getvalue() == "b\n"
+
+
+def test_event_stream_splits_lines_across_reads():
+    stats, out = agent.AccessStats(), io.StringIO()
+    console = agent.ConsoleLog(-1, out=out)
+    left, right = socket.socketpair()
+    worker = threading.Thread(target=agent.serve_event_stream, args=(stats, console, right))
+    worker.start()
+    payload = "".join(line(200 + i % 2) + "\n" for i in range(1000)).encode()
+    for start in range(0, len(payload), 777):      # lines cut at arbitrary places
+        left.sendall(payload[start:start + 777])
+    left.close()
+    worker.join(5)
+    requests = stats.snapshot()[0]
+    assert requests == {("200", "GET"): 500, ("201", "GET"): 500}
+    assert out.getvalue().count("\n") == 1000
