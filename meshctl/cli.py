@@ -324,23 +324,20 @@ def inject(file: Optional[str] = ComposeFileArg,
     def body() -> int:
         import os
 
-        from . import compose_yaml
         from .images import ensure_sidecar_images
-        from .inject import HTTP_ROLES, InjectOptions, Machine
-        from .inject import inject as inject_document
+        from .inject import HTTP_ROLES, InjectOptions, Machine, inject_text
 
         if undo:
             return _uninject(ui, file, output, in_place)
         text, source, path = _read_compose(file, output, in_place)
-        document, layout = compose_yaml.load(text, source)
         folder = (path.parent if path else Path.cwd()).resolve()
-        name = project or _compose_project_name(document, folder)
+        name = project or _compose_project_name(text, folder)
         home = meshctl_home()
         machine = Machine(project=name, images=sidecar_refs(HTTP_ROLES), user=f"{os.getuid()}:{os.getgid()}",
                           # One folder per compose file's location: two checkouts never share configs.
                           state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
         options = InjectOptions(services=tuple(service), keep_plain=keep_plain, tcp=tcp)
-        result = inject_document(document, options, machine, source)
+        injected, result = inject_text(text, options, machine, source)
         if result.injected:
             if not no_build:
                 ensure_sidecar_images(Engine(), result.roles, ui)
@@ -351,7 +348,7 @@ def inject(file: Optional[str] = ComposeFileArg,
                     _write_if_changed(Path(file_path), content)
                 if item.cert_dir is not None:
                     ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
-        _write_compose(ui, compose_yaml.dump(result.document, layout), text, path, output, in_place)
+        _write_compose(ui, injected, text, path, output, in_place)
         for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
             ui.note(line)
         if result.injected:
@@ -370,13 +367,11 @@ def uninject(file: Optional[str] = ComposeFileArg, output: Optional[Path] = Outp
 
 
 def _uninject(ui: Ui, file: Optional[str], output: Optional[Path], in_place: bool) -> int:
-    from . import compose_yaml
-    from .inject import uninject as uninject_document
+    from .inject import uninject_text
 
     text, source, path = _read_compose(file, output, in_place)
-    document, layout = compose_yaml.load(text, source)
-    result = uninject_document(document, source)
-    _write_compose(ui, compose_yaml.dump(result.document, layout), text, path, output, in_place)
+    uninjected, result = uninject_text(text, source)
+    _write_compose(ui, uninjected, text, path, output, in_place)
     if result.restored or result.removed:
         ui.note(f"removed {len(result.removed)} sidecar services; restored the ports of "
                 + (", ".join(result.restored) or "no service"))
@@ -450,12 +445,12 @@ def _write_if_changed(path: Path, content: str) -> None:
     atomic_write(path, content.encode(), mode=0o644)
 
 
-def _compose_project_name(document, folder: Path) -> str:
+def _compose_project_name(text: str, folder: Path) -> str:
     """What docker compose would call the project: `name:`, else the folder's name, normalized."""
     import re
 
-    declared = document.get("name") if isinstance(document, dict) else None
-    raw = declared if isinstance(declared, str) and "$" not in declared else folder.name
+    declared = re.search(r"^name:[ \t]*['\"]?([^'\"#\s]+)", text, re.M)
+    raw = declared.group(1) if declared and "$" not in declared.group(1) else folder.name
     return re.sub(r"[^a-z0-9_-]", "", raw.lower()).lstrip("_-") or "default"
 
 

@@ -136,6 +136,10 @@ def dump(document: Any, layout: Layout = Layout()) -> str:
     swap_out(document)
     if isinstance(document, CommentedMap):
         swap_out(document.get("services"))
+        # Generated blocks are spliced in as block mappings: their parents must be blocks too.
+        for mapping in (document, document.get("services")):
+            if generated and isinstance(mapping, CommentedMap) and mapping.fa.flow_style():
+                mapping.fa.set_block_style()
     yaml = _yaml()
     yaml.indent(mapping=layout.mapping, sequence=max(layout.sequence, layout.offset + 2), offset=layout.offset)
     yaml.explicit_start = layout.explicit_start or None

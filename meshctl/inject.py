@@ -170,6 +170,34 @@ def compose_services(document: Any, source: str) -> CommentedMap:
 
 
 # ---------------------------------------------------------------------------------------------
+# Text in, text out: what the CLI calls
+
+
+def inject_text(text: str, options: InjectOptions, machine: Machine, source: str) -> tuple[str, InjectResult]:
+    return _on_text(text, source, lambda document: inject(document, options, machine, source))
+
+
+def uninject_text(text: str, source: str) -> tuple[str, UninjectResult]:
+    return _on_text(text, source, lambda document: uninject(document, source))
+
+
+def _on_text(text: str, source: str, change):
+    from . import compose_yaml
+
+    shortcut = without_generated_blocks(text)
+    if shortcut is not None:
+        try:
+            document, layout = compose_yaml.load(shortcut, source)
+            result = change(document)
+            return compose_yaml.dump(result.document, layout), result
+        except ConfigError:
+            pass     # report it against the whole text, so that its line number is right
+    document, layout = compose_yaml.load(text, source)
+    result = change(document)
+    return compose_yaml.dump(result.document, layout), result
+
+
+# ---------------------------------------------------------------------------------------------
 # Uninject
 
 
@@ -197,6 +225,40 @@ def uninject(document: Any, source: str = "compose.yaml") -> UninjectResult:
     if isinstance(top, dict) and top.get("generated-by") == GENERATED_BY:
         del document[MARK]
     return UninjectResult(document, tuple(restored), removed)
+
+
+_GENERATED_HEAD = re.compile(r"^( *)(x-meshctl|[A-Za-z0-9._-]+-mesh-(?:tls|proxy|metrics)):[ ]*$")
+
+
+def without_generated_blocks(text: str) -> str | None:
+    """The text with the blocks `inject` generated cut out, exactly as written: a shortcut so that
+    re-injecting or uninjecting a large file does not parse hundreds of sidecar services with the
+    (slow, pure-Python) round-trip parser. None when the text holds nothing of the sort, or
+    anything that does not look exactly like meshctl's own output (the caller then takes the
+    long way, which handles everything)."""
+    lines = text.splitlines(keepends=True)
+    keep: list[str] = []
+    index, cut = 0, False
+    while index < len(lines):
+        head = _GENERATED_HEAD.match(lines[index])
+        body = lines[index + 1] if index + 1 < len(lines) else ""
+        indent = len(head.group(1)) if head else 0
+        ours = head and (
+            body.lstrip().startswith('generated-by: "meshctl inject"') if head.group(2) == MARK
+            else body.lstrip().startswith("<<: *meshctl-"))
+        if not ours:
+            keep.append(lines[index])
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and lines[end].strip() and not lines[end].lstrip().startswith("#") \
+                and len(lines[end]) - len(lines[end].lstrip(" ")) > indent:
+            end += 1
+        following = next((line for line in lines[end:] if line.strip() and not line.lstrip().startswith("#")), "")
+        if following and len(following) - len(following.lstrip(" ")) > indent:
+            return None          # a comment or blank line inside the block: not verbatim meshctl output
+        index, cut = end, True
+    return "".join(keep) if cut else None
 
 
 def _sidecar_of(service: Any) -> str | None:

@@ -9,7 +9,7 @@ import yaml
 
 from meshctl import compose_yaml
 from meshctl.errors import ConfigError, UsageError
-from meshctl.inject import InjectOptions, Machine, inject, uninject
+from meshctl.inject import InjectOptions, Machine, inject, inject_text, uninject, without_generated_blocks
 from meshctl.sidecars import METRICS_PORT, PROXY_PORT, TLS_PORT
 
 MACHINE = Machine(project="demo", images={"tls": "meshctl-haproxy:t", "proxy": "meshctl-haproxy:t",
@@ -366,3 +366,30 @@ def test_layout_follows_the_file():
 def test_generated_scalars_mean_the_same_to_any_yaml_parser(value, text):
     assert compose_yaml._scalar(value) == text
     assert yaml.safe_load(f"k: {text}")["k"] == value
+
+
+def test_the_shortcut_refuses_anything_but_meshctls_own_blocks():
+    out, _ = run(WEB)
+    assert without_generated_blocks(WEB) is None
+    stripped = without_generated_blocks(out)
+    assert "mesh-tls" not in stripped and "generated-by" not in stripped and "injected:" in stripped
+    edited = out.replace("    network_mode: service:web\n", "    # edited by hand\n    network_mode: service:web\n", 1)
+    assert without_generated_blocks(edited) is None
+    # A hand-edited file still re-injects (the long way) to the same output.
+    assert inject_text(edited, InjectOptions(), MACHINE, "c")[0] == out
+
+
+def test_errors_in_an_injected_file_name_the_right_line():
+    out, _ = run(WEB)
+    broken = out.replace("      injected:", "      colour: red\n      injected:")
+    line = broken.splitlines().index("      colour: red") + 1
+    with pytest.raises(ConfigError) as caught:
+        inject_text(broken, InjectOptions(), MACHINE, "compose.yaml")
+    assert caught.value.message.startswith(f"compose.yaml:{line}: ")
+
+
+def test_a_flow_style_services_mapping_becomes_a_block():
+    out, _ = run('services: {web: {image: nginx, ports: ["8080:80"]}}\n')
+    assert "__meshctl_generated" not in out
+    assert services_of(out)["web-mesh-tls"]["network_mode"] == "service:web"
+    assert run(out)[0] == out
