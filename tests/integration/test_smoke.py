@@ -114,10 +114,23 @@ FAILING_CHECKS = r"""
 """
 
 
+@pytest.fixture(autouse=True)
+def remove_app_images(engine):
+    """The app images `meshctl test` built for this test's projects go with it."""
+    yield
+    for project in _built:
+        subprocess.run(["docker", "image", "rm", "-f", f"meshctl-{project}-web:dev"], capture_output=True)
+    _built.clear()
+
+
+_built: list[str] = []
+
+
 def check_project(tmp_path: Path, checks: str, *, metrics_path: str = "", health_status: int = 200) -> tuple[Path, str]:
     """A copy of examples/hello running CHECK_APP with these checks; returns (folder, the project
     `meshctl test` runs: the name + '-test')."""
     name = unique_project("smoke")
+    _built.extend([name, f"{name}-test"])
     metrics_line = f"    metrics_path: {metrics_path}\n" if metrics_path else ""
     mesh_yaml = f"""\
 name: {name}
