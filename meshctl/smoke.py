@@ -1,8 +1,9 @@
 """`meshctl test`: bring a stack up, run the built-in and declared checks against it, tear it down.
 
-    Target      what the checks of one service need: its URLs, certificate names, checks, app container
-    run_checks  runs every target's checks (services in parallel, checks in order) → ServiceReports
-    test_stack  the whole `meshctl test`: up, checks, teardown, always; → Report
+    Target          what the checks of one service need: its URLs, certificate names, checks, app container
+    run_checks      every target's checks (services in parallel, checks in order) → ServiceReports
+    Harness         what differs between stacks: start, logs, teardown (a Stack here; compose_test.py)
+    run_harness     start, checks, teardown, always → Report;  run_smoke_test: that for `meshctl test PATH`
     render_junit / Report.as_json   pure renderings of a Report
 
 Progress goes out as CheckStarted / CheckDone events that ui.py renders; nothing here prints.

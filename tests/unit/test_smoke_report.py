@@ -278,3 +278,17 @@ def test_an_unreachable_endpoint_fails_its_check():
     [report] = run_checks([target], engine=None, ca_path=None, on_event=lambda e: None)
     http = report.results[1]
     assert http.outcome == FAILED and "connection refused" in http.message
+
+
+def test_services_run_side_by_side_and_report_in_their_order():
+    first, second = FakeApp(), FakeApp()
+    try:
+        targets = [Target(name, {"http": app.url + "/"}, checks=(HttpCheck(name="greets", path="/", via="http"),))
+                   for name, app in (("web", first), ("api", second))]
+        reports = run_checks(targets, engine=None, ca_path=None, on_event=lambda e: None)
+    finally:
+        first.close()
+        second.close()
+    assert [r.service for r in reports] == ["web", "api"]
+    assert all(r.ok and [c.name for c in r.results] == ["ready", "http", "greets"] for r in reports)
+    assert first.requests == second.requests == 2
