@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import hello_project, ps_json, run_meshctl, running_containers
+from tests.conftest import running_containers
 
 pytestmark = pytest.mark.integration
 
@@ -40,31 +40,25 @@ def hammer(port: int, path: str, count: int) -> None:
     conn.close()
 
 
-def test_counts_stay_exact_and_every_request_is_shown_or_summed(tmp_path, engine, sidecar_images):
-    folder = hello_project(tmp_path)
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
-    run_meshctl("up", "-d", str(folder), check=True)
-    try:
-        [entry] = ps_json(project)
-        http_port = int(entry["urls"]["http"].rsplit(":", 1)[1].strip("/"))
-        metrics_port = int(entry["urls"]["metrics"].rsplit(":", 1)[1].split("/")[0])
-        before = metrics_total(metrics_port, code="404")
-        threads = [threading.Thread(target=hammer, args=(http_port, f"/burst-{i}", 400)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        deadline = time.monotonic() + 10
-        while metrics_total(metrics_port, code="404") < before + 1600 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert metrics_total(metrics_port, code="404") == before + 1600
-        time.sleep(2.5)   # the agent reports what a second left out when the next one starts
-        total = metrics_total(metrics_port)
-        [metrics] = [c for c in running_containers(engine, project) if c.label("role") == "metrics"]
-        lines = list(engine.logs(metrics.id, follow=False))
-        shown = [line for line in lines if '"GET ' in line]
-        hidden = sum(int(m.group(1)) for m in map(HIDDEN.match, lines) if m)
-        assert any("GET /burst-0 HTTP/1.1" in line for line in shown)
-        assert len(shown) + hidden == total, (len(shown), hidden, total)
-    finally:
-        run_meshctl("down", str(folder))
+def test_counts_stay_exact_and_every_request_is_shown_or_summed(detached_hello, engine):
+    _, project, entry = detached_hello
+    http_port = int(entry["urls"]["http"].rsplit(":", 1)[1].strip("/"))
+    metrics_port = int(entry["urls"]["metrics"].rsplit(":", 1)[1].split("/")[0])
+    before = metrics_total(metrics_port, code="404")
+    threads = [threading.Thread(target=hammer, args=(http_port, f"/burst-{i}", 400)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    deadline = time.monotonic() + 10
+    while metrics_total(metrics_port, code="404") < before + 1600 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metrics_total(metrics_port, code="404") == before + 1600
+    time.sleep(2.5)   # the agent reports what a second left out when the next one starts
+    total = metrics_total(metrics_port)
+    [metrics] = [c for c in running_containers(engine, project) if c.label("role") == "metrics"]
+    lines = list(engine.logs(metrics.id, follow=False))
+    shown = [line for line in lines if '"GET ' in line]
+    hidden = sum(int(m.group(1)) for m in map(HIDDEN.match, lines) if m)
+    assert any("GET /burst-0 HTTP/1.1" in line for line in shown)
+    assert len(shown) + hidden == total, (len(shown), hidden, total)
