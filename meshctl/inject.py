@@ -350,6 +350,8 @@ def _plan(name: str, service: Any, options: InjectOptions, src: _Source) -> _Pla
         return Skipped(name, f"runs {replicas} replicas: sidecars in one namespace would serve only one")
     ports = service.get("ports") or []
     if not ports:
+        if service.get("extends") is not None:
+            return Skipped(name, "publishes no ports here (ports from `extends` are not seen: repeat them here)")
         return Skipped(name, "publishes no ports")
     entries = [_parse_port(entry, index, name, src, ports) for index, entry in enumerate(ports)]
     app_port = settings.get("port")
@@ -677,6 +679,8 @@ def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machi
                 + f" && exec 4<>/dev/tcp/127.0.0.1/{plan.app_port}")
         if profiles:
             own["profiles"] = [str(p) for p in profiles]   # started and stopped with the app
+        if service.get("restart") is not None:
+            own["restart"] = str(service["restart"])        # back after a reboot when the app is
         own["labels"] = labels(machine.project, name, role, source="compose")
         own[MARK] = {"sidecar-of": name}
         sidecars.append((sidecar_name(name, role),

@@ -180,6 +180,7 @@ def test_protocol_http_overrides_detection():
     ("image: x\n    network_mode: 'service:db'\n    ports: ['80:80']", "another namespace"),
     ("image: x\n    network_mode: none", "network_mode: none"),
     ("image: x", "publishes no ports"),
+    ("extends: {file: base.yaml, service: web}", "`extends`"),
     ("image: x\n    ports: ['53:53/udp']", "only UDP"),
     ("image: x\n    ports: ['8000-8010:8000-8010']", "x-meshctl.port"),
     ("image: x\n    ports: ['80']\n    deploy: {replicas: 3}", "3 replicas"),
@@ -219,10 +220,11 @@ services:
     assert {"web", "web.internal", "www", "shop.local", "shop.example.test", "localhost"} <= set(result.injected[0].sans)
 
 
-def test_profiles_follow_the_app():
-    out, _ = run(WEB.replace("image: nginx", "image: nginx\n    profiles: [debug]"))
+def test_profiles_and_restart_policy_follow_the_app():
+    out, _ = run(WEB.replace("image: nginx", "image: nginx\n    profiles: [debug]\n    restart: always"))
     for role in ("tls", "proxy", "metrics"):
         assert services_of(out)[f"web-mesh-{role}"]["profiles"] == ["debug"]
+        assert services_of(out)[f"web-mesh-{role}"]["restart"] == "always"
 
 
 def test_health_and_metrics_path_settings():
