@@ -595,7 +595,7 @@ def _rewired_ports(plan: _Plan, keep_plain: bool) -> tuple[CommentedSeq, str]:
 def _healthcheck(script: str) -> dict[str, Any]:
     # `$$`: compose would interpolate a single `$`. bash's /dev/tcp: the images have no curl.
     return {"test": ["CMD", "bash", "-c", script], "interval": HEALTH_INTERVAL, "timeout": "3s",
-            "retries": 3, "start_period": "60s"}
+            "retries": 3, "start_period": "120s"}
 
 
 def _http_check(port: int, path: str, accept: str) -> str:
