@@ -1,4 +1,4 @@
-"""`meshctl inject` for real: `docker compose up --wait` on the injected file, HTTPS through the
+"""`meshctl inject` for real, on examples/compose-app and the corpus files 20-22: `docker compose up --wait` on the injected file, HTTPS through the
 injected TLS sidecar verified with meshctl's CA, metrics scraped, TCP proxied, `docker compose
 down -v` leaves nothing. Images are built locally (no registry); host ports are free ones."""
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 COMPOSE = Path(sys.executable).parent / "docker-compose"
 EXAMPLE = ROOT / "examples" / "compose-app"
+CORPUS = ROOT / "tests" / "compose_corpus"
 APP_IMAGE = "meshctl-compose-app:dev"
 
 
@@ -84,8 +85,14 @@ def copy_example(tmp_path: Path) -> Path:
     return folder
 
 
-def test_example_app_http_and_tcp_through_the_sidecars(tmp_path, app_image, ca_path):
-    folder = copy_example(tmp_path)
+def from_corpus(tmp_path: Path, name: str) -> Path:
+    shutil.copy(CORPUS / name, tmp_path / "compose.yaml")
+    return tmp_path
+
+
+@pytest.mark.parametrize("source", ["examples/compose-app", "20-real-web-tcp-kv.yaml"])
+def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path):
+    folder = copy_example(tmp_path) if source.startswith("examples/") else from_corpus(tmp_path, source)
     project = unique_project("inject")
     result = run_meshctl("inject", "compose.yaml", "-o", "compose.mesh.yaml", "-p", project, cwd=folder, check=True)
     assert "worker: left alone: publishes no ports" in result.stderr
@@ -119,40 +126,8 @@ def test_example_app_http_and_tcp_through_the_sidecars(tmp_path, app_image, ca_p
         down_and_check_nothing_is_left(folder, project)
 
 
-ANCHORS = """\
-x-app: &app
-  image: meshctl-compose-app:dev
-  restart: "no"
-  healthcheck:
-    test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"]
-    interval: 1s
-
-services:
-  front:
-    <<: *app
-    environment: {GREETING: front}
-    ports:
-      - target: 8080
-        host_ip: 127.0.0.1
-        protocol: tcp
-    volumes:
-      - cache:/cache
-  back:
-    <<: *app
-    environment: {GREETING: back}
-    ports: ["127.0.0.1::8080"]
-    x-meshctl: {health: /healthz}
-  debug:
-    <<: *app
-    profiles: [debug]
-    ports: ["127.0.0.1::8080"]
-volumes:
-  cache:
-"""
-
-
 def test_anchors_long_syntax_keep_plain_and_profiles(tmp_path, app_image, ca_path):
-    (tmp_path / "compose.yaml").write_text(ANCHORS)
+    from_corpus(tmp_path, "21-real-anchors-keep-plain.yaml")
     project = unique_project("inject")
     run_meshctl("inject", "--keep-plain", "-o", "compose.mesh.yaml", "-p", project, "compose.yaml",
                 cwd=tmp_path, check=True)
@@ -174,10 +149,8 @@ def test_anchors_long_syntax_keep_plain_and_profiles(tmp_path, app_image, ca_pat
 
 
 def test_in_place_then_uninject_leaves_no_sidecar_behind(tmp_path, app_image, ca_path):
-    compose_file = tmp_path / "compose.yaml"
-    original = ('services:\n  web:\n    image: meshctl-compose-app:dev\n    ports:\n      - "127.0.0.1::8080"\n'
-                '    volumes: [data:/data]\nvolumes:\n  data: {}\n')
-    compose_file.write_text(original)
+    compose_file = from_corpus(tmp_path, "22-real-in-place.yaml") / "compose.yaml"
+    original = compose_file.read_text()
     project = unique_project("inject")
     run_meshctl("inject", "--in-place", "-p", project, "compose.yaml", cwd=tmp_path, check=True)
     assert (tmp_path / "compose.yaml.bak").read_text() == original
