@@ -1,6 +1,7 @@
-"""`meshctl inject` for real, on examples/compose-app and the corpus files 20-22: `docker compose up --wait` on the injected file, HTTPS through the
-injected TLS sidecar verified with meshctl's CA, metrics scraped, TCP proxied, `docker compose
-down -v` leaves nothing. Images are built locally (no registry); host ports are free ones."""
+"""`meshctl inject` for real, on examples/compose-app and corpus files 20-22: `docker compose up
+--wait` on the injected file, HTTPS through the injected TLS sidecar verified with meshctl's CA,
+metrics scraped, TCP proxied, `docker compose down -v` leaves nothing. Images are built locally (no
+registry); host ports are free ones."""
 
 from __future__ import annotations
 
