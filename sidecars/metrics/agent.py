@@ -177,14 +177,22 @@ def _handle_batch(stats, console, lines):
     console.write(lines if not other else [ln for ln in lines if ln not in other], always=other)
 
 
-def serve_event_stream(stats, console, conn):
-    """One proxy's ring forwarder: newline-separated log lines, many per read under load."""
+# After each read the agent waits this long, so that events gather in the socket's buffer and the
+# next read takes them all: at 1,000 requests/s that is one wake-up per 50 events instead of one per
+# event, and the agent stays off the CPU the request path needs. Counts lag by at most this much.
+# (Nothing is lost meanwhile: a full socket buffer holds the events back in the proxy's ring.)
+BATCH_PAUSE = 0.05
+
+
+def serve_event_stream(stats, console, conn, pause=BATCH_PAUSE):
+    """One proxy's ring forwarder: newline-separated log lines, many per read."""
     conn.settimeout(1.0)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     pending = b""
     with conn:
         while True:
             try:
-                data = conn.recv(1 << 20)
+                data = conn.recv(4 << 20)
             except socket.timeout:
                 console.tick()
                 continue
@@ -195,12 +203,13 @@ def serve_event_stream(stats, console, conn):
             *complete, pending = (pending + data).split(b"\n")
             if complete:
                 _handle_batch(stats, console, [_strip_frame(ln.decode("utf-8", "replace")) for ln in complete if ln])
+            time.sleep(pause)
 
 
 def _strip_frame(line):
     """Syslog over TCP may carry an octet count before each message ("123 <message>")."""
     head, sep, rest = line.partition(" ")
-    return rest if sep and head.isdigit() and rest[:1] != "[" and int(head) == len(rest.encode()) + 1 else line
+    return rest if sep and head.isdigit() and int(head) - len(rest.encode()) in (0, 1) else line
 
 
 def receive_stream(stats, console, port):
