@@ -9,7 +9,8 @@ import yaml
 
 from meshctl import compose_yaml
 from meshctl.errors import ConfigError, UsageError
-from meshctl.inject import InjectOptions, Machine, inject, inject_text, uninject, without_generated_blocks
+from meshctl.inject import (InjectOptions, Machine, inject, inject_text, uninject, uninject_text,
+                            without_generated_blocks)
 from meshctl.sidecars import METRICS_PORT, PROXY_PORT, TLS_PORT
 
 MACHINE = Machine(project="demo", images={"tls": "meshctl-haproxy:t", "proxy": "meshctl-haproxy:t",
@@ -395,3 +396,20 @@ def test_a_flow_style_services_mapping_becomes_a_block():
     assert "__meshctl_generated" not in out
     assert services_of(out)["web-mesh-tls"]["network_mode"] == "service:web"
     assert run(out)[0] == out
+
+
+@pytest.mark.parametrize("text", [
+    WEB,
+    "# header\n\nservices:\n  web:\n    image: x\n    ports:   # published\n      - '80:80'   # http\n\n  # next\n  db:\n    image: y\n",
+    "x-d: &d\n  image: x\n  ports: ['80:80']\nservices:\n  web:\n    <<: *d\n",
+    "services:\n  web:\n    image: x\n    ports: &p\n    - 80\n    x-meshctl:\n      health: /h\n  other:\n    image: x\n    ports: *p\n",
+    "---\nservices:\n    web:\n        image: x\n        ports: [{target: 80, published: '8080'}]\n",
+])
+def test_the_cli_path_writes_into_the_text_and_takes_it_out_byte_for_byte(text):
+    fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
+    assert result.injected
+    tree, _ = run(text)
+    assert yaml.safe_load(fast) == yaml.safe_load(tree)
+    assert inject_text(fast, InjectOptions(), MACHINE, "c")[0] == fast
+    back_text, undone = uninject_text(fast, "c")
+    assert back_text == text and undone.removed

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path, PurePath
 
 import pytest
+import yaml
 
 from meshctl import compose_yaml
 from meshctl.inject import (InjectOptions, Machine, inject, inject_text, uninject, uninject_text,
@@ -60,16 +61,24 @@ def test_inject_is_valid_idempotent_and_round_trips(path: Path, corpus_copy: Pat
     injected = injected_text(original, path.name)
     assert injected_text(injected, "injected") == injected, "injecting twice must change nothing"
     back = uninjected_text(injected, "injected")
-    # The shortcut that skips parsing the generated blocks gives the very same bytes.
-    if "-mesh-" in injected:
-        assert without_generated_blocks(injected) is not None
-    assert inject_text(injected, InjectOptions(), MACHINE, "injected")[0] == injected
-    assert uninject_text(injected, "injected")[0] == back
+    # What the CLI runs: changes written into the original text (every other byte kept), meaning
+    # the same as the dumped tree; idempotent; uninject gives back the very same bytes.
+    fast = inject_text(original, InjectOptions(), MACHINE, path.name)[0]
+    assert yaml.safe_load(fast) == yaml.safe_load(injected)
+    assert inject_text(fast, InjectOptions(), MACHINE, "fast")[0] == fast
+    assert uninject_text(fast, "fast")[0] == original
+    if "-mesh-" in fast:
+        assert without_generated_blocks(fast) is not None
+    # And the tree's own output goes back the same way.
+    assert inject_text(injected, InjectOptions(), MACHINE, "injected")[0] in (injected, fast)
+    assert yaml.safe_load(uninject_text(injected, "injected")[0]) == yaml.safe_load(original)
 
     (corpus_copy / f"{path.stem}.mesh.yaml").write_text(injected)
+    (corpus_copy / f"{path.stem}.fast.yaml").write_text(fast)
     (corpus_copy / f"{path.stem}.back.yaml").write_text(back)
     before = compose_config(corpus_copy, path.name)
     after = compose_config(corpus_copy, f"{path.stem}.mesh.yaml")
+    assert compose_config(corpus_copy, f"{path.stem}.fast.yaml") == after
     assert compose_config(corpus_copy, f"{path.stem}.back.yaml") == before
 
     # What was injected is what compose sees: sidecars in the app's namespace, nothing else lost.
