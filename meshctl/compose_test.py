@@ -66,7 +66,7 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
                                      tuple(str(h) for h in hosts if isinstance(h, str))))
     if not found:
         raise UsageError(f"{source}: no service in it was injected by `meshctl inject`",
-                         hint=f"meshctl inject compose.yaml -o compose.mesh.yaml, then meshctl test --compose compose.mesh.yaml")
+                         hint="meshctl inject compose.yaml -o compose.mesh.yaml, then meshctl test --compose compose.mesh.yaml")
     return found
 
 

@@ -547,7 +547,7 @@ def _parse_http_check(raw: dict, name: str | None, expect: dict, path: tuple, wh
         try:
             re.compile(texts["body_matches"])
         except re.error as exc:
-            raise where.error(epath + ("body_matches",), f"not a valid regular expression: {exc}")
+            raise where.error(epath + ("body_matches",), f"not a valid regular expression: {exc}") from exc
     fields = expect.get("json") or {}
     if not isinstance(fields, dict):
         raise where.error(epath + ("json",), "expected a mapping of dotted field paths to values",
