@@ -78,7 +78,7 @@ def up(path: Path = PathArg,
             ui.status_table(running, str(stack.ca.cert_path), detached=detach)
             if detach:
                 return 0
-            return supervise(stack, running, interrupts, ui)
+            return supervise(stack, running, interrupts, ui, watch=not no_watch)
         finally:
             interrupts.restore()
 
