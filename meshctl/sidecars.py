@@ -3,6 +3,7 @@ configs rendered from templates/. Pure: nothing here talks to Docker or writes f
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import dataclass
 from importlib import resources
@@ -87,8 +88,17 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
     return template("haproxy-proxy.cfg").substitute(
         project=project, service=service.name, access_log=access_log, events_ring=events_ring,
         connect_timeout=_seconds(service.proxy.connect_timeout), timeout=_seconds(service.proxy.timeout),
-        retries=service.proxy.retries, proxy_port=PROXY_PORT, proxy_socket=PROXY_SOCKET, app_port=service.port,
+        retries=connection_retries(service), proxy_port=PROXY_PORT, proxy_socket=PROXY_SOCKET, app_port=service.port,
         stats_port=PROXY_STATS_PORT)
+
+
+def connection_retries(service: ServiceSpec) -> int:
+    """HAProxy pauses about connect_timeout between connection retries. While the app restarts
+    (a hot reload), requests must wait for it up to the proxy timeout instead of failing, so
+    the retries cover that whole window; `retries` in mesh.yaml is the floor."""
+    assert service.proxy is not None
+    window = math.ceil(service.proxy.timeout / max(service.proxy.connect_timeout, 0.001))
+    return max(service.proxy.retries, window)
 
 
 # A TCP proxy's idle connections (a database pool's) may sit unused for long stretches.

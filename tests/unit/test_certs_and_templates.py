@@ -52,7 +52,8 @@ def test_proxy_template_carries_the_settings():
     service = ServiceSpec(name="web", port=8081, proxy=ProxySettings(timeout=15, retries=3, connect_timeout=0.2))
     text = render_proxy("shop", service)
     assert "server app 127.0.0.1:8081" in text
-    assert "timeout server 15000ms" in text and "retries 3" in text and "retry-on conn-failure" in text
+    assert "timeout server 15000ms" in text and "retry-on conn-failure" in text
+    assert "retries 75" in text  # requests wait out an app restart: 15 s / 200 ms
     # Access events reach the metrics sidecar through a ring forwarded over TCP, not stdout.
     assert "log ring@meshctl-events" in text and "server metrics 127.0.0.1:15514" in text
     assert "log stdout" not in text
@@ -64,6 +65,11 @@ def test_tls_template_reaches_the_proxy_through_its_socket():
     text = render_tls("shop", ServiceSpec(name="web", port=8081))
     assert "server upstream abns@meshctl-proxy send-proxy-v2" in text
     assert "$" not in text
+
+
+def test_configured_retries_are_a_floor():
+    service = ServiceSpec(name="web", port=8081, proxy=ProxySettings(timeout=1, retries=20, connect_timeout=0.2))
+    assert "retries 20" in render_proxy("shop", service)
 
 
 def test_tls_template_goes_to_the_app_without_a_proxy():
