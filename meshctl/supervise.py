@@ -96,18 +96,32 @@ class Reloader:
         return self
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            config_changed = False
-            for paths in Watcher(self.stack.project, self.stop):
-                if paths:
-                    config_changed = self.reload(paths)
-                    if config_changed:
-                        break   # the watched folders may have changed with mesh.yaml
-                if time.monotonic() >= self._next_cert_check:
-                    self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
-                    self._renew_certificates()
-            if not config_changed:
-                return
+        try:
+            while not self.stop.is_set():
+                config_changed = False
+                for paths in Watcher(self.stack.project, self.stop):
+                    if paths:
+                        config_changed = self._reload_reporting_bugs(paths)
+                        if config_changed:
+                            break   # the watched folders may have changed with mesh.yaml
+                    if time.monotonic() >= self._next_cert_check:
+                        self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
+                        self._renew_certificates()
+                if not config_changed:
+                    return
+        except Exception as exc:  # the watcher itself failed (an inotify limit, a folder gone)
+            self.emit(Reloaded((), "watching stopped; the stack keeps running", 0.0,
+                               MeshctlError(f"file watching failed: {exc}",
+                                            hint="restart meshctl up; on Linux check fs.inotify.max_user_watches")))
+
+    def _reload_reporting_bugs(self, paths: set[Path]) -> bool:
+        """One reload; an unexpected failure is reported on the console and watching goes on."""
+        try:
+            return self.reload(paths)
+        except Exception as exc:
+            changed = tuple(_short(p, self.stack.project.root) for p in sorted(paths))
+            self.emit(Reloaded(changed, "reload failed", 0.0, MeshctlError(f"{type(exc).__name__}: {exc}")))
+            return False
 
     def reload(self, paths: set[Path]) -> bool:
         """Apply one change set; return True when mesh.yaml changed."""
