@@ -93,19 +93,19 @@ def _flow_double(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _port_lines(ports: CommentedSeq, column: int, layout: Layout) -> tuple[str, list[str]]:
+def _port_lines(ports: CommentedSeq, dash_column: int) -> tuple[str, list[str]]:
     """The new ports list: (what follows `ports:` on its line, the lines below it)."""
     if ports.fa.flow_style():
         items = [(_flow({str(k): v for k, v in e.items()}) if isinstance(e, dict) else _port_scalar(e)) for e in ports]
         return " [" + ", ".join(items) + "]", []
-    dash = " " * (column + layout.offset) + "- "
+    dash = " " * dash_column + "- "
     out = []
     for entry in ports:
         if isinstance(entry, CommentedMap):
             if entry.fa.flow_style():
                 out.append(dash + "{" + ", ".join(f"{_scalar(k)}: {_port_scalar(v)}" for k, v in entry.items()) + "}\n")
                 continue
-            pad = " " * (column + layout.offset + 2)
+            pad = " " * (dash_column + 2)
             for index, (key, value) in enumerate(entry.items()):
                 out.append((dash if index == 0 else pad) + f"{_scalar(key)}: {_port_scalar(value)}\n")
         else:
@@ -126,8 +126,8 @@ def render_injected(text: str, result: Any, layout: Layout) -> str | None:
 
 
 def _render_injected(text: str, result: Any, layout: Layout) -> str:
-    if not text.endswith("\n"):
-        raise _Unhandled("no final newline")
+    if not text.endswith("\n") or "\r" in text:
+        raise _Unhandled("no final newline, or CRLF line ends")
     lines = text.splitlines(keepends=True)
     root = _compose(text)
     found = _get(root, "services")
@@ -159,7 +159,10 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
             start = key.start_mark.line
             end = _content_end(lines, start, _next_key_line(node, key, boundary))
             original = lines[start:end]
-            inline, below = _port_lines(new_ports, column, layout)
+            # The items' dashes where the file had them (block lists), else the file's usual place.
+            dash_column = value.start_mark.column if isinstance(value, yaml.SequenceNode) and not value.flow_style \
+                and value.start_mark.line > start else column + layout.offset
+            inline, below = _port_lines(new_ports, dash_column)
             rest = lines[start].split(":", 1)[1].strip() if ":" in lines[start] else "?"
             if not inline and (not rest or rest.startswith("#")):
                 edits.append((start + 1, end, below))           # keep `ports:` and its comment
@@ -167,7 +170,7 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
                 edits.append((start, end, [" " * column + "ports:" + inline + "\n", *below]))
         else:
             end = service_end
-            inline, below = _port_lines(new_ports, column, layout)
+            inline, below = _port_lines(new_ports, column + layout.offset)
             edits.append((end, end, [" " * column + "ports:" + inline + "\n", *below]))
             original, key = [], None
 
@@ -237,6 +240,8 @@ def render_uninjected(text: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 def _render_uninjected(text: str) -> tuple[str, tuple[str, ...]]:
+    if "\r" in text:
+        raise _Unhandled("CRLF line ends")
     lines = text.splitlines(keepends=True)
     root = _compose(text)
     if _get(root, MARK) is not None:

@@ -413,3 +413,17 @@ def test_the_cli_path_writes_into_the_text_and_takes_it_out_byte_for_byte(text):
     assert inject_text(fast, InjectOptions(), MACHINE, "c")[0] == fast
     back_text, undone = uninject_text(fast, "c")
     assert back_text == text and undone.removed
+
+
+def test_new_port_items_go_where_the_file_puts_its_dashes():
+    text = "services:\n  web:\n    image: x\n    ports:\n    - '80:80'\n    environment:\n      - A=1\n      - B=2\n"
+    fast, _ = inject_text(text, InjectOptions(), MACHINE, "c")
+    assert "    ports:\n    - '80:15443'\n    - \"127.0.0.1::15090\"\n" in fast
+    assert uninject_text(fast, "c")[0] == text
+
+
+def test_crlf_files_take_the_tree_path():
+    text = WEB.replace("\n", "\r\n")
+    fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
+    assert result.injected and "web-mesh-tls" in fast
+    assert yaml.safe_load(uninject_text(fast, "c")[0]) == yaml.safe_load(WEB)
