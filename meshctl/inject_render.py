@@ -10,6 +10,7 @@ None, and the caller dumps the tree instead: same meaning, ruamel's formatting.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -81,16 +82,10 @@ def _shift(lines: list[str], delta: int) -> list[str]:
 def _port_scalar(value: Any) -> str:
     """A port entry's scalar, in the quotes it was written with."""
     if isinstance(value, DoubleQuotedScalarString):
-        return _flow_double(str(value))
+        return json.dumps(str(value), ensure_ascii=False)
     if isinstance(value, SingleQuotedScalarString):
         return "'" + str(value).replace("'", "''") + "'"
     return _scalar(value)
-
-
-def _flow_double(text: str) -> str:
-    import json
-
-    return json.dumps(text, ensure_ascii=False)
 
 
 def _port_lines(ports: CommentedSeq, dash_column: int) -> tuple[str, list[str]]:
