@@ -37,7 +37,7 @@ from .sidecars import PROXY_PORT
 
 LOG_LINES = 50                  # per container of a failing service, on stderr and in the report
 EXCERPT_CHARS = 600             # of a response body or a command's output, in a failure message
-METRICS_SETTLE = 3.0            # seconds the proxy's access events may take to reach the metrics sidecar
+METRICS_SETTLE = 5.0            # seconds the proxy's access events may take to reach the metrics sidecar
 REQUESTS_METRIC = "meshctl_requests_total"
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
