@@ -166,7 +166,8 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
         else:
             end = service_end
             inline, below = _port_lines(new_ports, column + layout.offset)
-            edits.append((end, end, [" " * column + "ports:" + inline + "\n", *below]))
+            # Appended after the record: a user's x-meshctl block may end where the service does.
+            merged_ports = (end, end, [" " * column + "ports:" + inline + "\n", *below])
             original, key = [], None
 
         def record(injected_column: int) -> list[str]:
@@ -185,6 +186,8 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
         else:
             at = end
             edits.append((at, at, [" " * column + f"{MARK}:\n", *record(record_column)]))
+        if own is None:
+            edits.append(merged_ports)
 
         sidecar_lines = []
         for name in [n for n in tree if _sidecar_of(tree[n]) == item.service]:

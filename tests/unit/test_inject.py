@@ -404,6 +404,10 @@ def test_a_flow_style_services_mapping_becomes_a_block():
     "x-d: &d\n  image: x\n  ports: ['80:80']\nservices:\n  web:\n    <<: *d\n",
     "services:\n  web:\n    image: x\n    ports: &p\n    - 80\n    x-meshctl:\n      health: /h\n  other:\n    image: x\n    ports: *p\n",
     "---\nservices:\n    web:\n        image: x\n        ports: [{target: 80, published: '8080'}]\n",
+    "services:\n  web:\n    x-meshctl:\n      health: /h   # mine\n    image: x\n    ports:\n      - 80\n",
+    "x-d: &d\n  ports: ['80']\nservices:\n  a:\n    image: x\n  web:\n    <<: *d\n    x-meshctl:\n      hosts: [w]\n# end\n",
+    "services:\n  web:\n    image: x\n    ports:\n      - name: web\n        target: 80\n        published: '8080'\n"
+    "        app_protocol: http\n      - 9229:9229\n    # trailing\n\n# the end\n",
 ])
 def test_the_cli_path_writes_into_the_text_and_takes_it_out_byte_for_byte(text):
     fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
