@@ -115,9 +115,33 @@ def _port_lines(ports: CommentedSeq, dash_column: int) -> tuple[str, list[str]]:
 def render_injected(text: str, result: Any, layout: Layout) -> str | None:
     """`text` (what was loaded, with nothing injected) with `result`'s changes written in."""
     try:
-        return _render_injected(text, result, layout)
+        rendered = _render_injected(text, result, layout)
+        _check_structure(rendered, result)
+        return rendered
     except _Unhandled:
         return None
+
+
+def _check_structure(rendered: str, result: Any) -> None:
+    """A guard against writing a line at the wrong depth: the rendered file must have the tree's
+    services, and each injected one the tree's keys (scalars are not compared: libyaml reads
+    YAML 1.1, ruamel 1.2)."""
+    services = _get(_compose(rendered), "services")
+    if services is None:
+        raise _Unhandled("no services after rendering")
+    written = {k.value: v for k, v in services[1].value}
+    tree = result.document["services"]
+    if list(written) != [str(name) for name in tree]:
+        raise _Unhandled("services differ from the tree")
+    for item in result.injected:
+        node = written[item.service]
+        keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+        own = set(getattr(tree[item.service], "_ok", tree[item.service]))
+        if not own <= keys or "ports" not in keys:
+            raise _Unhandled("an injected service's keys differ from the tree")
+        block = _get(node, MARK)
+        if block is None or not isinstance(block[1], yaml.MappingNode) or _get(block[1], "injected") is None:
+            raise _Unhandled("the record is not where it belongs")
 
 
 def _render_injected(text: str, result: Any, layout: Layout) -> str:
