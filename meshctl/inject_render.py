@@ -124,24 +124,48 @@ def render_injected(text: str, result: Any, layout: Layout) -> str | None:
 
 def _check_structure(rendered: str, result: Any) -> None:
     """A guard against writing a line at the wrong depth: the rendered file must have the tree's
-    services, and each injected one the tree's keys (scalars are not compared: libyaml reads
-    YAML 1.1, ruamel 1.2)."""
-    services = _get(_compose(rendered), "services")
-    if services is None:
-        raise _Unhandled("no services after rendering")
-    written = {k.value: v for k, v in services[1].value}
+    services, each injected one at least the tree's keys and an x-meshctl record. Read as parser
+    events (no scalars resolved: libyaml reads YAML 1.1, ruamel 1.2), which is quick."""
     tree = result.document["services"]
-    if list(written) != [str(name) for name in tree]:
+    try:
+        keys = _keys_by_path(yaml.parse(rendered, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        raise _Unhandled(str(exc)) from exc
+    if keys.get(("services",)) != [str(name) for name in tree]:
         raise _Unhandled("services differ from the tree")
     for item in result.injected:
-        node = written[item.service]
-        keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+        written = set(keys.get(("services", item.service), ()))
         own = set(getattr(tree[item.service], "_ok", tree[item.service]))
-        if not own <= keys or "ports" not in keys:
-            raise _Unhandled("an injected service's keys differ from the tree")
-        block = _get(node, MARK)
-        if block is None or not isinstance(block[1], yaml.MappingNode) or _get(block[1], "injected") is None:
-            raise _Unhandled("the record is not where it belongs")
+        if not own <= written or "ports" not in written \
+                or "injected" not in keys.get(("services", item.service, MARK), ()):
+            raise _Unhandled("an injected service differs from the tree")
+
+
+def _keys_by_path(events: Any) -> dict[tuple[str, ...], list[str]]:
+    """Mapping keys by their path, for the first three levels of block and flow mappings."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    stack: list[list] = []          # per open collection: [is_mapping, path, expecting_key, last_key]
+    for event in events:
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.ScalarEvent, yaml.AliasEvent)):
+            parent = stack[-1] if stack else None
+            if parent and parent[0] and parent[2]:
+                parent[3] = event.value if isinstance(event, yaml.ScalarEvent) else "?"
+                parent[2] = False
+                if len(parent[1]) <= 3:
+                    out.setdefault(parent[1], []).append(parent[3])
+                continue
+            path = (parent[1] + (parent[3],)) if parent and parent[0] else (parent[1] if parent else ())
+            if parent and parent[0]:
+                parent[2] = True
+            if isinstance(event, yaml.MappingStartEvent):
+                stack.append([True, path, True, None])
+            elif isinstance(event, yaml.SequenceStartEvent):
+                stack.append([False, path + ("[]",), False, None])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            if stack and stack[-1][0]:
+                stack[-1][2] = True
+    return out
 
 
 def _render_injected(text: str, result: Any, layout: Layout) -> str:
@@ -156,6 +180,11 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
     tree = result.document["services"]
     edits: list[tuple[int, int, list[str]]] = []      # (start, end, new lines): replace [start, end)
     m = layout.mapping
+    sidecars_of: dict[str, list[str]] = {}
+    for name, service in tree.items():
+        app = _sidecar_of(service)
+        if app is not None:
+            sidecars_of.setdefault(app, []).append(name)
 
     for item in result.injected:
         entry = _get(services_node, item.service)
@@ -214,7 +243,7 @@ def _render_injected(text: str, result: Any, layout: Layout) -> str:
             edits.append(merged_ports)
 
         sidecar_lines = []
-        for name in [n for n in tree if _sidecar_of(tree[n]) == item.service]:
+        for name in sidecars_of.get(item.service, []):
             sidecar_lines.append(" " * name_key.start_mark.column + f"{name}:\n")
             sidecar_lines.extend(emit_mapping(tree[name], name_key.start_mark.column + m, layout)
                                  .splitlines(keepends=True))
