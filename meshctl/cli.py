@@ -324,6 +324,7 @@ def inject(file: Optional[str] = ComposeFileArg,
     def body() -> int:
         import os
 
+        from .errors import EngineError
         from .images import ensure_sidecar_images
         from .inject import HTTP_ROLES, InjectOptions, Machine, inject_text
 
@@ -340,7 +341,11 @@ def inject(file: Optional[str] = ComposeFileArg,
         injected, result = inject_text(text, options, machine, source)
         if result.injected:
             if not no_build:
-                ensure_sidecar_images(Engine(), result.roles, ui)
+                try:
+                    ensure_sidecar_images(Engine(), result.roles, ui)
+                except EngineError as exc:
+                    raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
+                                                        "write the file now and build the images later") from exc
             ca = CertificateAuthority(home)
             ca.ensure()
             for item in result.injected:
