@@ -97,9 +97,9 @@ class Tracker:
         self.containers: dict[str, Tracked] = {}
         self._lock = threading.Lock()
 
-    def watch(self, service: str, role: str, container_id: str, name: str) -> Tracked:
+    def watch(self, service: str, role: str, container_id: str, name: str, *, expected: bool = False) -> Tracked:
         """Call before the container starts, so an immediate exit is still seen."""
-        tracked = Tracked(service, role, container_id, name)
+        tracked = Tracked(service, role, container_id, name, expected=expected)
         result = self.engine.watch_exit(container_id)
         with self._lock:
             self.containers[name] = tracked
@@ -168,7 +168,7 @@ class Stack:
         try:
             pods = self.prepare()
             self.engine.ensure_network(network_name(self.project.name), labels(self.project.name))
-            observed = self.engine.containers({"meshctl.project": self.project.name})
+            observed = managed_containers(self.engine, self.project.name)
             if len(pods) == 1:
                 return [self._up_pod(pods[0], observed)]
             with ThreadPoolExecutor(max_workers=len(pods)) as pool:
@@ -263,10 +263,11 @@ class Stack:
                  hint=f"the app must answer {service.health} on port {service.port} inside the pod; "
                       "check services.{0}.port and .health in mesh.yaml, or raise --timeout".format(service.name))
 
-    def _start(self, pod: Pod, spec: ContainerSpec) -> None:
+    def _start(self, pod: Pod, spec: ContainerSpec, *, expected: bool = False) -> None:
+        """Create, watch, start. `expected`: its exit is not news (a reload is waiting for it)."""
         role = _role(spec)
         container_id = self.engine.create(spec)
-        tracked = self.tracker.watch(pod.service.name, role, container_id, spec.name)
+        tracked = self.tracker.watch(pod.service.name, role, container_id, spec.name, expected=expected)
         if spec.tied_to_caller:
             self._ties.append(self.engine.attach_stdin(container_id))
         self.engine.start(container_id, name=spec.name, port_hints=pod.port_hints())
@@ -303,7 +304,7 @@ class Stack:
         services removed, new ones started."""
         self.project = project
         pods = self.prepare()
-        observed = self.engine.containers({"meshctl.project": project.name})
+        observed = managed_containers(self.engine, project.name)
         wanted = {p.service.name for p in pods}
         self._remove([c for c in observed if c.label("service") not in wanted])
         for name in [n for n in self.pods if n not in wanted]:
@@ -317,37 +318,30 @@ class Stack:
         pod = self.pods[service]
         tracked = self.tracker.find(service, APP)
         if tracked is not None and not tracked.exited.is_set():
-            tracked.expected = True           # a crash of the new code is reported by the reload
+            tracked.expected = True
             self.engine.restart(tracked.id, timeout=pod.service.stop_grace_period)
             # The old stream ended with the stop and delivered its last lines; from here on, new ones.
             self.tracker.follow_logs(tracked, since=time.time())
         else:
-            self._start(pod, pod.app)         # the last version crashed: start afresh
-            tracked = self.tracker.find(service, APP)
-            assert tracked is not None
-            tracked.expected = True
+            self._start(pod, pod.app, expected=True)    # the last version crashed: start afresh
         self._wait_app(pod)
-        tracked.expected = False
 
     def rebuild_app(self, service: str) -> None:
         """Rebuild mode: build first (a failed build leaves the running app alone), then replace
         the app container; holder and sidecars stay."""
         pod = self.pods[service]
         build_app_image(self.engine, self.project.name, pod.service, self.on_event)
-        old = self.tracker.find(service, APP)
-        current = [c for c in self.engine.containers({"meshctl.project": self.project.name,
-                                                      "meshctl.service": service, "meshctl.role": APP})]
-        self._remove(current)
-        self._start(pod, pod.app)
-        new = self.tracker.find(service, APP)
-        if new is not None and new is not old:
-            new.expected = True
+        self._remove(managed_containers(self.engine, self.project.name, service=service, role=APP))
+        self._start(pod, pod.app, expected=True)
         self._wait_app(pod)
-        if new is not None:
-            new.expected = False
 
     def _wait_app(self, pod: Pod) -> None:
+        """Until the reloaded app serves, its exit is the reload's failure (reported by the
+        reloader), not news for the supervisor; once it serves, an exit is news again."""
         self.wait_serving(pod, self.host_ports(pod), tls_context(self.ca.cert_path))
+        tracked = self.tracker.find(pod.service.name, APP)
+        if tracked is not None:
+            tracked.expected = False
 
     def renew_certificates(self) -> list[str]:
         """Re-issue leaf certificates that near expiry; reload the TLS sidecars that use them."""
@@ -358,8 +352,7 @@ class Stack:
             issued = self.ca.issue(pod.config_dirs["tls"], default_sans(name, pod.service.tls.hosts),
                                    common_name=name)
             if issued.reissued:
-                for c in self.engine.containers({"meshctl.project": self.project.name, "meshctl.service": name,
-                                                 "meshctl.role": "tls"}, all=False):
+                for c in managed_containers(self.engine, self.project.name, service=name, role="tls"):
                     self.engine.signal(c.id, "SIGUSR2")
                 renewed.append(name)
         return renewed
@@ -414,6 +407,14 @@ def _close_quietly(sock: Any) -> None:
 # Taking stacks down, by label
 
 
+def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:
+    """Containers of meshctl's own stacks. Sidecars that `meshctl inject` wrote into a compose
+    file carry meshctl.* labels too (meshctl.source=compose), but compose owns them: `down`, `ps`
+    and plans leave them alone."""
+    wanted = {"meshctl.project": project or "", **{f"meshctl.{k}": v for k, v in labels.items()}}
+    return [c for c in engine.containers(wanted) if c.label("source") != "compose"]
+
+
 def stop_containers(engine: Engine, containers: list[ContainerInfo], *, force: bool = False) -> None:
     """Apps first (SIGTERM, their grace period, then SIGKILL), then sidecars, then holders; each
     group in parallel. `force` kills everything at once."""
@@ -437,7 +438,7 @@ def stop_containers(engine: Engine, containers: list[ContainerInfo], *, force: b
 
 def down_project(engine: Engine, project: str, *, force: bool = False) -> int:
     """Remove every container and the network of a project; return how many containers."""
-    containers = engine.containers({"meshctl.project": project})
+    containers = managed_containers(engine, project)
     stop_containers(engine, containers, force=force)
     for net in engine.networks({"meshctl.project": project}):
         for _ in range(20):
@@ -448,7 +449,7 @@ def down_project(engine: Engine, project: str, *, force: bool = False) -> int:
 
 
 def project_names(engine: Engine) -> list[str]:
-    names = {c.label("project") for c in engine.containers({"meshctl.project": ""})}
+    names = {c.label("project") for c in managed_containers(engine)}
     names |= {n.get("Labels", {}).get("meshctl.project", "") for n in engine.networks({"meshctl.project": ""})}
     return sorted(n for n in names if n)
 
@@ -476,7 +477,7 @@ class ServiceStatus:
 
 
 def status(engine: Engine, project: str | None = None) -> list[ServiceStatus]:
-    found = engine.containers({"meshctl.project": project or ""})
+    found = managed_containers(engine, project)
     groups: dict[tuple[str, str], list[ContainerInfo]] = {}
     for c in found:
         groups.setdefault((c.label("project"), c.label("service")), []).append(c)
