@@ -55,7 +55,9 @@ def _run(ui: Ui, body) -> None:
 @app.command()
 def up(path: Path = PathArg,
        detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; leave the stack running."),
-       wait: bool = typer.Option(True, "--wait/--no-wait", help="With -d: return only when ready (the default)."),
+       wait: bool = typer.Option(True, "--wait/--no-wait",
+                                 help="With -d: return only once every service serves through TLS → proxy → app "
+                                      "(the default; non-zero if not in --timeout), or as soon as all is started."),
        image: Optional[str] = typer.Option(None, help="Wrap an existing image instead of a folder."),
        port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod."),
        name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name or the folder's)."),
@@ -66,9 +68,12 @@ def up(path: Path = PathArg,
     ui = Ui()
 
     def body() -> int:
+        if not wait and not detach:
+            raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
         project = load_project(path, image=image, port=port, name=name)
         interrupts = Interrupts().install()
-        stack = Stack(Engine(), project, on_event=ui, tied=not detach, ready_timeout=timeout)
+        stack = Stack(Engine(), project, on_event=ui, tied=not detach, ready_timeout=timeout,
+                      wait_serving=wait)
         try:
             try:
                 running = stack.up()

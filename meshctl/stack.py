@@ -62,6 +62,7 @@ class PodReady:
     service: str
     urls: dict[str, str]
     seconds: float
+    serving: bool = True          # False: started, but `--no-wait` did not wait for it to serve
 
 
 Event = Any
@@ -148,13 +149,14 @@ class RunningPod:
 
 class Stack:
     def __init__(self, engine: Engine, project: ProjectSpec, *, on_event: OnEvent, tied: bool,
-                 home: Path | None = None, ready_timeout: float = 60.0):
+                 home: Path | None = None, ready_timeout: float = 60.0, wait_serving: bool = True):
         self.engine = engine
         self.project = project
         self.on_event = on_event
         self.tied = tied
         self.home = home or meshctl_home()
         self.ready_timeout = ready_timeout
+        self.wait_until_serving = wait_serving
         self.ca = CertificateAuthority(self.home)
         self.tracker = Tracker(engine)
         self.stop_requested = threading.Event()
@@ -243,10 +245,10 @@ class Stack:
                      abort=self._abort_check(pod))
         if APP in creating:
             self._start(pod, creating[APP])
-        self.wait_serving(pod, ports, context)
-        ready = RunningPod(pod, urls)
-        self.on_event(PodReady(pod.service.name, urls, time.monotonic() - started))
-        return ready
+        if self.wait_until_serving:
+            self.wait_serving(pod, ports, context)
+        self.on_event(PodReady(pod.service.name, urls, time.monotonic() - started, self.wait_until_serving))
+        return RunningPod(pod, urls)
 
     def wait_serving(self, pod: Pod, ports: dict[str, int], context) -> None:
         """Ready = the health path answers through the whole chain: TLS → proxy → app."""

@@ -51,7 +51,8 @@ class Ui:
                 self.err.print(f"[dim]· {escape(event.text)}[/]")
         elif isinstance(event, PodReady):
             if not self.quiet:
-                self.err.print(f"[green]✓[/] {escape(event.service)} ready in {event.seconds:.2f}s")
+                state = "ready" if event.serving else "started (not waiting until it serves)"
+                self.err.print(f"[green]✓[/] {escape(event.service)} {state} in {event.seconds:.2f}s")
         elif isinstance(event, Exited):
             self.exited(event)
         elif isinstance(event, Reloaded):

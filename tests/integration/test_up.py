@@ -324,3 +324,15 @@ def test_services_of_a_project_reach_each_other_by_name(tmp_path, engine, sideca
     finally:
         run_meshctl("down", str(folder))
     assert running_containers(engine, name) == []
+
+
+def test_detached_no_wait_returns_once_started(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path)
+    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    try:
+        result = run_meshctl("up", "-d", "--no-wait", str(folder), check=True)
+        assert "started (not waiting until it serves)" in result.stderr
+        assert {c.label("role") for c in running_containers(engine, project)} == {"pod", "metrics", "proxy", "tls", "app"}
+        assert run_meshctl("up", "--no-wait", str(folder)).returncode == 2
+    finally:
+        run_meshctl("down", str(folder))
