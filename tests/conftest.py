@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
 # Every project a test session starts is named mt-<session>-…: the safety net at the end of the
 # session removes only its own, never those of another session running beside it.
-TEST_SESSION = uuid.uuid4().hex[:4]
+# (Kept in the environment: pytest's conftest and `from tests.conftest import …` are two module
+# objects, and both must use the same prefix.)
+TEST_SESSION = os.environ.setdefault("MESHCTL_TEST_SESSION", uuid.uuid4().hex[:4])
 TEST_PROJECT_PREFIX = f"mt-{TEST_SESSION}-"
 
 
@@ -43,10 +45,20 @@ def engine():
     except MeshctlError as exc:
         pytest.fail(f"integration tests need a Docker engine: {exc.message} ({exc.hint})")
     yield eng
-    # Safety net: nothing a test started may outlive the session.
+    # Safety net: nothing a test started may outlive the session, nor the app images it built.
     for name in project_names(eng):
         if name.startswith(TEST_PROJECT_PREFIX):
             down_project(eng, name, force=True)
+    import docker
+
+    api = docker.from_env().api
+    for image in api.images(filters={"label": "meshctl.project"}):
+        if (image.get("Labels") or {}).get("meshctl.project", "").startswith(TEST_PROJECT_PREFIX):
+            for tag in image.get("RepoTags") or []:
+                try:
+                    api.remove_image(tag, force=True)
+                except docker.errors.APIError:
+                    pass
     eng.close()
 
 
