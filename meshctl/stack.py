@@ -159,7 +159,7 @@ class Stack:
         self.wait_until_serving = wait_serving
         self.ca = CertificateAuthority(self.home)
         self.tracker = Tracker(engine)
-        self.stop_requested = threading.Event()
+        self.stop_requested = threading.Event()   # one pod failed or Ctrl-C: the others stop waiting
         # Attached: the sockets that hold each holder's stdin. Closing them (or dying) ends the pod.
         self._ties: list[Any] = []
         self.pods: dict[str, Pod] = {}     # service → the pod as last applied
@@ -174,15 +174,20 @@ class Stack:
             if len(pods) == 1:
                 return [self._up_pod(pods[0], observed)]
             with ThreadPoolExecutor(max_workers=len(pods)) as pool:
-                return list(pool.map(lambda p: self._up_pod(p, observed), pods))
+                futures = [pool.submit(self._up_pod, pod, observed) for pod in pods]
+                try:
+                    return [future.result() for future in futures]
+                except BaseException:
+                    self.stop_requested.set()   # the other pods' waits give up at their next poll
+                    raise
         except BaseException:
             self.on_event(Phase("start failed: removing what was started"))
             self.down(force=False)
             raise
 
-    def prepare(self, services: list[ServiceSpec] | None = None) -> list[Pod]:
+    def prepare(self) -> list[Pod]:
         """Images, the CA, certificates and rendered configs: everything before containers."""
-        services = services or list(self.project.services)
+        services = list(self.project.services)
         on_build: Callable[[BuildEvent], None] = self.on_event
         roles = tuple(sorted({r for s in services for r in s.roles}))
         sidecar_images = ensure_sidecar_images(self.engine, roles, on_build) if roles else {}
