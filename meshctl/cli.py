@@ -14,11 +14,11 @@ from . import __version__
 from ._docker import Engine
 from .certs import CertificateAuthority, atomic_write, meshctl_home
 from .config import CONFIG_NAMES, find_config, load_project
-from .errors import MeshctlError, StartError, UsageError
+from .errors import MeshctlError, UsageError
 from .images import BASE_IMAGE, sidecar_refs
 from .sidecars import data_dir
 from .stack import Stack, down_all, down_project, project_names, status
-from .supervise import Interrupts, supervise, teardown
+from .supervise import Interrupts, supervise
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,

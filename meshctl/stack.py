@@ -27,7 +27,7 @@ from .config import ProjectSpec, ServiceSpec
 from .errors import MeshctlError, StartError
 from .images import BuildEvent, build_app_image, ensure_app_images, ensure_sidecar_images
 from .pod import APP, HOLDER, Pod, build_pod, labels, network_name
-from .plan import PodPlan, plan_pod, stop_phases
+from .plan import plan_pod, stop_phases
 from .sidecars import READY_PATH, published_ports, render_configs
 
 LOG_TAIL = 50
