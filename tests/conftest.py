@@ -99,6 +99,11 @@ services:
     return folder
 
 
+def project_of(folder: Path) -> str:
+    """The project name hello_project wrote on mesh.yaml's first line."""
+    return (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+
+
 def meshctl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshctl", *args]
 
@@ -122,7 +127,7 @@ def ps_json(project: str) -> list[dict]:
 def detached_hello(tmp_path, engine, sidecar_images):
     """examples/hello brought up with `meshctl up -d`; yields (folder, project, ps entry); down after."""
     folder = hello_project(tmp_path)
-    name = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    name = project_of(folder)
     run_meshctl("up", "-d", str(folder), check=True)
     try:
         [entry] = ps_json(name)

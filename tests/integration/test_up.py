@@ -3,8 +3,6 @@ the lifecycle (stop orders, SIGKILL tie, app exits), side-by-side projects, and 
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import ssl
@@ -17,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.checks import http_request, tls_context
-from tests.conftest import (Foreground, hello_project, ps_json, run_meshctl, running_containers,
+from tests.conftest import (Foreground, hello_project, project_of, ps_json, run_meshctl, running_containers,
                             unique_project)
 
 pytestmark = pytest.mark.integration
@@ -114,7 +112,7 @@ def die_order(project: str, since: float) -> list[str]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidecar_images, signum):
     folder = hello_project(tmp_path)
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready")
@@ -134,7 +132,7 @@ def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidec
 
 def test_sigkill_of_meshctl_leaves_no_container_running(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path)
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready")
@@ -169,7 +167,7 @@ ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 
 def test_app_that_exits_ends_meshctl_with_its_code(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path, app_py=EXITING_APP)
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready")
@@ -186,7 +184,7 @@ def test_app_that_exits_ends_meshctl_with_its_code(tmp_path, engine, sidecar_ima
 
 def test_app_that_exits_at_once_is_a_clear_start_error(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path, app_py="import sys\nprint('missing DATABASE_URL', flush=True)\nsys.exit(3)\n")
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     result = run_meshctl("up", str(folder))
     assert result.returncode == 3, result.stderr
     assert "the app exited with code 3 before it was ready" in result.stderr
@@ -196,7 +194,7 @@ def test_app_that_exits_at_once_is_a_clear_start_error(tmp_path, engine, sidecar
 
 def test_two_projects_side_by_side_and_an_image_wrapped_without_a_file(tmp_path, engine, sidecar_images):
     first = hello_project(tmp_path / "one")
-    first_name = (first / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    first_name = project_of(first)
     second_name = unique_project("image")
     run_meshctl("up", "-d", str(first), check=True)
     try:
@@ -233,7 +231,7 @@ def test_invalid_yaml_and_schema_errors_name_the_line(tmp_path):
 
 def test_failing_build_shows_the_log_tail(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path, dockerfile="FROM debian:bookworm-slim\nRUN echo compiling && exit 42\n")
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     result = run_meshctl("up", str(folder))
     assert result.returncode == 3
     assert "compiling" in result.stderr and "failed" in result.stderr
@@ -328,7 +326,7 @@ def test_services_of_a_project_reach_each_other_by_name(tmp_path, engine, sideca
 
 def test_detached_no_wait_returns_once_started(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path)
-    project = (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+    project = project_of(folder)
     try:
         result = run_meshctl("up", "-d", "--no-wait", str(folder), check=True)
         assert "started (not waiting until it serves)" in result.stderr
