@@ -1,4 +1,4 @@
-"""meshctl's local CA and the short-lived leaf certificates it issues to the TLS sidecars.
+"""meshctl's local CA and the short-lived leaf certificates it issues to the sidecars that serve HTTPS.
 
 Files live under $MESHCTL_HOME (default: ~/.local/share/meshctl). Private keys are written 0600,
 atomically (temp file + rename), under a lock so two meshctl processes never race on the CA.

@@ -56,7 +56,7 @@ def _run(ui: Ui, body) -> None:
 def up(path: Path = PathArg,
        detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; leave the stack running."),
        wait: bool = typer.Option(True, "--wait/--no-wait",
-                                 help="With -d: return only once every service serves through TLS → proxy → app "
+                                 help="With -d: return only once every service serves through HTTPS → proxy → app "
                                       "(the default; non-zero if not in --timeout), or as soon as all is started."),
        image: Optional[str] = typer.Option(None, help="Wrap an existing image instead of a folder."),
        port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod."),

@@ -63,7 +63,7 @@ class HttpCheck:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
-    via: str = "https"                         # the endpoint: https (TLS → proxy → app) or http
+    via: str = "https"                         # the endpoint: https (HTTPS → proxy → app) or http
     status: tuple[int, ...] = ()               # empty: any status below 400
     body_contains: str | None = None
     body_matches: str | None = None            # a regular expression, searched anywhere
@@ -106,8 +106,9 @@ class ServiceSpec:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        """Enabled sidecar roles, in start order."""
-        return tuple(r for r in ROLES if getattr(self, r) is not None)
+        """The sidecar containers that run. HTTPS is served by the proxy when there is one (one
+        stage fewer per request); the tls container runs only with `proxy: false`."""
+        return tuple(r for r in ROLES if getattr(self, r) is not None and (r != "tls" or self.proxy is None))
 
     @property
     def host_ports(self) -> dict[str, int]:
@@ -524,10 +525,10 @@ def _parse_http_check(raw: dict, name: str | None, expect: dict, path: tuple, wh
     via = raw.get("via", "https" if has_tls else "http")
     if via not in ("https", "http"):
         raise where.error(path + ("via",), f"{via!r} is not an endpoint",
-                          hint="via: https (TLS → proxy → app, the default) or via: http (the plain port)")
+                          hint="via: https (HTTPS → proxy → app, the default) or via: http (the plain port)")
     if via == "https" and not has_tls:
-        raise where.error(path + ("via",), "this check goes through https, but the tls sidecar is off",
-                          hint="use `via: http`, or turn the tls sidecar back on")
+        raise where.error(path + ("via",), "this check goes through https, but tls is off for this service (sidecars.tls: false)",
+                          hint="use `via: http`, or turn tls back on")
 
     epath = path + ("expect",)
     _no_unknown(expect, _HTTP_EXPECT_KEYS, epath, where)

@@ -236,7 +236,7 @@ class _Session:
 
     def _https(self) -> tuple[str, str, str]:
         t = self.target
-        return self._below_500(f"GET {t.health} over https (TLS → proxy → app)",
+        return self._below_500(f"GET {t.health} over https (HTTPS → proxy → app)",
                                lambda: http_request(t.port("https"), t.health, tls=self.context,
                                                     server_hostname="localhost"))
 

@@ -2,7 +2,7 @@
 
 The flow for `up`: images → CA and rendered configs → network → per pod: plan, remove what is
 stale, create holder, sidecars (wait until each answers), app (wait until a request through
-TLS → proxy → app succeeds). Any failure tears down what this project runs, then raises.
+HTTPS → proxy → app succeeds). Any failure tears down what this project runs, then raises.
 Progress goes out as events; nothing here prints."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .errors import MeshctlError, StartError
 from .images import BuildEvent, build_app_image, ensure_app_images, ensure_sidecar_images
 from .pod import APP, HOLDER, Pod, build_pod, labels, network_name
 from .plan import plan_pod, stop_phases
-from .sidecars import READY_PATH, published_ports, render_configs
+from .sidecars import READY_PATH, chain_of, published_ports, render_configs, tls_terminator
 
 LOG_TAIL = 50
 
@@ -212,7 +212,7 @@ class Stack:
             folder = state_dir / rendered.role
             for filename, text in rendered.files.items():
                 atomic_write(folder / filename, text.encode(), mode=0o644)
-            if rendered.role == "tls":
+            if rendered.role == tls_terminator(service):
                 self.ca.issue(folder, default_sans(service.name, service.tls.hosts), common_name=service.name)
             digests[rendered.role] = _digest_files(folder)
         return digests
@@ -243,7 +243,9 @@ class Stack:
         # The app gets traffic only once its sidecars answer (Linkerd's proxy-await).
         for spec in sidecars:
             role = _role(spec)
-            probe = {"proxy": lambda: http_probe(ports["http"], READY_PATH),
+            # The proxy answers its readiness path itself, over HTTPS when it terminates TLS.
+            probe = {"proxy": lambda: (http_probe(ports["https"], READY_PATH, tls=context)
+                                       if tls_terminator(pod.service) == "proxy" else http_probe(ports["http"], READY_PATH)),
                      "tls": lambda: tls_probe(ports["https"], context),
                      "metrics": lambda: http_probe(ports["metrics"], "/ready")}[role]()
             wait_for(f"the {role} sidecar of {pod.service.name}", probe, timeout=self.ready_timeout,
@@ -256,7 +258,7 @@ class Stack:
         return RunningPod(pod, urls)
 
     def wait_serving(self, pod: Pod, ports: dict[str, int], context) -> None:
-        """Ready = the health path answers through the whole chain: TLS → proxy → app."""
+        """Ready = the health path answers through the whole chain: proxy (HTTPS) → app."""
         service = pod.service
         explicit = service.health != "/"
         # An explicit health path must answer 2xx; the default "/" only has to answer below 500.
@@ -265,7 +267,7 @@ class Stack:
             probe = http_probe(ports["https"], service.health, tls=context, accept=accept)
         else:
             probe = http_probe(ports["http"], service.health, accept=accept)
-        wait_for(f"{service.name} ({service.health} through {' → '.join([*service.roles[:2], 'app'])})",
+        wait_for(f"{service.name} ({service.health} through {chain_of(service)})",
                  probe, timeout=self.ready_timeout, abort=self._abort_check(pod),
                  hint=f"the app must answer {service.health} on port {service.port} inside the pod; "
                       "check services.{0}.port and .health in mesh.yaml, or raise --timeout".format(service.name))
@@ -351,15 +353,16 @@ class Stack:
             tracked.expected = False
 
     def renew_certificates(self) -> list[str]:
-        """Re-issue leaf certificates that near expiry; reload the TLS sidecars that use them."""
+        """Re-issue leaf certificates that near expiry; reload the sidecars that serve them."""
         renewed = []
         for name, pod in self.pods.items():
-            if pod.service.tls is None:
+            role = tls_terminator(pod.service)
+            if role is None:
                 continue
-            issued = self.ca.issue(pod.config_dirs["tls"], default_sans(name, pod.service.tls.hosts),
+            issued = self.ca.issue(pod.config_dirs[role], default_sans(name, pod.service.tls.hosts),
                                    common_name=name)
             if issued.reissued:
-                for c in managed_containers(self.engine, self.project.name, service=name, role="tls"):
+                for c in managed_containers(self.engine, self.project.name, service=name, role=role):
                     self.engine.signal(c.id, "SIGUSR2")
                 renewed.append(name)
         return renewed

@@ -40,11 +40,11 @@ def counter(metrics_text: str, name: str, **labels) -> float:
 def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, engine, tmp_path):
     folder, project, entry = detached_hello
     assert entry["project"] == project and entry["service"] == "hello" and entry["state"] == "running"
-    assert {c["role"] for c in entry["containers"]} == {"pod", "app", "proxy", "tls", "metrics"}
+    assert {c["role"] for c in entry["containers"]} == {"pod", "app", "proxy", "metrics"}   # the proxy serves HTTPS
     assert all(c["state"] == "running" for c in entry["containers"])
     https, http, metrics = (port_of(entry["urls"][k]) for k in ("https", "http", "metrics"))
 
-    # HTTPS through TLS → proxy → app verifies against meshctl's CA, for every name in the SANs.
+    # HTTPS through the proxy to the app verifies against meshctl's CA, for every name in the SANs.
     context = tls_context(ca_path())
     for name in ("localhost", "127.0.0.1", "hello"):
         answer = http_request(https, "/", tls=context, server_hostname=name)
@@ -96,7 +96,7 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     ids = {c.name: c.id for c in running_containers(engine, project)}
     run_meshctl("up", "-d", str(folder), check=True)
     assert {c.name: c.id for c in running_containers(engine, project)} == ids
-    assert "removed 5 containers" in run_meshctl("down", str(folder), check=True).stderr
+    assert "removed 4 containers" in run_meshctl("down", str(folder), check=True).stderr
     assert running_containers(engine, project) == []
     assert api.networks(names=[f"meshctl-{project}"]) == []
     assert "nothing was running" in run_meshctl("down", str(folder), check=True).stderr
@@ -123,7 +123,7 @@ def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidec
         assert "hello: stopped" in up.output  # the app got SIGTERM and shut down cleanly
         order = die_order(project, since)
         assert order[0] == "app", order
-        assert set(order[1:4]) == {"metrics", "proxy", "tls"} and order[-1] == "pod", order
+        assert set(order[1:3]) == {"metrics", "proxy"} and order[-1] == "pod", order
         assert running_containers(engine, project) == []
     finally:
         up.kill()
@@ -136,7 +136,7 @@ def test_sigkill_of_meshctl_leaves_no_container_running(tmp_path, engine, sideca
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready")
-        assert len(running_containers(engine, project)) == 5
+        assert len(running_containers(engine, project)) == 4   # pod, metrics, proxy (serving HTTPS), app
         up.proc.kill()
         up.wait(10)
         deadline = time.monotonic() + 10   # the limit
@@ -306,13 +306,20 @@ def test_services_of_a_project_reach_each_other_by_name(tmp_path, engine, sideca
         f"name: {name}\nservices:\n"
         "  web:\n    build: .\n    health: /healthz\n    ports: {https: 0, http: 0, metrics: 0}\n"
         "  api:\n    build: .\n    env: {GREETING: api}\n    sidecars: {tls: false}\n"
-        "    ports: {http: 0, metrics: 0}\n"))
+        "    ports: {http: 0, metrics: 0}\n"
+        "  edge:\n    build: .\n    env: {GREETING: edge}\n    sidecars: {proxy: false}\n"
+        "    ports: {https: 0, http: 0, metrics: 0}\n"))
     run_meshctl("up", "-d", str(folder), check=True)
     try:
         entries = {e["service"]: e for e in ps_json(name)}
-        assert set(entries) == {"web", "api"}
+        assert set(entries) == {"web", "api", "edge"}
         assert entries["api"]["urls"]["https"] is None          # tls: false publishes no https port
         assert {c["role"] for c in entries["api"]["containers"]} == {"pod", "app", "proxy", "metrics"}
+        # Without a proxy, the tls sidecar terminates HTTPS in front of the app, verified by the CA.
+        assert {c["role"] for c in entries["edge"]["containers"]} == {"pod", "app", "tls", "metrics"}
+        answer = http_request(port_of(entries["edge"]["urls"]["https"]), "/", tls=tls_context(ca_path()),
+                              server_hostname="edge")
+        assert answer.status == 200 and answer.body == b"edge from meshctl\n"
         web_app = next(c for c in running_containers(engine, name)
                        if c.label("service") == "web" and c.label("role") == "app")
         fetch = ("import urllib.request;"
@@ -330,7 +337,7 @@ def test_detached_no_wait_returns_once_started(tmp_path, engine, sidecar_images)
     try:
         result = run_meshctl("up", "-d", "--no-wait", str(folder), check=True)
         assert "started (not waiting until it serves)" in result.stderr
-        assert {c.label("role") for c in running_containers(engine, project)} == {"pod", "metrics", "proxy", "tls", "app"}
+        assert {c.label("role") for c in running_containers(engine, project)} == {"pod", "metrics", "proxy", "app"}
         assert run_meshctl("up", "--no-wait", str(folder)).returncode == 2
     finally:
         run_meshctl("down", str(folder))

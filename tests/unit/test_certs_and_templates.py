@@ -1,6 +1,8 @@
 import datetime as dt
 import os
 import stat
+
+import pytest
 from dataclasses import replace
 
 from cryptography import x509
@@ -9,7 +11,7 @@ from meshctl import certs
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, ServiceSpec
 from meshctl.images import folder_hash
-from meshctl.sidecars import data_dir, render_proxy, render_tls
+from meshctl.sidecars import data_dir, render_configs, render_proxy, render_tls, tls_terminator
 
 
 def test_ca_and_leaf(tmp_path):
@@ -58,13 +60,25 @@ def test_proxy_template_carries_the_settings():
     assert "log ring@meshctl-events" in text and "server metrics 127.0.0.1:15514" in text
     assert "log stdout" not in text
     assert "log stdout" in render_proxy("shop", replace(service, metrics=None))
-    assert "bind abns@meshctl-proxy accept-proxy" in text
-
-
-def test_tls_template_reaches_the_proxy_through_its_socket():
-    text = render_tls("shop", ServiceSpec(name="web", port=8081))
-    assert "server upstream abns@meshctl-proxy send-proxy-v2" in text
     assert "$" not in text
+
+
+def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
+    service = ServiceSpec(name="web", port=8081)
+    assert tls_terminator(service) == "proxy" and service.roles == ("proxy", "metrics")
+    assert [r.role for r in render_configs("shop", service)] == ["proxy"]
+    text = render_proxy("shop", service)
+    assert "bind :15443 ssl crt /etc/meshctl/bundle.pem alpn http/1.1" in text
+    assert "ssl-min-ver TLSv1.2" in text
+    with pytest.raises(AssertionError):
+        render_tls("shop", service)
+
+
+def test_without_tls_the_proxy_has_no_https_listener():
+    service = ServiceSpec(name="web", port=8081, tls=None)
+    assert tls_terminator(service) is None and service.roles == ("proxy", "metrics")
+    text = render_proxy("shop", service)
+    assert "ssl" not in text and ":15443" not in text and "$" not in text
 
 
 def test_configured_retries_are_a_floor():
@@ -72,9 +86,13 @@ def test_configured_retries_are_a_floor():
     assert "retries 20" in render_proxy("shop", service)
 
 
-def test_tls_template_goes_to_the_app_without_a_proxy():
-    text = render_tls("shop", ServiceSpec(name="web", port=8081, proxy=None))
-    assert "server upstream 127.0.0.1:8081" in text and "ssl crt /etc/meshctl/bundle.pem" in text
+def test_tls_sidecar_runs_only_without_a_proxy_and_goes_to_the_app():
+    service = ServiceSpec(name="web", port=8081, proxy=None)
+    assert tls_terminator(service) == "tls" and service.roles == ("tls", "metrics")
+    assert [r.role for r in render_configs("shop", service)] == ["tls"]
+    text = render_tls("shop", service)
+    assert "server upstream 127.0.0.1:8081" in text and "bind :15443 ssl crt /etc/meshctl/bundle.pem" in text
+    assert "$" not in text
 
 
 def test_sidecar_hash_changes_with_content(tmp_path):

@@ -66,7 +66,7 @@ def test_without_tls_checks_default_to_plain_http(tmp_path):
 def test_https_without_tls_is_an_error_at_its_line(tmp_path):
     error = error_of(tmp_path, "      - request: /\n        via: https\n", sidecars="    sidecars: {tls: false}\n")
     assert f"{tmp_path / 'mesh.yaml'}:9: services.web.checks.0.via" in error.message
-    assert "tls sidecar is off" in error.message and error.exit_code == 2
+    assert "tls is off" in error.message and error.exit_code == 2
 
 
 @pytest.mark.parametrize("checks, field, problem", [

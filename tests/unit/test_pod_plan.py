@@ -25,7 +25,7 @@ def running(spec, state="running"):
 def test_pod_shape_and_security():
     pod = make_pod()
     roles = [c.labels["meshctl.role"] for c in pod.containers]
-    assert roles == ["pod", "metrics", "proxy", "tls", "app"]
+    assert roles == ["pod", "metrics", "proxy", "app"]   # the proxy terminates TLS itself
     for c in pod.containers:
         assert c.labels["meshctl.project"] == "shop" and c.labels["meshctl.service"] == "web"
         assert not any("docker.sock" in host for host, _, _ in c.mounts)
@@ -54,7 +54,7 @@ def test_plan_creates_everything_from_nothing():
 def test_plan_keeps_an_identical_detached_pod():
     pod = make_pod(tied=False)
     plan = plan_pod(pod, [running(c) for c in pod.containers])
-    assert plan.unchanged and len(plan.keep) == 5
+    assert plan.unchanged and len(plan.keep) == 4
 
 
 def test_plan_replaces_only_the_app_when_only_the_app_changed():
@@ -86,12 +86,12 @@ def test_plan_replaces_the_whole_pod_when_the_holder_changes():
     new = make_pod(tied=True)
     plan = plan_pod(new, [running(c) for c in old.containers])
     assert plan.create == new.containers
-    assert [c.label("role") for c in plan.remove] == ["app", "metrics", "proxy", "tls", "pod"]
+    assert [c.label("role") for c in plan.remove] == ["app", "metrics", "proxy", "pod"]
 
 
 def test_stop_phases_app_then_sidecars_then_holder():
     pod = make_pod()
     infos = [running(c) for c in reversed(pod.containers)]
     phases = stop_phases(infos)
-    assert [[c.label("role") for c in phase] for phase in phases] == [["app"], ["metrics", "proxy", "tls"], ["pod"]]
-    assert [c.label("role") for c in stop_order(infos)] == ["app", "metrics", "proxy", "tls", "pod"]
+    assert [[c.label("role") for c in phase] for phase in phases] == [["app"], ["metrics", "proxy"], ["pod"]]
+    assert [c.label("role") for c in stop_order(infos)] == ["app", "metrics", "proxy", "pod"]
