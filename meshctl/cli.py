@@ -3,6 +3,7 @@ MeshctlError is turned into a red message and an exit code here and nowhere else
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -317,13 +318,13 @@ def inject(file: Optional[str] = ComposeFileArg,
            in_place: bool = InPlaceOption,
            service: list[str] = typer.Option([], "--service", "-s",
                                              help="Inject only this service (repeatable; default: every service that publishes a port)."),
-           keep_plain: bool = typer.Option(False, "--keep-plain", help="Keep the app's plain published ports; TLS gets a port of its own."),
+           keep_plain: bool = typer.Option(False, "--keep-plain", help="Keep the app's plain published ports; HTTPS gets a port of its own."),
            tcp: str = typer.Option("proxy", "--tcp", help="Services that do not speak HTTP: proxy (TCP proxy with connection metrics) or skip."),
            project: Optional[str] = typer.Option(None, "--project", "-p", help="Compose project name (default: the file's name: or its folder's)."),
            no_build: bool = typer.Option(False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
            undo: bool = typer.Option(False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
            ) -> None:
-    """Add tls, proxy and metrics sidecar services to a docker-compose file (idempotent)."""
+    """Add proxy (serving HTTPS) and metrics sidecar services to a docker-compose file (idempotent)."""
     ui = Ui()
 
     def body() -> int:
@@ -358,6 +359,8 @@ def inject(file: Optional[str] = ComposeFileArg,
                     _write_if_changed(Path(file_path), content)
                 if item.cert_dir is not None:
                     ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
+                for retired in item.retired_dirs:      # no stale config, and no unused private key, left
+                    shutil.rmtree(retired, ignore_errors=True)
         _write_compose(ui, injected, text, path, output, in_place)
         for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
             ui.note(line)

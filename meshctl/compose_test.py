@@ -1,9 +1,11 @@
 """`meshctl test --compose FILE`: the built-in checks against a stack `meshctl inject` wrote.
 
 The file says which services were injected (their `x-meshctl.injected` record, their sidecars'
-`meshctl.role` labels) and with which settings (health path, extra host names); `docker compose ps`
-says where their published ports landed. A stack that is not running is started here with
-`docker compose up -d --wait` and taken down after, always; one already running is left as found.
+`meshctl.role` labels, and which sidecar serves HTTPS: the proxy marked `x-meshctl.terminates-tls`,
+or a `tls` sidecar in files injected before the proxy terminated TLS) and with which settings
+(health path, extra host names); `docker compose ps` says where their published ports landed. A
+stack that is not running is started here with `docker compose up -d --wait` and taken down after,
+always; one already running is left as found.
 Unlike `meshctl test PATH`, nothing ties a compose stack to this process: after a SIGKILL,
 `docker compose -f FILE down` removes it."""
 
@@ -23,6 +25,7 @@ from typing import Any
 from ._docker import Engine
 from .certs import CertificateAuthority, default_sans
 from .errors import ConfigError, StartError, UsageError
+from .inject import TERMINATES_TLS
 from .sidecars import METRICS_PORT, TLS_PORT
 from .smoke import LOG_LINES, Harness, Report, Target, run_harness
 from .stack import Phase
@@ -33,9 +36,19 @@ MARK = "x-meshctl"
 @dataclass(frozen=True)
 class InjectedService:
     name: str
-    roles: tuple[str, ...]          # the sidecars inject gave it: tls, proxy, metrics (TCP: proxy, metrics)
+    roles: tuple[str, ...]          # the sidecars inject gave it: proxy, metrics (older files: tls too)
     health: str = "/"
     hosts: tuple[str, ...] = ()     # extra certificate names (x-meshctl.hosts)
+    tls_terminator: str | None = None   # the role serving HTTPS: proxy (older files: tls); TCP: None
+
+    @property
+    def https(self) -> bool:
+        return self.tls_terminator is not None
+
+    @property
+    def http_proxy(self) -> bool:
+        """An HTTP proxy: it answers plain HTTP inside the pod and feeds the metrics sidecar."""
+        return self.https and "proxy" in self.roles
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,13 +62,17 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
         raise ConfigError(f"{source}: not a compose file: no top-level `services:` mapping",
                           hint="pass the file `meshctl inject` wrote, e.g. compose.mesh.yaml")
     roles: dict[str, list[str]] = {}
+    terminators: dict[str, str] = {}
     for service in services.values():
         block = service.get(MARK) if isinstance(service, dict) else None
         if isinstance(block, dict) and block.get("sidecar-of") is not None:
             service_labels = service.get("labels") or {}
             role = service_labels.get("meshctl.role") if isinstance(service_labels, dict) else None
             if role:
-                roles.setdefault(str(block["sidecar-of"]), []).append(str(role))
+                app = str(block["sidecar-of"])
+                roles.setdefault(app, []).append(str(role))
+                if block.get(TERMINATES_TLS) is True or role == "tls":     # tls: an older file's sidecar
+                    terminators[app] = str(role)
     found = []
     for name, service in services.items():
         block = service.get(MARK) if isinstance(service, dict) else None
@@ -63,7 +80,7 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
             continue
         hosts = block.get("hosts") or []
         found.append(InjectedService(str(name), tuple(roles.get(str(name), ())), str(block.get("health") or "/"),
-                                     tuple(str(h) for h in hosts if isinstance(h, str))))
+                                     tuple(str(h) for h in hosts if isinstance(h, str)), terminators.get(str(name))))
     if not found:
         raise UsageError(f"{source}: no service in it was injected by `meshctl inject`",
                          hint="meshctl inject compose.yaml -o compose.mesh.yaml, then meshctl test --compose compose.mesh.yaml")
@@ -71,8 +88,9 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
 
 
 def compose_targets(services: list[InjectedService], containers: list[dict[str, Any]]) -> list[Target]:
-    """Targets from `docker compose ps --format json`: the app's container publishes the pod's TLS
-    and metrics ports; the proxy has no host port, so plain HTTP goes from inside the TLS sidecar."""
+    """Targets from `docker compose ps --format json`: the app's container publishes the pod's HTTPS
+    and metrics ports; the proxy's plain HTTP port has no host port, so plain HTTP goes from inside
+    the proxy's own container."""
     by_service = {c.get("Service"): c for c in containers}
     targets = []
     for service in services:
@@ -80,17 +98,23 @@ def compose_targets(services: list[InjectedService], containers: list[dict[str, 
         published = {int(p["TargetPort"]): int(p["PublishedPort"]) for p in app.get("Publishers") or []
                      if p.get("PublishedPort")}
         urls = {}
-        if "tls" in service.roles and TLS_PORT in published:
+        if service.https and TLS_PORT in published:
             urls["https"] = f"https://localhost:{published[TLS_PORT]}/"
         if "metrics" in service.roles and METRICS_PORT in published:
             urls["metrics"] = f"http://localhost:{published[METRICS_PORT]}/metrics"
-        tls_sidecar = by_service.get(f"{service.name}-mesh-tls") or {}
+        proxy = by_service.get(f"{service.name}-mesh-proxy") or {}
         targets.append(Target(
             service=service.name, urls=urls, health=service.health,
             hostnames=default_sans(service.name, service.hosts) if "https" in urls else (),
-            counts_requests="tls" in service.roles and "proxy" in service.roles,
-            app_container=app.get("ID"), proxy_inside=tls_sidecar.get("ID") if "proxy" in service.roles else None))
+            counts_requests=service.http_proxy, app_container=app.get("ID"),
+            proxy_inside=proxy.get("ID") if service.http_proxy else None))
     return targets
+
+
+def planned_targets(services: list[InjectedService]) -> list[Target]:
+    """The targets before anything runs, without URLs: they name the checks that could not run."""
+    return [Target(s.name, {**({"https": "", "http": ""} if s.https else {}),
+                            **({"metrics": ""} if "metrics" in s.roles else {})}) for s in services]
 
 
 def parse_ps(output: str) -> list[dict[str, Any]]:
@@ -202,7 +226,6 @@ def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: C
             on_event(Phase(f"docker compose -f {file} down"))
             compose.down()
 
-    planned = [Target(s.name, {**({"https": "", "http": ""} if "tls" in s.roles else {}),
-                               **({"metrics": ""} if "metrics" in s.roles else {})}) for s in services]
-    harness = Harness(project, planned, start, tails, teardown, engine, CertificateAuthority().cert_path, ready)
+    harness = Harness(project, planned_targets(services), start, tails, teardown, engine,
+                      CertificateAuthority().cert_path, ready)
     return run_harness(harness, interrupts=interrupts, on_event=on_event)

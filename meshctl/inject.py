@@ -1,4 +1,4 @@
-"""meshctl inject: add tls, proxy and metrics sidecar services to a compose file, and take them out.
+"""meshctl inject: add proxy and metrics sidecar services to a compose file, and take them out.
 
 Pure: a parsed compose document (ruamel round-trip tree) in, the same document changed out, with
 what the CLI must write beside it (sidecar configs, certificates to issue). No files, no Docker,
@@ -6,11 +6,15 @@ no printing. `inject` first takes out anything injected before, so injecting twi
 nothing; every part it adds is marked `x-meshctl`, which is all `uninject` needs.
 
 Per service, the app keeps its name, networks and everything else; what changes:
-  ports        published app ports now reach the TLS sidecar (HTTP) or the TCP proxy; the
-               metrics port is published on 127.0.0.1; the original list is kept under
-               x-meshctl.injected.ports for uninject
-  NAME-mesh-tls / -proxy / -metrics   new services in the app's network namespace
-                                      (network_mode: service:NAME)
+  ports        published app ports now reach the proxy: its HTTPS port (HTTP services; the proxy
+               terminates TLS itself) or its TCP port; the metrics port is published on
+               127.0.0.1; the original list is kept under x-meshctl.injected.ports for uninject
+  NAME-mesh-proxy / -metrics   new services in the app's network namespace
+                               (network_mode: service:NAME)
+
+Files injected before the proxy terminated TLS also have a NAME-mesh-tls service (HTTPS → tls →
+proxy → app); uninject takes it out like any other sidecar, and re-injecting such a file gives the
+new shape.
 """
 
 from __future__ import annotations
@@ -26,18 +30,22 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 
 from . import __version__
 from .certs import default_sans
-from .config import (RESERVED_POD_PORTS, MetricsSettings, ProxySettings, ServiceSpec, TlsSettings,
+from .config import (RESERVED_POD_PORTS, ROLES, MetricsSettings, ProxySettings, ServiceSpec, TlsSettings,
                      parse_duration)
 from .errors import ConfigError, UsageError
 from .pod import labels
 from .sidecars import (CONFIG_MOUNT, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT, metrics_env,
-                       proxy_stats_url, render_proxy, render_tcp_proxy, render_tls)
+                       proxy_stats_url, render_proxy, render_tcp_proxy)
 
 MARK = "x-meshctl"
 GENERATED_BY = "meshctl inject"
 SIDECAR_INFIX = "-mesh-"
-HTTP_ROLES = ("tls", "proxy", "metrics")
-TCP_ROLES = ("proxy", "metrics")
+# The sidecars inject adds, HTTP and TCP alike. For an HTTP service the proxy terminates HTTPS itself
+# (one stage fewer per request than a tls sidecar in front of it, as `meshctl up` does).
+HTTP_ROLES = ("proxy", "metrics")
+TCP_ROLES = HTTP_ROLES
+# Marks the sidecar that serves HTTPS, for `meshctl test --compose`: x-meshctl.terminates-tls.
+TERMINATES_TLS = "terminates-tls"
 # Keys a user may set in a service's x-meshctl block; `injected` and `sidecar-of` are meshctl's.
 SETTINGS = ("inject", "protocol", "port", "health", "hosts", "metrics_path", "tls_port", "metrics_port",
             "timeout")
@@ -84,11 +92,20 @@ class Injected:
     sans: tuple[str, ...]
     entry: str                         # where outside traffic now enters, for the summary
     metrics: str                       # where the metrics are published, for the summary
+    # Sidecar services an earlier injection gave it and this one does not (web-mesh-tls, from before
+    # the proxy terminated TLS). A container of theirs still running would keep taking connections
+    # on the HTTPS port beside the proxy (HAProxy binds it with SO_REUSEPORT): compose must remove it.
+    retired: tuple[str, ...] = ()
+    retired_dirs: tuple[PurePath, ...] = ()   # their config folders (the old tls one holds a private key)
 
     @property
     def summary(self) -> str:
-        chain = "tls → proxy → app" if self.protocol == "http" else "TCP proxy → app"
-        return f"{self.service}: injected ({self.protocol}: {self.why}): {self.entry} → {chain}:{self.app_port}; {self.metrics}"
+        chain = "proxy (HTTPS) → app" if self.protocol == "http" else "TCP proxy → app"
+        text = f"{self.service}: injected ({self.protocol}: {self.why}): {self.entry} → {chain}:{self.app_port}; {self.metrics}"
+        if self.retired:
+            text += (f"; {', '.join(self.retired)} is gone: `docker compose up -d --remove-orphans` removes its"
+                     " container, which would keep taking connections")
+        return text
 
 
 @dataclass(frozen=True)
@@ -184,7 +201,7 @@ def inject_text(text: str, options: InjectOptions, machine: Machine, source: str
     if base is not None:
         try:
             document, layout = compose_yaml.load(base[0], source)
-            result = inject(document, options, machine, source)
+            result = inject(document, options, machine, source, previously=base[2])
         except ConfigError:
             pass     # report it against the whole text, so that its line number is right
         else:
@@ -253,6 +270,7 @@ def uninject(document: Any, source: str = "compose.yaml") -> UninjectResult:
     return UninjectResult(document, tuple(restored), removed)
 
 
+# -mesh-tls: files injected by versions before the proxy terminated TLS.
 _GENERATED_HEAD = re.compile(r"^( *)(x-meshctl|[A-Za-z0-9._-]+-mesh-(?:tls|proxy|metrics)):[ ]*$")
 
 
@@ -298,9 +316,11 @@ def _sidecar_of(service: Any) -> str | None:
 # Inject
 
 
-def inject(document: Any, options: InjectOptions, machine: Machine, source: str = "compose.yaml") -> InjectResult:
-    """Add the sidecars to the selected services; the document is changed in place and returned."""
-    uninject(document, source)
+def inject(document: Any, options: InjectOptions, machine: Machine, source: str = "compose.yaml", *,
+           previously: tuple[str, ...] = ()) -> InjectResult:
+    """Add the sidecars to the selected services; the document is changed in place and returned.
+    `previously`: sidecar services already taken out of the text (inject_text's shortcut)."""
+    previous = set(previously) | set(uninject(document, source).removed)
     services = compose_services(document, source)
     src = _Source(source)
     top = document.get(MARK)
@@ -335,7 +355,7 @@ def inject(document: Any, options: InjectOptions, machine: Machine, source: str 
 
     defaults = {role: _role_defaults(role, machine) for role in HTTP_ROLES
                 if any(role in plan.roles for plan in plans)}
-    injected = [_apply(plan, services, defaults, machine, options.keep_plain) for plan in plans]
+    injected = [_apply(plan, services, defaults, machine, options.keep_plain, previous) for plan in plans]
     block = _top_block(defaults)
     document.insert(list(document).index("services"), MARK, block)
     return InjectResult(document, tuple(injected), tuple(skipped))
@@ -631,7 +651,9 @@ def _http_check(port: int, path: str, accept: str) -> str:
 
 
 def _tls_check(path: str, strict: bool) -> str:
-    """The chain serves: TLS listens, and a request through the proxy gets the app's answer."""
+    """The proxy serves: its HTTPS port listens (HAProxy binds it only with the certificate
+    loaded), and a request through it gets the app's answer. (The images have no TLS client, so the
+    request goes to the proxy's plain port; the HTTP frontend behind both is the same.)"""
     accept = '[ "$$code" -ge 200 ] && [ "$$code" -lt 400 ]' if strict else '[ "$$code" -lt 500 ]'
     return f"(exec 3<>/dev/tcp/127.0.0.1/{TLS_PORT}) && " + _http_check(PROXY_PORT, path, accept)
 
@@ -639,16 +661,13 @@ def _tls_check(path: str, strict: bool) -> str:
 def _role_defaults(role: str, machine: Machine) -> dict[str, Any]:
     """What every sidecar of a role shares; written once under the top-level x-meshctl."""
     out: dict[str, Any] = {"image": machine.images[role]}
-    if role in ("tls", "proxy"):
+    if role == "proxy":
         out["command"] = ["-f", f"{CONFIG_MOUNT}/haproxy.cfg"]
     out.update({"user": machine.user, "read_only": True, "cap_drop": ["ALL"],
                 "security_opt": ["no-new-privileges:true"], "tmpfs": ["/tmp"], "stop_grace_period": "2s"})
-    if role == "tls":
-        out["healthcheck"] = _healthcheck(_tls_check("/", strict=False))
-    elif role == "proxy":
-        out["healthcheck"] = _healthcheck(_http_check(PROXY_PORT, READY_PATH, '[ "$$code" = 200 ]'))
-    else:
-        out["healthcheck"] = _healthcheck(_http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]'))
+    # The proxy's check is an HTTP service's (HTTPS → proxy → app); a TCP proxy has its own.
+    out["healthcheck"] = _healthcheck(_tls_check("/", strict=False) if role == "proxy"
+                                      else _http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]'))
     return out
 
 
@@ -663,7 +682,7 @@ def _top_block(defaults: dict[str, dict]) -> Any:
 
 
 def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machine: Machine,
-           keep_plain: bool) -> Injected:
+           keep_plain: bool, previous: set[str]) -> Injected:
     from .compose_yaml import GeneratedMap
 
     name, service = plan.name, plan.service
@@ -672,11 +691,9 @@ def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machi
                        tls=TlsSettings(hosts=plan.sans), metrics=MetricsSettings())
     folder = machine.state_dir / name
     files: dict[PurePath, str] = {}
-    if plan.protocol == "http":
-        files[folder / "proxy" / "haproxy.cfg"] = render_proxy(machine.project, spec)
-        files[folder / "tls" / "haproxy.cfg"] = render_tls(machine.project, spec)
-    else:
-        files[folder / "proxy" / "haproxy.cfg"] = render_tcp_proxy(machine.project, spec, plan.why)
+    # HTTP: the proxy terminates TLS; its folder gets the certificate bundle beside the config.
+    files[folder / "proxy" / "haproxy.cfg"] = (render_proxy(machine.project, spec) if plan.protocol == "http"
+                                              else render_tcp_proxy(machine.project, spec, plan.why))
 
     # The app: published ports rewired, the original list kept for uninject.
     new_ports, entry_text = _rewired_ports(plan, keep_plain)
@@ -686,38 +703,43 @@ def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machi
     profiles = service.get("profiles")
     for role in plan.roles:
         own: dict[str, Any] = {"network_mode": f"service:{name}"}
-        if role in ("tls", "proxy"):
+        if role == "proxy":
             own["volumes"] = [{"type": "bind", "source": str(folder / role), "target": CONFIG_MOUNT, "read_only": True}]
         else:
             env = metrics_env(spec)
             if plan.protocol == "tcp":
                 env["MESHCTL_APP_METRICS"] = proxy_stats_url()
             own["environment"] = {k: v for k, v in env.items() if v}
-        # Start order only; readiness is the healthchecks' job (the TLS one tries the whole chain),
-        # so the sidecars start together and `up --wait` waits about one check interval.
-        own["depends_on"] = {(sidecar_name(name, "proxy") if role == "tls" else name): {"condition": "service_started"}}
-        if role == "tls" and "health" in plan.settings:
-            own["healthcheck"] = _healthcheck(_tls_check(plan.settings["health"], strict=True))
+        # Start order only; readiness is the healthchecks' job (the proxy's tries HTTPS → proxy →
+        # app), so the sidecars start together and `up --wait` waits about one check interval.
+        own["depends_on"] = {name: {"condition": "service_started"}}
         if role == "proxy" and plan.protocol == "tcp":
             # HAProxy answers on its stats port, and the app accepts connections.
             own["healthcheck"] = _healthcheck(
                 _http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
                 + f" && exec 4<>/dev/tcp/127.0.0.1/{plan.app_port}")
+        elif role == "proxy" and "health" in plan.settings:
+            own["healthcheck"] = _healthcheck(_tls_check(plan.settings["health"], strict=True))
         if profiles:
             own["profiles"] = [str(p) for p in profiles]   # started and stopped with the app
         if service.get("restart") is not None:
             own["restart"] = str(service["restart"])        # back after a reboot when the app is
         own["labels"] = labels(machine.project, name, role, source="compose")
         own[MARK] = {"sidecar-of": name}
+        if role == "proxy" and plan.protocol == "http":
+            own[MARK][TERMINATES_TLS] = True
         sidecars.append((sidecar_name(name, role),
                          GeneratedMap({**defaults[role], **own}, merge_from=(f"meshctl-{role}", defaults[role]))))
     position = list(services).index(name) + 1
     for offset, (sidecar, body) in enumerate(sidecars):
         services.insert(position + offset, sidecar, body)
+    retired = [role for role in ROLES if role not in plan.roles and sidecar_name(name, role) in previous]
     return Injected(service=name, protocol=plan.protocol, why=plan.why, app_port=plan.app_port, roles=plan.roles,
-                    files=files, cert_dir=folder / "tls" if plan.protocol == "http" else None, sans=plan.sans,
+                    files=files, cert_dir=folder / "proxy" if plan.protocol == "http" else None, sans=plan.sans,
                     entry=entry_text, metrics=f"metrics on host 127.0.0.1:{plan.settings.get('metrics_port') or '(free port)'}"
-                                              f" (`docker compose port {name} {METRICS_PORT}`)")
+                                              f" (`docker compose port {name} {METRICS_PORT}`)",
+                    retired=tuple(sidecar_name(name, role) for role in retired),
+                    retired_dirs=tuple(folder / role for role in retired))
 
 
 def _record_and_replace_ports(service: CommentedMap, new_ports: CommentedSeq) -> None:

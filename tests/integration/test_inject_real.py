@@ -1,7 +1,7 @@
 """`meshctl inject` for real, on examples/compose-app and corpus files 20-22: `docker compose up
---wait` on the injected file, HTTPS through the injected TLS sidecar verified with meshctl's CA,
-metrics scraped, TCP proxied, `docker compose down -v` leaves nothing. Images are built locally (no
-registry); host ports are free ones."""
+--wait` on the injected file, HTTPS served by the injected proxy verified with meshctl's CA (no tls
+sidecar: the proxy terminates TLS), metrics scraped, TCP proxied, `docker compose down -v` leaves
+nothing. Images are built locally (no registry); host ports are free ones."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def down_and_check_nothing_is_left(folder: Path, project: str, file: str = "comp
             assert left == [], f"docker {kind} still lists {left} ({label})"
 
 
+def services_running(folder: Path, project: str, file: str = "compose.mesh.yaml") -> list[str]:
+    return sorted(compose(folder, project, "ps", "--services", file=file).stdout.split())
+
+
 def metrics(port: int) -> dict[str, list]:
     answer = http_request(port, "/metrics")
     assert answer.status == 200
@@ -99,6 +103,8 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
     assert "worker: left alone: publishes no ports" in result.stderr
     try:
         up(folder, project)
+        assert services_running(folder, project) == sorted(
+            ["web", "web-mesh-proxy", "web-mesh-metrics", "kv", "kv-mesh-proxy", "kv-mesh-metrics", "worker"])
         tls = tls_context(ca_path)
         https = host_port(folder, project, "web", 15443)
         for name in ("localhost", "web"):     # both are in the certificate
@@ -116,6 +122,8 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
             assert reader.readline() == b"green\n" and reader.readline() == b"PONG\n"
 
         web = metrics(host_port(folder, project, "web", 15090))
+        # The HTTPS requests above were counted: the proxy that answered them is the one that
+        # terminated TLS (nothing else in the pod listens on 15443).
         served = {(s.labels["code"], s.labels["method"]): s.value for s in web["meshctl_requests"]
                   if s.name == "meshctl_requests_total"}
         assert served[("200", "PUT")] >= 1 and served[("200", "GET")] >= 3
@@ -134,9 +142,8 @@ def test_anchors_long_syntax_keep_plain_and_profiles(tmp_path, app_image, ca_pat
                 cwd=tmp_path, check=True)
     try:
         up(tmp_path, project)
-        running = compose(tmp_path, project, "ps", "--services").stdout.split()
-        assert sorted(running) == sorted(f"{s}{suffix}" for s in ("front", "back")
-                                         for suffix in ("", "-mesh-tls", "-mesh-proxy", "-mesh-metrics"))
+        assert services_running(tmp_path, project) == sorted(
+            f"{s}{suffix}" for s in ("front", "back") for suffix in ("", "-mesh-proxy", "-mesh-metrics"))
         tls = tls_context(ca_path)
         for service in ("front", "back"):
             https = host_port(tmp_path, project, service, 15443)

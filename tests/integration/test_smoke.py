@@ -312,6 +312,8 @@ services:
 """)
     injected = tmp_path / "compose.mesh.yaml"
     run_meshctl("inject", str(tmp_path / "compose.yaml"), "-o", str(injected), check=True)
+    # The proxy serves HTTPS itself: `test --compose` finds it by its x-meshctl mark.
+    assert "web-mesh-tls" not in injected.read_text() and "terminates-tls: true" in injected.read_text()
     compose = Compose(injected)
 
     def containers() -> list:

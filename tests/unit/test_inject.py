@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import pytest
 import yaml
@@ -11,11 +11,11 @@ from meshctl import compose_yaml
 from meshctl.errors import ConfigError, UsageError
 from meshctl.inject import (InjectOptions, Machine, inject, inject_text, uninject, uninject_text,
                             without_generated_blocks)
-from meshctl.sidecars import METRICS_PORT, PROXY_PORT, TLS_PORT
+from meshctl.sidecars import CERT_BUNDLE, METRICS_PORT, PROXY_PORT, READY_PATH, TLS_PORT
 
-MACHINE = Machine(project="demo", images={"tls": "meshctl-haproxy:t", "proxy": "meshctl-haproxy:t",
-                                         "metrics": "meshctl-metrics:m"},
+MACHINE = Machine(project="demo", images={"proxy": "meshctl-haproxy:t", "metrics": "meshctl-metrics:m"},
                   user="1000:1000", state_dir=PurePath("/state/compose/demo-1"))
+LEGACY = Path(__file__).resolve().parent.parent / "compose_corpus" / "legacy"
 
 
 def run(text: str, **options) -> tuple[str, object]:
@@ -43,13 +43,13 @@ services:
 """
 
 
-def test_http_service_gets_the_full_chain():
+def test_http_service_gets_a_proxy_serving_https_and_metrics():
     out, result = run(WEB)
     services = services_of(out)
-    assert list(services) == ["web", "web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics"]
+    assert list(services) == ["web", "web-mesh-proxy", "web-mesh-metrics"]
     assert services["web"]["ports"] == [f"8080:{TLS_PORT}", f"127.0.0.1::{METRICS_PORT}"]
     assert services["web"]["x-meshctl"] == {"injected": {"ports": ["8080:80"]}}
-    for role in ("tls", "proxy", "metrics"):
+    for role in ("proxy", "metrics"):
         sidecar = services[f"web-mesh-{role}"]
         assert sidecar["network_mode"] == "service:web"
         assert sidecar["user"] == "1000:1000"
@@ -60,26 +60,34 @@ def test_http_service_gets_the_full_chain():
         assert sidecar["labels"]["meshctl.role"] == role
         assert sidecar["healthcheck"]["test"][:3] == ["CMD", "bash", "-c"]
         assert "ports" not in sidecar
-    assert services["web-mesh-tls"]["image"] == "meshctl-haproxy:t"
+    assert services["web-mesh-proxy"]["image"] == "meshctl-haproxy:t"
     assert services["web-mesh-metrics"]["image"] == "meshctl-metrics:m"
-    assert services["web-mesh-tls"]["volumes"] == [
-        {"type": "bind", "source": "/state/compose/demo-1/web/tls", "target": "/etc/meshctl", "read_only": True}]
-    assert services["web-mesh-tls"]["depends_on"] == {"web-mesh-proxy": {"condition": "service_started"}}
-    assert services["web-mesh-proxy"]["depends_on"] == {"web": {"condition": "service_started"}}
+    # The proxy terminates TLS: its folder holds the config and the certificate bundle.
+    assert services["web-mesh-proxy"]["volumes"] == [
+        {"type": "bind", "source": "/state/compose/demo-1/web/proxy", "target": "/etc/meshctl", "read_only": True}]
+    assert services["web-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "web", "terminates-tls": True}
+    assert services["web-mesh-metrics"]["x-meshctl"] == {"sidecar-of": "web"}
+    for role in ("proxy", "metrics"):
+        assert services[f"web-mesh-{role}"]["depends_on"] == {"web": {"condition": "service_started"}}
     [item] = result.injected
-    assert item.protocol == "http" and item.app_port == 80 and item.roles == ("tls", "proxy", "metrics")
-    assert set(item.files) == {PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg"),
-                               PurePath("/state/compose/demo-1/web/tls/haproxy.cfg")}
+    assert item.protocol == "http" and item.app_port == 80 and item.roles == ("proxy", "metrics")
+    assert set(item.files) == {PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")}
     proxy_cfg = item.files[PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")]
-    assert "server app 127.0.0.1:80" in proxy_cfg and f"bind :{PROXY_PORT}" in proxy_cfg
-    assert item.cert_dir == PurePath("/state/compose/demo-1/web/tls")
+    assert "server app 127.0.0.1:80" in proxy_cfg and f"bind :{PROXY_PORT}\n" in proxy_cfg
+    assert f"bind :{TLS_PORT} ssl crt {CERT_BUNDLE} alpn http/1.1" in proxy_cfg
+    assert "mode http" in proxy_cfg and "ssl-min-ver TLSv1.2" in proxy_cfg
+    assert item.cert_dir == PurePath("/state/compose/demo-1/web/proxy")
     assert set(item.sans) == {"localhost", "127.0.0.1", "::1", "web"}
+    assert "host 8080 → proxy (HTTPS) → app:80" in item.summary
+    assert result.roles == ("proxy", "metrics")
 
 
-def test_the_tls_healthcheck_tries_the_whole_chain_and_escapes_dollars():
+def test_the_proxy_healthcheck_tries_the_https_port_and_the_app_and_escapes_dollars():
     out, _ = run(WEB)
-    script = services_of(out)["web-mesh-tls"]["healthcheck"]["test"][3]
+    script = services_of(out)["web-mesh-proxy"]["healthcheck"]["test"][3]
     assert f"/dev/tcp/127.0.0.1/{TLS_PORT}" in script and f"/dev/tcp/127.0.0.1/{PROXY_PORT}" in script
+    assert "GET / HTTP/1.0" in script and READY_PATH not in script     # the app's answer, not the proxy's own
+    assert '[ "$$code" -lt 500 ]' in script
     assert "$$code" in script and "$code" not in script.replace("$$code", "")
 
 
@@ -93,7 +101,8 @@ def test_inject_twice_is_byte_identical_and_uninject_restores_the_text():
 def test_a_top_level_block_holds_what_sidecars_share_with_anchors():
     out, _ = run(WEB)
     assert "x-meshctl:\n  generated-by: \"meshctl inject\"" in out
-    assert "  tls: &meshctl-tls\n" in out and "    <<: *meshctl-tls\n" in out
+    assert "  proxy: &meshctl-proxy\n" in out and "    <<: *meshctl-proxy\n" in out
+    assert "meshctl-tls" not in out and "-mesh-tls" not in out
     assert out.index("x-meshctl:") < out.index("services:")
 
 
@@ -131,7 +140,7 @@ services:
     assert ports[4] == {"target": METRICS_PORT, "host_ip": "127.0.0.1"}
 
 
-def test_keep_plain_keeps_the_app_port_and_gives_tls_its_own():
+def test_keep_plain_keeps_the_app_port_and_gives_https_its_own():
     out, result = run(WEB.replace('- "8080:80"', '- "8080:80"\n    x-meshctl: {tls_port: 8443, metrics_port: 9090}'),
                       keep_plain=True)
     ports = services_of(out)["web"]["ports"]
@@ -154,7 +163,9 @@ def test_tcp_services_get_a_tcp_proxy_and_never_an_http_one(service, why):
     [item] = result.injected
     assert item.protocol == "tcp" and why in item.why
     services = services_of(out)
-    assert "db-mesh-tls" not in services and set(services) == {"db", "db-mesh-proxy", "db-mesh-metrics"}
+    assert set(services) == {"db", "db-mesh-proxy", "db-mesh-metrics"}
+    assert services["db-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "db"}      # no HTTPS here
+    assert item.cert_dir is None and "TCP proxy → app" in item.summary
     config = next(iter(item.files.values()))
     assert "mode tcp" in config and "mode http\n    bind :" not in config
     assert f"server app 127.0.0.1:{item.app_port}" in config
@@ -201,7 +212,7 @@ def test_only_selected_services():
     text = WEB + "  api:\n    image: acme/api\n    ports: ['9000:9000']\n"
     out, result = run(text, services=("api",))
     assert [i.service for i in result.injected] == ["api"]
-    assert "web-mesh-tls" not in services_of(out)
+    assert "web-mesh-proxy" not in services_of(out)
     with pytest.raises(UsageError, match="no service named 'nope'"):
         run(text, services=("nope",))
 
@@ -223,7 +234,7 @@ services:
 
 def test_profiles_and_restart_policy_follow_the_app():
     out, _ = run(WEB.replace("image: nginx", "image: nginx\n    profiles: [debug]\n    restart: always"))
-    for role in ("tls", "proxy", "metrics"):
+    for role in ("proxy", "metrics"):
         assert services_of(out)[f"web-mesh-{role}"]["profiles"] == ["debug"]
         assert services_of(out)[f"web-mesh-{role}"]["restart"] == "always"
 
@@ -231,7 +242,9 @@ def test_profiles_and_restart_policy_follow_the_app():
 def test_health_and_metrics_path_settings():
     out, result = run(WEB + "    x-meshctl: {health: /healthz, metrics_path: /metrics, timeout: 30s}\n")
     services = services_of(out)
-    assert "GET /healthz" in services["web-mesh-tls"]["healthcheck"]["test"][3]
+    script = services["web-mesh-proxy"]["healthcheck"]["test"][3]
+    assert f"/dev/tcp/127.0.0.1/{TLS_PORT}" in script and "GET /healthz" in script
+    assert '[ "$$code" -ge 200 ] && [ "$$code" -lt 400 ]' in script
     assert services["web-mesh-metrics"]["environment"]["MESHCTL_APP_METRICS"] == "http://127.0.0.1:80/metrics"
     proxy_cfg = next(text for path, text in result.injected[0].files.items() if "proxy" in str(path))
     assert "timeout server 30000ms" in proxy_cfg
@@ -357,7 +370,7 @@ def test_uninject_of_a_plain_file_changes_nothing():
 
 def test_layout_follows_the_file():
     out, _ = run("services:\n    web:\n        image: nginx\n        ports:\n        - '80:80'\n")
-    assert "\n    web-mesh-tls:\n        <<: *meshctl-tls\n" in out
+    assert "\n    web-mesh-proxy:\n        <<: *meshctl-proxy\n" in out
     assert "\n        -" in out and "\n          -" not in out
 
 
@@ -375,7 +388,7 @@ def test_the_shortcut_refuses_anything_but_meshctls_own_blocks():
     out, _ = run(WEB)
     assert without_generated_blocks(WEB) is None
     stripped = without_generated_blocks(out)
-    assert "mesh-tls" not in stripped and "generated-by" not in stripped and "injected:" in stripped
+    assert "mesh-proxy" not in stripped and "generated-by" not in stripped and "injected:" in stripped
     edited = out.replace("    network_mode: service:web\n", "    # edited by hand\n    network_mode: service:web\n", 1)
     assert without_generated_blocks(edited) is None
     # A hand-edited file still re-injects (the long way) to the same output.
@@ -394,7 +407,7 @@ def test_errors_in_an_injected_file_name_the_right_line():
 def test_a_flow_style_services_mapping_becomes_a_block():
     out, _ = run('services: {web: {image: nginx, ports: ["8080:80"]}}\n')
     assert "__meshctl_generated" not in out
-    assert services_of(out)["web-mesh-tls"]["network_mode"] == "service:web"
+    assert services_of(out)["web-mesh-proxy"]["network_mode"] == "service:web"
     assert run(out)[0] == out
 
 
@@ -429,5 +442,72 @@ def test_new_port_items_go_where_the_file_puts_its_dashes():
 def test_crlf_files_take_the_tree_path():
     text = WEB.replace("\n", "\r\n")
     fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
-    assert result.injected and "web-mesh-tls" in fast
+    assert result.injected and "web-mesh-proxy" in fast
     assert yaml.safe_load(uninject_text(fast, "c")[0]) == yaml.safe_load(WEB)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files injected when a tls sidecar served HTTPS in front of the proxy (HTTPS → tls → proxy → app)
+
+
+def legacy() -> tuple[str, str]:
+    """(a file, and what inject wrote when a tls sidecar served HTTPS), with this file's MACHINE."""
+    return (LEGACY / "original.yaml").read_text(), (LEGACY / "injected-with-tls-sidecar.yaml").read_text()
+
+
+def test_the_legacy_fixture_has_the_old_shape():
+    _, old = legacy()
+    services = services_of(old)
+    assert {"web-mesh-tls", "api-mesh-tls"} <= set(services) and "db-mesh-tls" not in services
+    assert services["web-mesh-tls"]["x-meshctl"] == {"sidecar-of": "web"}
+    assert services["web-mesh-tls"]["depends_on"] == {"web-mesh-proxy": {"condition": "service_started"}}
+    assert "tls" in yaml.safe_load(old)["x-meshctl"]
+
+
+def test_a_legacy_file_uninjects_to_the_original_text():
+    original, old = legacy()
+    text, result = uninject_text(old, "compose.mesh.yaml")
+    assert text == original
+    assert result.restored == ("web", "api", "db")
+    assert {"web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics", "api-mesh-tls", "db-mesh-proxy"} <= set(result.removed)
+    # The tree (what a hand-edited file takes) gets there too.
+    assert back(old) == original
+
+
+def test_re_injecting_a_legacy_file_converges_to_the_new_shape():
+    original, old = legacy()
+    fresh, _ = inject_text(original, InjectOptions(), MACHINE, "compose.yaml")
+    again, result = inject_text(old, InjectOptions(), MACHINE, "compose.mesh.yaml")
+    assert again == fresh                                   # as if injected afresh, byte for byte
+    assert inject_text(again, InjectOptions(), MACHINE, "c")[0] == again
+    assert "-mesh-tls" not in again and "meshctl-tls" not in again
+    services = services_of(again)
+    # The proxy takes over the TLS port, with the certificate in its own folder.
+    assert services["web"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert services["web"]["x-meshctl"] == {"health": "/healthz", "injected": {"ports": ["8080:80"]}}
+    assert services["web-mesh-proxy"]["x-meshctl"]["terminates-tls"] is True
+    assert "/healthz" in services["web-mesh-proxy"]["healthcheck"]["test"][3]
+    assert services["api-mesh-proxy"]["profiles"] == ["api"]
+    web = next(item for item in result.injected if item.service == "web")
+    assert web.cert_dir == PurePath("/state/compose/demo-1/web/proxy")
+    # A running web-mesh-tls would still take HTTPS connections: the summary says how to remove it.
+    retired = {item.service: item.retired for item in result.injected}
+    assert retired == {"web": ("web-mesh-tls",), "api": ("api-mesh-tls",), "db": ()}
+    assert "web-mesh-tls is gone" in web.summary and "--remove-orphans" in web.summary
+    assert not any(item.retired for item in inject_text(again, InjectOptions(), MACHINE, "c")[1].injected)
+    assert not any(item.retired for item in inject_text(original, InjectOptions(), MACHINE, "c")[1].injected)
+    assert services["db-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "db"}
+    assert uninject_text(again, "c")[0] == original
+    # And through the tree.
+    assert run(old)[0] == run(original)[0]
+    assert [item.retired for item in run(old)[1].injected] == [("web-mesh-tls",), ("api-mesh-tls",), ()]
+    assert yaml.safe_load(run(old)[0]) == yaml.safe_load(fresh)
+
+
+def test_a_hand_edited_legacy_file_takes_the_tree_path_to_the_same_shape():
+    original, old = legacy()
+    edited = old.replace("    network_mode: service:web\n", "    # edited by hand\n    network_mode: service:web\n", 1)
+    assert without_generated_blocks(edited) is None
+    again, _ = inject_text(edited, InjectOptions(), MACHINE, "c")
+    assert yaml.safe_load(again) == yaml.safe_load(inject_text(original, InjectOptions(), MACHINE, "c")[0])
+    assert yaml.safe_load(uninject_text(edited, "c")[0]) == yaml.safe_load(original)

@@ -38,8 +38,9 @@ def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
     path = write(tmp_path)
     result = run_meshctl("inject", "--no-build", str(path), check=True)
     services = yaml.safe_load(result.stdout)["services"]
-    assert {"web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics", "db-mesh-proxy", "db-mesh-metrics"} <= set(services)
-    assert "web: injected (http" in result.stderr
+    assert {"web-mesh-proxy", "web-mesh-metrics", "db-mesh-proxy", "db-mesh-metrics"} <= set(services)
+    assert not any(name.endswith("-mesh-tls") for name in services)
+    assert "web: injected (http: the default): host 8080 → proxy (HTTPS) → app:80" in result.stderr
     assert "db: injected (tcp: port 5432 is PostgreSQL's)" in result.stderr
     assert "worker: left alone: publishes no ports" in result.stderr
     assert path.read_text() == COMPOSE
@@ -48,15 +49,20 @@ def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
 def test_certificates_and_configs_are_written_for_the_sidecars(tmp_path):
     path = write(tmp_path)
     services = yaml.safe_load(run_meshctl("inject", "--no-build", str(path), check=True).stdout)["services"]
-    tls_dir = Path(services["web-mesh-tls"]["volumes"][0]["source"])
-    assert (tls_dir / "haproxy.cfg").is_file()
-    assert stat.S_IMODE((tls_dir / "bundle.pem").stat().st_mode) == 0o600
-    assert services["web-mesh-tls"]["user"] == f"{os.getuid()}:{os.getgid()}"
-    leaf = x509.load_pem_x509_certificate((tls_dir / "cert.pem").read_bytes())
+    # The proxy terminates TLS: its folder holds its config and the certificate.
+    proxy_dir = Path(services["web-mesh-proxy"]["volumes"][0]["source"])
+    assert proxy_dir.name == "proxy" and not (proxy_dir.parent / "tls").exists()
+    config = (proxy_dir / "haproxy.cfg").read_text()
+    assert "mode http" in config and "bind :15443 ssl crt /etc/meshctl/bundle.pem" in config
+    for key in ("bundle.pem", "key.pem"):
+        assert stat.S_IMODE((proxy_dir / key).stat().st_mode) == 0o600
+    assert not list(proxy_dir.glob("*.tmp")) and not list(proxy_dir.glob(".*.tmp"))
+    assert services["web-mesh-proxy"]["user"] == f"{os.getuid()}:{os.getgid()}"
+    leaf = x509.load_pem_x509_certificate((proxy_dir / "cert.pem").read_bytes())
     names = {str(n.value) for n in leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value}
     assert {"web", "localhost", "127.0.0.1"} <= names
-    proxy_dir = Path(services["db-mesh-proxy"]["volumes"][0]["source"])
-    assert "mode tcp" in (proxy_dir / "haproxy.cfg").read_text()
+    tcp_dir = Path(services["db-mesh-proxy"]["volumes"][0]["source"])
+    assert "mode tcp" in (tcp_dir / "haproxy.cfg").read_text() and not (tcp_dir / "bundle.pem").exists()
 
 
 def test_stdin_and_output_file(tmp_path):
@@ -65,7 +71,7 @@ def test_stdin_and_output_file(tmp_path):
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert "web-mesh-tls" in out.read_text()
+    assert "web-mesh-proxy" in out.read_text()
     # Injecting the injected file changes no byte; uninject gives the original back.
     again = run_meshctl("inject", "--no-build", str(out), check=True).stdout
     assert again == out.read_text()
@@ -79,7 +85,7 @@ def test_in_place_is_atomic_keeps_a_backup_and_is_idempotent(tmp_path):
     result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
     assert "wrote" in result.stderr
     injected = path.read_text()
-    assert "web-mesh-tls" in injected
+    assert "web-mesh-proxy" in injected
     assert (tmp_path / "compose.yaml.bak").read_text() == COMPOSE
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
@@ -133,4 +139,35 @@ def test_usage_errors(tmp_path):
 def test_finds_compose_yaml_in_the_current_folder(tmp_path):
     write(tmp_path)
     result = run_meshctl("inject", "--no-build", "--service", "web", cwd=tmp_path, check=True)
-    assert "web-mesh-tls" in result.stdout and "db-mesh-proxy" not in result.stdout
+    assert "web-mesh-proxy" in result.stdout and "db-mesh-proxy" not in result.stdout
+
+
+LEGACY = Path(__file__).resolve().parent.parent / "compose_corpus" / "legacy"
+
+
+def test_a_file_injected_with_a_tls_sidecar_uninjects_and_re_injects_in_place(tmp_path):
+    """Its web-mesh-tls services go; the proxy takes over the TLS port and gets the certificate."""
+    original = (LEGACY / "original.yaml").read_text()
+    old = (LEGACY / "injected-with-tls-sidecar.yaml").read_text()
+    path = write(tmp_path, old, "compose.mesh.yaml")
+    assert run_meshctl("uninject", str(path), check=True).stdout == original
+
+    made = subprocess.run(meshctl_cmd("inject", "--no-build", "-"), input=original, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    fresh = made.stdout
+    # What the old injection left on disk: the tls sidecar's config and private key.
+    old_tls_dir = Path(yaml.safe_load(fresh)["services"]["web-mesh-proxy"]["volumes"][0]["source"]).parent / "tls"
+    old_tls_dir.mkdir(parents=True, exist_ok=True)
+    (old_tls_dir / "key.pem").write_text("old key")
+    result = run_meshctl("inject", "--no-build", "-i", str(path), check=True)
+    assert not old_tls_dir.exists()       # no unused private key is left behind
+    assert "wrote" in result.stderr and "web-mesh-tls is gone" in result.stderr and "--remove-orphans" in result.stderr
+    assert path.read_text() == fresh and "-mesh-tls" not in fresh
+    assert (tmp_path / "compose.mesh.yaml.bak").read_text() == old
+    services = yaml.safe_load(fresh)["services"]
+    assert services["web"]["ports"][0] == "8080:15443"
+    proxy_dir = Path(services["web-mesh-proxy"]["volumes"][0]["source"])
+    assert stat.S_IMODE((proxy_dir / "bundle.pem").stat().st_mode) == 0o600
+    assert "unchanged" in run_meshctl("inject", "--no-build", "-i", str(path), check=True).stderr
+    assert run_meshctl("uninject", str(path), check=True).stdout == original

@@ -23,8 +23,7 @@ FILES = sorted(CORPUS.glob("*.yaml"))
 COMPOSE = Path(sys.executable).parent / "docker-compose"
 # Files the CLI writes by dumping the tree, not into the text: a flow-style x-meshctl beside ports.
 TREE_DUMPED = {"21-real-anchors-keep-plain"}
-MACHINE = Machine(project="corpus", images={"tls": "meshctl-haproxy:test", "proxy": "meshctl-haproxy:test",
-                                           "metrics": "meshctl-metrics:test"},
+MACHINE = Machine(project="corpus", images={"proxy": "meshctl-haproxy:test", "metrics": "meshctl-metrics:test"},
                   user="1000:1000", state_dir=PurePath("/var/lib/meshctl-test/compose/corpus-0"))
 
 
@@ -90,6 +89,7 @@ def test_inject_is_valid_idempotent_and_round_trips(path: Path, corpus_copy: Pat
 
     # What was injected is what compose sees: sidecars in the app's namespace, nothing else lost.
     sidecars = {name: s for name, s in after["services"].items() if "-mesh-" in name}
+    assert not any(name.endswith("-mesh-tls") for name in sidecars)      # the proxy serves HTTPS
     for name, service in sidecars.items():
         app = name.split("-mesh-")[0]
         assert service["network_mode"] == f"service:{app}"
