@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from typing import Any
 from ._docker import ContainerInfo, ContainerSpec, Engine
 from .certs import CertificateAuthority, atomic_write, default_sans, meshctl_home
 from .checks import http_probe, tls_context, tls_probe, wait_for
-from .config import ProjectSpec, ServiceSpec
+from .config import ROLES, ProjectSpec, ServiceSpec
 from .errors import MeshctlError, StartError
 from .images import BuildEvent, build_app_image, ensure_app_images, ensure_sidecar_images
 from .pod import APP, HOLDER, Pod, build_pod, labels, network_name
@@ -208,7 +209,12 @@ class Stack:
         """Render each sidecar's config (and the TLS certificate) into its folder; return
         role → digest of the folder's files, so a change can be reloaded in place."""
         digests = {}
-        for rendered in render_configs(self.project.name, service):
+        rendered_configs = render_configs(self.project.name, service)
+        # A role that no longer has a container (the tls sidecar, once the proxy served HTTPS) leaves
+        # no config behind, and no private key.
+        for stale in set(ROLES) - {r.role for r in rendered_configs}:
+            shutil.rmtree(state_dir / stale, ignore_errors=True)
+        for rendered in rendered_configs:
             folder = state_dir / rendered.role
             for filename, text in rendered.files.items():
                 atomic_write(folder / filename, text.encode(), mode=0o644)

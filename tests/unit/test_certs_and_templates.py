@@ -102,3 +102,25 @@ def test_sidecar_hash_changes_with_content(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM y\n")
     assert folder_hash(tmp_path) != before
     assert (data_dir("sidecars") / "haproxy" / "Dockerfile").is_file()
+
+
+def test_configs_go_to_the_tls_terminator_and_a_retired_tls_folder_goes(tmp_path):
+    """A stack started before the proxy served HTTPS had a tls folder with a private key; the next
+    `up` writes the certificate into the proxy's folder and removes the old one."""
+    from meshctl.config import ProjectSpec
+    from meshctl.stack import Stack
+
+    service = ServiceSpec(name="web", port=8081)
+    stack = Stack(None, ProjectSpec(name="shop", root=tmp_path, services=(service,)), on_event=lambda e: None,
+                  tied=False, home=tmp_path / "home")
+    stack.ca.ensure()
+    state = tmp_path / "home" / "projects" / "shop" / "web"
+    (state / "tls").mkdir(parents=True)
+    (state / "tls" / "key.pem").write_text("the old tls sidecar's key")
+    digests = stack.write_configs(service, state)
+    assert set(digests) == {"proxy"} and not (state / "tls").exists()
+    assert stat.S_IMODE((state / "proxy" / "bundle.pem").stat().st_mode) == 0o600
+    assert "bind :15443 ssl crt /etc/meshctl/bundle.pem" in (state / "proxy" / "haproxy.cfg").read_text()
+    # Without a proxy the tls sidecar gets it, and the proxy folder goes.
+    digests = stack.write_configs(replace(service, proxy=None), state)
+    assert set(digests) == {"tls"} and not (state / "proxy").exists() and (state / "tls" / "bundle.pem").exists()
