@@ -19,7 +19,7 @@ from .errors import MeshctlError, UsageError
 from .images import BASE_IMAGE, sidecar_refs
 from .sidecars import data_dir
 from .stack import Stack, down_all, down_project, project_names, status
-from .supervise import Interrupts, supervise
+from .supervise import Interrupts, Reloader, supervise
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -75,6 +75,7 @@ def up(path: Path = PathArg,
         interrupts = Interrupts().install()
         stack = Stack(Engine(), project, on_event=ui, tied=not detach, ready_timeout=timeout,
                       wait_serving=wait)
+        reloader = None if detach or no_watch else Reloader(stack, interrupts.stop).start()
         try:
             try:
                 running = stack.up()
@@ -84,7 +85,7 @@ def up(path: Path = PathArg,
             ui.status_table(running, str(stack.ca.cert_path), detached=detach)
             if detach:
                 return 0
-            return supervise(stack, running, interrupts, ui, watch=not no_watch)
+            return supervise(stack, running, interrupts, ui, reloader=reloader)
         finally:
             interrupts.restore()
 

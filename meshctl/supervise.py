@@ -87,6 +87,9 @@ class Reloader:
     def __init__(self, stack: Stack, stop: threading.Event):
         self.stack = stack
         self.stop = stop
+        # Watching starts before the stack comes up, so a save made while it starts is not lost;
+        # such changes wait until `ready` is set, then make one reload.
+        self.ready = threading.Event()
         self.emit = stack.tracker.queue.put    # events reach the console through the supervisor
         self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
         self.thread = threading.Thread(target=self.run, name="reloader", daemon=True)
@@ -97,9 +100,14 @@ class Reloader:
 
     def run(self) -> None:
         try:
+            pending: set[Path] = set()
             while not self.stop.is_set():
                 config_changed = False
                 for paths in Watcher(self.stack.project, self.stop):
+                    if not self.ready.is_set():
+                        pending |= paths
+                        continue
+                    paths, pending = paths | pending, set()
                     if paths:
                         config_changed = self._reload_reporting_bugs(paths)
                         if config_changed:
@@ -179,13 +187,13 @@ def _short(path: Path, root: Path) -> str:
 
 
 def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
-              on_event: Callable[[Any], None], *, watch: bool = False) -> int:
+              on_event: Callable[[Any], None], *, reloader: Reloader | None = None) -> int:
     """Run until Ctrl-C/SIGTERM (exit 0) or until a container exits by itself (the app's code).
-    With `watch`, file changes reload the stack as they come."""
+    With a `reloader` (started before the stack came up), file changes reload the stack as they come."""
     interrupts.raise_at_once = False
     events = stack.tracker.queue
-    if watch:
-        Reloader(stack, interrupts.stop).start()
+    if reloader is not None:
+        reloader.ready.set()
     while True:
         if interrupts.stop.is_set():
             on_event(Phase(f"{interrupts.signal_name or 'stop'}: stopping the apps, then the sidecars"))

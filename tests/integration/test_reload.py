@@ -24,10 +24,13 @@ def mesh_yaml(name: str, *, sync: bool, timeout: str = "15s") -> str:
 
 
 class Running:
-    def __init__(self, tmp_path: Path, *, sync: bool):
+    def __init__(self, tmp_path: Path, *, sync: bool, while_starting=None):
         self.name = unique_project("reload")
         self.folder = hello_project(tmp_path, mesh_yaml=mesh_yaml(self.name, sync=sync))
         self.up = Foreground(str(self.folder))
+        if while_starting is not None:
+            self.up.wait_for_line(": starting pod")     # the image is built, the containers not yet up
+            while_starting(self)
         self.up.wait_for_line("meshctl: ready")
         [entry] = ps_json(self.name)
         self.https = int(entry["urls"]["https"].rsplit(":", 1)[1].strip("/"))
@@ -82,6 +85,18 @@ def rebuilt(tmp_path, engine, sidecar_images):
     running = Running(tmp_path, sync=False)
     yield running
     running.close()
+
+
+def test_a_save_while_the_stack_starts_is_applied_once_it_is_up(tmp_path, engine, sidecar_images):
+    """Rebuild mode: the image was built before the save, so only a reload after `ready` brings the
+    new code; watching starts before the stack does, so the save is not lost."""
+    running = Running(tmp_path, sync=False, while_starting=lambda r: r.greeting("saved while starting"))
+    try:
+        running.wait_for_body(b"hello saved while starting\n")
+        lines = running.wait_for_reloads(1)
+        assert len(lines) == 1 and "rebuild hello" in lines[0], lines
+    finally:
+        running.close()
 
 
 def test_sync_mode_restarts_only_the_app_and_coalesces_bursts(synced, engine):
