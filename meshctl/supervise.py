@@ -88,7 +88,7 @@ class Reloader:
         self.stack = stack
         self.stop = stop
         # Watching starts before the stack comes up, so a save made while it starts is not lost;
-        # such changes wait until `ready` is set, then make one reload.
+        # such changes wait until `ready` is set, then make one reload at once.
         self.ready = threading.Event()
         self.emit = stack.tracker.queue.put    # events reach the console through the supervisor
         self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
@@ -100,14 +100,14 @@ class Reloader:
 
     def run(self) -> None:
         try:
-            pending: set[Path] = set()
             while not self.stop.is_set():
                 config_changed = False
                 for paths in Watcher(self.stack.project, self.stop):
-                    if not self.ready.is_set():
-                        pending |= paths
-                        continue
-                    paths, pending = paths | pending, set()
+                    # Saved while the stack starts: reload as soon as it is up (later changes wait
+                    # in the watcher meanwhile).
+                    while paths and not self.ready.wait(0.05):
+                        if self.stop.is_set():
+                            return
                     if paths:
                         config_changed = self._reload_reporting_bugs(paths)
                         if config_changed:
