@@ -378,7 +378,7 @@ class Stack:
     def down(self, *, force: bool = False) -> int:
         # The ties close last: closing one kills its whole pod at once, skipping the app's grace.
         try:
-            return down_project(self.engine, self.project.name, force=force)
+            return down_project(self.engine, self.project.name, force=force, home=self.home)
         finally:
             for tie in self._ties:
                 _close_quietly(tie)
@@ -452,8 +452,9 @@ def stop_containers(engine: Engine, containers: list[ContainerInfo], *, force: b
             list(pool.map(stop, phase))
 
 
-def down_project(engine: Engine, project: str, *, force: bool = False) -> int:
-    """Remove every container and the network of a project; return how many containers."""
+def down_project(engine: Engine, project: str, *, force: bool = False, home: Path | None = None) -> int:
+    """Remove every container and the network of a project, then its rendered configs and leaf
+    keys (the CA stays: it is what users trust); return how many containers."""
     containers = managed_containers(engine, project)
     stop_containers(engine, containers, force=force)
     for net in engine.networks({"meshctl.project": project}):
@@ -461,6 +462,10 @@ def down_project(engine: Engine, project: str, *, force: bool = False) -> int:
             if engine.remove_network(net["Name"]):
                 break
             time.sleep(0.1)
+    projects = (home or meshctl_home()) / "projects"
+    state = projects / project
+    if state.parent.resolve() == projects.resolve():    # a plain name, never a path out of it
+        shutil.rmtree(state, ignore_errors=True)
     return len(containers)
 
 

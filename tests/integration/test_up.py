@@ -96,7 +96,10 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     ids = {c.name: c.id for c in running_containers(engine, project)}
     run_meshctl("up", "-d", str(folder), check=True)
     assert {c.name: c.id for c in running_containers(engine, project)} == ids
+    state = ca_path().parent.parent / "projects" / project        # its configs and leaf key
+    assert (state / "hello" / "proxy" / "key.pem").exists()
     assert "removed 4 containers" in run_meshctl("down", str(folder), check=True).stderr
+    assert not state.exists() and ca_path().exists()                 # the CA stays
     assert running_containers(engine, project) == []
     assert api.networks(names=[f"meshctl-{project}"]) == []
     assert "nothing was running" in run_meshctl("down", str(folder), check=True).stderr
