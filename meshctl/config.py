@@ -105,10 +105,17 @@ class ServiceSpec:
     checks: tuple[CheckSpec, ...] = ()
 
     @property
+    def tls_terminator(self) -> str | None:
+        """The role whose container serves HTTPS (and holds the certificate), if any: the proxy
+        when there is one (one stage fewer per request), else a tls sidecar in front of the app."""
+        if self.tls is None:
+            return None
+        return "proxy" if self.proxy else "tls"
+
+    @property
     def roles(self) -> tuple[str, ...]:
-        """The sidecar containers that run. HTTPS is served by the proxy when there is one (one
-        stage fewer per request); the tls container runs only with `proxy: false`."""
-        return tuple(r for r in ROLES if getattr(self, r) is not None and (r != "tls" or self.proxy is None))
+        """The sidecar containers that run, in start order; tls only as the one serving HTTPS."""
+        return tuple(r for r in ROLES if getattr(self, r) is not None and (r != "tls" or self.tls_terminator == "tls"))
 
     @property
     def host_ports(self) -> dict[str, int]:

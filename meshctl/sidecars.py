@@ -89,23 +89,19 @@ CERT_BUNDLE = f"{CONFIG_MOUNT}/bundle.pem"
 TLS_BIND = f"ssl crt {CERT_BUNDLE} alpn http/1.1"
 
 
-def tls_terminator(service: ServiceSpec) -> str | None:
-    """The role whose container terminates HTTPS (and holds the certificate), if any."""
-    if service.tls is None:
-        return None
-    return "proxy" if service.proxy else "tls"
-
-
 def chain_of(service: ServiceSpec) -> str:
-    """What a request crosses, for messages: "proxy (HTTPS) → app", "tls → app", "proxy → app"."""
-    hops = {"proxy": "proxy (HTTPS)", "tls": "tls", None: "proxy" if service.proxy else None}[tls_terminator(service)]
-    return f"{hops} → app" if hops else "the app"
+    """What a request crosses, for messages."""
+    if service.tls_terminator == "proxy":
+        return "proxy (HTTPS) → app"
+    if service.tls_terminator == "tls":
+        return "tls → app"
+    return "proxy → app" if service.proxy else "the app"
 
 
 def render_proxy(project: str, service: ServiceSpec) -> str:
     assert service.proxy is not None
     access_log, events_ring = access_log_targets(service)
-    tls = tls_terminator(service) == "proxy"
+    tls = service.tls_terminator == "proxy"
     return template("haproxy-proxy.cfg").substitute(
         project=project, service=service.name, access_log=access_log, events_ring=events_ring,
         connect_timeout=_seconds(service.proxy.connect_timeout), timeout=_seconds(service.proxy.timeout),
@@ -144,7 +140,7 @@ def proxy_stats_url() -> str:
 
 def render_tls(project: str, service: ServiceSpec) -> str:
     """The tls sidecar, which runs only without a proxy: HTTPS in front of the app, in TCP mode."""
-    assert tls_terminator(service) == "tls"
+    assert service.tls_terminator == "tls"
     return template("haproxy-tls.cfg").substitute(
         project=project, service=service.name, tls_port=TLS_PORT, tls_globals=TLS_GLOBALS, tls_bind=TLS_BIND,
         upstream_server=f"127.0.0.1:{service.port}", idle_timeout=_seconds(60.0))
@@ -169,6 +165,6 @@ def render_configs(project: str, service: ServiceSpec) -> list[RenderedConfig]:
     out = []
     if service.proxy:
         out.append(RenderedConfig("proxy", {"haproxy.cfg": render_proxy(project, service)}))
-    if tls_terminator(service) == "tls":
+    if service.tls_terminator == "tls":
         out.append(RenderedConfig("tls", {"haproxy.cfg": render_tls(project, service)}))
     return out

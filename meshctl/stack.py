@@ -29,7 +29,7 @@ from .errors import MeshctlError, StartError
 from .images import BuildEvent, build_app_image, ensure_app_images, ensure_sidecar_images
 from .pod import APP, HOLDER, Pod, build_pod, labels, network_name
 from .plan import plan_pod, stop_phases
-from .sidecars import READY_PATH, chain_of, published_ports, render_configs, tls_terminator
+from .sidecars import READY_PATH, chain_of, published_ports, render_configs
 
 LOG_TAIL = 50
 
@@ -218,7 +218,7 @@ class Stack:
             folder = state_dir / rendered.role
             for filename, text in rendered.files.items():
                 atomic_write(folder / filename, text.encode(), mode=0o644)
-            if rendered.role == tls_terminator(service):
+            if rendered.role == service.tls_terminator:
                 self.ca.issue(folder, default_sans(service.name, service.tls.hosts), common_name=service.name)
             digests[rendered.role] = _digest_files(folder)
         return digests
@@ -251,7 +251,7 @@ class Stack:
             role = _role(spec)
             # The proxy answers its readiness path itself, over HTTPS when it terminates TLS.
             probe = {"proxy": lambda: (http_probe(ports["https"], READY_PATH, tls=context)
-                                       if tls_terminator(pod.service) == "proxy" else http_probe(ports["http"], READY_PATH)),
+                                       if pod.service.tls_terminator == "proxy" else http_probe(ports["http"], READY_PATH)),
                      "tls": lambda: tls_probe(ports["https"], context),
                      "metrics": lambda: http_probe(ports["metrics"], "/ready")}[role]()
             wait_for(f"the {role} sidecar of {pod.service.name}", probe, timeout=self.ready_timeout,
@@ -362,7 +362,7 @@ class Stack:
         """Re-issue leaf certificates that near expiry; reload the sidecars that serve them."""
         renewed = []
         for name, pod in self.pods.items():
-            role = tls_terminator(pod.service)
+            role = pod.service.tls_terminator
             if role is None:
                 continue
             issued = self.ca.issue(pod.config_dirs[role], default_sans(name, pod.service.tls.hosts),

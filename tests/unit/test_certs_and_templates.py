@@ -11,7 +11,7 @@ from meshctl import certs
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, ServiceSpec
 from meshctl.images import folder_hash
-from meshctl.sidecars import data_dir, render_configs, render_proxy, render_tls, tls_terminator
+from meshctl.sidecars import chain_of, data_dir, render_configs, render_proxy, render_tls
 
 
 def test_ca_and_leaf(tmp_path):
@@ -65,7 +65,8 @@ def test_proxy_template_carries_the_settings():
 
 def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
     service = ServiceSpec(name="web", port=8081)
-    assert tls_terminator(service) == "proxy" and service.roles == ("proxy", "metrics")
+    assert service.tls_terminator == "proxy" and service.roles == ("proxy", "metrics")
+    assert chain_of(service) == "proxy (HTTPS) → app"
     assert [r.role for r in render_configs("shop", service)] == ["proxy"]
     text = render_proxy("shop", service)
     assert "bind :15443 ssl crt /etc/meshctl/bundle.pem alpn http/1.1" in text
@@ -76,7 +77,8 @@ def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
 
 def test_without_tls_the_proxy_has_no_https_listener():
     service = ServiceSpec(name="web", port=8081, tls=None)
-    assert tls_terminator(service) is None and service.roles == ("proxy", "metrics")
+    assert service.tls_terminator is None and service.roles == ("proxy", "metrics")
+    assert chain_of(service) == "proxy → app"
     text = render_proxy("shop", service)
     assert "ssl" not in text and ":15443" not in text and "$" not in text
 
@@ -88,7 +90,8 @@ def test_configured_retries_are_a_floor():
 
 def test_tls_sidecar_runs_only_without_a_proxy_and_goes_to_the_app():
     service = ServiceSpec(name="web", port=8081, proxy=None)
-    assert tls_terminator(service) == "tls" and service.roles == ("tls", "metrics")
+    assert service.tls_terminator == "tls" and service.roles == ("tls", "metrics")
+    assert chain_of(service) == "tls → app"
     assert [r.role for r in render_configs("shop", service)] == ["tls"]
     text = render_tls("shop", service)
     assert "server upstream 127.0.0.1:8081" in text and "bind :15443 ssl crt /etc/meshctl/bundle.pem" in text
