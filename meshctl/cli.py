@@ -146,7 +146,7 @@ def _writable(target: Path, option: str) -> None:
 
 
 def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui, timeout: float):
-    from .compose_test import run_compose_test
+    from .compose_check import run_compose_test
 
     return run_compose_test(Engine(), compose, interrupts=interrupts, on_event=ui, ready_timeout=timeout)
 

@@ -183,3 +183,16 @@ class Foreground:
 
 def running_containers(engine, project: str) -> list:
     return [c for c in engine.containers({"meshctl.project": project}, all=True)]
+
+
+def compose_cmd(*args: str) -> list[str]:
+    """`docker compose ARGS` for tests: the Compose meshctl itself would run (compose_cli's lookup),
+    so never the venv's always-0 `docker-compose` wrapper, and never whatever PATH holds first.
+    No Compose v2 fails the test (never skips)."""
+    from meshctl.compose_cli import compose_command
+    from meshctl.errors import MeshctlError
+
+    try:
+        return [*compose_command(), *args]
+    except MeshctlError as exc:
+        pytest.fail(f"this test needs Docker Compose v2: {exc.message} ({exc.hint})")

@@ -8,18 +8,16 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.checks import http_request, tls_context
-from tests.conftest import ROOT, run_meshctl, unique_project
+from tests.conftest import ROOT, compose_cmd, run_meshctl, unique_project
 
 pytestmark = pytest.mark.integration
 
-COMPOSE = Path(sys.executable).parent / "docker-compose"
 EXAMPLE = ROOT / "examples" / "compose-app"
 CORPUS = ROOT / "tests" / "compose_corpus"
 APP_IMAGE = "meshctl-compose-app:dev"
@@ -42,7 +40,7 @@ def ca_path() -> Path:
 
 def compose(folder: Path, project: str, *args: str, file: str = "compose.mesh.yaml",
             timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([str(COMPOSE), "-p", project, "-f", file, *args], cwd=folder, capture_output=True,
+    return subprocess.run(compose_cmd("-p", project, "-f", file, *args), cwd=folder, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -296,7 +296,7 @@ def test_bad_checks_exit_2_before_anything_starts(tmp_path, engine):
 
 
 def test_compose_mode_checks_an_injected_stack_and_leaves_a_running_one_running(tmp_path, engine, sidecar_images):
-    from meshctl.compose_test import Compose
+    from meshctl.compose_cli import ComposeCli
 
     name = unique_project("compose")
     hello_project(tmp_path)                       # tmp_path/hello: the app's build folder
@@ -314,7 +314,7 @@ services:
     run_meshctl("inject", str(tmp_path / "compose.yaml"), "-o", str(injected), check=True)
     # The proxy serves HTTPS itself: `test --compose` finds it by its x-meshctl mark.
     assert "web-mesh-tls" not in injected.read_text() and "terminates-tls: true" in injected.read_text()
-    compose = Compose(injected)
+    compose = ComposeCli(injected)
 
     def containers() -> list:
         return [c for c in engine.containers({"com.docker.compose.project": name})]

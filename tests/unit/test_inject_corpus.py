@@ -4,23 +4,22 @@ equals the original's. No daemon needed: `config` only reads files."""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path, PurePath
 
 import pytest
 import yaml
 
 from meshctl import compose_yaml
+from meshctl.compose_cli import ComposeCli
+from meshctl.errors import ConfigError
 from meshctl.inject import (InjectOptions, Machine, inject, inject_text, uninject, uninject_text,
                             without_generated_blocks)
 from meshctl.inject_render import render_injected
 
 CORPUS = Path(__file__).resolve().parent.parent / "compose_corpus"
 FILES = sorted(CORPUS.glob("*.yaml"))
-COMPOSE = Path(sys.executable).parent / "docker-compose"
 # Files the CLI writes by dumping the tree, not into the text: a flow-style x-meshctl beside ports.
 TREE_DUMPED = {"21-real-anchors-keep-plain"}
 MACHINE = Machine(project="corpus", images={"proxy": "meshctl-haproxy:test", "metrics": "meshctl-metrics:test"},
@@ -42,12 +41,14 @@ def uninjected_text(text: str, source: str) -> str:
 
 
 def compose_config(folder: Path, name: str) -> dict:
-    # Same folder and project name for every variant, so paths and names compare equal.
-    result = subprocess.run([str(COMPOSE), "-f", name, "-p", "corpus", "config", "--format", "json"],
-                            cwd=folder, capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "API_KEY": "test"})
-    assert result.returncode == 0, f"docker compose config {name} failed:\n{result.stderr}"
-    return json.loads(result.stdout)
+    # Same folder and project name for every variant, so paths and names compare equal; through
+    # meshctl's own adapter, whose Compose reports failures (test_compose_cli proves it). Only the
+    # variables the corpus means to set, and HOME, where the docker CLI finds a user's plugins.
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/"), "API_KEY": "test"}
+    try:
+        return ComposeCli(name, project="corpus", cwd=folder, env=env).config()
+    except ConfigError as exc:
+        pytest.fail(f"{exc.message}\n{exc.details}")
 
 
 @pytest.fixture(scope="module")

