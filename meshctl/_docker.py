@@ -1,5 +1,5 @@
 """The only module that imports `docker`. Everything meshctl asks of the engine goes through
-Engine, and every SDK or transport error comes out as a MeshctlError (httpx's habit: one thin
+DockerEngine, and every SDK or transport error comes out as a MeshctlError (httpx's habit: one thin
 boundary, errors translated where they cross it)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,45 +17,12 @@ import docker.errors
 import requests.exceptions
 
 from .errors import BuildError, EngineError, MeshctlError, PortInUse
+from .model import ContainerInfo, ContainerSpec
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    """Everything needed to create one container; built by pod.py, read only here."""
-    name: str
-    image: str
-    labels: dict[str, str]
-    command: tuple[str, ...] | None = None
-    entrypoint: tuple[str, ...] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None
-    network: str | None = None            # a user-defined network to join (holders only)
-    aliases: tuple[str, ...] = ()
-    namespace_of: str | None = None       # join this container's network and PID namespaces
-    ports: dict[int, int] = field(default_factory=dict)   # pod port → host port on 127.0.0.1 (0 = free)
-    mounts: tuple[tuple[str, str, bool], ...] = ()         # (host path, container path, read-only)
-    read_only: bool = False
-    cap_drop: tuple[str, ...] = ()
-    no_new_privileges: bool = False
-    tmpfs: tuple[str, ...] = ()
-    tied_to_caller: bool = False          # stdin held open by this process (the lifecycle tie)
-    stop_timeout: int = 10
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    id: str
-    name: str
-    labels: dict[str, str]
-    state: str                            # created, running, exited, removing, …
-    ports: dict[int, int]                 # pod port → host port actually bound
-
-    def label(self, key: str) -> str:
-        return self.labels.get(f"meshctl.{key}", "")
-
-
-class Engine:
-    """A connection to the Docker engine. Creating one does no I/O."""
+class DockerEngine:
+    """The real Engine (engine.py's protocol): a connection to the Docker engine. Creating one
+    does no I/O."""
 
     def __init__(self, base_url: str | None = None):
         self._base_url = base_url

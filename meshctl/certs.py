@@ -110,8 +110,8 @@ class CertificateAuthority:
         ca_cert, ca_key = self._load()
         cert_path, key_path, bundle_path = directory / "cert.pem", directory / "key.pem", directory / "bundle.pem"
         current = _read_cert(cert_path)
-        if current is not None and key_path.exists() and bundle_path.exists() \
-                and not self._needs_reissue(current, ca_cert, sans):
+        if self._reissue_reason(directory, current, ca_cert, sans) is None:
+            assert current is not None
             return IssuedCert(cert_path, key_path, bundle_path, self.cert_path,
                               current.not_valid_after_utc, reissued=False)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -140,22 +140,39 @@ class CertificateAuthority:
         atomic_write(cert_path, chain, mode=0o644)
         return IssuedCert(cert_path, key_path, bundle_path, self.cert_path, cert.not_valid_after_utc, reissued=True)
 
+    def reissue_reason(self, directory: Path, sans: tuple[str, ...]) -> str | None:
+        """Why the certificate in `directory` must be (re)issued, or None when it is current.
+        Reads files only; a CA that does not exist yet means a new certificate."""
+        if not self.cert_path.exists():
+            return "missing"
+        try:
+            ca_cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        except (ValueError, OSError):
+            return "the CA cannot be read"
+        return self._reissue_reason(directory, _read_cert(directory / "cert.pem"), ca_cert, sans)
+
     @staticmethod
-    def _needs_reissue(cert: x509.Certificate, ca_cert: x509.Certificate, sans: tuple[str, ...]) -> bool:
+    def _reissue_reason(directory: Path, cert: x509.Certificate | None, ca_cert: x509.Certificate,
+                        sans: tuple[str, ...]) -> str | None:
+        if cert is None or not (directory / "key.pem").exists() or not (directory / "bundle.pem").exists():
+            return "missing"
         if cert.issuer != ca_cert.subject:
-            return True
+            return "signed by another CA"
         try:
             cert.verify_directly_issued_by(ca_cert)
         except (ValueError, TypeError, Exception):  # InvalidSignature has no common base
-            return True
-        if cert.not_valid_after_utc - _now() < LEAF_RENEW_BEFORE:
-            return True
+            return "signed by another CA"
+        left = cert.not_valid_after_utc - _now()
+        if left < LEAF_RENEW_BEFORE:
+            return f"expires in {max(left.total_seconds(), 0) / 3600:.0f} h"
         try:
             names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
-            return True
+            return "it names no host"
         have = {str(n.value) for n in names}
-        return have != {str(_general_name(n).value) for n in sans}
+        if have != {str(_general_name(n).value) for n in sans}:
+            return "its host names changed"
+        return None
 
     @contextmanager
     def _lock(self):

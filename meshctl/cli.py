@@ -12,14 +12,15 @@ from typing import Optional
 import typer
 
 from . import __version__
-from ._docker import Engine
+from ._docker import DockerEngine
 from .certs import CertificateAuthority, atomic_write, meshctl_home
 from .config import CONFIG_NAMES, find_config, load_project
-from .errors import MeshctlError, UsageError
+from .errors import Cancelled, MeshctlError, UsageError
 from .images import BASE_IMAGE, sidecar_refs
-from .sidecars import data_dir
-from .stack import Stack, down_all, down_project, project_names, status
-from .supervise import Interrupts, Reloader, supervise
+from .sidecars import KINDS, data_dir
+from .stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
+from .status import project_names, status
+from .supervise import Interrupts, Reloader, Tracker, supervise
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -43,6 +44,10 @@ def main() -> None:
 def _run(ui: Ui, body) -> None:
     try:
         code = body()
+    except Cancelled:
+        ui.stop_progress()
+        ui.note("interrupted: everything meshctl started was removed")
+        raise typer.Exit(130)
     except MeshctlError as exc:
         ui.error(exc)
         raise typer.Exit(exc.exit_code)
@@ -64,6 +69,9 @@ def up(path: Path = PathArg,
        name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name or the folder's)."),
        timeout: float = typer.Option(60.0, help="Seconds to wait for the stack to be ready."),
        no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
+       dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would be built, created, "
+                                    "replaced, reloaded or kept, and why) and change nothing."),
+       as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
        ) -> None:
     """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything."""
     ui = Ui()
@@ -72,20 +80,22 @@ def up(path: Path = PathArg,
         if not wait and not detach:
             raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
         project = load_project(path, image=image, port=port, name=name)
+        engine = DockerEngine()
+        if dry_run:
+            plan = Stack(engine, project, on_event=ui, tied=not detach, wait_serving=wait).plan_up()
+            ui.plan([plan], as_json=as_json)
+            return 0
         interrupts = Interrupts().install()
-        stack = Stack(Engine(), project, on_event=ui, tied=not detach, ready_timeout=timeout,
-                      wait_serving=wait)
-        reloader = None if detach or no_watch else Reloader(stack, interrupts.stop).start()
+        tracker = Tracker(engine)
+        stack = Stack(engine, project, on_event=ui, tied=not detach, watch=tracker, ready_timeout=timeout,
+                      wait_serving=wait, cancel=interrupts.stop, force=interrupts.force)
+        reloader = None if detach or no_watch else Reloader(stack, interrupts.stop, tracker.queue.put).start()
         try:
-            try:
-                running = stack.up()
-            except KeyboardInterrupt:
-                ui.stop_progress()
-                raise
+            running = stack.up()
             ui.status_table(running, str(stack.ca.cert_path), detached=detach)
             if detach:
                 return 0
-            return supervise(stack, running, interrupts, ui, reloader=reloader)
+            return supervise(stack, tracker, running, interrupts, ui, reloader=reloader)
         finally:
             interrupts.restore()
 
@@ -118,7 +128,7 @@ def test_(path: Path = PathArg,
                 report = _compose_test(compose, interrupts, ui, timeout)
             else:
                 project = smoke.isolated(load_project(path, name=name), rename=name is None)
-                report = smoke.run_smoke_test(Engine(), project, interrupts=interrupts, on_event=ui,
+                report = smoke.run_smoke_test(DockerEngine(), project, interrupts=interrupts, on_event=ui,
                                               ready_timeout=timeout)
         finally:
             interrupts.restore()
@@ -148,7 +158,7 @@ def _writable(target: Path, option: str) -> None:
 def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui, timeout: float):
     from .compose_check import run_compose_test
 
-    return run_compose_test(Engine(), compose, interrupts=interrupts, on_event=ui, ready_timeout=timeout)
+    return run_compose_test(DockerEngine(), compose, interrupts=interrupts, on_event=ui, ready_timeout=timeout)
 
 
 @app.command()
@@ -156,12 +166,18 @@ def down(path: Path = PathArg,
          all_: bool = typer.Option(False, "--all", help="Remove every meshctl stack on this engine."),
          name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name instead of PATH."),
          force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be removed, and remove nothing."),
+         as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
          ) -> None:
     """Stop and remove a stack (idempotent)."""
     ui = Ui()
 
     def body() -> int:
-        engine = Engine()
+        engine = DockerEngine()
+        if dry_run:
+            names = project_names(engine) if all_ else [name or _project_name(path)]
+            ui.plan([plan_down_project(engine, n, force=force) for n in names], as_json=as_json)
+            return 0
         if all_:
             removed = down_all(engine, force=force)
             ui.success(f"removed {sum(removed.values())} containers of {len(removed)} projects"
@@ -180,7 +196,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON for script
        name: Optional[str] = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
     """Projects, services, containers, their state and URLs."""
     ui = Ui()
-    _run(ui, lambda: ui.ps(status(Engine(), name), as_json=as_json))
+    _run(ui, lambda: ui.ps(status(DockerEngine(), name), as_json=as_json))
 
 
 @app.command()
@@ -192,12 +208,12 @@ def logs(service: Optional[str] = typer.Argument(None, help="Only this service."
     """Logs of a stack's containers, prefixed by service and role."""
     import threading
 
-    from .stack import LogLine
+    from .events import LogLine
 
     ui = Ui()
 
     def body() -> int:
-        engine = Engine()
+        engine = DockerEngine()
         project = name or _project_name(path, running_fallback=engine)
         labels = {"meshctl.project": project}
         if service:
@@ -266,7 +282,7 @@ def doctor() -> None:
 
     def body() -> int:
         results: list[tuple[str, bool, str]] = []
-        engine = Engine()
+        engine = DockerEngine()
         try:
             version = engine.version()
             results.append(("docker engine", True, f"{version.get('Version')} (API {version.get('ApiVersion')})"))
@@ -279,7 +295,7 @@ def doctor() -> None:
             results.append(("base image", have_base, BASE_IMAGE if have_base else
                             f"{BASE_IMAGE} missing: `docker pull {BASE_IMAGE}`, or without a registry "
                             "`.ci/seed-base-image` from meshctl's source tree"))
-            for role, ref in sorted(sidecar_refs(("tls", "proxy", "metrics")).items()):
+            for role, ref in sorted(sidecar_refs(tuple(KINDS)).items()):
                 built = engine.image_exists(ref)
                 results.append((f"{role} sidecar image", True,
                                 ref + ("" if built else " (not built yet: the first `meshctl up` builds it)")))
@@ -332,7 +348,6 @@ def inject(file: Optional[str] = ComposeFileArg,
         import os
 
         from .errors import EngineError
-        from .images import ensure_sidecar_images
         from .inject import HTTP_ROLES, InjectOptions, Machine, inject_text
 
         if undo:
@@ -349,7 +364,7 @@ def inject(file: Optional[str] = ComposeFileArg,
         if result.injected:
             if not no_build:
                 try:
-                    ensure_sidecar_images(Engine(), result.roles, ui)
+                    ensure_sidecar_images(DockerEngine(), result.roles, ui)
                 except EngineError as exc:
                     raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
                                                         "write the file now and build the images later") from exc
@@ -474,7 +489,7 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _project_name(path: Path, running_fallback: Engine | None = None) -> str:
+def _project_name(path: Path, running_fallback: DockerEngine | None = None) -> str:
     """The project a PATH names, without building anything."""
     if find_config(path) is not None or (path / "Dockerfile").is_file():
         return load_project(path).name

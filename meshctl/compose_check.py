@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._docker import Engine
+from .engine import Engine
 from .certs import CertificateAuthority, default_sans
 from .compose_cli import ComposeCli
-from .errors import ConfigError, UsageError
+from .errors import MeshctlError, ConfigError, UsageError
 from .events import Phase
 from .inject import TERMINATES_TLS
 from .sidecars import METRICS_PORT, TLS_PORT
@@ -161,10 +161,12 @@ def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: C
         return out
 
     def teardown() -> None:
-        interrupts.raise_at_once = False
         if started_here:
             on_event(Phase(f"docker compose -f {file} down"))
-            compose.down()
+            try:
+                compose.down()
+            except MeshctlError as exc:     # the report stands; say what may be left running
+                on_event(Phase(f"{exc.message}: run `docker compose -f {file} down` to remove what is left"))
 
     harness = Harness(project, planned_targets(services), start, tails, teardown, engine,
                       CertificateAuthority().cert_path, ready)

@@ -18,7 +18,8 @@ import yaml
 from .errors import ConfigError
 
 CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
-ROLES = ("tls", "proxy", "metrics")
+# The keys of a service's `sidecars:` settings (which containers run is sidecars.KINDS' business).
+SIDECAR_SETTINGS = ("tls", "proxy", "metrics")
 PORT_NAMES = ("https", "http", "metrics")
 # Host ports of the first service when mesh.yaml says nothing; later services get free ports.
 DEFAULT_HOST_PORTS = {"https": 8443, "http": 8080, "metrics": 9090}
@@ -115,7 +116,8 @@ class ServiceSpec:
     @property
     def roles(self) -> tuple[str, ...]:
         """The sidecar containers that run, in start order; tls only as the one serving HTTPS."""
-        return tuple(r for r in ROLES if getattr(self, r) is not None and (r != "tls" or self.tls_terminator == "tls"))
+        from .sidecars import kinds_for   # sidecars.py reads ServiceSpec: imported when asked
+        return tuple(kind.role for kind in kinds_for(self))
 
     @property
     def host_ports(self) -> dict[str, int]:
@@ -387,12 +389,12 @@ def _parse_sidecars(raw: Any, path: tuple, where: _Where) -> dict[str, Any]:
         raise where.error(path, f"expected a mapping of sidecar names, found {_kind(raw)}",
                           hint="sidecars: {proxy: {timeout: 15s}, tls: {}, metrics: {}}")
     for role in raw:
-        if role not in ROLES:
-            close = difflib.get_close_matches(str(role), ROLES, n=1)
+        if role not in SIDECAR_SETTINGS:
+            close = difflib.get_close_matches(str(role), SIDECAR_SETTINGS, n=1)
             raise where.error(path + (role,), f"unknown sidecar {role!r}",
                               hint=(f"did you mean {close[0]!r}? " if close else "")
-                              + "sidecars are: " + ", ".join(ROLES))
-    for role in ROLES:
+                              + "sidecars are: " + ", ".join(SIDECAR_SETTINGS))
+    for role in SIDECAR_SETTINGS:
         if role not in raw:
             continue
         value = raw[role]

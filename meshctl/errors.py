@@ -6,7 +6,10 @@
     ├── EngineError        the Docker engine is unreachable or refused a request    exit 3
     │   └── PortInUse      a host port is already taken                             exit 3
     ├── BuildError         an image failed to build (carries the build log's tail)  exit 3
-    └── StartError         the stack did not come up: app exited, not ready in time exit 3
+    ├── StartError         the stack did not come up: app exited, not ready in time exit 3
+    └── Cancelled          Ctrl-C or SIGTERM: waits and builds stop, then teardown  exit 130
+
+Signal handlers only set an Event; the waits and builds that see it raise Cancelled.
 """
 
 from __future__ import annotations
@@ -48,3 +51,7 @@ class BuildError(MeshctlError):
 
 class StartError(MeshctlError):
     exit_code = 3
+
+
+class Cancelled(MeshctlError):
+    exit_code = 130

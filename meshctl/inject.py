@@ -30,12 +30,13 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 
 from . import __version__
 from .certs import default_sans
-from .config import (RESERVED_POD_PORTS, ROLES, MetricsSettings, ProxySettings, ServiceSpec, TlsSettings,
+from .config import (RESERVED_POD_PORTS, MetricsSettings, ProxySettings, ServiceSpec, TlsSettings,
                      parse_duration)
 from .errors import ConfigError, UsageError
-from .pod import labels
-from .sidecars import (CONFIG_MOUNT, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT, metrics_env,
-                       proxy_stats_url, render_proxy, render_tcp_proxy)
+from .model import labels
+from .sidecars import (CONFIG_MOUNT, KINDS, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH,
+                       SIDECAR_STOP_TIMEOUT, TLS_PORT, metrics_env, proxy_stats_url, render_proxy, render_tcp_proxy,
+                       shell_http_check, shell_tls_chain_check)
 
 MARK = "x-meshctl"
 GENERATED_BY = "meshctl inject"
@@ -644,30 +645,18 @@ def _healthcheck(script: str) -> dict[str, Any]:
             "retries": 3, "start_period": "120s"}
 
 
-def _http_check(port: int, path: str, accept: str) -> str:
-    return (f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
-            f"printf 'GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: meshctl-health\\r\\n\\r\\n' >&3 && "
-            f"read -t 3 -r _ code _ <&3 && {accept}")
-
-
-def _tls_check(path: str, strict: bool) -> str:
-    """The proxy serves: its HTTPS port listens (HAProxy binds it only with the certificate
-    loaded), and a request through it gets the app's answer. (The images have no TLS client, so the
-    request goes to the proxy's plain port; the HTTP frontend behind both is the same.)"""
-    accept = '[ "$$code" -ge 200 ] && [ "$$code" -lt 400 ]' if strict else '[ "$$code" -lt 500 ]'
-    return f"(exec 3<>/dev/tcp/127.0.0.1/{TLS_PORT}) && " + _http_check(PROXY_PORT, path, accept)
-
-
 def _role_defaults(role: str, machine: Machine) -> dict[str, Any]:
-    """What every sidecar of a role shares; written once under the top-level x-meshctl."""
+    """What every sidecar of a role shares; written once under the top-level x-meshctl. The
+    proxy's check is an HTTP service's (HTTPS → proxy → app); a TCP proxy has its own."""
+    kind = KINDS[role]
     out: dict[str, Any] = {"image": machine.images[role]}
-    if role == "proxy":
-        out["command"] = ["-f", f"{CONFIG_MOUNT}/haproxy.cfg"]
+    if kind.command:
+        out["command"] = list(kind.command)
     out.update({"user": machine.user, "read_only": True, "cap_drop": ["ALL"],
-                "security_opt": ["no-new-privileges:true"], "tmpfs": ["/tmp"], "stop_grace_period": "2s"})
-    # The proxy's check is an HTTP service's (HTTPS → proxy → app); a TCP proxy has its own.
-    out["healthcheck"] = _healthcheck(_tls_check("/", strict=False) if role == "proxy"
-                                      else _http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]'))
+                "security_opt": ["no-new-privileges:true"], "tmpfs": ["/tmp"],
+                "stop_grace_period": f"{SIDECAR_STOP_TIMEOUT}s"})
+    assert kind.compose_health is not None
+    out["healthcheck"] = _healthcheck(kind.compose_health)
     return out
 
 
@@ -716,10 +705,10 @@ def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machi
         if role == "proxy" and plan.protocol == "tcp":
             # HAProxy answers on its stats port, and the app accepts connections.
             own["healthcheck"] = _healthcheck(
-                _http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
+                shell_http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
                 + f" && exec 4<>/dev/tcp/127.0.0.1/{plan.app_port}")
         elif role == "proxy" and "health" in plan.settings:
-            own["healthcheck"] = _healthcheck(_tls_check(plan.settings["health"], strict=True))
+            own["healthcheck"] = _healthcheck(shell_tls_chain_check(plan.settings["health"], strict=True))
         if profiles:
             own["profiles"] = [str(p) for p in profiles]   # started and stopped with the app
         if service.get("restart") is not None:
@@ -733,7 +722,7 @@ def _apply(plan: _Plan, services: CommentedMap, defaults: dict[str, dict], machi
     position = list(services).index(name) + 1
     for offset, (sidecar, body) in enumerate(sidecars):
         services.insert(position + offset, sidecar, body)
-    retired = [role for role in ROLES if role not in plan.roles and sidecar_name(name, role) in previous]
+    retired = [role for role in KINDS if role not in plan.roles and sidecar_name(name, role) in previous]
     return Injected(service=name, protocol=plan.protocol, why=plan.why, app_port=plan.app_port, roles=plan.roles,
                     files=files, cert_dir=folder / "proxy" if plan.protocol == "http" else None, sans=plan.sans,
                     entry=entry_text, metrics=f"metrics on host 127.0.0.1:{plan.settings.get('metrics_port') or '(free port)'}"

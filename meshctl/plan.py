@@ -1,75 +1,563 @@
-"""Convergence plans: desired pods + the containers Docker reports (by label) → ordered actions.
-Pure, like docker-compose's convergence plan, and tested without a daemon."""
+"""Plans: what a command changes, as a list of typed steps for the whole project, computed purely
+from the spec and what was observed (Docker's containers, networks and images by label; the
+certificates and rendered files on disk). apply.py's Executor runs a plan and decides nothing;
+`--dry-run` prints one. As in Compose v2's convergence: compute first, then execute.
+
+    plan_up        `up`, `up -d` over a running stack, a mesh.yaml reload (converge)
+    plan_restart_app / plan_rebuild_app    a hot reload of one app
+    plan_renewal   certificates near expiry: re-issue, reload in place
+    plan_down      `down`
+    plan_images    sidecar images only (`meshctl inject`, the tests' fixtures)
+
+A plan is `steps` (run in order) then `pods` (each service's steps in order, pods in parallel)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from ._docker import ContainerInfo, ContainerSpec
-from .pod import APP, CONFIG_HASH, FILES_HASH, HOLDER, Pod
+from .certs import default_sans
+from .config import ProjectSpec, ServiceSpec
+from .images import BASE_IMAGE, app_image_ref, build_labels, sidecar_build_labels
+from .model import APP, CONFIG_HASH, FILES_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
+from .pod import Pod, build_pod
+from .sidecars import (KINDS, Readiness, chain_of, kinds_for, published_ports, render_configs, serving_readiness,
+                       stop_group, tls_kind)
+
+# ---------------------------------------------------------------------------------------------
+# Steps: each maps to one job of the executor; `why` is what a dry run prints beside it
 
 
 @dataclass(frozen=True)
-class PodPlan:
-    pod: Pod
-    remove: tuple[ContainerInfo, ...]     # stale containers of this pod, removed first (app first)
-    create: tuple[ContainerSpec, ...]     # then created and started, in start order
-    keep: tuple[ContainerInfo, ...]       # already running as desired
-    reload: tuple[ContainerInfo, ...] = ()   # running as desired but with new config files
+class EnsureNetwork:
+    name: str
+    labels: dict[str, str]
+    why: str = "missing"
+
+
+@dataclass(frozen=True)
+class PullImage:
+    ref: str
+    why: str
+    hint: str                     # said when the pull fails (no registry, a wrong name)
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildImage:
+    ref: str
+    context: Path
+    labels: dict[str, str]
+    why: str
+    service: str | None = None    # None: a sidecar image
+
+
+@dataclass(frozen=True)
+class EnsureCA:
+    why: str = "meshctl's local CA does not exist yet"
+
+
+@dataclass(frozen=True)
+class WriteFiles:
+    folder: Path
+    files: dict[str, str]         # file name → content
+    why: str
+
+
+@dataclass(frozen=True)
+class RemoveFolder:
+    folder: Path
+    why: str
+
+
+@dataclass(frozen=True)
+class IssueCertificate:
+    folder: Path
+    sans: tuple[str, ...]
+    common_name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class RemoveContainers:
+    """Stopped and removed together (in parallel); successive steps give the stop order."""
+    containers: tuple[ContainerInfo, ...]
+    why: str
+    force: bool = False           # kill at once instead of SIGTERM and the grace period
+
+
+@dataclass(frozen=True)
+class StartContainers:
+    """Created, watched and started together (in parallel)."""
+    service: str
+    specs: tuple[ContainerSpec, ...]
+    why: str
+    port_hints: dict[int, str] = field(default_factory=dict)
+    reloading: bool = False       # part of a hot reload: its exit until it serves is the reload's failure
+
+
+@dataclass(frozen=True)
+class RestartContainer:
+    service: str
+    container: ContainerInfo
+    timeout: float
+    why: str
+
+
+@dataclass(frozen=True)
+class SignalReload:
+    container: ContainerInfo
+    signal: str
+    why: str
+
+
+@dataclass(frozen=True)
+class WaitReady:
+    service: str
+    role: str
+    holder: str                   # whose published ports the readiness port names refer to
+    ports: dict[str, int]         # port name → pod port
+    readiness: Readiness
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Announce:
+    """The pod's URLs, once its other steps are done (PodReady)."""
+    service: str
+    holder: str
+    ports: dict[str, int]
+    serving: bool
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Nothing to do; listed so a dry run says what stays and why."""
+    container: ContainerInfo
+    why: str
+
+
+@dataclass(frozen=True)
+class RemoveNetwork:
+    name: str
+    why: str
+
+
+Step = (EnsureNetwork | PullImage | BuildImage | EnsureCA | WriteFiles | RemoveFolder | IssueCertificate
+        | RemoveContainers | StartContainers | RestartContainer | SignalReload | WaitReady | Announce | Keep
+        | RemoveNetwork)
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    steps: tuple[Step, ...] = ()
+    pods: tuple[tuple[str, tuple[Step, ...]], ...] = ()    # (service, its steps)
+
+    def all_steps(self) -> list[tuple[str | None, Step]]:
+        return [(None, s) for s in self.steps] + [(service, s) for service, steps in self.pods for s in steps]
 
     @property
-    def unchanged(self) -> bool:
-        return not self.remove and not self.create and not self.reload
+    def changes(self) -> bool:
+        return any(not isinstance(s, (Keep, Announce, WaitReady)) for _, s in self.all_steps())
+
+    def as_json(self) -> dict[str, Any]:
+        return {"project": self.project, "changes": self.changes,
+                "steps": [{"service": service, **describe(step)} for service, step in self.all_steps()]}
 
 
-def plan_pod(pod: Pod, observed: Iterable[ContainerInfo]) -> PodPlan:
-    """Keep what runs with the same config hash; replace what differs. A replaced holder takes
-    the whole pod with it: containers in a lost namespace keep only a loopback interface."""
-    mine = {c.name: c for c in observed if c.label("service") == pod.service.name}
-    holder = mine.get(pod.holder.name)
-    if holder is None or not _same(holder, pod.holder):
-        stale = tuple(mine.values())
-        return PodPlan(pod, remove=tuple(stop_order(stale)), create=pod.containers, keep=())
-    remove, create, keep, reload = [], [], [holder], []
-    for spec in pod.containers[1:]:
-        current = mine.pop(spec.name, None)
-        if current is not None and _same(current, spec):
-            keep.append(current)
-            if current.labels.get(FILES_HASH, "") != spec.labels.get(FILES_HASH, ""):
-                reload.append(current)
-            continue
-        if current is not None:
-            remove.append(current)
-        create.append(spec)
-    mine.pop(pod.holder.name, None)
-    remove.extend(mine.values())  # containers of roles no longer wanted
-    # The app starts after its sidecars; if a sidecar is recreated, restart the app after it too.
-    if any(spec.labels["meshctl.role"] != APP for spec in create) and pod.app not in create:
-        current_app = next((c for c in keep if c.name == pod.app.name), None)
-        if current_app is not None:
-            keep.remove(current_app)
-            remove.append(current_app)
-        create.append(pod.app)
-    reload = [c for c in reload if c in keep]
-    return PodPlan(pod, remove=tuple(stop_order(remove)), create=tuple(create), keep=tuple(keep),
-                   reload=tuple(reload))
+def describe(step: Step) -> dict[str, Any]:
+    """One step for people and scripts: its kind, what it acts on, why."""
+    kind = type(step).__name__
+    if isinstance(step, (EnsureNetwork, RemoveNetwork)):
+        target: Any = step.name
+    elif isinstance(step, (PullImage, BuildImage)):
+        target = step.ref
+    elif isinstance(step, EnsureCA):
+        target = "CA"
+    elif isinstance(step, (WriteFiles, RemoveFolder)):
+        target = str(step.folder) + (f" ({', '.join(sorted(step.files))})" if isinstance(step, WriteFiles) else "")
+    elif isinstance(step, IssueCertificate):
+        target = f"{step.folder} for {', '.join(step.sans)}"
+    elif isinstance(step, RemoveContainers):
+        target = [c.name for c in step.containers]
+    elif isinstance(step, StartContainers):
+        target = [s.name for s in step.specs]
+    elif isinstance(step, (RestartContainer, Keep)):
+        target = step.container.name
+    elif isinstance(step, SignalReload):
+        target = f"{step.container.name} ({step.signal})"
+    elif isinstance(step, WaitReady):
+        target = f"{step.service}/{step.role}"
+        return {"step": kind, "target": target, "why": step.readiness.describe()}
+    elif isinstance(step, Announce):
+        return {"step": kind, "target": step.service, "why": "show its URLs"}
+    else:  # pragma: no cover - every step type is listed above
+        target = ""
+    return {"step": kind, "target": target, "why": step.why}
 
 
-def _same(current: ContainerInfo, spec: ContainerSpec) -> bool:
-    return current.state == "running" and current.labels.get(CONFIG_HASH) == spec.labels[CONFIG_HASH]
+# ---------------------------------------------------------------------------------------------
+# What was observed
 
 
-_STOP_RANK = {APP: 0, HOLDER: 2}   # apps first, then sidecars (1), then holders
+@dataclass(frozen=True)
+class Observed:
+    """What the planners read: Docker's state by label, and the files meshctl keeps."""
+    containers: tuple[ContainerInfo, ...] = ()
+    networks: frozenset[str] = frozenset()          # the project's networks that exist
+    images: frozenset[str] = frozenset()            # image references present
+    ca_exists: bool = True
+    certificates: Mapping[str, str | None] = field(default_factory=dict)   # folder → why to (re)issue; None: current
+    files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # folder → file name → content
+    folders: frozenset[str] = frozenset()           # config folders of the project that exist
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this meshctl runs a project: where its files live, as whom, tied or not."""
+    home: Path
+    user: str                                       # uid:gid of the sidecars
+    tied: bool                                      # foreground: the pods die with this process
+    sidecar_images: dict[str, str]                  # image folder under sidecars/ → reference
+    wait_serving: bool = True                       # wait until each pod serves through its chain
+
+    def state_dir(self, project: str, service: str) -> Path:
+        return self.home / "projects" / project / service
+
+
+def wanted_folders(project: ProjectSpec, settings: Settings) -> dict[str, list[Path]]:
+    """service → the config folders its sidecars mount (what the observer must read)."""
+    return {s.name: [settings.state_dir(project.name, s.name) / k.role for k in kinds_for(s) if k.render]
+            for s in project.services}
+
+
+def pods_for(project: ProjectSpec, settings: Settings) -> list[Pod]:
+    return [_pod(project, service, settings) for service in project.services]
+
+
+def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
+    return build_pod(project, service, app_image=app_image_ref(project.name, service),
+                     sidecar_images={k.role: settings.sidecar_images[k.image] for k in kinds_for(service)},
+                     state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
+                     user=settings.user, files_digest=files_digests(project.name, service))
+
+
+def files_digests(project: str, service: ServiceSpec) -> dict[str, str]:
+    """role → digest of what its mounted folder holds: the rendered config and, for the one
+    serving TLS, the certificate's names. A changed digest reloads the sidecar in place."""
+    out = {}
+    serving = tls_kind(service)
+    for rendered in render_configs(project, service):
+        digest = hashlib.sha256()
+        for name, text in sorted(rendered.files.items()):
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        if serving is not None and serving.role == rendered.role:
+            digest.update("\0".join(_sans(service)).encode())
+        out[rendered.role] = digest.hexdigest()[:16]
+    return out
+
+
+def _sans(service: ServiceSpec) -> tuple[str, ...]:
+    return default_sans(service.name, service.tls.hosts if service.tls else ())
+
+
+# ---------------------------------------------------------------------------------------------
+# up (and converge)
+
+
+def plan_images(image_folders: Iterable[str], observed: Observed, sidecar_images: dict[str, str],
+                sidecar_dirs: Path) -> list[Step]:
+    """Sidecar images whose content-hash tag is missing, and the base image they build from."""
+    missing = sorted({f for f in image_folders if sidecar_images[f] not in observed.images})
+    steps: list[Step] = []
+    if missing and BASE_IMAGE not in observed.images:
+        steps.append(_pull_base())
+    for folder in missing:
+        steps.append(BuildImage(sidecar_images[folder], sidecar_dirs / folder, sidecar_build_labels(folder),
+                                f"not built yet (its tag is a hash of sidecars/{folder})"))
+    return steps
+
+
+def _pull_base() -> PullImage:
+    return PullImage(BASE_IMAGE, "the images build FROM it", hint=(
+        "with a registry: `docker pull debian:bookworm-slim`; without one, seed it with debootstrap: "
+        "`.ci/seed-base-image` in meshctl's source tree"))
+
+
+def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sidecar_dirs: Path) -> Plan:
+    steps: list[Step] = []
+    net = network_name(project.name)
+    if net not in observed.networks:
+        steps.append(EnsureNetwork(net, labels(project.name)))
+    image_folders = {k.image for s in project.services for k in kinds_for(s)}
+    steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs)
+    for service in project.services:
+        steps += _app_image(project, service, observed)
+    if not observed.ca_exists:
+        steps.append(EnsureCA())
+    pods = pods_for(project, settings)
+    reissued: set[str] = set()
+    for pod in pods:
+        file_steps, roles = _files(project, pod, observed, settings.state_dir(project.name, pod.service.name))
+        steps += file_steps
+        reissued |= {f"{pod.service.name}/{r}" for r in roles}
+    wanted = {s.name for s in project.services}
+    gone = [c for c in observed.containers if c.service not in wanted]
+    steps += _removals(gone, "its service is no longer in mesh.yaml")
+    pod_steps = tuple((pod.service.name, tuple(_pod_steps(pod, observed, settings, reissued))) for pod in pods)
+    return Plan(project.name, tuple(steps), pod_steps)
+
+
+def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -> list[Step]:
+    ref = app_image_ref(project.name, service)
+    if service.build is not None:
+        steps: list[Step] = []
+        if _builds_from_base(service.build / "Dockerfile") and BASE_IMAGE not in observed.images:
+            steps.append(_pull_base())
+        return steps + [BuildImage(ref, service.build, build_labels(project.name, service.name),
+                                   f"services.{service.name}.build (Docker reuses cached layers)", service.name)]
+    if ref in observed.images:
+        return []
+    return [PullImage(ref, f"services.{service.name}.image is not here", service=service.name,
+                      hint=f"build or pull it first (docker pull {ref}), or fix the name")]
+
+
+def _builds_from_base(dockerfile: Path) -> bool:
+    try:
+        return BASE_IMAGE in dockerfile.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) -> tuple[list[Step], set[str]]:
+    """Rendered configs written where they differ, certificates issued where needed, folders of
+    roles without a container removed (no stale config, no unused private key). Returns the steps
+    and the roles whose certificate is (re)issued: a kept container of theirs must reload."""
+    service = pod.service
+    steps: list[Step] = []
+    rendered = {r.role: r.files for r in render_configs(project.name, service)}
+    for role in KINDS:
+        if role not in rendered and str(state_dir / role) in observed.folders:
+            steps.append(RemoveFolder(state_dir / role, f"{service.name} runs no {role} sidecar now"))
+    issued = set()
+    serving = tls_kind(service)
+    for role, files in rendered.items():
+        folder = pod.config_dirs[role]
+        present = observed.files.get(str(folder), {})
+        changed = {name: text for name, text in files.items() if present.get(name) != text}
+        if changed:
+            steps.append(WriteFiles(folder, files, f"the {role} sidecar's config "
+                                    + ("changed" if present else "is not written yet")))
+        if serving is not None and serving.role == role:
+            why = observed.certificates.get(str(folder), "missing")
+            if why is not None:
+                steps.append(IssueCertificate(folder, _sans(service), service.name, why))
+                issued.add(role)
+    return steps, issued
+
+
+def _removals(containers: Iterable[ContainerInfo], why: str, *, force: bool = False) -> list[Step]:
+    """Stop order as successive steps: apps (their grace period), then sidecars, then holders;
+    each group in parallel. `force` kills everything at once."""
+    containers = sorted(containers, key=lambda c: c.name)
+    if not containers:
+        return []
+    if force:
+        return [RemoveContainers(tuple(containers), why, force=True)]
+    return [RemoveContainers(tuple(group), why) for group in stop_phases(containers)]
 
 
 def stop_phases(containers: Iterable[ContainerInfo]) -> list[list[ContainerInfo]]:
     """Groups to stop one after the other; the members of a group can stop in parallel."""
     phases: dict[int, list[ContainerInfo]] = {0: [], 1: [], 2: []}
     for c in sorted(containers, key=lambda c: c.name):
-        phases[_STOP_RANK.get(c.label("role"), 1)].append(c)
+        phases[stop_group(c.role)].append(c)
     return [phases[k] for k in (0, 1, 2) if phases[k]]
 
 
 def stop_order(containers: Iterable[ContainerInfo]) -> list[ContainerInfo]:
     return [c for phase in stop_phases(containers) for c in phase]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """The containers of one pod: what to remove, create, keep, and reload in place."""
+    pod: Pod
+    remove: tuple[ContainerInfo, ...]     # stale containers of this pod, removed first (app first)
+    create: tuple[ContainerSpec, ...]     # then created and started, in start order
+    keep: tuple[ContainerInfo, ...]       # already running as desired
+    reload: tuple[ContainerInfo, ...] = ()   # running as desired but with new config files
+    why: dict[str, str] = field(default_factory=dict)   # container name → why it is replaced or created
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.remove and not self.create and not self.reload
+
+
+def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], reissued: Iterable[str] = ()) -> PodPlan:
+    """Keep what runs with the same config hash; replace what differs. A replaced holder takes
+    the whole pod with it: containers in a lost namespace keep only a loopback interface.
+    `reissued`: roles whose certificate is re-issued (a kept one reloads)."""
+    mine = {c.name: c for c in observed if c.service == pod.service.name}
+    why: dict[str, str] = {}
+    holder = mine.get(pod.holder.name)
+    if holder is None or not _same(holder, pod.holder):
+        why.update({s.name: "new" for s in pod.containers})
+        if holder is not None:
+            why.update({s.name: "the holder changed, and with it the pod's namespace" for s in pod.containers})
+            why[pod.holder.name] = _difference(holder, pod.holder)
+        return PodPlan(pod, remove=tuple(stop_order(mine.values())), create=pod.containers, keep=(), why=why)
+    remove, create, keep, reload = [], [], [holder], []
+    for spec in pod.containers[1:]:
+        current = mine.pop(spec.name, None)
+        if current is not None and _same(current, spec):
+            keep.append(current)
+            if current.labels.get(FILES_HASH, "") != spec.labels.get(FILES_HASH, "") or spec.role in reissued:
+                reload.append(current)
+            continue
+        if current is not None:
+            remove.append(current)
+        why[spec.name] = "new" if current is None else _difference(current, spec)
+        create.append(spec)
+    mine.pop(pod.holder.name, None)
+    remove.extend(mine.values())  # containers of roles no longer wanted
+    # The app starts after its sidecars; if a sidecar is recreated, restart the app after it too.
+    if any(spec.role != APP for spec in create) and pod.app not in create:
+        current_app = next((c for c in keep if c.name == pod.app.name), None)
+        if current_app is not None:
+            keep.remove(current_app)
+            remove.append(current_app)
+        why[pod.app.name] = "its sidecars are recreated: it starts after them"
+        create.append(pod.app)
+    reload = [c for c in reload if c in keep]
+    return PodPlan(pod, remove=tuple(stop_order(remove)), create=tuple(create), keep=tuple(keep),
+                   reload=tuple(reload), why=why)
+
+
+def _same(current: ContainerInfo, spec: ContainerSpec) -> bool:
+    return current.state == "running" and current.labels.get(CONFIG_HASH) == spec.labels[CONFIG_HASH]
+
+
+def _difference(current: ContainerInfo, spec: ContainerSpec) -> str:
+    if current.state != "running":
+        return f"it is {current.state or 'not running'}"
+    return "its settings changed"
+
+
+def _pod_steps(pod: Pod, observed: Observed, settings: Settings, reissued: set[str]) -> list[Step]:
+    service = pod.service
+    mine = [r.split("/", 1)[1] for r in reissued if r.split("/", 1)[0] == service.name]
+    plan = plan_pod(pod, observed.containers, mine)
+    ports = published_ports(service)
+    steps: list[Step] = []
+    steps += [Keep(c, "unchanged") for c in plan.keep if c not in plan.reload]
+    steps += _removals(plan.remove, f"replaced: {_reasons(plan)}")
+    for current in plan.reload:
+        kind = KINDS.get(current.role)
+        if kind is not None and kind.reload_signal:
+            steps.append(SignalReload(current, kind.reload_signal, "its config or certificate changed"))
+    if not plan.create:
+        return steps + [Announce(service.name, pod.holder.name, ports, serving=True)]
+    creating = {spec.role: spec for spec in plan.create}
+    hints = pod.port_hints()
+    if HOLDER in creating:
+        steps.append(StartContainers(service.name, (creating[HOLDER],), plan.why[pod.holder.name], hints))
+    sidecars = [spec for spec in plan.create if spec.role not in (HOLDER, APP)]
+    for group in sorted({KINDS[s.role].start_group for s in sidecars}):
+        members = tuple(s for s in sidecars if KINDS[s.role].start_group == group)
+        steps.append(StartContainers(service.name, members, "; ".join(sorted({plan.why[s.name] for s in members})),
+                                     hints))
+        # The app gets traffic only once its sidecars answer (Linkerd's proxy-await).
+        steps += [WaitReady(service.name, s.role, pod.holder.name, ports, KINDS[s.role].ready(service))
+                  for s in members]
+    if APP in creating:
+        steps.append(StartContainers(service.name, (creating[APP],), plan.why[pod.app.name], hints))
+    if settings.wait_serving:
+        steps.append(_wait_serving(pod))
+    steps.append(Announce(service.name, pod.holder.name, ports, serving=settings.wait_serving))
+    return steps
+
+
+def _reasons(plan: PodPlan) -> str:
+    return "; ".join(sorted({plan.why.get(c.name, "no longer wanted") for c in plan.remove}))
+
+
+def _wait_serving(pod: Pod) -> WaitReady:
+    service = pod.service
+    return WaitReady(service.name, APP, pod.holder.name, published_ports(service), serving_readiness(service),
+                     hint=f"the app must answer {service.health} on port {service.port} inside the pod; "
+                          f"check services.{service.name}.port and .health in mesh.yaml, or raise --timeout "
+                          f"(waited for it through {chain_of(service)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hot reload of one app, certificate renewal
+
+
+def _app_container(observed: Observed, service: str) -> ContainerInfo | None:
+    return next((c for c in observed.containers if c.service == service and c.role == APP), None)
+
+
+def plan_restart_app(project: ProjectSpec, service: str, observed: Observed, settings: Settings) -> Plan:
+    """Sync mode: the new source is already mounted; restart the app container in place (holder
+    and sidecars stay), or start it afresh when the last version crashed."""
+    pod = _pod(project, project.service(service), settings)
+    current = _app_container(observed, service)
+    if current is not None and current.state == "running":
+        first: Step = RestartContainer(service, current, pod.service.stop_grace_period, "a synced file changed")
+    else:
+        first = StartContainers(service, (pod.app,), "a synced file changed; the last version had exited",
+                                pod.port_hints(), reloading=True)
+    return Plan(project.name, pods=((service, (first, _wait_serving(pod))),))
+
+
+def plan_rebuild_app(project: ProjectSpec, service: str, observed: Observed, settings: Settings) -> Plan:
+    """Rebuild mode: build first (a failed build leaves the running app alone), then replace the
+    app container; holder and sidecars stay."""
+    spec = project.service(service)
+    pod = _pod(project, spec, settings)
+    assert spec.build is not None
+    current = [c for c in observed.containers if c.service == service and c.role == APP]
+    steps: list[Step] = [BuildImage(app_image_ref(project.name, spec), spec.build,
+                                    build_labels(project.name, service), "its build folder changed", service)]
+    steps += _removals(current, "replaced by the new build")
+    steps += [StartContainers(service, (pod.app,), "the new build", pod.port_hints(), reloading=True),
+              _wait_serving(pod)]
+    return Plan(project.name, pods=((service, tuple(steps)),))
+
+
+def plan_renewal(project: ProjectSpec, observed: Observed, settings: Settings) -> Plan:
+    """Leaf certificates near expiry (or with other names, or from another CA) are re-issued and
+    the sidecar serving them reloads in place."""
+    steps: list[Step] = []
+    for service in project.services:
+        kind = tls_kind(service)
+        if kind is None:
+            continue
+        folder = settings.state_dir(project.name, service.name) / kind.role
+        why = observed.certificates.get(str(folder))
+        if why is None:
+            continue
+        steps.append(IssueCertificate(folder, _sans(service), service.name, why))
+        for c in observed.containers:
+            if c.service == service.name and c.role == kind.role and kind.reload_signal:
+                steps.append(SignalReload(c, kind.reload_signal, "its certificate was re-issued"))
+    return Plan(project.name, tuple(steps))
+
+
+# ---------------------------------------------------------------------------------------------
+# down
+
+
+def plan_down(project: str, observed: Observed, state_dir: Path | None, *, force: bool = False) -> Plan:
+    """Every container (apps first), the project's networks, then its rendered configs and leaf
+    keys (the CA stays: it is what users trust)."""
+    steps: list[Step] = _removals(observed.containers, "meshctl down", force=force)
+    steps += [RemoveNetwork(name, "meshctl down") for name in sorted(observed.networks)]
+    if state_dir is not None and str(state_dir) in observed.folders:
+        steps.append(RemoveFolder(state_dir, "its rendered configs and leaf keys"))
+    return Plan(project, tuple(steps))

@@ -1,5 +1,6 @@
 """The pod model: for one service, the holder that owns the namespaces and the published ports,
-the sidecars, and the app, as ContainerSpecs in start order. Pure: no Docker, no files."""
+the sidecars (sidecars.KINDS, in start order), and the app, as ContainerSpecs. Pure: no Docker,
+no files."""
 
 from __future__ import annotations
 
@@ -8,36 +9,10 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import __version__
-from ._docker import ContainerSpec
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
-from .sidecars import CONFIG_MOUNT, metrics_env, published_ports
-
-HOLDER = "pod"
-APP = "app"
-# Start order inside a pod; stop order is the reverse for the app, then the sidecars together.
-SIDECAR_ORDER = ("metrics", "proxy", "tls")
-SIDECAR_STOP_TIMEOUT = 2
-LABEL_PREFIX = "meshctl."
-
-
-def network_name(project: str) -> str:
-    return f"meshctl-{project}"
-
-
-def container_name(project: str, service: str, role: str) -> str:
-    return f"{project}-{service}-{role}"
-
-
-def labels(project: str, service: str | None = None, role: str | None = None, **extra: str) -> dict[str, str]:
-    out = {"meshctl.project": project, "meshctl.version": __version__}
-    if service:
-        out["meshctl.service"] = service
-    if role:
-        out["meshctl.role"] = role
-    out.update({f"meshctl.{k.replace('_', '-')}": v for k, v in extra.items()})
-    return out
+from .model import APP, CONFIG_HASH, FILES_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
+from .sidecars import CONFIG_MOUNT, SIDECAR_STOP_TIMEOUT, kinds_for, published_ports
 
 
 @dataclass(frozen=True)
@@ -53,9 +28,6 @@ class Pod:
     def containers(self) -> tuple[ContainerSpec, ...]:
         return (self.holder, *self.sidecars, self.app)
 
-    def role_of(self, spec: ContainerSpec) -> str:
-        return spec.labels["meshctl.role"]
-
     def port_hints(self) -> dict[int, str]:
         """Host port → the mesh.yaml field that sets it, for error messages."""
         return {host: f"services.{self.service.name}.ports.{name}"
@@ -65,12 +37,14 @@ class Pod:
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
               state_dir: Path, tied: bool, user: str, files_digest: dict[str, str] | None = None) -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
-    `user`: uid:gid the sidecars run as, the owner of their mounted keys (0600).
-    `files_digest`: role → digest of its mounted config files; a change means reload, not replace."""
+    `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
+    their mounted keys (0600). `files_digest`: role → digest of its mounted config files; a
+    change means reload, not replace."""
     name = project.name
     holder_name = container_name(name, service.name, HOLDER)
+    kinds = kinds_for(service)
     # Any sidecar image has sh and cat; fall back to the base image when no sidecar runs.
-    holder_image = next(iter(sidecar_images.values()), BASE_IMAGE)
+    holder_image = sidecar_images[kinds[0].role] if kinds else BASE_IMAGE
     ports = published_ports(service)
     holder = ContainerSpec(
         name=holder_name, image=holder_image,
@@ -82,23 +56,19 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
         ports={pod_port: dict(service.ports)[host_name] for host_name, pod_port in ports.items()},
         read_only=True, cap_drop=("ALL",), no_new_privileges=True, tied_to_caller=tied, stop_timeout=1,
     )
-    config_dirs = {role: state_dir / role for role in service.roles if role != "metrics"}
+    config_dirs = {kind.role: state_dir / kind.role for kind in kinds if kind.render is not None}
     sidecars = []
-    for role in SIDECAR_ORDER:
-        if role not in service.roles:
-            continue
-        digest = (files_digest or {}).get(role)
-        common = dict(
-            name=container_name(name, service.name, role), image=sidecar_images[role],
-            labels=labels(name, service.name, role, **({"files_hash": digest} if digest else {})), user=user, namespace_of=holder_name,
+    for kind in kinds:
+        digest = (files_digest or {}).get(kind.role)
+        sidecars.append(ContainerSpec(
+            name=container_name(name, service.name, kind.role), image=sidecar_images[kind.role],
+            labels=labels(name, service.name, kind.role, **({"files_hash": digest} if digest else {})),
+            user=user, namespace_of=holder_name, command=kind.command,
+            env=kind.env(service) if kind.env else {},
+            mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
             read_only=True, cap_drop=("ALL",), no_new_privileges=True, tmpfs=("/tmp",),
             stop_timeout=SIDECAR_STOP_TIMEOUT,
-        )
-        if role == "metrics":
-            sidecars.append(ContainerSpec(**common, env=metrics_env(service)))
-        else:
-            sidecars.append(ContainerSpec(**common, command=("-f", f"{CONFIG_MOUNT}/haproxy.cfg"),
-                                          mounts=((str(config_dirs[role]), CONFIG_MOUNT, True),)))
+        ))
     env = {"PORT": str(service.port), **dict(service.env)}
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
@@ -107,10 +77,6 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     )
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
                app=_hashed(app), config_dirs=config_dirs)
-
-
-CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
-FILES_HASH = "meshctl.files-hash"     # its mounted config files: a change means reload it in place
 
 
 def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, str, bool], ...]:

@@ -1,16 +1,24 @@
-"""The sidecars: which image each role runs, the ports they use inside the pod, and their
-configs rendered from templates/. Pure: nothing here talks to Docker or writes files."""
+"""The sidecars. One SidecarKind per kind of sidecar says everything about it: the image folder
+under sidecars/, the ports it uses inside the pod, when it runs and in which start group, how to
+know it is ready, which signal reloads its config in place, its compose healthcheck for inject,
+and its config renderer (templates/). Pod building, planning, applying, readiness, stopping,
+reload and inject all read KINDS; a new kind of sidecar is added here (plus its templates).
+Pure: nothing here talks to Docker or writes files."""
 
 from __future__ import annotations
 
 import math
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import ServiceSpec
 from .errors import MeshctlError
+
+if TYPE_CHECKING:
+    from .config import ServiceSpec
 
 # Ports inside the pod (the shared network namespace). The holder publishes the first three.
 TLS_PORT = 15443
@@ -20,12 +28,9 @@ PROXY_STATS_PORT = 15021     # HAProxy's own Prometheus exporter, loopback only
 EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sidecar
 READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
 
-# role → the folder under sidecars/ that builds its image. tls and proxy share one HAProxy image.
-# With the proxy on (the default) the proxy terminates TLS itself, as Envoy does in Istio: one stage
-# fewer on every request (docs/performance.md). The tls container runs only with `proxy: false`.
-ROLE_IMAGES = {"tls": "haproxy", "proxy": "haproxy", "metrics": "metrics"}
 # The folder each sidecar's config is mounted from, read-only.
 CONFIG_MOUNT = "/etc/meshctl"
+SIDECAR_STOP_TIMEOUT = 2     # seconds: sidecars exit on SIGTERM at once
 
 
 def data_dir(kind: str) -> Path:
@@ -42,10 +47,6 @@ def data_dir(kind: str) -> Path:
 
 def template(name: str) -> string.Template:
     return string.Template((data_dir("templates") / name).read_text(encoding="utf-8"))
-
-
-def pod_port(role: str) -> int:
-    return {"tls": TLS_PORT, "proxy": PROXY_PORT, "metrics": METRICS_PORT}[role]
 
 
 def published_ports(service: ServiceSpec) -> dict[str, int]:
@@ -162,9 +163,130 @@ class RenderedConfig:
 
 
 def render_configs(project: str, service: ServiceSpec) -> list[RenderedConfig]:
-    out = []
-    if service.proxy:
-        out.append(RenderedConfig("proxy", {"haproxy.cfg": render_proxy(project, service)}))
-    if service.tls_terminator == "tls":
-        out.append(RenderedConfig("tls", {"haproxy.cfg": render_tls(project, service)}))
-    return out
+    """The config folder of each running sidecar that mounts one."""
+    return [RenderedConfig(kind.role, kind.render(project, service))
+            for kind in kinds_for(service) if kind.render is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness and health, as data: a plan prints it, apply runs it, inject writes it for compose
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How to know a container is ready: an HTTP answer on a path, or (path None) a verified TLS
+    handshake, on one of the pod's published ports (https, http, metrics)."""
+    port: str
+    path: str | None = None
+    tls: bool = False            # over HTTPS, verified against meshctl's CA
+    accept: str = "2xx"          # "2xx", or "below 500" for the default health path "/"
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"a verified TLS handshake on {self.port}"
+        scheme = "HTTPS" if self.tls else "HTTP"
+        return f"{self.path} answers {self.accept} over {scheme}"
+
+
+def serving_readiness(service: ServiceSpec) -> Readiness:
+    """Ready = the health path answers through the whole chain (proxy or tls → app): an explicit
+    health path with a 2xx, the default "/" with anything below 500."""
+    accept = "2xx" if service.health != "/" else "below 500"
+    if service.tls_terminator is not None:
+        return Readiness("https", service.health, tls=True, accept=accept)
+    return Readiness("http", service.health, accept=accept)
+
+
+def shell_http_check(port: int, path: str, accept: str) -> str:
+    """A compose healthcheck's script: bash's /dev/tcp (the images have no curl); `$$` because
+    compose would interpolate a single `$`."""
+    return (f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
+            f"printf 'GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: meshctl-health\\r\\n\\r\\n' >&3 && "
+            f"read -t 3 -r _ code _ <&3 && {accept}")
+
+
+def shell_tls_chain_check(path: str, strict: bool) -> str:
+    """The proxy serves: its HTTPS port listens (HAProxy binds it only with the certificate
+    loaded), and a request through it gets the app's answer. (The images have no TLS client, so the
+    request goes to the proxy's plain port; the HTTP frontend behind both is the same.)"""
+    accept = '[ "$$code" -ge 200 ] && [ "$$code" -lt 400 ]' if strict else '[ "$$code" -lt 500 ]'
+    return f"(exec 3<>/dev/tcp/127.0.0.1/{TLS_PORT}) && " + shell_http_check(PROXY_PORT, path, accept)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kinds
+
+
+@dataclass(frozen=True)
+class SidecarKind:
+    role: str                                        # meshctl.role label, container name suffix
+    image: str                                       # the folder under sidecars/ that builds its image
+    pod_ports: tuple[int, ...]                       # ports it listens on inside the pod
+    runs: Callable[[ServiceSpec], bool]              # does a service get this container?
+    ready: Callable[[ServiceSpec], Readiness]        # gates the app's start (Linkerd's proxy-await)
+    start_group: int = 1                             # after the holder (0), before the app; a group starts together
+    command: tuple[str, ...] | None = None
+    render: Callable[[str, ServiceSpec], dict[str, str]] | None = None   # its mounted config folder's files
+    env: Callable[[ServiceSpec], dict[str, str]] | None = None
+    serves_tls: Callable[[ServiceSpec], bool] = lambda service: False    # holds the certificate
+    reload_signal: str | None = None                 # reloads its mounted config in place
+    compose_health: str | None = None                # the healthcheck script `meshctl inject` writes
+
+
+def _proxy_ready(service: ServiceSpec) -> Readiness:
+    # The proxy answers its readiness path itself, over verified HTTPS when it terminates TLS.
+    if service.tls_terminator == "proxy":
+        return Readiness("https", READY_PATH, tls=True)
+    return Readiness("http", READY_PATH)
+
+
+HAPROXY_COMMAND = ("-f", f"{CONFIG_MOUNT}/haproxy.cfg")
+
+# In start order. tls and proxy share one HAProxy image. With the proxy on (the default) the proxy
+# terminates TLS itself, as Envoy does in Istio: one stage fewer on every request
+# (docs/performance.md); the tls container runs only with `proxy: false`.
+KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
+    SidecarKind(
+        role="metrics", image="metrics", pod_ports=(METRICS_PORT, EVENTS_PORT),
+        runs=lambda service: service.metrics is not None,
+        ready=lambda service: Readiness("metrics", "/ready"),
+        env=lambda service: metrics_env(service),
+        compose_health=shell_http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]')),
+    SidecarKind(
+        role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT),
+        runs=lambda service: service.proxy is not None,
+        ready=_proxy_ready, command=HAPROXY_COMMAND,
+        render=lambda project, service: {"haproxy.cfg": render_proxy(project, service)},
+        serves_tls=lambda service: service.tls_terminator == "proxy",
+        reload_signal="SIGUSR2",     # HAProxy's master reloads without dropping connections
+        compose_health=shell_tls_chain_check("/", strict=False)),
+    SidecarKind(
+        role="tls", image="haproxy", pod_ports=(TLS_PORT,),
+        runs=lambda service: service.tls_terminator == "tls",
+        ready=lambda service: Readiness("https", None, tls=True), command=HAPROXY_COMMAND,
+        render=lambda project, service: {"haproxy.cfg": render_tls(project, service)},
+        serves_tls=lambda service: True, reload_signal="SIGUSR2"),
+)}
+
+
+def kinds_for(service: ServiceSpec) -> list[SidecarKind]:
+    """The sidecar containers a service runs, in start order."""
+    return [kind for kind in KINDS.values() if kind.runs(service)]
+
+
+def tls_kind(service: ServiceSpec) -> SidecarKind | None:
+    """The sidecar that serves HTTPS and holds the certificate, if any."""
+    return next((kind for kind in kinds_for(service) if kind.serves_tls(service)), None)
+
+
+def stop_group(role: str) -> int:
+    """Stop order: apps first (their grace period), then sidecars, then holders last."""
+    from .model import APP, HOLDER
+    return 0 if role == APP else 2 if role == HOLDER else 1
+
+
+def start_rank(role: str) -> int:
+    """For listings: the holder, the sidecars in start order, the app, then anything else."""
+    from .model import APP, HOLDER
+    order = [HOLDER, *KINDS, APP]
+    return order.index(role) if role in order else len(order)

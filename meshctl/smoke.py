@@ -2,7 +2,7 @@
 
     Target          what the checks of one service need: its URLs, certificate names, checks, app container
     run_checks      every target's checks (services in parallel, checks in order) → ServiceReports
-    Harness         what differs between stacks: start, logs, teardown (a Stack here; compose_test.py)
+    Harness         what differs between stacks: start, logs, teardown (a Stack here; compose_check.py)
     run_harness     start, checks, teardown, always → Report;  run_smoke_test: that for `meshctl test PATH`
     render_junit / Report.as_json   pure renderings of a Report
 
@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._docker import Engine
 from .certs import default_sans
 from .checks import HttpAnswer, http_request, tls_context
 from .config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
-from .errors import MeshctlError
-from .pod import APP
+from .engine import Engine
+from .errors import Cancelled, MeshctlError
+from .events import CheckDone, ChecksPlanned, CheckStarted
+from .model import APP
 from .sidecars import PROXY_PORT
 
 LOG_LINES = 50                  # per container of a failing service, on stderr and in the report
@@ -116,26 +117,6 @@ class Report:
             "services": [{"service": s.service, "ok": s.ok, "checks": [r.as_json() for r in s.results],
                           "logs": {role: list(lines) for role, lines in s.logs}} for s in self.services],
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Events (rendered by ui.py)
-
-
-@dataclass(frozen=True)
-class ChecksPlanned:
-    names: tuple[tuple[str, str], ...]    # (service, check name), in the order they will run
-
-
-@dataclass(frozen=True)
-class CheckStarted:
-    service: str
-    name: str
-
-
-@dataclass(frozen=True)
-class CheckDone:
-    result: CheckResult
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +360,7 @@ def run_checks(targets: list[Target], *, engine: Engine | None, ca_path: Path | 
                stop: threading.Event | None = None) -> list[ServiceReport]:
     """Every target's checks: services in parallel, each service's checks in order (the metrics
     check counts the requests of those before it). Events reach `on_event` on this thread only.
-    Returns when all are done, or raises KeyboardInterrupt when `stop` is set."""
+    Returns when all are done, or raises Cancelled when `stop` is set."""
     context = tls_context(ca_path) if ca_path is not None else None
     events: queue.Queue = queue.Queue()
     results: dict[str, list[CheckResult]] = {}
@@ -398,7 +379,7 @@ def run_checks(targets: list[Target], *, engine: Engine | None, ca_path: Path | 
     pending = {t.service for t in targets}
     while pending:
         if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
+            raise Cancelled("interrupted")
         try:
             event = events.get(timeout=0.1)
         except queue.Empty:
@@ -625,7 +606,7 @@ def run_harness(harness: Harness, *, interrupts: Any, on_event: Callable[[Any], 
             services = run_checks(targets, engine=harness.engine, ca_path=harness.ca_path, on_event=watch,
                                   ready_seconds=harness.ready, stop=interrupts.stop)
             services = [s if s.ok else with_logs(s, harness.tails(s.service)) for s in services]
-    except KeyboardInterrupt:
+    except Cancelled:
         interrupted = interrupts.signal_name or "SIGINT"
         services = [not_run(t, SKIPPED, f"not run: meshctl was stopped by {interrupted}",
                             tuple(finished.get(t.service, ()))) for t in harness.planned]
@@ -646,8 +627,9 @@ def _start_failure(harness: Harness, target: Target, exc: MeshctlError) -> Servi
 def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_event: Callable[[Any], None],
                    ready_timeout: float) -> Report:
     """`meshctl test PATH`: a Stack tied to this process (SIGKILL takes it down too)."""
-    from .stack import PodReady, Stack
-    from .supervise import teardown
+    from .events import PodReady
+    from .stack import Stack
+    from .supervise import Tracker, teardown
 
     ready: dict[str, float] = {}
 
@@ -656,19 +638,17 @@ def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_
             ready[event.service] = event.seconds
         on_event(event)
 
-    stack = Stack(engine, project, on_event=watch, tied=True, ready_timeout=ready_timeout)
+    tracker = Tracker(engine)
+    stack = Stack(engine, project, on_event=watch, tied=True, watch=tracker, ready_timeout=ready_timeout,
+                  cancel=interrupts.stop)
 
     def start() -> list[Target]:
         running = stack.up()
-        apps = {s.name: stack.tracker.find(s.name, APP) for s in project.services}
-        return targets_for(project, {r.pod.service.name: r.urls for r in running},
+        apps = {s.name: tracker.find(s.name, APP) for s in project.services}
+        return targets_for(project, {r.service: r.urls for r in running},
                            {name: tracked.id for name, tracked in apps.items() if tracked is not None})
 
-    def tails(service: str) -> dict[str, list[str]]:
-        time.sleep(0.05)  # let the log pumps catch the last lines the checks caused
-        return {t.role: list(t.tail) for t in stack.tracker.of_service(service) if t.role != "pod"}
-
-    harness = Harness(project.name, targets_for(project), start, tails,
+    harness = Harness(project.name, targets_for(project), start, tracker.tails,
                       teardown=lambda: teardown(stack, interrupts, on_event), engine=engine, ca_path=stack.ca.cert_path,
                       ready=ready)
     return run_harness(harness, interrupts=interrupts, on_event=on_event)

@@ -1,8 +1,8 @@
-"""Foreground supervision: stream logs, notice exits, stop everything on Ctrl-C or SIGTERM.
+"""Foreground supervision: the containers' logs and exits (Tracker), signals (Interrupts), hot
+reload (Reloader), certificate renewal (RenewalTimer), and the loop that ties them together.
 
-Signal handlers only set flags (uvicorn's habit); the one exception is the first signal during
-startup, which raises KeyboardInterrupt so a long build or wait stops at once and `Stack.up`
-tears down what it started."""
+Signal handlers only set Events (uvicorn's habit). The executor's waits and builds see the stop
+Event and raise Cancelled; the supervisor loop sees it and tears down."""
 
 from __future__ import annotations
 
@@ -10,23 +10,169 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from .config import load_project
-from .errors import BuildError, MeshctlError
-from .pod import APP
-from .stack import Exited, LogLine, Phase, RunningPod, Stack
-from .watch import RESTART, Watcher, classify
+from .engine import Engine
+from .errors import BuildError, MeshctlError, StartError
+from .events import Exited, LogLine, Phase, Reloaded
+from .model import APP, HOLDER, ContainerInfo, ContainerSpec
+from .stack import RunningPod, Stack
+from .watch import RESTART, ReloadPlan, change_sets, classify, watched_folders
+
+LOG_TAIL = 50
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracking running containers: their logs and their exit
+
+
+@dataclass
+class Tracked:
+    service: str
+    role: str
+    id: str
+    name: str
+    tail: deque = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    exited: threading.Event = field(default_factory=threading.Event)
+    code: int | None = None
+    expected: bool = False      # meshctl is stopping or replacing it: its exit is no news
+    pump: threading.Thread | None = None
+
+    def last_lines(self, n: int = 20) -> str:
+        return "\n".join(f"{self.role} | {line}" for line in list(self.tail)[-n:])
+
+    def settle(self, timeout: float = 2.0) -> None:
+        """Wait for the log pump to deliver the last lines (its stream ends with the container)."""
+        if self.pump is not None and self.pump is not threading.current_thread():
+            self.pump.join(timeout)
+
+
+class Tracker:
+    """The executor's Watch: streams every started container's logs into a tail and the event
+    queue, and watches for its exit. The queue is what the foreground supervisor reads."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.queue: queue.Queue = queue.Queue()
+        self.containers: dict[str, Tracked] = {}
+        self._lock = threading.Lock()
+
+    # -- the Watch protocol --------------------------------------------------------------------
+
+    def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None:
+        """Called before the container starts, so an immediate exit is still seen."""
+        tracked = Tracked(spec.service, spec.role, container_id, spec.name, expected=expected)
+        result = self.engine.watch_exit(container_id)
+        with self._lock:
+            self.containers[spec.name] = tracked
+
+        def wait() -> None:
+            tracked.code = result()
+            tracked.exited.set()
+            if not tracked.expected:
+                self.queue.put(Exited(tracked.service, tracked.role, tracked.code))
+
+        threading.Thread(target=wait, name=f"exit-{spec.name}", daemon=True).start()
+
+    def started(self, spec: ContainerSpec, container_id: str) -> None:
+        tracked = self.find_name(spec.name)
+        if tracked is not None:
+            self._follow(tracked)
+
+    def stopping(self, names: list[str]) -> None:
+        with self._lock:
+            for name in names:
+                if name in self.containers:
+                    self.containers[name].expected = True
+
+    def restarted(self, container: ContainerInfo) -> None:
+        tracked = self.find_name(container.name)
+        if tracked is not None:
+            # The old stream ended with the stop and delivered its last lines; from here on, new ones.
+            tracked.settle()
+            self._follow(tracked, since=time.time())
+
+    def serving(self, service: str) -> None:
+        """Until a reloaded app serves, its exit is the reload's failure (reported by the
+        reloader), not news for the supervisor; once it serves, an exit is news again."""
+        tracked = self.find(service, APP)
+        if tracked is not None and not tracked.exited.is_set():
+            tracked.expected = False
+
+    def failure(self, service: str) -> MeshctlError | None:
+        for tracked in self.of_service(service):
+            if tracked.exited.is_set() and (not tracked.expected or tracked.role == APP):
+                tracked.settle()
+                what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
+                return StartError(f"{service}: {what} exited with code {tracked.code} before it was ready",
+                                  hint="its last log lines are above" if tracked.tail else
+                                  "it printed nothing; check the image's command and the port",
+                                  details=tracked.last_lines())
+        return None
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def _follow(self, tracked: Tracked, since: float | None = None) -> None:
+        def pump() -> None:
+            for line in self.engine.logs(tracked.id, follow=True, since=since):
+                tracked.tail.append(line)
+                self.queue.put(LogLine(tracked.service, tracked.role, line))
+
+        tracked.pump = threading.Thread(target=pump, name=f"logs-{tracked.name}", daemon=True)
+        tracked.pump.start()
+
+    def find_name(self, name: str) -> Tracked | None:
+        with self._lock:
+            return self.containers.get(name)
+
+    def find(self, service: str, role: str) -> Tracked | None:
+        with self._lock:
+            return next((t for t in reversed(self.containers.values()) if t.service == service and t.role == role),
+                        None)
+
+    def of_service(self, service: str) -> list[Tracked]:
+        with self._lock:
+            return [t for t in self.containers.values() if t.service == service]
+
+    def tails(self, service: str) -> dict[str, list[str]]:
+        """role → last lines of each container of a service (the holder prints nothing)."""
+        out = {}
+        for tracked in self.of_service(service):
+            if tracked.role != HOLDER:
+                if tracked.exited.is_set():
+                    tracked.settle()
+                out[tracked.role] = list(tracked.tail)
+        return out
+
+    def drain_logs(self, on_event: Callable[[Any], None]) -> None:
+        """Show the log lines already queued, so an exit message comes after the app's last words."""
+        pending = []
+        while True:
+            try:
+                pending.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        for event in pending:
+            if isinstance(event, LogLine):
+                on_event(event)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
 
 
 class Interrupts:
+    """First Ctrl-C / SIGTERM sets `stop` (stop gracefully); a second sets `force` (kill now).
+    The handlers do nothing else."""
+
     def __init__(self) -> None:
-        self.stop = threading.Event()     # first Ctrl-C / SIGTERM: stop gracefully
-        self.force = threading.Event()    # second: kill everything now
-        self.raise_at_once = True         # during startup, unwind immediately
+        self.stop = threading.Event()
+        self.force = threading.Event()
         self.signal_name = ""
         self._previous: dict[int, Any] = {}
 
@@ -45,54 +191,36 @@ class Interrupts:
             return
         self.signal_name = signal.Signals(signum).name
         self.stop.set()
-        if self.raise_at_once:
-            raise KeyboardInterrupt
 
 
 def teardown(stack: Stack, interrupts: Interrupts, on_event: Callable[[Any], None], *,
-             show_logs: bool = False) -> None:
-    """Graceful stop in the background; a second Ctrl-C switches to killing everything.
-    With show_logs, the containers' last words (an app's shutdown messages) still appear."""
-    interrupts.raise_at_once = False
-    worker = threading.Thread(target=stack.down, name="teardown")
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
-        if show_logs:
-            _drain_logs(stack.tracker.queue, on_event)
-        if interrupts.force.is_set():
-            on_event(Phase("forced: killing every container now"))
-            stack.down(force=True)
-            break
-    worker.join(15)
-    if show_logs:
-        _drain_logs(stack.tracker.queue, on_event)
+             tracker: Tracker | None = None) -> None:
+    """Graceful stop; a second Ctrl-C switches to killing everything (the stack's force Event is
+    the Interrupts' one). With a tracker, the containers' last words still appear."""
+    stack.force = interrupts.force
+    stack.teardown(tick=(lambda: tracker.drain_logs(on_event)) if tracker is not None else (lambda: None))
 
 
-@dataclass(frozen=True)
-class Reloaded:
-    """One line on the console per reload: what changed, what was done, how long it took."""
-    changed: tuple[str, ...]
-    action: str
-    seconds: float
-    error: MeshctlError | None = None
+# ---------------------------------------------------------------------------------------------
+# Hot reload
 
 
 class Reloader:
-    """uvicorn's supervisor shape: watch → for each change set, one reload, never two at once.
-    Changes that arrive during a reload are gathered by the watcher and make exactly one more."""
+    """uvicorn's reloader shape: an iterator of change plans, and a loop that applies them one at
+    a time, never two at once. Changes that arrive during a reload are gathered by the watcher and
+    make exactly one more. The iterator watches the folders of the project as it now is: after a
+    mesh.yaml change it follows the new folders itself."""
 
-    CERT_CHECK_EVERY = 600.0   # seconds between checks that leaf certificates are not near expiry
-
-    def __init__(self, stack: Stack, stop: threading.Event):
+    def __init__(self, stack: Stack, stop: threading.Event, emit: Callable[[Any], None]):
         self.stack = stack
         self.stop = stop
+        self.emit = emit                  # events reach the console through the supervisor
         # Watching starts before the stack comes up, so a save made while it starts is not lost;
         # such changes wait until `ready` is set, then make one reload at once.
         self.ready = threading.Event()
-        self.emit = stack.tracker.queue.put    # events reach the console through the supervisor
-        self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
         self.thread = threading.Thread(target=self.run, name="reloader", daemon=True)
+        self._watching: tuple[Path, ...] = ()
+        self._changes: Generator[set[Path], None, None] | None = None
 
     def start(self) -> "Reloader":
         self.thread.start()
@@ -100,62 +228,68 @@ class Reloader:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                config_changed = False
-                for paths in Watcher(self.stack.project, self.stop):
-                    # Saved while the stack starts: reload as soon as it is up (later changes wait
-                    # in the watcher meanwhile).
-                    while paths and not self.ready.wait(0.05):
-                        if self.stop.is_set():
-                            return
-                    if paths:
-                        config_changed = self._reload_reporting_bugs(paths)
-                        if config_changed:
-                            break   # the watched folders may have changed with mesh.yaml
-                    if time.monotonic() >= self._next_cert_check:
-                        self._next_cert_check = time.monotonic() + self.CERT_CHECK_EVERY
-                        self._renew_certificates()
-                if not config_changed:
-                    return
+            for change in self:
+                self.apply_reporting_bugs(change)
         except Exception as exc:  # the watcher itself failed (an inotify limit, a folder gone)
             self.emit(Reloaded((), "watching stopped; the stack keeps running", 0.0,
                                MeshctlError(f"file watching failed: {exc}",
                                             hint="restart meshctl up; on Linux check fs.inotify.max_user_watches")))
 
-    def _reload_reporting_bugs(self, paths: set[Path]) -> bool:
+    def __iter__(self) -> "Reloader":
+        return self
+
+    def __next__(self) -> ReloadPlan:
+        """The next change set with something to do, classified against the project as it is."""
+        while True:
+            paths = self._next_paths()
+            while not self.ready.wait(0.2):    # saved while the stack starts: wait until it is up
+                if self.stop.is_set():
+                    raise StopIteration
+            plan = classify(self.stack.project, paths)
+            if not plan.empty:
+                return plan
+
+    def _next_paths(self) -> set[Path]:
+        while True:
+            folders = tuple(watched_folders(self.stack.project))
+            if self._changes is None or folders != self._watching:
+                if self._changes is not None:
+                    self._changes.close()   # mesh.yaml moved the folders: watch the new ones
+                self._watching = folders
+                self._changes = change_sets(self.stack.project, self.stop)
+            paths = next(self._changes, None)
+            if paths is None or self.stop.is_set():
+                raise StopIteration
+            if paths:
+                return paths
+
+    def apply_reporting_bugs(self, change: ReloadPlan) -> None:
         """One reload; an unexpected failure is reported on the console and watching goes on."""
         try:
-            return self.reload(paths)
+            self.apply(change)
         except Exception as exc:
-            changed = tuple(_short(p, self.stack.project.root) for p in sorted(paths))
+            changed = tuple(_short(p, self.stack.project.root) for p in change.paths)
             self.emit(Reloaded(changed, "reload failed", 0.0, MeshctlError(f"{type(exc).__name__}: {exc}")))
-            return False
 
-    def reload(self, paths: set[Path]) -> bool:
-        """Apply one change set; return True when mesh.yaml changed."""
+    def apply(self, change: ReloadPlan) -> None:
         project = self.stack.project
-        plan = classify(project, paths)
-        if plan.empty:
-            return False
         started = time.monotonic()
-        changed = tuple(_short(p, project.root) for p in plan.paths)
-        if plan.config_changed:
+        changed = tuple(_short(p, project.root) for p in change.paths)
+        if change.config_changed:
             assert project.source is not None
             try:
                 new_project = load_project(project.source)
-            except MeshctlError as exc:
-                self.emit(Reloaded(changed, "mesh.yaml not applied; the stack keeps running as it was",
-                                   time.monotonic() - started, exc))
-                return False
-            try:
                 self.stack.converge(new_project)
-                plan = classify(new_project, paths - {project.source})
-                self.emit(Reloaded(changed, "mesh.yaml applied", time.monotonic() - started))
             except MeshctlError as exc:
-                self.emit(Reloaded(changed, "mesh.yaml applied in part", time.monotonic() - started, exc))
-                return True
+                applied = self.stack.project is not project
+                self.emit(Reloaded(changed, "mesh.yaml applied in part" if applied else
+                                   "mesh.yaml not applied; the stack keeps running as it was",
+                                   time.monotonic() - started, exc))
+                return
+            self.emit(Reloaded(changed, "mesh.yaml applied", time.monotonic() - started))
+            change = classify(new_project, set(change.paths) - {project.source})
             started = time.monotonic()
-        for service, action in sorted(plan.actions.items()):
+        for service, action in sorted(change.actions.items()):
             try:
                 if action == RESTART:
                     self.stack.restart_app(service)
@@ -165,9 +299,29 @@ class Reloader:
             except MeshctlError as exc:
                 keep = "the previous app keeps serving" if isinstance(exc, BuildError) else "waiting for the next save"
                 self.emit(Reloaded(changed, f"{action} {service} failed; {keep}", time.monotonic() - started, exc))
-        return plan.config_changed
 
-    def _renew_certificates(self) -> None:
+
+class RenewalTimer:
+    """Every CHECK_EVERY seconds, leaf certificates near expiry are re-issued and reloaded in
+    place; on a timer of its own, never concurrent with a reload (the stack runs one change at a time)."""
+
+    CHECK_EVERY = 600.0
+
+    def __init__(self, stack: Stack, stop: threading.Event, emit: Callable[[Any], None]):
+        self.stack = stack
+        self.stop = stop
+        self.emit = emit
+        self.thread = threading.Thread(target=self.run, name="renewal", daemon=True)
+
+    def start(self) -> "RenewalTimer":
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        while not self.stop.wait(self.CHECK_EVERY):
+            self.renew()
+
+    def renew(self) -> None:
         started = time.monotonic()
         try:
             renewed = self.stack.renew_certificates()
@@ -186,44 +340,36 @@ def _short(path: Path, root: Path) -> str:
         return str(path)
 
 
-def supervise(stack: Stack, running: list[RunningPod], interrupts: Interrupts,
+# ---------------------------------------------------------------------------------------------
+# The foreground loop
+
+
+def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interrupts: Interrupts,
               on_event: Callable[[Any], None], *, reloader: Reloader | None = None) -> int:
     """Run until Ctrl-C/SIGTERM (exit 0) or until a container exits by itself (the app's code).
     With a `reloader` (started before the stack came up), file changes reload the stack as they come."""
-    interrupts.raise_at_once = False
-    events = stack.tracker.queue
+    RenewalTimer(stack, interrupts.stop, tracker.queue.put).start()
     if reloader is not None:
         reloader.ready.set()
     while True:
         if interrupts.stop.is_set():
             on_event(Phase(f"{interrupts.signal_name or 'stop'}: stopping the apps, then the sidecars"))
-            teardown(stack, interrupts, on_event, show_logs=True)
+            teardown(stack, interrupts, on_event, tracker=tracker)
             return 0
         try:
-            event = events.get(timeout=0.1)
+            event = tracker.queue.get(timeout=0.1)
         except queue.Empty:
             continue
         if isinstance(event, (LogLine, Reloaded, Phase)):
             on_event(event)
         elif isinstance(event, Exited):
-            _drain_logs(events, on_event)
-            tracked = stack.tracker.find(event.service, event.role)
+            tracked = tracker.find(event.service, event.role)
+            if tracked is not None:
+                tracked.settle()
+            tracker.drain_logs(on_event)
             on_event(replace(event, tail=tuple(tracked.tail)[-10:] if tracked else ()))
             on_event(Phase("tearing down the pod" + ("s" if len(running) > 1 else "")))
-            teardown(stack, interrupts, on_event, show_logs=True)
+            teardown(stack, interrupts, on_event, tracker=tracker)
             if event.role == APP:
                 return event.code if event.code is not None else 1
             return 1
-
-
-def _drain_logs(events: queue.Queue, on_event: Callable[[Any], None]) -> None:
-    """Show the log lines already queued, so an exit message comes after the app's last words."""
-    pending = []
-    while True:
-        try:
-            pending.append(events.get_nowait())
-        except queue.Empty:
-            break
-    for event in pending:
-        if isinstance(event, LogLine):
-            on_event(event)

@@ -4,7 +4,6 @@ errors. The only module that prints."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 import zlib
 from typing import Any
@@ -17,11 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import MeshctlError
-from .images import BuildEvent
-from .smoke import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
-                    Report)
-from .stack import Exited, LogLine, Phase, PodReady, RunningPod, ServiceStatus
-from .supervise import Reloaded
+from .events import BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded
+from .plan import Plan, describe
+from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
+from .stack import RunningPod
+from .status import ServiceStatus
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}
@@ -165,7 +164,7 @@ class Ui:
     # -- results ---------------------------------------------------------------------------------
 
     def status_table(self, running: list[RunningPod], ca_path: str, *, detached: bool) -> None:
-        self.out.print(self._urls_table("meshctl: ready", [(p.pod.service.name, p.urls) for p in running]))
+        self.out.print(self._urls_table("meshctl: ready", [(p.service, p.urls) for p in running]))
         self.out.print(f"[dim]trust the CA: {escape(ca_path)}   (curl --cacert {escape(ca_path)} …)[/]")
         if detached:
             self.out.print("[dim]running in the background; `meshctl down` removes it[/]")
@@ -197,6 +196,28 @@ class Ui:
             for index, kind in enumerate(kinds):
                 table.add_row(label if index == 0 else "", kind, urls.get(kind, "–"))
         return table
+
+    def plan(self, plans: list[Plan], *, as_json: bool) -> None:
+        """`--dry-run`: each step, what it acts on, and why; nothing was changed."""
+        if as_json:
+            print(json.dumps([p.as_json() for p in plans], indent=2))
+            return
+        for plan in plans:
+            steps = plan.all_steps()
+            self.out.print(f"[bold]plan for {escape(plan.project)}[/]"
+                           + ("" if plan.changes else " [dim](no changes)[/]"))
+            if not steps:
+                self.out.print("  [dim]nothing to do[/]")
+            for service, step in steps:
+                row = describe(step)
+                target = row["target"] if isinstance(row["target"], str) else ", ".join(row["target"])
+                where = f"{service}: " if service else ""
+                style = "dim" if row["step"] in ("Keep", "Announce", "WaitReady") else ""
+                line = Text(f"  {where}{row['step']} ", style=style)
+                line.append(target, style="bold" if not style else style)
+                line.append(f"  ({row['why']})", style="dim")
+                self.out.print(line)
+        self.err.print("[dim]dry run: nothing was built, created or changed[/]")
 
     def note(self, text: str) -> None:
         self.err.print(escape(text))
@@ -291,7 +312,3 @@ def _checks_table(rows: dict[tuple[str, str], list[str]], width: int) -> Table:
         previous = service
     return table
 
-
-def flush() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()

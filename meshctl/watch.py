@@ -123,22 +123,16 @@ def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> st
     return RESTART if synced else REBUILD
 
 
-class Watcher:
-    """An iterator of change sets (paths) for a project; ends when `stop` is set."""
-
-    def __init__(self, project: ProjectSpec, stop: threading.Event, *, step_ms: int = 50, debounce_ms: int = 1600):
-        self.project = project
-        self.stop = stop
-        self.step_ms = step_ms
-        self.debounce_ms = debounce_ms
-
-    def __iter__(self) -> Iterator[set[Path]]:
-        for changes in watch(*watched_folders(self.project), watch_filter=change_filter(self.project),
-                             stop_event=self.stop, step=self.step_ms, debounce=self.debounce_ms,
-                             yield_on_timeout=True, rust_timeout=1000, raise_interrupt=False):
-            if self.stop.is_set():
-                return
-            yield net_changes(changes)
+def change_sets(project: ProjectSpec, stop: threading.Event, *, step_ms: int = 50,
+                debounce_ms: int = 1600) -> Iterator[set[Path]]:
+    """Change sets (paths) in the project's folders; an empty set after a second with none, so the
+    caller may look again at which folders to watch; ends when `stop` is set."""
+    for changes in watch(*watched_folders(project), watch_filter=change_filter(project),
+                         stop_event=stop, step=step_ms, debounce=debounce_ms,
+                         yield_on_timeout=True, rust_timeout=1000, raise_interrupt=False):
+        if stop.is_set():
+            return
+        yield net_changes(changes)
 
 
 def net_changes(changes: set[tuple[Change, str]]) -> set[Path]:

@@ -65,7 +65,7 @@ def test_proxy_template_carries_the_settings():
 
 def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
     service = ServiceSpec(name="web", port=8081)
-    assert service.tls_terminator == "proxy" and service.roles == ("proxy", "metrics")
+    assert service.tls_terminator == "proxy" and service.roles == ("metrics", "proxy")
     assert chain_of(service) == "proxy (HTTPS) → app"
     assert [r.role for r in render_configs("shop", service)] == ["proxy"]
     text = render_proxy("shop", service)
@@ -77,7 +77,7 @@ def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
 
 def test_without_tls_the_proxy_has_no_https_listener():
     service = ServiceSpec(name="web", port=8081, tls=None)
-    assert service.tls_terminator is None and service.roles == ("proxy", "metrics")
+    assert service.tls_terminator is None and service.roles == ("metrics", "proxy")
     assert chain_of(service) == "proxy → app"
     text = render_proxy("shop", service)
     assert "ssl" not in text and ":15443" not in text and "$" not in text
@@ -90,7 +90,7 @@ def test_configured_retries_are_a_floor():
 
 def test_tls_sidecar_runs_only_without_a_proxy_and_goes_to_the_app():
     service = ServiceSpec(name="web", port=8081, proxy=None)
-    assert service.tls_terminator == "tls" and service.roles == ("tls", "metrics")
+    assert service.tls_terminator == "tls" and service.roles == ("metrics", "tls")
     assert chain_of(service) == "tls → app"
     assert [r.role for r in render_configs("shop", service)] == ["tls"]
     text = render_tls("shop", service)
@@ -111,19 +111,25 @@ def test_configs_go_to_the_tls_terminator_and_a_retired_tls_folder_goes(tmp_path
     """A stack started before the proxy served HTTPS had a tls folder with a private key; the next
     `up` writes the certificate into the proxy's folder and removes the old one."""
     from meshctl.config import ProjectSpec
+    from meshctl.images import sidecar_images
     from meshctl.stack import Stack
+    from tests.unit.fake_engine import FakeEngine, always_ready
 
-    service = ServiceSpec(name="web", port=8081)
-    stack = Stack(None, ProjectSpec(name="shop", root=tmp_path, services=(service,)), on_event=lambda e: None,
-                  tied=False, home=tmp_path / "home")
-    stack.ca.ensure()
+    engine = FakeEngine(images=set(sidecar_images().values()) | {"web:1"})
+    service = ServiceSpec(name="web", port=8081, image="web:1", ports=(("https", 0), ("http", 0), ("metrics", 0)))
+
+    def up(service):
+        stack = Stack(engine, ProjectSpec(name="shop", root=tmp_path, services=(service,)), on_event=lambda e: None,
+                      tied=False, home=tmp_path / "home", prober=always_ready)
+        stack.up()
+        return {c.role for c in engine.containers({"meshctl.project": "shop"})}
+
     state = tmp_path / "home" / "projects" / "shop" / "web"
     (state / "tls").mkdir(parents=True)
     (state / "tls" / "key.pem").write_text("the old tls sidecar's key")
-    digests = stack.write_configs(service, state)
-    assert set(digests) == {"proxy"} and not (state / "tls").exists()
+    assert up(service) == {"pod", "metrics", "proxy", "app"} and not (state / "tls").exists()
     assert stat.S_IMODE((state / "proxy" / "bundle.pem").stat().st_mode) == 0o600
     assert "bind :15443 ssl crt /etc/meshctl/bundle.pem" in (state / "proxy" / "haproxy.cfg").read_text()
     # Without a proxy the tls sidecar gets it, and the proxy folder goes.
-    digests = stack.write_configs(replace(service, proxy=None), state)
-    assert set(digests) == {"tls"} and not (state / "proxy").exists() and (state / "tls" / "bundle.pem").exists()
+    assert up(replace(service, proxy=None)) == {"pod", "metrics", "tls", "app"}
+    assert not (state / "proxy").exists() and (state / "tls" / "bundle.pem").exists()

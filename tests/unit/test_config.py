@@ -42,7 +42,7 @@ services:
     assert web.proxy.timeout == 15.0 and web.proxy.retries == 3
     assert web.tls.hosts == ("shop.local",)
     assert web.host_ports == {"https": 9443, "http": 9080, "metrics": 9091}
-    assert web.roles == ("proxy", "metrics")   # the proxy serves HTTPS: no tls container
+    assert web.roles == ("metrics", "proxy")   # in start order; the proxy serves HTTPS: no tls container
 
 
 def test_defaults_first_service_gets_fixed_ports_later_ones_free(tmp_path):

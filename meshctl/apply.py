@@ -1,0 +1,287 @@
+"""The executor: runs a Plan's steps against an Engine and decides nothing (Compose v2's
+convergence executor: the plan says what and in which order; this does it). Each step is one
+job; a project's own steps run in order, then its pods in parallel (another pod's failure makes
+the others stop at their next wait). Progress goes out as events; nothing here prints.
+
+What happens to the containers it starts (their logs, their exit) is the business of a Watch:
+supervise.Tracker in a real run, NullWatch where nobody listens (`down`)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Protocol
+
+from .certs import CertificateAuthority, atomic_write
+from .checks import Probe, http_probe, tls_context, tls_probe, wait_for
+from .engine import Engine
+from .errors import BuildError, Cancelled, MeshctlError, StartError
+from .events import BuildEvent, OnEvent, Phase, PodReady
+from .images import build_network
+from .model import APP, HOLDER, ContainerInfo, ContainerSpec
+from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, Plan, PullImage,
+                   RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, SignalReload, StartContainers,
+                   Step, WaitReady, WriteFiles)
+from .sidecars import Readiness
+
+
+class Watch(Protocol):
+    """Told about every container the executor starts, restarts or stops."""
+    def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None: ...   # before start
+    def started(self, spec: ContainerSpec, container_id: str) -> None: ...
+    def stopping(self, names: list[str]) -> None: ...            # their exit is no news
+    def restarted(self, container: ContainerInfo) -> None: ...
+    def serving(self, service: str) -> None: ...                 # its app's exit is news again
+    def failure(self, service: str) -> MeshctlError | None: ...  # a container of it exited before it was ready
+
+
+class NullWatch:
+    def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None:
+        pass
+
+    def started(self, spec: ContainerSpec, container_id: str) -> None:
+        pass
+
+    def stopping(self, names: list[str]) -> None:
+        pass
+
+    def restarted(self, container: ContainerInfo) -> None:
+        pass
+
+    def serving(self, service: str) -> None:
+        pass
+
+    def failure(self, service: str) -> MeshctlError | None:
+        return None
+
+
+class Executor:
+    def __init__(self, engine: Engine, ca: CertificateAuthority, *, on_event: OnEvent,
+                 watch: Watch | None = None, cancel: threading.Event | None = None, ready_timeout: float = 60.0,
+                 prober: Callable[[Readiness, int, Path], Probe] | None = None):
+        self.engine = engine
+        self.ca = ca
+        self.on_event = on_event
+        self.watch = watch or NullWatch()
+        self.cancel = cancel or threading.Event()
+        self.ready_timeout = ready_timeout
+        # Readiness goes over the network to the published ports; the unit tier passes its own.
+        self.prober = prober or probe_for
+        # The sockets that hold each tied holder's stdin. Closing them (or dying) ends the pod.
+        self.ties: list[Any] = []
+        self._pod_failed = threading.Event()    # one pod failed: the others stop waiting
+        self._handlers: dict[type, Callable[[Any, str | None], None]] = {
+            EnsureNetwork: self._ensure_network, PullImage: self._pull, BuildImage: self._build,
+            EnsureCA: lambda step, service: self.ca.ensure(), WriteFiles: self._write,
+            RemoveFolder: lambda step, service: shutil.rmtree(step.folder, ignore_errors=True),
+            IssueCertificate: self._issue, RemoveContainers: self._remove, StartContainers: self._start,
+            RestartContainer: self._restart, SignalReload: self._signal, WaitReady: self._wait_ready,
+            Announce: self._announce, Keep: lambda step, service: None, RemoveNetwork: self._remove_network,
+        }
+        self._pod_started: dict[str, float] = {}
+        self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
+
+    def run(self, plan: Plan) -> dict[str, dict[str, str]]:
+        """Run every step; return service → URLs of the pods announced."""
+        self._pod_failed.clear()
+        self._run_steps(list(plan.steps), None)
+        if len(plan.pods) == 1:
+            service, steps = plan.pods[0]
+            self._run_pod(service, steps)
+        elif plan.pods:
+            with ThreadPoolExecutor(max_workers=len(plan.pods)) as pool:
+                futures = [pool.submit(self._run_pod, service, steps) for service, steps in plan.pods]
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    if any(f.exception() for f in done) or self.cancel.is_set():
+                        self._pod_failed.set()
+                # The first real failure is the news; the others stopped because of it.
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                real = [e for e in errors if not isinstance(e, Cancelled)]
+                if real or errors:
+                    raise (real or errors)[0]
+        return self.urls
+
+    def _run_pod(self, service: str, steps: tuple[Step, ...]) -> None:
+        self._pod_started[service] = time.monotonic()
+        self._run_steps(list(steps), service)
+
+    def _run_steps(self, steps: list[Step], service: str | None) -> None:
+        index = 0
+        while index < len(steps):
+            self._check_cancel()
+            # Consecutive image builds run together (sidecar images on a cold machine).
+            if isinstance(steps[index], BuildImage):
+                batch = [steps[index]]
+                while index + len(batch) < len(steps) and isinstance(steps[index + len(batch)], BuildImage):
+                    batch.append(steps[index + len(batch)])
+                self._parallel(lambda step: self._build(step, service), batch)
+                index += len(batch)
+                continue
+            step = steps[index]
+            self._handlers[type(step)](step, service)
+            index += 1
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set() or self._pod_failed.is_set():
+            raise Cancelled("interrupted")
+
+    def _parallel(self, job: Callable[[Any], None], items: list[Any]) -> None:
+        if len(items) == 1:
+            job(items[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(items)) as pool:
+            for future in [pool.submit(job, item) for item in items]:
+                future.result()
+
+    def _cancellable(self, job: Callable[[], Any]) -> Any:
+        """Run a long engine call (a build, a pull) so that a Ctrl-C is seen at once."""
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, job()))
+            except BaseException as exc:   # handed to the caller's thread
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=run, name="engine-call", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+            self._check_cancel()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    # -- the jobs --------------------------------------------------------------------------------
+
+    def _ensure_network(self, step: EnsureNetwork, service: str | None) -> None:
+        self.engine.ensure_network(step.name, step.labels)
+
+    def _pull(self, step: PullImage, service: str | None) -> None:
+        self.on_event(BuildEvent(step.ref, "start", "pulling"))
+        try:
+            self._cancellable(lambda: self.engine.pull(step.ref))
+        except Cancelled:
+            raise
+        except Exception as exc:   # any failure to pull means the same thing to the user
+            what = f"image {step.ref}" + (f" (services.{step.service}.image)" if step.service else "")
+            detail = exc.message if isinstance(exc, MeshctlError) else str(exc)
+            raise BuildError(f"{what} is not here and could not be pulled: {detail}", hint=step.hint) from exc
+        self.on_event(BuildEvent(step.ref, "done"))
+
+    def _build(self, step: BuildImage, service: str | None) -> None:
+        self.on_event(BuildEvent(step.ref, "start"))
+        self._cancellable(lambda: self.engine.build(
+            step.context, step.ref, labels=step.labels, network_mode=build_network(),
+            on_line=lambda line: self.on_event(BuildEvent(step.ref, "step", line))))
+        self.on_event(BuildEvent(step.ref, "done"))
+
+    def _write(self, step: WriteFiles, service: str | None) -> None:
+        for filename, text in step.files.items():
+            atomic_write(step.folder / filename, text.encode(), mode=0o644)
+
+    def _issue(self, step: IssueCertificate, service: str | None) -> None:
+        self.ca.ensure()
+        self.ca.issue(step.folder, step.sans, common_name=step.common_name)
+
+    def _remove(self, step: RemoveContainers, service: str | None) -> None:
+        self.watch.stopping([c.name for c in step.containers])
+
+        def stop(c: ContainerInfo) -> None:
+            try:
+                if step.force or c.role == HOLDER:
+                    self.engine.remove(c.id)
+                else:
+                    self.engine.stop(c.id, timeout=None)   # None: the grace period set when it was created
+                    self.engine.wait_removed(c.id)
+            except MeshctlError:
+                self.engine.remove(c.id)
+
+        self._parallel(stop, list(step.containers))
+
+    def _start(self, step: StartContainers, service: str | None) -> None:
+        if service is not None and not step.reloading:
+            roles = ", ".join(spec.role for spec in step.specs)
+            self.on_event(Phase(f"{service}: starting {roles}"))
+
+        def start(spec: ContainerSpec) -> None:
+            container_id = self.engine.create(spec)
+            self.watch.created(spec, container_id, expected=step.reloading)
+            if spec.tied_to_caller:
+                self.ties.append(self.engine.attach_stdin(container_id))
+            self.engine.start(container_id, name=spec.name, port_hints=step.port_hints)
+            if spec.role != HOLDER:
+                self.watch.started(spec, container_id)
+
+        self._parallel(start, list(step.specs))
+
+    def _restart(self, step: RestartContainer, service: str | None) -> None:
+        self.watch.stopping([step.container.name])
+        self.engine.restart(step.container.id, timeout=step.timeout)
+        self.watch.restarted(step.container)
+
+    def _signal(self, step: SignalReload, service: str | None) -> None:
+        c = step.container
+        self.on_event(Phase(f"{c.service}: reloading the {c.role} sidecar's config"))
+        self.engine.signal(c.id, step.signal)
+
+    def host_ports(self, holder: str, ports: dict[str, int]) -> dict[str, int]:
+        """Port name (https, http, metrics) → the host port Docker bound for it."""
+        return host_ports_by_name(ports, self.engine.published_ports(holder))
+
+    def _wait_ready(self, step: WaitReady, service: str | None) -> None:
+        ports = self.host_ports(step.holder, step.ports)
+        if step.readiness.port not in ports:
+            raise StartError(f"{step.service}: no host port for {step.readiness.port}, so its readiness "
+                             "cannot be checked", hint="`meshctl ps` shows the pod's ports")
+        what = (f"{step.service} ({step.readiness.path} through the pod)" if step.role == APP
+                else f"the {step.role} sidecar of {step.service}")
+        wait_for(what, self.prober(step.readiness, ports[step.readiness.port], self.ca.cert_path),
+                 timeout=self.ready_timeout, abort=lambda: self._abort_check(step.service), hint=step.hint)
+        if step.role == APP:
+            self.watch.serving(step.service)
+
+    def _abort_check(self, service: str) -> None:
+        self._check_cancel()
+        failure = self.watch.failure(service)
+        if failure is not None:
+            raise failure
+
+    def _announce(self, step: Announce, service: str | None) -> None:
+        urls = urls_for(self.host_ports(step.holder, step.ports))
+        self.urls[step.service] = urls
+        started = self._pod_started.get(step.service, time.monotonic())
+        self.on_event(PodReady(step.service, urls, time.monotonic() - started, step.serving))
+
+    def _remove_network(self, step: RemoveNetwork, service: str | None) -> None:
+        # Containers just removed may still hold an endpoint for a moment.
+        for _ in range(20):
+            if self.engine.remove_network(step.name):
+                return
+            time.sleep(0.1)
+
+
+def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
+    context = tls_context(ca_path) if readiness.tls else None
+    if readiness.path is None:
+        assert context is not None
+        return tls_probe(port, context)
+    accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
+    return http_probe(port, readiness.path, tls=context, accept=accept)
+
+
+def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:
+    """Port name → pod port, and pod port → host port: port name → host port."""
+    return {name: bound[int(pod_port)] for name, pod_port in named_ports.items() if bound.get(int(pod_port))}
+
+
+def urls_for(ports: dict[str, int]) -> dict[str, str]:
+    return {name: ("https" if name == "https" else "http") + f"://localhost:{port}"
+            + ("/metrics" if name == "metrics" else "/") for name, port in ports.items()}

@@ -1,0 +1,84 @@
+"""The model types shared by the pure modules and the engine adapter: what a container should be
+(ContainerSpec), what the engine reports one is (ContainerInfo), and the names and labels that
+are meshctl's only record of what exists. Pure: importing this touches neither Docker nor files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import __version__
+
+HOLDER = "pod"      # the role of the container that owns a pod's namespaces and published ports
+APP = "app"
+CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
+FILES_HASH = "meshctl.files-hash"     # its mounted config files: a change means reload it in place
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one container; built by pod.py, turned into API calls only by
+    the engine adapter."""
+    name: str
+    image: str
+    labels: dict[str, str]
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    network: str | None = None            # a user-defined network to join (holders only)
+    aliases: tuple[str, ...] = ()
+    namespace_of: str | None = None       # join this container's network and PID namespaces
+    ports: dict[int, int] = field(default_factory=dict)   # pod port → host port on 127.0.0.1 (0 = free)
+    mounts: tuple[tuple[str, str, bool], ...] = ()         # (host path, container path, read-only)
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    tmpfs: tuple[str, ...] = ()
+    tied_to_caller: bool = False          # stdin held open by this process (the lifecycle tie)
+    stop_timeout: int = 10
+
+    @property
+    def role(self) -> str:
+        return self.labels["meshctl.role"]
+
+    @property
+    def service(self) -> str:
+        return self.labels.get("meshctl.service", "")
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str                            # created, running, exited, removing, …
+    ports: dict[int, int]                 # pod port → host port actually bound
+
+    def label(self, key: str) -> str:
+        return self.labels.get(f"meshctl.{key}", "")
+
+    @property
+    def role(self) -> str:
+        return self.label("role")
+
+    @property
+    def service(self) -> str:
+        return self.label("service")
+
+
+def network_name(project: str) -> str:
+    return f"meshctl-{project}"
+
+
+def container_name(project: str, service: str, role: str) -> str:
+    return f"{project}-{service}-{role}"
+
+
+def labels(project: str, service: str | None = None, role: str | None = None, **extra: str) -> dict[str, str]:
+    out = {"meshctl.project": project, "meshctl.version": __version__}
+    if service:
+        out["meshctl.service"] = service
+    if role:
+        out["meshctl.role"] = role
+    out.update({f"meshctl.{k.replace('_', '-')}": v for k, v in extra.items()})
+    return out

@@ -1,0 +1,67 @@
+"""What runs, read back from Docker's labels (meshctl's only record): the containers and
+networks of meshctl's stacks, and `meshctl ps`. Queries only: nothing here changes anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .apply import host_ports_by_name, urls_for
+from .engine import Engine
+from .model import HOLDER, ContainerInfo
+from .sidecars import start_rank
+
+
+def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:
+    """Containers of meshctl's own stacks. Sidecars that `meshctl inject` wrote into a compose
+    file carry meshctl.* labels too (meshctl.source=compose), but compose owns them: `down`, `ps`
+    and plans leave them alone."""
+    wanted = {"meshctl.project": project or "", **{f"meshctl.{k}": v for k, v in labels.items()}}
+    return [c for c in engine.containers(wanted) if c.label("source") != "compose"]
+
+
+def project_networks(engine: Engine, project: str) -> list[str]:
+    return sorted(n["Name"] for n in engine.networks({"meshctl.project": project}))
+
+
+def project_names(engine: Engine) -> list[str]:
+    names = {c.label("project") for c in managed_containers(engine)}
+    names |= {n.get("Labels", {}).get("meshctl.project", "") for n in engine.networks({"meshctl.project": ""})}
+    return sorted(n for n in names if n)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    project: str
+    service: str
+    state: str
+    urls: dict[str, str]
+    containers: list[dict[str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"project": self.project, "service": self.service, "state": self.state,
+                "urls": {k: self.urls.get(k) for k in ("https", "http", "metrics")},
+                "containers": self.containers}
+
+
+def status(engine: Engine, project: str | None = None) -> list[ServiceStatus]:
+    groups: dict[tuple[str, str], list[ContainerInfo]] = {}
+    for c in managed_containers(engine, project):
+        groups.setdefault((c.label("project"), c.service), []).append(c)
+    out = []
+    for (proj, service), members in sorted(groups.items()):
+        holder = next((c for c in members if c.role == HOLDER), None)
+        urls: dict[str, str] = {}
+        if holder is not None:
+            try:
+                urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports))
+            except ValueError:
+                pass
+        states = {c.state for c in members}
+        state = "running" if states == {"running"} and holder is not None else \
+            ("stopped" if "running" not in states else "degraded")
+        containers = [{"name": c.name, "role": c.role, "state": c.state}
+                      for c in sorted(members, key=lambda c: start_rank(c.role))]
+        out.append(ServiceStatus(proj, service, state, urls, containers))
+    return out
