@@ -275,14 +275,14 @@ def plan_images(image_folders: Iterable[str], observed: Observed, sidecar_images
     missing = sorted({f for f in image_folders if sidecar_images[f] not in observed.images})
     steps: list[Step] = []
     if missing and BASE_IMAGE not in observed.images:
-        steps.append(_pull_base())
+        steps.append(pull_base_image())
     for folder in missing:
         steps.append(BuildImage(sidecar_images[folder], sidecar_dirs / folder, sidecar_build_labels(folder),
                                 f"not built yet (its tag is a hash of sidecars/{folder})"))
     return steps
 
 
-def _pull_base() -> PullImage:
+def pull_base_image() -> PullImage:
     return PullImage(BASE_IMAGE, "the images build FROM it", hint=(
         "with a registry: `docker pull debian:bookworm-slim`; without one, seed it with debootstrap: "
         "`.ci/seed-base-image` in meshctl's source tree"))
@@ -317,7 +317,7 @@ def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -
     if service.build is not None:
         steps: list[Step] = []
         if _builds_from_base(service.build / "Dockerfile") and BASE_IMAGE not in observed.images:
-            steps.append(_pull_base())
+            steps.append(pull_base_image())
         return steps + [BuildImage(ref, service.build, build_labels(project.name, service.name),
                                    f"services.{service.name}.build (Docker reuses cached layers)", service.name)]
     if ref in observed.images:

@@ -599,6 +599,8 @@ def run_harness(harness: Harness, *, interrupts: Any, on_event: Callable[[Any], 
     try:
         try:
             targets = harness.start()
+        except Cancelled:
+            raise
         except MeshctlError as exc:
             error = exc
             services = [_start_failure(harness, t, exc) for t in harness.planned]

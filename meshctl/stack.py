@@ -17,10 +17,11 @@ from .apply import Executor, NullWatch, Watch
 from .certs import CertificateAuthority, default_sans, meshctl_home
 from .config import ProjectSpec, ServiceSpec
 from .engine import Engine
-from .errors import Cancelled, ConfigError
+from .errors import Cancelled, ConfigError, MeshctlError
 from .events import OnEvent, Phase
 from .images import BASE_IMAGE, app_image_ref, sidecar_images
 from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, Settings, plan_down, plan_images,
+                   pull_base_image,
                    plan_rebuild_app, plan_renewal, plan_restart_app, plan_up, wanted_folders)
 from .sidecars import KINDS, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks
@@ -103,8 +104,9 @@ class Stack:
         return plan_up(project, self.observe(project), self.settings, data_dir("sidecars"))
 
     def up(self) -> list[RunningPod]:
+        plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
         try:
-            urls = self.executor.run(self.plan_up())
+            urls = self.executor.run(plan)
             return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
         except BaseException as exc:
             self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
@@ -148,7 +150,13 @@ class Stack:
     def teardown(self, tick: Callable[[], None] = lambda: None) -> None:
         """A graceful `down` in the background; the force Event (a second Ctrl-C) switches to
         killing everything. `tick` runs meanwhile (the supervisor shows the apps' last words)."""
-        worker = threading.Thread(target=self.down, name="teardown")
+        def down() -> None:
+            try:
+                self.down()
+            except MeshctlError as exc:    # reported; the error that led here stays the news
+                self.on_event(Phase(f"could not remove everything: {exc.message}"))
+
+        worker = threading.Thread(target=down, name="teardown")
         worker.start()
         while worker.is_alive():
             worker.join(0.05)
@@ -229,3 +237,9 @@ def ensure_sidecar_images(engine: Engine, roles: tuple[str, ...], on_event: OnEv
     plan = Plan("", tuple(plan_images(folders, observed, refs, data_dir("sidecars"))))
     Executor(engine, CertificateAuthority(meshctl_home()), on_event=on_event).run(plan)
     return {role: refs[KINDS[role].image] for role in roles}
+
+
+def ensure_base_image(engine: Engine) -> None:
+    """The base image the sidecar images build FROM: pulled when missing (or a clear error)."""
+    steps = () if engine.image_exists(BASE_IMAGE) else (pull_base_image(),)
+    Executor(engine, CertificateAuthority(meshctl_home()), on_event=lambda event: None).run(Plan("", steps))

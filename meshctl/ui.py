@@ -4,6 +4,7 @@ errors. The only module that prints."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import zlib
 from typing import Any
@@ -37,10 +38,16 @@ class Ui:
         self._width = 0
         self._checks: CheckTable | None = None
         self.results = self.out          # where check results go; stderr when stdout carries JSON
+        self._lock = threading.RLock()
 
     # -- events from the domain ------------------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
+        # Events come from several threads (parallel builds, pods started together).
+        with self._lock:
+            self._render(event)
+
+    def _render(self, event: Any) -> None:
         if isinstance(event, BuildEvent):
             self._build(event)
         elif isinstance(event, LogLine):

@@ -35,9 +35,10 @@ def meshctl_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine():
-    from meshctl._docker import Engine
+    from meshctl._docker import DockerEngine as Engine
     from meshctl.errors import MeshctlError
-    from meshctl.stack import down_project, project_names
+    from meshctl.stack import down_project
+    from meshctl.status import project_names
 
     eng = Engine()
     try:
@@ -65,7 +66,7 @@ def engine():
 @pytest.fixture(scope="session")
 def sidecar_images(engine) -> dict[str, str]:
     """Build the sidecar images once per session (a no-op when their content hash is built)."""
-    from meshctl.images import ensure_sidecar_images
+    from meshctl.stack import ensure_sidecar_images
 
     return ensure_sidecar_images(engine, ("tls", "proxy", "metrics"), lambda event: None)
 

@@ -26,7 +26,8 @@ APP_IMAGE = "meshctl-compose-app:dev"
 @pytest.fixture(scope="module")
 def app_image(engine, sidecar_images) -> str:
     """The example's image, built once here (`docker compose up` then finds it and builds nothing)."""
-    from meshctl.images import build_network, ensure_base_image
+    from meshctl.images import build_network
+    from meshctl.stack import ensure_base_image
 
     ensure_base_image(engine)
     engine.build(EXAMPLE / "web", APP_IMAGE, labels={"meshctl.test": "inject"}, network_mode=build_network())

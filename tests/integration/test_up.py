@@ -63,7 +63,11 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     before = counter(scrape(), "meshctl_requests_total", code="404", method="GET", service="hello")
     for _ in range(7):
         assert http_request(https, "/missing", tls=context).status == 404
-    time.sleep(0.3)  # access events travel as datagrams
+    # The access events reach the metrics sidecar over the proxy's ring a moment later: poll.
+    deadline = time.monotonic() + 10
+    while counter(scrape(), "meshctl_requests_total", code="404", method="GET", service="hello") < before + 7 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     text = scrape()
     assert counter(text, "meshctl_requests_total", code="404", method="GET", service="hello") == before + 7
     assert counter(text, "meshctl_request_duration_seconds_count", service="hello") >= before + 7
