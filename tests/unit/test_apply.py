@@ -1,0 +1,572 @@
+"""The executor and the stack session on the recording fake engine: the order of engine calls for
+up, converge, hot reloads, renewal and down; teardown after every kind of failure; the CLI's
+up/down/ps/logs driven through the same fake. No daemon, no network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import socket
+import ssl
+import stat
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from meshctl import apply, certs, cli
+from meshctl.certs import CertificateAuthority, default_sans
+from meshctl.config import ProxySettings, WatchSettings
+from meshctl.errors import BuildError, Cancelled, ConfigError, EngineError, StartError
+from meshctl.events import BuildEvent, Phase, PodReady
+from meshctl.images import BASE_IMAGE, sidecar_images
+from meshctl.plan import IssueCertificate, plan_renewal
+from meshctl.sidecars import Readiness
+from meshctl.stack import down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
+from meshctl.supervise import Tracker
+from tests.unit.fake_engine import (METRICS_READY, PROXY_READY, SERVING, FakeEngine, Prober, assert_in_phases, built,
+                                    calls, engine_with_images, meshctl, pod_names, shop, stack_on, use_on_the_cli,
+                                    web, write_mesh_yaml)
+
+APP_IMAGE = "meshctl-shop-web:dev"
+POD, METRICS, PROXY, APP = pod_names()
+
+
+def start_sidecars(*names: str) -> set:
+    return {(verb, n) for n in names for verb in ("create", "start")}
+
+
+def the_pod_starts(pod: str = POD, metrics: str = METRICS, proxy: str = PROXY, app: str = APP) -> tuple:
+    """The phases of a pod started from nothing (detached): holder, sidecars, their waits, app, its wait."""
+    return ([("create", pod), ("start", pod)], start_sidecars(metrics, proxy),
+            [METRICS_READY, PROXY_READY, ("create", app), ("start", app), SERVING])
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return engine_with_images()
+
+
+def running_shop(engine: FakeEngine, root: Path, home: Path, *services, **options):
+    """A stack brought up on the engine; returns it and how many calls that took."""
+    stack = stack_on(engine, shop(root, *services), home, **options)
+    stack.up()
+    return stack, len(engine.calls)
+
+
+# ---------------------------------------------------------------------------------------------
+# up from nothing
+
+
+def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_between(tmp_path, home):
+    engine = FakeEngine(images={BASE_IMAGE})
+    events: list = []
+    stack = stack_on(engine, shop(tmp_path, built(tmp_path / "src")), home, events=events, tied=True)
+    [pod] = stack.up()
+    refs = sidecar_images()
+    assert_in_phases(
+        engine.calls,
+        [("ensure_network", "meshctl-shop")],
+        {("build", refs["haproxy"]), ("build", refs["metrics"]), ("build", APP_IMAGE)},   # in parallel
+        [("create", POD), ("attach_stdin", POD), ("start", POD)],                          # tied: stdin held
+        start_sidecars(METRICS, PROXY),
+        [METRICS_READY, PROXY_READY, ("create", APP), ("start", APP), SERVING])
+    assert pod.service == "web" and pod.urls == {"https": "https://localhost:40000/", "http": "http://localhost:40001/",
+                                                 "metrics": "http://localhost:40002/metrics"}
+    assert [e.phase for e in events if isinstance(e, BuildEvent) and e.image == APP_IMAGE] == ["start", "step", "done"]
+    assert [e.service for e in events if isinstance(e, PodReady)] == ["web"]
+    # Every container and the network carry meshctl's labels: the only record of what exists.
+    for c in engine.containers_.values():
+        labels = c["spec"].labels
+        assert labels["meshctl.project"] == "shop" and labels["meshctl.service"] == "web"
+        assert {"meshctl.role", "meshctl.version", "meshctl.config-hash"} <= set(labels)
+        assert c["state"] == "running"
+    assert engine.networks_["meshctl-shop"]["meshctl.project"] == "shop"
+    # The proxy's config is readable, its certificate's key is not.
+    folder = home / "projects" / "shop" / "web" / "proxy"
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
+    assert modes == {"haproxy.cfg": 0o644, "cert.pem": 0o644, "key.pem": 0o600, "bundle.pem": 0o600}
+    assert (home / "ca" / "ca.pem").is_file()
+
+
+def test_a_missing_base_image_is_pulled_first_and_without_a_registry_the_hint_says_how_to_seed_it(tmp_path, home):
+    online = FakeEngine(fail_pull=False)
+    stack_on(online, shop(tmp_path), home).up()
+    assert online.calls[1] == ("pull", BASE_IMAGE) and ("pull", "web:1") in online.calls
+
+    offline = FakeEngine()
+    with pytest.raises(BuildError) as caught:
+        stack_on(offline, shop(tmp_path), home).up()
+    assert "debian:bookworm-slim is not here and could not be pulled" in caught.value.message
+    assert "debootstrap" in caught.value.hint
+    assert offline.is_empty()
+
+
+def test_an_image_that_cannot_be_pulled_names_its_field(tmp_path, home):
+    engine = engine_with_images()
+    engine.images.discard("web:1")
+    with pytest.raises(BuildError, match=r"image nginx:9 \(services.web.image\) is not here"):
+        stack_on(engine, shop(tmp_path, web(image="nginx:9")), home).up()
+    assert engine.is_empty()
+
+
+# ---------------------------------------------------------------------------------------------
+# up over a running stack, converge
+
+
+def test_up_over_an_identical_running_stack_changes_nothing(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    ids = set(engine.containers_)
+    again = stack_on(engine, stack.project, home)
+    assert not again.plan_up().changes
+    [pod] = again.up()
+    assert calls(engine, before) == [] and set(engine.containers_) == ids
+    assert pod.urls["https"] == "https://localhost:40000/"
+
+
+def test_a_changed_proxy_setting_reloads_the_proxy_in_place_and_recreates_nothing(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    ids = set(engine.containers_)
+    changed = shop(tmp_path, web(proxy=ProxySettings(timeout=30)))
+    stack.converge(changed)
+    assert calls(engine, before) == [("signal", PROXY, "SIGUSR2")]
+    assert set(engine.containers_) == ids and stack.project is changed
+    assert "timeout server 30000ms" in (home / "projects" / "shop" / "web" / "proxy" / "haproxy.cfg").read_text()
+
+
+def test_a_changed_app_env_replaces_only_the_app(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    kept = {cid for cid, c in engine.containers_.items() if c["spec"].name != APP}
+    stack_on(engine, shop(tmp_path, web(env=(("GREETING", "hey"),))), home).up()
+    assert calls(engine, before) == [("stop", APP), ("create", APP), ("start", APP), SERVING]
+    assert kept < set(engine.containers_)
+    assert engine.by_name(APP)["spec"].env["GREETING"] == "hey"
+
+
+def test_a_removed_service_has_its_containers_removed_app_first(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home, web(), web("api"))
+    stack.converge(shop(tmp_path, web()))
+    assert_in_phases(calls(engine, before), [("stop", "shop-api-app")],
+                     {("stop", "shop-api-metrics"), ("stop", "shop-api-proxy")}, [("remove", "shop-api-pod")])
+    assert {c["spec"].service for c in engine.containers_.values()} == {"web"}
+
+
+def test_a_changed_holder_replaces_the_whole_pod(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    stack.converge(shop(tmp_path, web(ports=(("https", 18443), ("http", 0), ("metrics", 0)))))
+    assert_in_phases(calls(engine, before), [("stop", APP)], {("stop", METRICS), ("stop", PROXY)},
+                     [("remove", POD)], *the_pod_starts())
+    assert engine.published_ports(POD)[15443] == 18443
+
+
+def test_converge_refuses_a_changed_name_and_changes_nothing(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    source = tmp_path / "mesh.yaml"
+    with pytest.raises(ConfigError) as caught:
+        stack.converge(replace(shop(tmp_path, name="cafe"), source=source))
+    assert caught.value.message == f"{source}: name: changed from 'shop' to 'cafe' while the stack runs"
+    assert "set name back to 'shop'" in caught.value.hint
+    assert calls(engine, before) == [] and stack.project.name == "shop"
+
+
+# ---------------------------------------------------------------------------------------------
+# A failed up removes everything it started
+
+
+def up_fails(stack, error: type) -> pytest.ExceptionInfo:
+    with pytest.raises(error) as caught:
+        stack.up()
+    assert stack.engine.is_empty(), stack.engine.containers_
+    return caught
+
+
+def test_a_build_failure_tears_down_and_shows_the_build_log(tmp_path, home):
+    engine = engine_with_images(fail_build={APP_IMAGE})
+    events: list = []
+    caught = up_fails(stack_on(engine, shop(tmp_path, built(tmp_path / "src")), home, events=events), BuildError)
+    assert "boom" in caught.value.details
+    assert Phase("start failed: removing what was started") in events
+    assert "create" not in {c[0] for c in engine.calls}
+
+
+def test_a_sidecar_that_never_gets_ready_tears_down_with_the_last_reason(tmp_path, home):
+    engine = engine_with_images()
+    never = Prober(engine, lambda readiness, port: "connection refused" if readiness.path == "/ready" else None)
+    stack = stack_on(engine, shop(tmp_path), home, prober=never, ready_timeout=0.2, tied=True)
+    caught = up_fails(stack, StartError)
+    assert caught.value.message == "the metrics sidecar of web was not ready after 0.2s (last: connection refused)"
+    assert never.polls >= 1 and ("create", APP) not in engine.calls
+    assert engine.calls[-1] == ("close_stdin", POD)     # the tie closes last
+
+
+def test_an_app_that_exits_before_it_is_ready_tears_down_and_says_so(tmp_path, home):
+    engine = engine_with_images(log_lines={APP: ["Traceback (most recent call last):", "ImportError: flask"]})
+
+    def crash_once(readiness, port):
+        if readiness.path != "/":
+            return None
+        if engine.by_name(APP) is not None:
+            engine.exit(APP, 3)
+        return "connection refused"
+
+    stack = stack_on(engine, shop(tmp_path), home, prober=Prober(engine, crash_once), watch=Tracker(engine),
+                     ready_timeout=60)
+    caught = up_fails(stack, StartError)
+    assert caught.value.message == "web: the app exited with code 3 before it was ready"
+    assert caught.value.details == "app | Traceback (most recent call last):\napp | ImportError: flask"
+
+
+def test_a_readiness_port_that_is_not_published_is_a_start_error(tmp_path, home):
+    engine = engine_with_images()
+    unpublished = web(ports=(("https", 0), ("http", 0)))       # the metrics sidecar runs, its port is not published
+    caught = up_fails(stack_on(engine, shop(tmp_path, unpublished), home), StartError)
+    assert caught.value.message == "web: no host port for metrics, so its readiness cannot be checked"
+
+
+def test_a_container_that_fails_to_start_tears_down(tmp_path, home):
+    engine = engine_with_images(fail_start={PROXY})
+    up_fails(stack_on(engine, shop(tmp_path), home), EngineError)
+
+
+def test_one_pod_failing_stops_the_others_and_its_own_error_is_raised(tmp_path, home):
+    """Pods start in parallel; web's app never answers, so only api's failure can end the wait."""
+    engine = engine_with_images()
+
+    def answer(readiness, port):
+        if readiness.path == "/ready" and port in engine.published_ports("shop-api-pod").values():
+            if engine.by_name("shop-api-metrics") is not None:
+                engine.exit("shop-api-metrics", 1)
+        return "no answer yet" if readiness.path == "/" else None
+
+    stack = stack_on(engine, shop(tmp_path, web(), web("api")), home, prober=Prober(engine, answer),
+                     watch=Tracker(engine), ready_timeout=60)
+    caught = up_fails(stack, StartError)
+    assert caught.value.message == "api: the metrics sidecar exited with code 1 before it was ready"
+
+
+def test_cancel_during_a_readiness_wait_raises_cancelled_and_tears_down(tmp_path, home):
+    engine = engine_with_images()
+    cancel = threading.Event()
+
+    def ctrl_c(readiness, port):
+        cancel.set()
+        return "not yet"
+
+    events: list = []
+    stack = stack_on(engine, shop(tmp_path), home, events=events, prober=Prober(engine, ctrl_c), cancel=cancel)
+    up_fails(stack, Cancelled)
+    assert Phase("interrupted: removing what was started") in events
+
+
+def test_cancel_during_a_build_does_not_wait_for_the_build(tmp_path, home):
+    gate = threading.Event()          # the build never ends by itself
+    engine = engine_with_images(build_gate=gate)
+    cancel = threading.Event()
+    builds: list = []
+
+    def on_event(event):
+        if isinstance(event, BuildEvent):
+            builds.append(event.phase)
+            cancel.set()
+
+    try:
+        up_fails(stack_on(engine, shop(tmp_path, built(tmp_path / "src")), home, on_event=on_event, cancel=cancel),
+                 Cancelled)
+        assert "done" not in builds       # raised while the build still ran
+    finally:
+        gate.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hot reloads of one app, certificate renewal
+
+
+def test_restart_app_in_sync_mode_restarts_only_the_app(tmp_path, engine, home):
+    synced = web(watch=WatchSettings(sync=((".", "/app"),)))
+    stack, before = running_shop(engine, tmp_path, home, synced, watch=Tracker(engine))
+    ids = set(engine.containers_)
+    stack.restart_app("web")
+    assert calls(engine, before) == [("restart", APP), SERVING]
+    assert set(engine.containers_) == ids
+    assert (str(tmp_path.resolve()), "/app", True) in engine.by_name(APP)["spec"].mounts
+
+
+def test_restart_app_starts_the_app_afresh_when_it_had_exited(tmp_path, engine, home):
+    synced = web(watch=WatchSettings(sync=((".", "/app"),)))
+    stack, _ = running_shop(engine, tmp_path, home, synced)
+    engine.exit(APP, 1)
+    before = len(engine.calls)
+    stack.restart_app("web")
+    assert calls(engine, before) == [("create", APP), ("start", APP), SERVING]
+
+
+def test_rebuild_app_builds_then_replaces_only_the_app(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home, built(tmp_path / "src"))
+    old_app = engine.by_name(APP)["spec"]
+    stack.rebuild_app("web")
+    assert calls(engine, before) == [("build", APP_IMAGE), ("stop", APP), ("create", APP), ("start", APP), SERVING]
+    assert engine.by_name(APP)["spec"] == old_app and len(engine.containers_) == 4
+
+
+def test_a_failed_rebuild_leaves_the_running_app_alone(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home, built(tmp_path / "src"))
+    ids = set(engine.containers_)
+    engine.fail_build.add(APP_IMAGE)
+    with pytest.raises(BuildError):
+        stack.rebuild_app("web")
+    assert calls(engine, before) == [("build", APP_IMAGE)] and set(engine.containers_) == ids
+
+
+def test_a_certificate_near_expiry_is_reissued_and_the_proxy_reloads(tmp_path, engine, home, monkeypatch):
+    stack, before = running_shop(engine, tmp_path, home)
+    assert stack.renew_certificates() == [] and calls(engine, before) == []
+    cert = home / "projects" / "shop" / "web" / "proxy" / "cert.pem"
+    old = cert.read_bytes()
+    real_now = certs._now
+    monkeypatch.setattr(certs, "_now", lambda: real_now() + certs.LEAF_VALIDITY - dt.timedelta(hours=12))
+    plan = plan_renewal(stack.project, stack.observe(), stack.settings)
+    assert [s.why for s in plan.steps if isinstance(s, IssueCertificate)] == ["expires in 12 h"]
+    assert stack.renew_certificates() == ["web"]
+    assert calls(engine, before) == [("signal", PROXY, "SIGUSR2")] and cert.read_bytes() != old
+
+
+# ---------------------------------------------------------------------------------------------
+# down
+
+
+def test_down_stops_apps_then_sidecars_then_holders_and_removes_network_and_files(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home, tied=True)
+    assert stack.down() == 4
+    assert_in_phases(calls(engine, before), [("stop", APP)], {("stop", METRICS), ("stop", PROXY)},
+                     [("remove", POD), ("remove_network", "meshctl-shop"), ("close_stdin", POD)])
+    assert engine.is_empty()
+    assert not (home / "projects" / "shop").exists() and (home / "ca" / "ca.pem").is_file()   # the CA stays
+
+
+def test_down_force_kills_everything_at_once(tmp_path, engine, home):
+    stack, before = running_shop(engine, tmp_path, home)
+    stack.down(force=True)
+    assert_in_phases(calls(engine, before), {("remove", n) for n in (APP, METRICS, PROXY, POD)},
+                     [("remove_network", "meshctl-shop")])
+
+
+def test_a_second_signal_during_teardown_switches_to_killing(tmp_path, home):
+    engine = engine_with_images(slow_stop={APP})       # the app takes its whole grace period
+    events: list = []
+    stack, before = running_shop(engine, tmp_path, home, events=events)
+
+    def second_ctrl_c():
+        if ("stop", APP) in engine.calls:
+            stack.force.set()
+
+    stack.teardown(tick=second_ctrl_c)
+    assert Phase("forced: killing every container now") in events
+    assert ("remove", APP) in calls(engine, before) and engine.is_empty()
+
+
+def test_a_container_that_cannot_be_stopped_is_killed(tmp_path, home):
+    engine = engine_with_images(fail_stop={APP})
+    stack, before = running_shop(engine, tmp_path, home)
+    stack.down()
+    assert calls(engine, before)[:2] == [("stop", APP), ("remove", APP)] and engine.is_empty()
+
+
+def test_a_teardown_that_cannot_remove_everything_says_so_and_the_first_error_stays_the_news(tmp_path, home):
+    engine = engine_with_images(fail_remove={POD})
+    events: list = []
+    never = Prober(engine, lambda readiness, port: "connection refused")
+    with pytest.raises(StartError):
+        stack_on(engine, shop(tmp_path), home, events=events, prober=never, ready_timeout=0.1).up()
+    assert Phase(f"could not remove everything: could not remove container {POD}: the engine refused") in events
+    assert [c["spec"].name for c in engine.containers_.values()] == [POD]
+
+
+def test_down_on_nothing_plans_nothing_and_does_nothing(tmp_path, home):
+    engine = FakeEngine()
+    plan = plan_down_project(engine, "shop", home=home)
+    assert plan.steps == () and not plan.changes
+    assert down_project(engine, "shop", home=home) == 0 and engine.calls == []
+
+
+def test_down_takes_one_project_and_down_all_every_one(tmp_path, engine, home):
+    running_shop(engine, tmp_path, home)
+    stack_on(engine, shop(tmp_path, name="cafe"), home).up()
+    assert down_project(engine, "shop", home=home) == 4
+    assert {c["spec"].labels["meshctl.project"] for c in engine.containers_.values()} == {"cafe"}
+    running_shop(engine, tmp_path, home)
+    assert down_all(engine) == {"cafe": 4, "shop": 4} and engine.is_empty()
+
+
+def test_the_base_image_is_pulled_only_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHCTL_HOME", str(tmp_path))
+    engine = FakeEngine(fail_pull=False)
+    ensure_base_image(engine)
+    ensure_base_image(engine)
+    assert engine.calls == [("pull", BASE_IMAGE)]
+
+
+def test_sidecar_images_are_built_only_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHCTL_HOME", str(tmp_path))
+    engine = FakeEngine(images={BASE_IMAGE})
+    refs = ensure_sidecar_images(engine, ("proxy", "metrics"), lambda event: None)
+    assert refs == {"proxy": sidecar_images()["haproxy"], "metrics": sidecar_images()["metrics"]}
+    assert sorted(engine.names("build")) == sorted(refs.values())
+    ensure_sidecar_images(engine, ("tls",), lambda event: None)
+    assert len(engine.names("build")) == 2          # tls shares the proxy's image
+
+
+# ---------------------------------------------------------------------------------------------
+# The readiness probes the executor uses by default (loopback only: a server in this process)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(tls) → the port of an HTTP(S) server on 127.0.0.1 answering /healthz 200, /down 503,
+    anything else 404; its certificate is from the CA in tmp_path/home, for localhost."""
+    ca = CertificateAuthority(tmp_path / "home")
+    servers = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response({"/healthz": 200, "/down": 503}.get(self.path, 404))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    def start(tls: bool) -> int:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            leaf = ca.issue(tmp_path / "leaf", default_sans("web"))
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(leaf.cert_path, leaf.key_path)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_address[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def probe(readiness: Readiness, port: int, ca: Path) -> str | None:
+    return apply.probe_for(readiness, port, ca)()
+
+
+def test_readiness_probes_verify_tls_against_meshctls_ca_and_judge_the_status(tmp_path, serve):
+    https, plain = serve(tls=True), serve(tls=False)
+    ca = tmp_path / "home" / "ca" / "ca.pem"
+    assert probe(Readiness("https", "/healthz", tls=True), https, ca) is None
+    assert probe(Readiness("https", "/down", tls=True), https, ca) == "HTTP 503"
+    assert probe(Readiness("https", None, tls=True), https, ca) is None              # a verified handshake
+    assert probe(Readiness("http", "/nothing-here", accept="below 500"), plain, ca) is None
+    assert probe(Readiness("http", "/nothing-here"), plain, ca) == "HTTP 404"
+    other_ca = CertificateAuthority(tmp_path / "elsewhere").ensure()
+    for readiness in (Readiness("https", "/healthz", tls=True), Readiness("https", None, tls=True)):
+        assert probe(readiness, https, other_ca).startswith("certificate did not verify")
+
+
+def test_a_probe_of_a_closed_port_says_why(tmp_path):
+    ca = CertificateAuthority(tmp_path).ensure()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert probe(Readiness("http", "/"), port, ca).startswith("ConnectionRefusedError")
+    assert probe(Readiness("https", None, tls=True), port, ca).startswith("ConnectionRefusedError")
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI on the fake engine
+
+
+@pytest.fixture
+def cli_engine(tmp_path, monkeypatch) -> FakeEngine:
+    write_mesh_yaml(tmp_path)
+    return use_on_the_cli(engine_with_images(), monkeypatch, tmp_path / "home")
+
+
+def test_cli_up_detached_ps_logs_and_down(tmp_path, cli_engine):
+    cli_engine.log_lines[APP] = ["listening on 8081"]
+    result = meshctl("up", "-d", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "https://localhost:40000/" in result.stdout and "meshctl down" in result.stdout
+    assert len(cli_engine.containers_) == 4
+
+    [entry] = json.loads(meshctl("ps", "--json").stdout)
+    assert entry["state"] == "running" and entry["urls"]["https"] == "https://localhost:40000/"
+    assert [c["role"] for c in entry["containers"]] == ["pod", "metrics", "proxy", "app"]
+    assert "shop/web (running)" in meshctl("ps").stdout
+
+    for follow in ([], ["-f"]):
+        logs = meshctl("logs", "-p", "shop", "web", *follow)
+        assert logs.exit_code == 0 and "web/app" in logs.stdout and "listening on 8081" in logs.stdout
+
+    down = meshctl("down", str(tmp_path))
+    assert down.exit_code == 0 and "shop: removed 4 containers" in down.output
+    assert cli_engine.is_empty()
+    assert "nothing was running" in meshctl("down", "-p", "shop").output
+    assert "no meshctl stacks are running" in meshctl("ps").stdout
+    assert meshctl("logs", "-p", "shop").exit_code == 2
+
+
+def test_cli_up_on_a_fresh_machine_builds_the_sidecar_images_and_says_so(tmp_path, cli_engine):
+    cli_engine.images -= set(sidecar_images().values())
+    result = meshctl("up", "-d", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    for ref in sidecar_images().values():
+        assert f"built {ref} in" in result.stderr
+    assert sorted(cli_engine.names("build")) == sorted(sidecar_images().values())
+
+
+def test_cli_down_all(tmp_path, cli_engine):
+    assert meshctl("up", "-d", str(tmp_path)).exit_code == 0
+    result = meshctl("down", "--all", "--force")
+    assert result.exit_code == 0 and "removed 4 containers of 1 projects" in result.output
+    assert cli_engine.is_empty() and "no meshctl stacks were running" in meshctl("down", "--all").output
+
+
+def test_cli_up_in_the_foreground_ends_with_the_apps_exit_code_and_removes_everything(tmp_path, cli_engine,
+                                                                                      monkeypatch):
+    def then_exit(readiness, port):
+        if readiness.path == "/" and cli_engine.by_name(APP) is not None:
+            cli_engine.exit(APP, 7)      # serves once, then exits by itself
+        return None
+
+    monkeypatch.setattr(apply, "probe_for", Prober(cli_engine, then_exit))
+    result = meshctl("up", "--no-watch", str(tmp_path))
+    assert result.exit_code == 7, result.output
+    assert "web: the app exited with code 7" in result.output and cli_engine.is_empty()
+
+
+def test_cli_up_that_cannot_start_exits_3_and_leaves_nothing(tmp_path, cli_engine):
+    cli_engine.exit_on_start[APP] = 1
+    result = meshctl("up", "--no-watch", str(tmp_path))
+    assert result.exit_code == 3
+    assert "error: web: the app exited with code 1 before it was ready" in result.output
+    assert cli_engine.is_empty()
+
+
+def test_cli_up_interrupted_exits_130_and_leaves_nothing(tmp_path, cli_engine, monkeypatch):
+    class AlreadyInterrupted(cli.Interrupts):
+        def install(self):
+            self.stop.set()
+            return self
+
+    monkeypatch.setattr(cli, "Interrupts", AlreadyInterrupted)
+    result = meshctl("up", "-d", str(tmp_path))
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert cli_engine.is_empty()
+
+
+def test_cli_up_no_wait_needs_detach(tmp_path, cli_engine):
+    result = meshctl("up", "--no-wait", str(tmp_path))
+    assert result.exit_code == 2 and "--no-wait only makes sense with -d" in result.output
