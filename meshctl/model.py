@@ -11,7 +11,6 @@ from . import __version__
 HOLDER = "pod"      # the role of the container that owns a pod's namespaces and published ports
 APP = "app"
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
-FILES_HASH = "meshctl.files-hash"     # its mounted config files: a change means reload it in place
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ A plan is `steps` (run in order) then `pods` (each service's steps in order, pod
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 from .certs import default_sans
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE, app_image_ref, build_labels, sidecar_build_labels
-from .model import APP, CONFIG_HASH, FILES_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
+from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod
 from .sidecars import (KINDS, Readiness, chain_of, kinds_for, published_ports, render_configs, serving_readiness,
                        stop_group, tls_kind)
@@ -225,8 +224,12 @@ class Settings:
     sidecar_images: dict[str, str]                  # image folder under sidecars/ → reference
     wait_serving: bool = True                       # wait until each pod serves through its chain
 
+    def project_dir(self, project: str) -> Path:
+        """Where a project's rendered configs and leaf keys live, a folder per service."""
+        return self.home / "projects" / project
+
     def state_dir(self, project: str, service: str) -> Path:
-        return self.home / "projects" / project / service
+        return self.project_dir(project) / service
 
 
 def wanted_folders(project: ProjectSpec, settings: Settings) -> dict[str, list[Path]]:
@@ -243,22 +246,7 @@ def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
     return build_pod(project, service, app_image=app_image_ref(project.name, service),
                      sidecar_images={k.role: settings.sidecar_images[k.image] for k in kinds_for(service)},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
-                     user=settings.user, files_digest=files_digests(project.name, service))
-
-
-def files_digests(project: str, service: ServiceSpec) -> dict[str, str]:
-    """role → digest of what its mounted folder holds: the rendered config and, for the one
-    serving TLS, the certificate's names. A changed digest reloads the sidecar in place."""
-    out = {}
-    serving = tls_kind(service)
-    for rendered in render_configs(project, service):
-        digest = hashlib.sha256()
-        for name, text in sorted(rendered.files.items()):
-            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-        if serving is not None and serving.role == rendered.role:
-            digest.update("\0".join(_sans(service)).encode())
-        out[rendered.role] = digest.hexdigest()[:16]
-    return out
+                     user=settings.user)
 
 
 def _sans(service: ServiceSpec) -> tuple[str, ...]:
@@ -270,16 +258,22 @@ def _sans(service: ServiceSpec) -> tuple[str, ...]:
 
 
 def plan_images(image_folders: Iterable[str], observed: Observed, sidecar_images: dict[str, str],
-                sidecar_dirs: Path) -> list[Step]:
-    """Sidecar images whose content-hash tag is missing, and the base image they build from."""
+                sidecar_dirs: Path, apps: Iterable[BuildImage | PullImage] = ()) -> list[Step]:
+    """Once, the base image when a build needs it and it is missing; the apps' pulls; then every
+    build together (sidecar images whose content-hash tag is missing, the apps'): the executor runs
+    consecutive builds in parallel."""
     missing = sorted({f for f in image_folders if sidecar_images[f] not in observed.images})
+    apps = list(apps)
+    app_builds = [step for step in apps if isinstance(step, BuildImage)]
+    needs_base = missing or any(_builds_from_base(b.context / "Dockerfile") for b in app_builds)
     steps: list[Step] = []
-    if missing and BASE_IMAGE not in observed.images:
+    if needs_base and BASE_IMAGE not in observed.images:
         steps.append(pull_base_image())
+    steps += [step for step in apps if isinstance(step, PullImage)]
     for folder in missing:
         steps.append(BuildImage(sidecar_images[folder], sidecar_dirs / folder, sidecar_build_labels(folder),
                                 f"not built yet (its tag is a hash of sidecars/{folder})"))
-    return steps
+    return steps + list(app_builds)
 
 
 def pull_base_image() -> PullImage:
@@ -294,36 +288,37 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
     if net not in observed.networks:
         steps.append(EnsureNetwork(net, labels(project.name)))
     image_folders = {k.image for s in project.services for k in kinds_for(s)}
-    steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs)
-    for service in project.services:
-        steps += _app_image(project, service, observed)
+    apps = [step for step in (_app_image(project, s, observed) for s in project.services) if step is not None]
+    steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs, apps)
     if not observed.ca_exists:
         steps.append(EnsureCA())
     pods = pods_for(project, settings)
-    reissued: set[str] = set()
+    refreshed: dict[str, set[str]] = {}
     for pod in pods:
-        file_steps, roles = _files(project, pod, observed, settings.state_dir(project.name, pod.service.name))
+        file_steps, refreshed[pod.service.name] = _files(project, pod, observed,
+                                                         settings.state_dir(project.name, pod.service.name))
         steps += file_steps
-        reissued |= {f"{pod.service.name}/{r}" for r in roles}
     wanted = {s.name for s in project.services}
     gone = [c for c in observed.containers if c.service not in wanted]
     steps += _removals(gone, "its service is no longer in mesh.yaml")
-    pod_steps = tuple((pod.service.name, tuple(_pod_steps(pod, observed, settings, reissued))) for pod in pods)
+    project_dir = settings.project_dir(project.name)
+    steps += [RemoveFolder(Path(folder), "its service is no longer in mesh.yaml: no config or key stays")
+              for folder in sorted(observed.folders)
+              if Path(folder).parent == project_dir and Path(folder).name not in wanted]
+    pod_steps = tuple((pod.service.name, tuple(_pod_steps(pod, observed, settings, refreshed[pod.service.name])))
+                      for pod in pods)
     return Plan(project.name, tuple(steps), pod_steps)
 
 
-def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -> list[Step]:
+def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -> BuildImage | PullImage | None:
     ref = app_image_ref(project.name, service)
     if service.build is not None:
-        steps: list[Step] = []
-        if _builds_from_base(service.build / "Dockerfile") and BASE_IMAGE not in observed.images:
-            steps.append(pull_base_image())
-        return steps + [BuildImage(ref, service.build, build_labels(project.name, service.name),
-                                   f"services.{service.name}.build (Docker reuses cached layers)", service.name)]
+        return BuildImage(ref, service.build, build_labels(project.name, service.name),
+                          f"services.{service.name}.build (Docker reuses cached layers)", service.name)
     if ref in observed.images:
-        return []
-    return [PullImage(ref, f"services.{service.name}.image is not here", service=service.name,
-                      hint=f"build or pull it first (docker pull {ref}), or fix the name")]
+        return None
+    return PullImage(ref, f"services.{service.name}.image is not here", service=service.name,
+                     hint=f"build or pull it first (docker pull {ref}), or fix the name")
 
 
 def _builds_from_base(dockerfile: Path) -> bool:
@@ -336,28 +331,29 @@ def _builds_from_base(dockerfile: Path) -> bool:
 def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) -> tuple[list[Step], set[str]]:
     """Rendered configs written where they differ, certificates issued where needed, folders of
     roles without a container removed (no stale config, no unused private key). Returns the steps
-    and the roles whose certificate is (re)issued: a kept container of theirs must reload."""
+    and the roles whose mounted files change: a kept container of theirs must reload."""
     service = pod.service
     steps: list[Step] = []
     rendered = {r.role: r.files for r in render_configs(project.name, service)}
     for role in KINDS:
         if role not in rendered and str(state_dir / role) in observed.folders:
             steps.append(RemoveFolder(state_dir / role, f"{service.name} runs no {role} sidecar now"))
-    issued = set()
+    refreshed = set()
     serving = tls_kind(service)
     for role, files in rendered.items():
         folder = pod.config_dirs[role]
         present = observed.files.get(str(folder), {})
         changed = {name: text for name, text in files.items() if present.get(name) != text}
         if changed:
+            refreshed.add(role)
             steps.append(WriteFiles(folder, files, f"the {role} sidecar's config "
                                     + ("changed" if present else "is not written yet")))
         if serving is not None and serving.role == role:
             why = observed.certificates.get(str(folder), "missing")
             if why is not None:
                 steps.append(IssueCertificate(folder, _sans(service), service.name, why))
-                issued.add(role)
-    return steps, issued
+                refreshed.add(role)
+    return steps, refreshed
 
 
 def _removals(containers: Iterable[ContainerInfo], why: str, *, force: bool = False) -> list[Step]:
@@ -398,10 +394,12 @@ class PodPlan:
         return not self.remove and not self.create and not self.reload
 
 
-def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], reissued: Iterable[str] = ()) -> PodPlan:
+def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[str] = ()) -> PodPlan:
     """Keep what runs with the same config hash; replace what differs. A replaced holder takes
     the whole pod with it: containers in a lost namespace keep only a loopback interface.
-    `reissued`: roles whose certificate is re-issued (a kept one reloads)."""
+    `refreshed`: roles whose mounted files this plan rewrites (config, certificate): a kept
+    container of theirs reloads in place. (Decided from the files, not a label: a label cannot
+    change on a running container, so it would stay stale after the first reload.)"""
     mine = {c.name: c for c in observed if c.service == pod.service.name}
     why: dict[str, str] = {}
     holder = mine.get(pod.holder.name)
@@ -416,7 +414,7 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], reissued: Iterable[str
         current = mine.pop(spec.name, None)
         if current is not None and _same(current, spec):
             keep.append(current)
-            if current.labels.get(FILES_HASH, "") != spec.labels.get(FILES_HASH, "") or spec.role in reissued:
+            if spec.role in refreshed:
                 reload.append(current)
             continue
         if current is not None:
@@ -448,10 +446,9 @@ def _difference(current: ContainerInfo, spec: ContainerSpec) -> str:
     return "its settings changed"
 
 
-def _pod_steps(pod: Pod, observed: Observed, settings: Settings, reissued: set[str]) -> list[Step]:
+def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[str]) -> list[Step]:
     service = pod.service
-    mine = [r.split("/", 1)[1] for r in reissued if r.split("/", 1)[0] == service.name]
-    plan = plan_pod(pod, observed.containers, mine)
+    plan = plan_pod(pod, observed.containers, refreshed)
     ports = published_ports(service)
     steps: list[Step] = []
     steps += [Keep(c, "unchanged") for c in plan.keep if c not in plan.reload]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
-from .model import APP, CONFIG_HASH, FILES_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
+from .model import APP, CONFIG_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
 from .sidecars import CONFIG_MOUNT, SIDECAR_STOP_TIMEOUT, kinds_for, published_ports
 
 
@@ -35,11 +35,10 @@ class Pod:
 
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
-              state_dir: Path, tied: bool, user: str, files_digest: dict[str, str] | None = None) -> Pod:
+              state_dir: Path, tied: bool, user: str) -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
-    their mounted keys (0600). `files_digest`: role → digest of its mounted config files; a
-    change means reload, not replace."""
+    their mounted keys (0600)."""
     name = project.name
     holder_name = container_name(name, service.name, HOLDER)
     kinds = kinds_for(service)
@@ -59,10 +58,9 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     config_dirs = {kind.role: state_dir / kind.role for kind in kinds if kind.render is not None}
     sidecars = []
     for kind in kinds:
-        digest = (files_digest or {}).get(kind.role)
         sidecars.append(ContainerSpec(
             name=container_name(name, service.name, kind.role), image=sidecar_images[kind.role],
-            labels=labels(name, service.name, kind.role, **({"files_hash": digest} if digest else {})),
+            labels=labels(name, service.name, kind.role),
             user=user, namespace_of=holder_name, command=kind.command,
             env=kind.env(service) if kind.env else {},
             mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
@@ -89,6 +87,6 @@ def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, 
 def _hashed(spec: ContainerSpec) -> ContainerSpec:
     """Stamp the spec's own hash into its labels: what plan.py compares with what runs."""
     body = asdict(spec)
-    body["labels"] = {k: v for k, v in spec.labels.items() if k not in (CONFIG_HASH, FILES_HASH)}
+    body["labels"] = {k: v for k, v in spec.labels.items() if k != CONFIG_HASH}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return replace(spec, labels={**spec.labels, CONFIG_HASH: digest})

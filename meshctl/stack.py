@@ -44,6 +44,9 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
     folders = set()
     files: dict[str, dict[str, str]] = {}
     certificates: dict[str, str | None] = {}
+    project_dir = settings.project_dir(project.name)
+    if project_dir.is_dir():    # every service folder, so those of removed services can go
+        folders |= {str(p) for p in project_dir.iterdir() if p.is_dir()}
     for service in project.services:
         state_dir = settings.state_dir(project.name, service.name)
         folders |= {str(state_dir / role) for role in KINDS if (state_dir / role).is_dir()}

@@ -9,8 +9,8 @@ Besides the engine: `Prober`, a readiness prober that records each wait among th
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -283,13 +283,16 @@ services:
     return source
 
 
-def use_on_the_cli(engine: FakeEngine, monkeypatch, home: Path) -> FakeEngine:
-    """`meshctl` commands run against `engine`, with readiness recorded instead of probed."""
+def use_on_the_cli(folder: Path, monkeypatch, engine: FakeEngine | None = None) -> FakeEngine:
+    """`meshctl` commands run against `engine` (one with every image, by default), with readiness
+    recorded instead of probed, MESHCTL_HOME in folder/home and the default mesh.yaml in `folder`."""
     from meshctl import apply, cli
 
+    engine = engine or engine_with_images()
+    write_mesh_yaml(folder)
     monkeypatch.setattr(cli, "DockerEngine", lambda: engine)
     monkeypatch.setattr(apply, "probe_for", Prober(engine))
-    monkeypatch.setenv("MESHCTL_HOME", str(home))
+    monkeypatch.setenv("MESHCTL_HOME", str(folder / "home"))
     return engine
 
 

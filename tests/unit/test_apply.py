@@ -26,8 +26,7 @@ from meshctl.sidecars import Readiness
 from meshctl.stack import down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
 from meshctl.supervise import Tracker
 from tests.unit.fake_engine import (METRICS_READY, PROXY_READY, SERVING, FakeEngine, Prober, assert_in_phases, built,
-                                    calls, engine_with_images, meshctl, pod_names, shop, stack_on, use_on_the_cli,
-                                    web, write_mesh_yaml)
+                                    calls, engine_with_images, meshctl, pod_names, shop, stack_on, web)
 
 APP_IMAGE = "meshctl-shop-web:dev"
 POD, METRICS, PROXY, APP = pod_names()
@@ -37,10 +36,10 @@ def start_sidecars(*names: str) -> set:
     return {(verb, n) for n in names for verb in ("create", "start")}
 
 
-def the_pod_starts(pod: str = POD, metrics: str = METRICS, proxy: str = PROXY, app: str = APP) -> tuple:
+def the_pod_starts() -> tuple:
     """The phases of a pod started from nothing (detached): holder, sidecars, their waits, app, its wait."""
-    return ([("create", pod), ("start", pod)], start_sidecars(metrics, proxy),
-            [METRICS_READY, PROXY_READY, ("create", app), ("start", app), SERVING])
+    return ([("create", POD), ("start", POD)], start_sidecars(METRICS, PROXY),
+            [METRICS_READY, PROXY_READY, ("create", APP), ("start", APP), SERVING])
 
 
 @pytest.fixture
@@ -140,6 +139,19 @@ def test_a_changed_proxy_setting_reloads_the_proxy_in_place_and_recreates_nothin
     assert "timeout server 30000ms" in (home / "projects" / "shop" / "web" / "proxy" / "haproxy.cfg").read_text()
 
 
+def test_after_a_reload_in_place_the_same_mesh_yaml_again_changes_nothing(tmp_path, engine, home):
+    """The proxy was reloaded with the new config; `up -d` (or --dry-run) with that same config
+    again must find nothing to do, not signal HAProxy once more on every run."""
+    stack, _ = running_shop(engine, tmp_path, home)
+    changed = shop(tmp_path, web(proxy=ProxySettings(timeout=30)))
+    stack.converge(changed)
+    after = len(engine.calls)
+    plan = stack.plan_up(changed)
+    assert not plan.changes, plan.as_json()
+    stack.converge(changed)
+    assert calls(engine, after) == []
+
+
 def test_a_changed_app_env_replaces_only_the_app(tmp_path, engine, home):
     stack, before = running_shop(engine, tmp_path, home)
     kept = {cid for cid, c in engine.containers_.items() if c["spec"].name != APP}
@@ -155,6 +167,14 @@ def test_a_removed_service_has_its_containers_removed_app_first(tmp_path, engine
     assert_in_phases(calls(engine, before), [("stop", "shop-api-app")],
                      {("stop", "shop-api-metrics"), ("stop", "shop-api-proxy")}, [("remove", "shop-api-pod")])
     assert {c["spec"].service for c in engine.containers_.values()} == {"web"}
+
+
+def test_a_removed_service_leaves_no_config_and_no_private_key_behind(tmp_path, engine, home):
+    """As for a retired sidecar's folder: nothing of a service that no longer runs stays on disk."""
+    stack, _ = running_shop(engine, tmp_path, home, web(), web("api"))
+    assert (home / "projects" / "shop" / "api" / "proxy" / "key.pem").is_file()
+    stack.converge(shop(tmp_path, web()))
+    assert not (home / "projects" / "shop" / "api").exists()
 
 
 def test_a_changed_holder_replaces_the_whole_pod(tmp_path, engine, home):
@@ -486,12 +506,6 @@ def test_a_probe_of_a_closed_port_says_why(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The CLI on the fake engine
-
-
-@pytest.fixture
-def cli_engine(tmp_path, monkeypatch) -> FakeEngine:
-    write_mesh_yaml(tmp_path)
-    return use_on_the_cli(engine_with_images(), monkeypatch, tmp_path / "home")
 
 
 def test_cli_up_detached_ps_logs_and_down(tmp_path, cli_engine):

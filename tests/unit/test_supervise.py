@@ -79,22 +79,19 @@ def session(tmp_path):
 # supervise
 
 
-def test_an_app_exiting_by_itself_ends_supervision_with_its_code_and_tears_down(session):
+@pytest.mark.parametrize("container, code, returned, last_shown", [
+    # The app's last words come first, then its exit with them; supervision ends with its code.
+    (APP, 3, 3, [LogLine("web", "app", "serving on 8081"), LogLine("web", "app", "bye"),
+                 Exited("web", "app", 3, ("serving on 8081", "bye"))]),
+    (METRICS, 0, 1, [Exited("web", "metrics", 0, ())]),        # a sidecar's exit is a failure
+])
+def test_a_container_exiting_by_itself_ends_supervision_and_tears_down(session, container, code, returned,
+                                                                       last_shown):
     s = session()
-    s.engine.exit(APP, 3)
-    assert s.supervise() == 3
-    assert s.engine.is_empty()
-    # Its last words come first, then the exit with them, then the teardown.
-    assert s.shown(LogLine, Exited) == [LogLine("web", "app", "serving on 8081"), LogLine("web", "app", "bye"),
-                                        Exited("web", "app", 3, ("serving on 8081", "bye"))]
-    assert Phase("tearing down the pod") in s.events
-
-
-def test_a_sidecar_exiting_by_itself_ends_supervision_with_1(session):
-    s = session()
-    s.engine.exit(METRICS, 0)
-    assert s.supervise() == 1
-    assert Exited("web", "metrics", 0, ()) in s.events and s.engine.is_empty()
+    s.engine.exit(container, code)
+    assert s.supervise() == returned
+    assert s.engine.is_empty() and Phase("tearing down the pod") in s.events
+    assert s.shown(LogLine, Exited)[-len(last_shown):] == last_shown
 
 
 def test_a_signal_ends_supervision_with_0_and_tears_down_in_stop_order(session):
@@ -251,10 +248,14 @@ def watcher(monkeypatch):
     return Watcher
 
 
+def ended(thread: threading.Thread) -> bool:
+    thread.join(WAIT)
+    return not thread.is_alive()
+
+
 def run_to_the_end(reloader: Reloader, watcher) -> None:
     watcher.changes.put(None)
-    reloader.thread.join(WAIT)
-    assert not reloader.thread.is_alive()
+    assert ended(reloader.thread)
 
 
 def test_the_reloader_applies_each_change_set_once_the_stack_is_up(session, watcher):
@@ -284,8 +285,7 @@ def test_a_stop_while_a_change_waits_for_the_stack_ends_the_reloader(session, wa
     reloader = s.reloader().start()
     watcher.changes.put({s.root / "app.py"})
     s.interrupts.stop.set()
-    reloader.thread.join(WAIT)
-    assert not reloader.thread.is_alive()
+    assert ended(reloader.thread)
 
 
 def test_a_failing_watcher_is_reported_and_the_stack_keeps_running(session, monkeypatch):
@@ -345,5 +345,4 @@ def test_the_renewal_timer_runs_until_stopped(session, monkeypatch):
     timer.start()
     assert s.reloaded().action == "re-issued, TLS reloaded in place"
     s.interrupts.stop.set()
-    timer.thread.join(WAIT)
-    assert not timer.thread.is_alive()
+    assert ended(timer.thread)
