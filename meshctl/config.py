@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .sidecars import kinds_for
 
 CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
 # The keys of a service's `sidecars:` settings (which containers run is sidecars.KINDS' business).
@@ -116,7 +117,6 @@ class ServiceSpec:
     @property
     def roles(self) -> tuple[str, ...]:
         """The sidecar containers that run, in start order; tls only as the one serving HTTPS."""
-        from .sidecars import kinds_for   # sidecars.py reads ServiceSpec: imported when asked
         return tuple(kind.role for kind in kinds_for(self))
 
     @property

@@ -249,7 +249,7 @@ def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
                      user=settings.user)
 
 
-def _sans(service: ServiceSpec) -> tuple[str, ...]:
+def service_sans(service: ServiceSpec) -> tuple[str, ...]:
     return default_sans(service.name, service.tls.hosts if service.tls else ())
 
 
@@ -351,7 +351,7 @@ def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) 
         if serving is not None and serving.role == role:
             why = observed.certificates.get(str(folder), "missing")
             if why is not None:
-                steps.append(IssueCertificate(folder, _sans(service), service.name, why))
+                steps.append(IssueCertificate(folder, service_sans(service), service.name, why))
                 refreshed.add(role)
     return steps, refreshed
 
@@ -539,7 +539,7 @@ def plan_renewal(project: ProjectSpec, observed: Observed, settings: Settings) -
         why = observed.certificates.get(str(folder))
         if why is None:
             continue
-        steps.append(IssueCertificate(folder, _sans(service), service.name, why))
+        steps.append(IssueCertificate(folder, service_sans(service), service.name, why))
         for c in observed.containers:
             if c.service == service.name and c.role == kind.role and kind.reload_signal:
                 steps.append(SignalReload(c, kind.reload_signal, "its certificate was re-issued"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import MeshctlError
+from .model import APP, HOLDER
 
 if TYPE_CHECKING:
     from .config import ServiceSpec
@@ -281,12 +282,10 @@ def tls_kind(service: ServiceSpec) -> SidecarKind | None:
 
 def stop_group(role: str) -> int:
     """Stop order: apps first (their grace period), then sidecars, then holders last."""
-    from .model import APP, HOLDER
     return 0 if role == APP else 2 if role == HOLDER else 1
 
 
 def start_rank(role: str) -> int:
     """For listings: the holder, the sidecars in start order, the app, then anything else."""
-    from .model import APP, HOLDER
     order = [HOLDER, *KINDS, APP]
     return order.index(role) if role in order else len(order)

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, NullWatch, Watch
-from .certs import CertificateAuthority, default_sans, meshctl_home
-from .config import ProjectSpec, ServiceSpec
+from .certs import CertificateAuthority, meshctl_home
+from .config import ProjectSpec
 from .engine import Engine
 from .errors import Cancelled, ConfigError, MeshctlError
 from .events import OnEvent, Phase
 from .images import BASE_IMAGE, app_image_ref, sidecar_images
 from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, Settings, plan_down, plan_images,
                    pull_base_image,
-                   plan_rebuild_app, plan_renewal, plan_restart_app, plan_up, wanted_folders)
+                   plan_rebuild_app, plan_renewal, plan_restart_app, plan_up, service_sans, wanted_folders)
 from .sidecars import KINDS, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks
 
@@ -31,10 +31,6 @@ from .status import managed_containers, project_names, project_networks
 class RunningPod:
     service: str
     urls: dict[str, str]
-
-
-def _sans(service: ServiceSpec) -> tuple[str, ...]:
-    return default_sans(service.name, service.tls.hosts if service.tls else ())
 
 
 def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, settings: Settings) -> Observed:
@@ -47,15 +43,16 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
     project_dir = settings.project_dir(project.name)
     if project_dir.is_dir():    # every service folder, so those of removed services can go
         folders |= {str(p) for p in project_dir.iterdir() if p.is_dir()}
+    mounted = wanted_folders(project, settings)
     for service in project.services:
         state_dir = settings.state_dir(project.name, service.name)
         folders |= {str(state_dir / role) for role in KINDS if (state_dir / role).is_dir()}
-        for folder in wanted_folders(project, settings)[service.name]:
+        for folder in mounted[service.name]:
             files[str(folder)] = _read_texts(folder)
         serving = tls_kind(service)
         if serving is not None:
             folder = state_dir / serving.role
-            certificates[str(folder)] = ca.reissue_reason(folder, _sans(service))
+            certificates[str(folder)] = ca.reissue_reason(folder, service_sans(service))
     return Observed(containers=tuple(managed_containers(engine, project.name)),
                     networks=frozenset(project_networks(engine, project.name)),
                     images=frozenset(ref for ref in refs if engine.image_exists(ref)),
