@@ -4,7 +4,6 @@ MeshctlError is turned into a red message and an exit code here and nowhere else
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,8 +15,8 @@ from ._docker import DockerEngine
 from .certs import CertificateAuthority, atomic_write, meshctl_home
 from .config import CONFIG_NAMES, find_config, load_project
 from .errors import Cancelled, MeshctlError, UsageError
-from .images import BASE_IMAGE, sidecar_refs
-from .sidecars import KINDS, data_dir
+from .images import sidecar_refs
+from .sidecars import data_dir
 from .stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
 from .status import project_names, status
 from .supervise import Interrupts, Reloader, Tracker, supervise
@@ -281,37 +280,11 @@ def doctor() -> None:
     ui = Ui()
 
     def body() -> int:
-        results: list[tuple[str, bool, str]] = []
-        engine = DockerEngine()
-        try:
-            version = engine.version()
-            results.append(("docker engine", True, f"{version.get('Version')} (API {version.get('ApiVersion')})"))
-            engine_ok = True
-        except MeshctlError as exc:
-            results.append(("docker engine", False, f"{exc.message}; {exc.hint}"))
-            engine_ok = False
-        if engine_ok:
-            have_base = engine.image_exists(BASE_IMAGE)
-            results.append(("base image", have_base, BASE_IMAGE if have_base else
-                            f"{BASE_IMAGE} missing: `docker pull {BASE_IMAGE}`, or without a registry "
-                            "`.ci/seed-base-image` from meshctl's source tree"))
-            for role, ref in sorted(sidecar_refs(tuple(KINDS)).items()):
-                built = engine.image_exists(ref)
-                results.append((f"{role} sidecar image", True,
-                                ref + ("" if built else " (not built yet: the first `meshctl up` builds it)")))
-        for port in (8443, 8080, 9090):
-            free = _port_free(port)
-            results.append((f"port {port}", free, "free" if free else
-                            "in use: set `ports:` in mesh.yaml to another port (0 = a free one)"))
-        try:
-            ca = CertificateAuthority()
-            path = ca.ensure()
-            mode = oct(ca.key_path.stat().st_mode & 0o777)
-            results.append(("CA", mode == "0o600", f"{path} (key {mode})"))
-        except (MeshctlError, OSError) as exc:
-            results.append(("CA", False, f"{exc}; check that {meshctl_home()} is writable"))
-        ui.doctor(results)
-        return 0 if all(ok for _, ok, _ in results) else 1
+        from .doctor import diagnose
+
+        found = diagnose(DockerEngine(), CertificateAuthority())
+        ui.doctor([(f.name, f.ok, f.detail) for f in found])
+        return 0 if all(f.ok for f in found) else 1
 
     _run(ui, body)
 
@@ -499,15 +472,6 @@ def _project_name(path: Path, running_fallback: DockerEngine | None = None) -> s
             return names[0]
     raise UsageError(f"{path.resolve()}: no {CONFIG_NAMES[0]} or Dockerfile, so no project name",
                      hint="pass the project's folder, or --project NAME (`meshctl ps` lists them)")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ class FakeEngine:
                  fail_start: set[str] | None = None, fail_pull: bool = True,
                  log_lines: dict[str, list[str]] | None = None, exit_on_start: dict[str, int] | None = None,
                  slow_stop: set[str] | None = None, build_gate: threading.Event | None = None,
-                 fail_stop: set[str] | None = None, fail_remove: set[str] | None = None):
+                 fail_stop: set[str] | None = None, fail_remove: set[str] | None = None,
+                 unreachable: bool = False):
+        self.unreachable = unreachable                      # version() fails as with no daemon
         self.images = set(images or ())
         self.networks_: dict[str, dict[str, str]] = {}
         self.containers_: dict[str, dict[str, Any]] = {}     # id → {spec, state, ports}
@@ -62,6 +64,12 @@ class FakeEngine:
         return [c[1] for c in self.calls if c[0] == verb]
 
     # -- images -----------------------------------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        if self.unreachable:
+            raise EngineError("cannot reach the Docker engine (while trying to reach the Docker engine)",
+                              hint="start Docker")
+        return {"Version": "20.10-fake", "ApiVersion": "1.41"}
 
     def image_exists(self, ref: str) -> bool:
         return ref in self.images
