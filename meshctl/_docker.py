@@ -17,7 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from .errors import BuildError, EngineError, MeshctlError, PortInUse
-from .model import ContainerInfo, ContainerSpec
+from .model import ContainerInfo, ContainerSpec, split_image_ref
 
 
 class DockerEngine:
@@ -61,9 +61,10 @@ class DockerEngine:
             return False
 
     def pull(self, ref: str) -> None:
-        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        repo, tag, digest = split_image_ref(ref)
         with _translated(f"pull {ref}"):
-            for line in self.api.pull(repo, tag=tag, stream=True, decode=True):
+            # The API's `tag` takes a digest too.
+            for line in self.api.pull(repo, tag=digest or tag or "latest", stream=True, decode=True):
                 if "error" in line:
                     raise EngineError(f"pulling {ref} failed: {line['error']}")
 

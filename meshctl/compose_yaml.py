@@ -18,9 +18,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import YAMLError
 
-from .errors import ConfigError
+from .errors import ConfigError, yaml_syntax_error
 
 
 class GeneratedMap(dict):
@@ -77,16 +77,11 @@ def load(text: str, source: str) -> tuple[Any, Layout]:
     try:
         with _referents_by_identity():
             data = _yaml().load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "not valid YAML"
-        if "expected a single document" in str(exc.context or ""):
-            problem = "more than one YAML document; a compose file is one"
-        raise ConfigError(f"{source}{line}: not valid YAML: {problem}",
-                          hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
     except YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}", hint="fix the YAML syntax") from exc
+        single = "expected a single document" in str(getattr(exc, "context", "") or "")
+        raise yaml_syntax_error(
+            exc, source, problem="more than one YAML document; a compose file is one" if single else None,
+            hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
     _keep_anchors(data)
     return data, guess_layout(text)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, located, yaml_syntax_error
+from .model import split_image_ref
 from .sidecars import kinds_for
 
 CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
@@ -157,8 +158,7 @@ class _Where:
         probe = path
         while probe and probe not in self.lines:
             probe = probe[:-1]
-        line = self.lines.get(probe)
-        return f"{self.source}:{line}: {dotted}" if line else f"{self.source}: {dotted}"
+        return f"{located(self.source, self.lines.get(probe))}: {dotted}"
 
     def error(self, path: tuple, problem: str, hint: str | None = None) -> ConfigError:
         return ConfigError(f"{self.at(path)}: {problem}", hint=hint)
@@ -203,7 +203,7 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
         if port is None:
             raise ConfigError("--image needs --port: the port the app listens on inside the pod",
                               hint=f"meshctl up --image {image} --port 8080")
-        service_name = _sanitize(image.split("/")[-1].split(":")[0].split("@")[0]) or "app"
+        service_name = _sanitize(split_image_ref(image)[0].rpartition("/")[2]) or "app"
         spec = ServiceSpec(name=service_name, image=image, port=_check_port(port, "--port", None))
         spec = _with_ports(spec, _default_ports(0, spec))
         return ProjectSpec(name=name or service_name, root=path if path.is_dir() else Path.cwd(),
@@ -258,11 +258,8 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}",
-                          hint="fix the YAML syntax at that line (indentation, a missing colon or quote)") from exc
+        raise yaml_syntax_error(exc, label, hint="fix the YAML syntax at that line "
+                                                 "(indentation, a missing colon or quote)") from exc
     where = _Where(source, _line_map(node))
     root = root or (source.parent if source else Path.cwd())
     if data is None:

@@ -55,3 +55,22 @@ class StartError(MeshctlError):
 
 class Cancelled(MeshctlError):
     exit_code = 130
+
+
+def located(source: object, line: int | None = None, column: int | None = None) -> str:
+    """`file:line[:column]`: the one way a message points at a place in a file (1-based)."""
+    where = str(source)
+    if line:
+        where += f":{line}"
+        if column:
+            where += f":{column}"
+    return where
+
+
+def yaml_syntax_error(exc: Exception, source: object, *, problem: str | None = None,
+                      hint: str) -> ConfigError:
+    """A YAML parser's error (PyYAML's or ruamel's: both carry problem_mark) as one ConfigError."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = problem or getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    where = located(source, mark.line + 1, mark.column + 1) if mark is not None else located(source)
+    return ConfigError(f"{where}: not valid YAML: {problem}", hint=hint)

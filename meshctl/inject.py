@@ -32,8 +32,8 @@ from . import __version__
 from .certs import default_sans
 from .config import (RESERVED_POD_PORTS, MetricsSettings, ProxySettings, ServiceSpec, TlsSettings,
                      parse_duration)
-from .errors import ConfigError, UsageError
-from .model import labels
+from .errors import ConfigError, UsageError, located
+from .model import labels, split_image_ref
 from .sidecars import (CONFIG_MOUNT, KINDS, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH,
                        SIDECAR_STOP_TIMEOUT, TLS_PORT, metrics_env, proxy_stats_url, render_proxy, render_tcp_proxy,
                        shell_http_check, shell_tls_chain_check)
@@ -157,8 +157,7 @@ class _Source:
                 line = node.lc.key(key)[0] + 1
         except (AttributeError, KeyError, TypeError, IndexError):
             pass
-        where = f"{self.name}:{line}" if line else self.name
-        return ConfigError(f"{where}: {path}: {problem}", hint=hint)
+        return ConfigError(f"{located(self.name, line)}: {path}: {problem}", hint=hint)
 
 
 def compose_services(document: Any, source: str) -> CommentedMap:
@@ -488,7 +487,7 @@ def _protocol(service: CommentedMap, settings: dict, app_port: int, entries: lis
     if app_port in TCP_PORTS:
         return "tcp", f"port {app_port} is {TCP_PORTS[app_port]}'s"
     image = str(service.get("image") or "")
-    repository = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
+    repository = split_image_ref(image)[0]
     for token in re.split(r"[/_.-]", repository.lower()):
         if token in TCP_IMAGES:
             return "tcp", f"image {image} is {TCP_IMAGES[token]}"

@@ -13,6 +13,15 @@ APP = "app"
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
 
 
+def split_image_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`[registry[:port]/]name[:tag][@digest]` → (repository, tag, digest); a registry's port is
+    not a tag, so the tag is looked for after the last slash only."""
+    ref, _, digest = ref.partition("@")
+    head, slash, last = ref.rpartition("/")
+    name, colon, tag = last.partition(":")
+    return head + slash + name, (tag if colon else None), (digest or None)
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to create one container; built by pod.py, turned into API calls only by

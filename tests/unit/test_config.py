@@ -125,3 +125,20 @@ def test_durations(value, seconds):
 @pytest.mark.parametrize("value", ["soon", -1, True, "5 parsecs"])
 def test_not_durations(value):
     assert parse_duration(value) is None
+
+
+def test_one_image_reference_parser_for_pull_names_and_inject():
+    from meshctl.model import split_image_ref
+    assert split_image_ref("redis") == ("redis", None, None)
+    assert split_image_ref("redis:7") == ("redis", "7", None)
+    # a registry's port is not a tag
+    assert split_image_ref("localhost:5000/team/api") == ("localhost:5000/team/api", None, None)
+    assert split_image_ref("localhost:5000/team/api:1.2") == ("localhost:5000/team/api", "1.2", None)
+    assert split_image_ref("ghcr.io/x/y:1@sha256:ab") == ("ghcr.io/x/y", "1", "sha256:ab")
+
+
+def test_a_yaml_syntax_error_points_at_line_and_column(tmp_path):
+    source = tmp_path / "mesh.yaml"
+    with pytest.raises(ConfigError) as caught:
+        parse_project("services:\n  web: {port: [8080\n", source=source)
+    assert caught.value.message.startswith(f"{source}:3:1: not valid YAML")

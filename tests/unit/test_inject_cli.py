@@ -111,7 +111,7 @@ def test_an_error_writes_nothing(tmp_path):
 def test_not_yaml_and_not_compose_exit_2_with_the_line(tmp_path):
     result = run_meshctl("inject", "--no-build", str(write(tmp_path, "services:\n  web:\n    image: [nginx\n")))
     assert result.returncode == 2
-    assert "compose.yaml:4: not valid YAML" in result.stderr and "Traceback" not in result.stderr
+    assert "compose.yaml:4:1: not valid YAML" in result.stderr and "Traceback" not in result.stderr
     result = run_meshctl("inject", "--no-build", str(write(tmp_path, "apiVersion: v1\nkind: Pod\n")))
     assert result.returncode == 2
     assert "not a compose file" in result.stderr
