@@ -15,11 +15,12 @@ from ._docker import DockerEngine
 from .certs import CertificateAuthority, atomic_write, meshctl_home
 from .config import CONFIG_NAMES, find_config, load_project
 from .errors import Cancelled, MeshctlError, UsageError
+from .model import HOLDER
 from .images import sidecar_refs
 from .sidecars import data_dir
 from .stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
 from .status import project_names, status
-from .supervise import Interrupts, Reloader, Tracker, supervise
+from .supervise import Interrupts, Reloader, Tracker, follow_logs, supervise
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -205,8 +206,6 @@ def logs(service: Optional[str] = typer.Argument(None, help="Only this service."
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
          tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
     """Logs of a stack's containers, prefixed by service and role."""
-    import threading
-
     from .events import LogLine
 
     ui = Ui()
@@ -217,28 +216,17 @@ def logs(service: Optional[str] = typer.Argument(None, help="Only this service."
         labels = {"meshctl.project": project}
         if service:
             labels["meshctl.service"] = service
-        containers = [c for c in engine.containers(labels, all=False) if c.label("role") != "pod"]
+        containers = [c for c in engine.containers(labels, all=False) if c.role != HOLDER]
         if not containers:
             raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else ""),
                              hint="`meshctl ps` lists what runs")
         if not follow:
             for c in containers:
                 for line in engine.logs(c.id, follow=False, tail=tail):
-                    ui.log_line(LogLine(c.label("service"), c.label("role"), line))
+                    ui.log_line(LogLine(c.service, c.role, line))
             return 0
-        lock = threading.Lock()
-
-        def pump(c) -> None:
-            for line in engine.logs(c.id, follow=True, tail=tail):
-                with lock:
-                    ui.log_line(LogLine(c.label("service"), c.label("role"), line))
-
-        threads = [threading.Thread(target=pump, args=(c,), daemon=True) for c in containers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+        for line in follow_logs(engine, containers, tail=tail):
+            ui.log_line(line)
         return 0
 
     _run(ui, body)

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Iterator, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,9 +117,17 @@ class Tracker:
 
     # -- queries ---------------------------------------------------------------------------------
 
-    def _follow(self, tracked: Tracked, since: float | None = None) -> None:
+    def adopt(self, container: ContainerInfo, *, tail: int | str = "all") -> Tracked:
+        """Follow a container meshctl did not start in this process (`meshctl logs -f`)."""
+        tracked = Tracked(container.service, container.role, container.id, container.name, expected=True)
+        with self._lock:
+            self.containers[container.name] = tracked
+        self._follow(tracked, tail=tail)
+        return tracked
+
+    def _follow(self, tracked: Tracked, since: float | None = None, tail: int | str = "all") -> None:
         def pump() -> None:
-            for line in self.engine.logs(tracked.id, follow=True, since=since):
+            for line in self.engine.logs(tracked.id, follow=True, since=since, tail=tail):
                 tracked.tail.append(line)
                 self.queue.put(LogLine(tracked.service, tracked.role, line))
 
@@ -160,6 +168,28 @@ class Tracker:
         for event in pending:
             if isinstance(event, LogLine):
                 on_event(event)
+
+
+def follow_logs(engine: Engine, containers: list[ContainerInfo], *, tail: int | str,
+                stopped: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
+    """`meshctl logs -f`: the supervisor's own pumps over running containers, until every stream
+    has ended (its container stopped) or `stopped()` says so."""
+    tracker = Tracker(engine)
+    adopted = [tracker.adopt(container, tail=tail) for container in containers]
+    while not stopped():
+        try:
+            event = tracker.queue.get(timeout=0.2)
+        except queue.Empty:
+            if not any(t.pump is not None and t.pump.is_alive() for t in adopted):
+                # The last pump may have queued its last lines just before it ended.
+                while not tracker.queue.empty():
+                    event = tracker.queue.get_nowait()
+                    if isinstance(event, LogLine):
+                        yield event
+                return
+            continue
+        if isinstance(event, LogLine):
+            yield event
 
 
 # ---------------------------------------------------------------------------------------------

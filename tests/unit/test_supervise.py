@@ -346,3 +346,13 @@ def test_the_renewal_timer_runs_until_stopped(session, monkeypatch):
     assert s.reloaded().action == "re-issued, TLS reloaded in place"
     s.interrupts.stop.set()
     assert ended(timer.thread)
+
+
+def test_logs_follow_uses_the_trackers_pumps_and_ends_when_every_stream_ends(tmp_path):
+    from meshctl.supervise import follow_logs
+    session = Session(tmp_path)
+    running = [c for c in session.engine.containers({"meshctl.project": "shop"}, all=False) if c.role != "pod"]
+    got = list(follow_logs(session.engine, running, tail=10))
+    assert [(line.role, line.line) for line in got if line.role == "app"] == [("app", "serving on 8081"),
+                                                                            ("app", "bye")]
+    assert {line.service for line in got} == {"web"}
