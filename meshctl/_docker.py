@@ -52,13 +52,12 @@ class DockerEngine:
 
     # -- images ---------------------------------------------------------------------------------
 
-    def image_exists(self, ref: str) -> bool:
+    def image_id(self, ref: str) -> str | None:
         try:
             with _translated(f"inspect image {ref}"):
-                self.api.inspect_image(ref)
-            return True
+                return self.api.inspect_image(ref)["Id"]
         except _NotFound:
-            return False
+            return None
 
     def pull(self, ref: str) -> None:
         repo, tag, digest = split_image_ref(ref)
@@ -376,4 +375,4 @@ def _info(raw: dict[str, Any]) -> ContainerInfo:
             ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
     name = (raw.get("Names") or ["/?"])[0].lstrip("/")
     return ContainerInfo(id=raw["Id"], name=name, labels=raw.get("Labels") or {}, state=raw.get("State", ""),
-                         ports=ports)
+                         ports=ports, image_id=raw.get("ImageID", ""))

@@ -31,12 +31,12 @@ def diagnose(engine: Engine, ca: CertificateAuthority) -> list[Finding]:
         found.append(Finding("docker engine", False, f"{exc.message}; {exc.hint}"))
         engine_ok = False
     if engine_ok:
-        have_base = engine.image_exists(BASE_IMAGE)
+        have_base = engine.image_id(BASE_IMAGE) is not None
         found.append(Finding("base image", have_base, BASE_IMAGE if have_base else
                              f"{BASE_IMAGE} missing: `docker pull {BASE_IMAGE}`, or without a registry "
                              "`.ci/seed-base-image` from meshctl's source tree"))
         for role, ref in sorted(sidecar_refs(tuple(KINDS)).items()):
-            built = engine.image_exists(ref)
+            built = engine.image_id(ref) is not None
             found.append(Finding(f"{role} sidecar image", True,
                                  ref + ("" if built else " (not built yet: the first `meshctl up` builds it)")))
     for port in DEFAULT_HOST_PORTS.values():

@@ -61,6 +61,7 @@ class ContainerInfo:
     labels: dict[str, str]
     state: str                            # created, running, exited, removing, …
     ports: dict[int, int]                 # pod port → host port actually bound
+    image_id: str = ""                    # the image it was created from, as Docker resolved the tag then
 
     def label(self, key: str) -> str:
         return self.labels.get(f"meshctl.{key}", "")

@@ -156,6 +156,13 @@ class Plan:
     steps: tuple[Step, ...] = ()
     pods: tuple[tuple[str, tuple[Step, ...]], ...] = ()    # (service, its steps)
 
+    def split_images(self) -> tuple[Plan, Plan]:
+        """(the image pulls and builds, the rest): run the first, observe, plan again and run the
+        rest, so containers are compared with the IDs the builds produced."""
+        images = tuple(s for s in self.steps if isinstance(s, (PullImage, BuildImage)))
+        rest = tuple(s for s in self.steps if not isinstance(s, (PullImage, BuildImage)))
+        return Plan(self.project, images), Plan(self.project, rest, self.pods)
+
     def all_steps(self) -> list[tuple[str | None, Step]]:
         return [(None, s) for s in self.steps] + [(service, s) for service, steps in self.pods for s in steps]
 
@@ -208,7 +215,7 @@ class Observed:
     """What the planners read: Docker's state by label, and the files meshctl keeps."""
     containers: tuple[ContainerInfo, ...] = ()
     networks: frozenset[str] = frozenset()          # the project's networks that exist
-    images: frozenset[str] = frozenset()            # image references present
+    images: Mapping[str, str] = field(default_factory=dict)   # image reference present → its ID
     ca_exists: bool = True
     certificates: Mapping[str, str | None] = field(default_factory=dict)   # folder → why to (re)issue; None: current
     files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # folder → file name → content
@@ -394,32 +401,40 @@ class PodPlan:
         return not self.remove and not self.create and not self.reload
 
 
-def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[str] = ()) -> PodPlan:
+def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[str] = (),
+             image_ids: Mapping[str, str] | None = None) -> PodPlan:
     """Keep what runs with the same config hash; replace what differs. A replaced holder takes
     the whole pod with it: containers in a lost namespace keep only a loopback interface.
     `refreshed`: roles whose mounted files this plan rewrites (config, certificate): a kept
     container of theirs reloads in place. (Decided from the files, not a label: a label cannot
-    change on a running container, so it would stay stale after the first reload.)"""
+    change on a running container, so it would stay stale after the first reload.)
+    `image_ids`: ref → the ID its tag names now; a container created from another ID is replaced
+    (a rebuilt app keeps its tag, so its settings alone cannot tell)."""
+    image_ids = image_ids or {}
+
+    def same(current: ContainerInfo, spec: ContainerSpec) -> bool:
+        return _difference(current, spec, image_ids) is None
+
     mine = {c.name: c for c in observed if c.service == pod.service.name}
     why: dict[str, str] = {}
     holder = mine.get(pod.holder.name)
-    if holder is None or not _same(holder, pod.holder):
+    if holder is None or not same(holder, pod.holder):
         why.update({s.name: "new" for s in pod.containers})
         if holder is not None:
             why.update({s.name: "the holder changed, and with it the pod's namespace" for s in pod.containers})
-            why[pod.holder.name] = _difference(holder, pod.holder)
+            why[pod.holder.name] = _difference(holder, pod.holder, image_ids)
         return PodPlan(pod, remove=tuple(stop_order(mine.values())), create=pod.containers, keep=(), why=why)
     remove, create, keep, reload = [], [], [holder], []
     for spec in pod.containers[1:]:
         current = mine.pop(spec.name, None)
-        if current is not None and _same(current, spec):
+        if current is not None and same(current, spec):
             keep.append(current)
             if spec.role in refreshed:
                 reload.append(current)
             continue
         if current is not None:
             remove.append(current)
-        why[spec.name] = "new" if current is None else _difference(current, spec)
+        why[spec.name] = "new" if current is None else _difference(current, spec, image_ids)
         create.append(spec)
     mine.pop(pod.holder.name, None)
     remove.extend(mine.values())  # containers of roles no longer wanted
@@ -436,19 +451,21 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[st
                    reload=tuple(reload), why=why)
 
 
-def _same(current: ContainerInfo, spec: ContainerSpec) -> bool:
-    return current.state == "running" and current.labels.get(CONFIG_HASH) == spec.labels[CONFIG_HASH]
-
-
-def _difference(current: ContainerInfo, spec: ContainerSpec) -> str:
+def _difference(current: ContainerInfo, spec: ContainerSpec, image_ids: Mapping[str, str]) -> str | None:
+    """Why the running container is not what the spec asks for; None when it is."""
     if current.state != "running":
         return f"it is {current.state or 'not running'}"
-    return "its settings changed"
+    if current.labels.get(CONFIG_HASH) != spec.labels[CONFIG_HASH]:
+        return "its settings changed"
+    wanted = image_ids.get(spec.image)
+    if wanted and current.image_id and current.image_id != wanted:
+        return f"its image {spec.image} was rebuilt"
+    return None
 
 
 def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[str]) -> list[Step]:
     service = pod.service
-    plan = plan_pod(pod, observed.containers, refreshed)
+    plan = plan_pod(pod, observed.containers, refreshed, observed.images)
     ports = published_ports(service)
     steps: list[Step] = []
     steps += [Keep(c, "unchanged") for c in plan.keep if c not in plan.reload]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +55,15 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
             certificates[str(folder)] = ca.reissue_reason(folder, service_sans(service))
     return Observed(containers=tuple(managed_containers(engine, project.name)),
                     networks=frozenset(project_networks(engine, project.name)),
-                    images=frozenset(ref for ref in refs if engine.image_exists(ref)),
+                    images=present_images(engine, refs),
                     ca_exists=ca.cert_path.exists(), certificates=certificates, files=files,
                     folders=frozenset(folders))
+
+
+def present_images(engine: Engine, refs: Iterable[str]) -> dict[str, str]:
+    """ref → image ID of those that are here."""
+    ids = {ref: engine.image_id(ref) for ref in set(refs)}
+    return {ref: image_id for ref, image_id in ids.items() if image_id is not None}
 
 
 def _read_texts(folder: Path) -> dict[str, str]:
@@ -103,10 +109,19 @@ class Stack:
         project = project or self.project
         return plan_up(project, self.observe(project), self.settings, data_dir("sidecars"))
 
+    def _apply_up(self, project: ProjectSpec) -> dict[str, dict[str, str]]:
+        """Images first, then the containers planned again against what was built (Compose's order
+        too): a rebuilt app keeps its tag, and only its new image ID shows the running one is stale."""
+        images, _ = self.plan_up(project).split_images()
+        if images.steps:
+            self.executor.run(images)
+        _, rest = self.plan_up(project).split_images()
+        return self.executor.run(rest)
+
     def up(self) -> list[RunningPod]:
-        plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
+        self.plan_up()     # observing and planning start nothing: no teardown if they fail
         try:
-            urls = self.executor.run(plan)
+            urls = self._apply_up(self.project)
             return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
         except BaseException as exc:
             self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
@@ -126,9 +141,9 @@ class Stack:
                               hint=f"set name back to {self.project.name!r}, or stop meshctl (Ctrl-C) and run "
                                    "`meshctl up` again to start the project under its new name")
         with self._change:
-            plan = self.plan_up(project)
+            self.plan_up(project)     # a plan that cannot be made changes nothing
             self.project = project
-            self.executor.run(plan)
+            self._apply_up(project)
 
     def restart_app(self, service: str) -> None:
         with self._change:
@@ -233,7 +248,7 @@ def ensure_sidecar_images(engine: Engine, roles: tuple[str, ...], on_event: OnEv
     role → image reference."""
     folders = {KINDS[r].image for r in roles}
     refs = sidecar_images(folders)
-    observed = Observed(images=frozenset(r for r in [*refs.values(), BASE_IMAGE] if engine.image_exists(r)))
+    observed = Observed(images=present_images(engine, [*refs.values(), BASE_IMAGE]))
     plan = Plan("", tuple(plan_images(folders, observed, refs, data_dir("sidecars"))))
     Executor(engine, CertificateAuthority(meshctl_home()), on_event=on_event).run(plan)
     return {role: refs[KINDS[role].image] for role in roles}
@@ -241,5 +256,5 @@ def ensure_sidecar_images(engine: Engine, roles: tuple[str, ...], on_event: OnEv
 
 def ensure_base_image(engine: Engine) -> None:
     """The base image the sidecar images build FROM: pulled when missing (or a clear error)."""
-    steps = () if engine.image_exists(BASE_IMAGE) else (pull_base_image(),)
+    steps = () if engine.image_id(BASE_IMAGE) is not None else (pull_base_image(),)
     Executor(engine, CertificateAuthority(meshctl_home()), on_event=lambda event: None).run(Plan("", steps))

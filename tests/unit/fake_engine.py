@@ -30,6 +30,7 @@ class FakeEngine:
                  unreachable: bool = False):
         self.unreachable = unreachable                      # version() fails as with no daemon
         self.images = set(images or ())
+        self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, str]] = {}
         self.containers_: dict[str, dict[str, Any]] = {}     # id → {spec, state, ports}
         self.calls: list[tuple] = []
@@ -71,8 +72,8 @@ class FakeEngine:
                               hint="start Docker")
         return {"Version": "20.10-fake", "ApiVersion": "1.41"}
 
-    def image_exists(self, ref: str) -> bool:
-        return ref in self.images
+    def image_id(self, ref: str) -> str | None:
+        return self.image_ids.get(ref, f"sha256:{ref}") if ref in self.images else None
 
     def pull(self, ref: str) -> None:
         self._record("pull", ref)
@@ -90,7 +91,7 @@ class FakeEngine:
         if tag in self.fail_build:
             raise BuildError(f"building {tag} from {context} failed: boom", details="Step 1/1\nboom")
         self.images.add(tag)
-        return "sha256:" + tag
+        return self.image_id(tag)
 
     # -- networks ---------------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class FakeEngine:
 
     def info(self, cid: str) -> ContainerInfo:
         c = self.containers_[cid]
-        return ContainerInfo(cid, c["spec"].name, c["spec"].labels, c["state"], dict(c["ports"]))
+        return ContainerInfo(cid, c["spec"].name, c["spec"].labels, c["state"], dict(c["ports"]), c["image_id"])
 
     def by_name(self, name: str) -> dict[str, Any] | None:
         return next((c for c in self.containers_.values() if c["spec"].name == name), None)
@@ -137,7 +138,7 @@ class FakeEngine:
             raise EngineError(f"could not create container {spec.name}: the name is in use")
         cid = f"id{next(self._ids)}"
         self.containers_[cid] = {"spec": spec, "state": "created", "ports": {}, "gone": threading.Event(),
-                                 "code": None}
+                                 "code": None, "image_id": self.image_id(spec.image)}
         return cid
 
     def attach_stdin(self, container_id: str) -> Any:

@@ -63,6 +63,24 @@ def running_shop(engine: FakeEngine, root: Path, home: Path, *services, **option
 # up from nothing
 
 
+def test_up_detached_over_a_running_stack_replaces_the_app_whose_rebuild_gave_its_tag_a_new_image(tmp_path, home):
+    engine = FakeEngine(images={BASE_IMAGE, *sidecar_images().values()})
+    project = shop(tmp_path, built(tmp_path / "src"))
+    stack_on(engine, project, home).up()
+    engine.calls.clear()
+    stack_on(engine, project, home).up()          # nothing changed: the cached build, the same ID
+    assert engine.names("create") == [] and engine.names("build") == [APP_IMAGE]
+
+    engine.image_ids[APP_IMAGE] = "sha256:after-the-code-changed"
+    events: list = []
+    stack_on(engine, project, home, events=events).up()
+    assert engine.names("create") == [APP], "only the app: the same tag now names another image"
+    [(_, app)] = [(cid, c) for cid, c in engine.containers_.items() if c["spec"].name == APP]
+    assert app["image_id"] == "sha256:after-the-code-changed"
+    plan = stack_on(engine, project, home).plan_up()
+    assert [s for s in plan.all_steps() if type(s[1]).__name__ == "StartContainers"] == []
+
+
 def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_between(tmp_path, home):
     engine = FakeEngine(images={BASE_IMAGE})
     events: list = []
@@ -71,8 +89,8 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
     refs = sidecar_images()
     assert_in_phases(
         engine.calls,
-        [("ensure_network", "meshctl-shop")],
         {("build", refs["haproxy"]), ("build", refs["metrics"]), ("build", APP_IMAGE)},   # in parallel
+        [("ensure_network", "meshctl-shop")],
         [("create", POD), ("attach_stdin", POD), ("start", POD)],                          # tied: stdin held
         start_sidecars(METRICS, PROXY),
         [METRICS_READY, PROXY_READY, ("create", APP), ("start", APP), SERVING])
@@ -97,7 +115,7 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
 def test_a_missing_base_image_is_pulled_first_and_without_a_registry_the_hint_says_how_to_seed_it(tmp_path, home):
     online = FakeEngine(fail_pull=False)
     stack_on(online, shop(tmp_path), home).up()
-    assert online.calls[1] == ("pull", BASE_IMAGE) and ("pull", "web:1") in online.calls
+    assert online.calls[0] == ("pull", BASE_IMAGE) and ("pull", "web:1") in online.calls
 
     offline = FakeEngine()
     with pytest.raises(BuildError) as caught:

@@ -52,7 +52,7 @@ def test_a_cold_machine_pulls_the_base_image_once_then_builds_every_image_togeth
 
 def test_up_from_nothing_starts_each_pod_in_start_order_waiting_between(tmp_path):
     project = shop(tmp_path, built(tmp_path / "src"))
-    plan = plan_for(project, Observed(ca_exists=False, images=frozenset({BASE_IMAGE})), tmp_path)
+    plan = plan_for(project, Observed(ca_exists=False, images={BASE_IMAGE: 'sha256:base'}), tmp_path)
     assert kinds(plan.steps) == ["EnsureNetwork", "BuildImage", "BuildImage", "BuildImage", "EnsureCA", "WriteFiles",
                                  "IssueCertificate"]
     [(service, steps)] = plan.pods
@@ -70,7 +70,7 @@ def test_without_waiting_the_app_is_announced_as_started(tmp_path):
 
 
 def test_an_existing_image_is_neither_pulled_nor_built(tmp_path):
-    observed = Observed(images=frozenset({*SIDECAR_IMAGES.values(), "web:1"}), networks=frozenset({"meshctl-shop"}))
+    observed = Observed(images=dict.fromkeys({*SIDECAR_IMAGES.values(), "web:1"}, "sha256:x"), networks=frozenset({"meshctl-shop"}))
     plan = plan_for(shop(tmp_path), observed, tmp_path)
     assert kinds(plan.steps) == ["WriteFiles", "IssueCertificate"]
 
@@ -78,7 +78,7 @@ def test_an_existing_image_is_neither_pulled_nor_built(tmp_path):
 def test_a_build_folder_without_a_readable_dockerfile_pulls_no_base(tmp_path):
     (tmp_path / "src").mkdir()
     service = web(image=None, build=tmp_path / "src")
-    observed = Observed(images=frozenset(SIDECAR_IMAGES.values()))
+    observed = Observed(images=dict.fromkeys(SIDECAR_IMAGES.values(), 'sha256:x'))
     steps = plan_for(shop(tmp_path, service), observed, tmp_path).steps
     assert [s.ref for s in steps if isinstance(s, (PullImage, BuildImage))] == ["meshctl-shop-web:dev"]
 
