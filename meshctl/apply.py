@@ -114,7 +114,7 @@ class Executor:
     def _run_steps(self, steps: list[Step], service: str | None) -> None:
         index = 0
         while index < len(steps):
-            self._check_cancel()
+            self._raise_if_cancelled()
             # Consecutive image builds run together (sidecar images on a cold machine).
             if isinstance(steps[index], BuildImage):
                 batch = [steps[index]]
@@ -127,7 +127,7 @@ class Executor:
             self._handlers[type(step)](step, service)
             index += 1
 
-    def _check_cancel(self) -> None:
+    def _raise_if_cancelled(self) -> None:
         if self.cancel.is_set() or self._pod_failed.is_set():
             raise Cancelled("interrupted")
 
@@ -153,7 +153,7 @@ class Executor:
         worker.start()
         while worker.is_alive():
             worker.join(0.1)
-            self._check_cancel()
+            self._raise_if_cancelled()
         ok, value = outcome[0]
         if not ok:
             raise value
@@ -249,7 +249,7 @@ class Executor:
             self.watch.serving(step.service)
 
     def _abort_check(self, service: str) -> None:
-        self._check_cancel()
+        self._raise_if_cancelled()
         failure = self.watch.failure(service)
         if failure is not None:
             raise failure

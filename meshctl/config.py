@@ -204,7 +204,7 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
             raise ConfigError("--image needs --port: the port the app listens on inside the pod",
                               hint=f"meshctl up --image {image} --port 8080")
         service_name = _sanitize(split_image_ref(image)[0].rpartition("/")[2]) or "app"
-        spec = ServiceSpec(name=service_name, image=image, port=_check_port(port, "--port", None))
+        spec = ServiceSpec(name=service_name, image=image, port=_parse_port(port, "--port", None))
         spec = _with_ports(spec, _default_ports(0, spec))
         return ProjectSpec(name=name or service_name, root=path if path.is_dir() else Path.cwd(),
                            services=(spec,))
@@ -219,7 +219,7 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
     if port is not None and len(project.services) == 1:
         from dataclasses import replace
         project = replace(project, services=(replace(project.services[0],
-                                                     port=_check_port(port, "--port", None)),))
+                                                     port=_parse_port(port, "--port", None)),))
     if name:
         from dataclasses import replace
         project = replace(project, name=_project_name(name, None, ("name",)))
@@ -275,7 +275,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
     specs = []
     for index, (svc_name, raw) in enumerate(services.items()):
         specs.append(_parse_service(str(svc_name), raw, index, root, where))
-    _check_host_ports_unique(specs, where)
+    _reject_duplicate_host_ports(specs, where)
     return ProjectSpec(name=name, root=root, services=tuple(specs), source=source)
 
 
@@ -309,7 +309,7 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
             raise where.error(path + ("image",), "expected an image reference like nginx:1.25")
 
     if "port" in raw:
-        port = _check_port(raw["port"], "port", where, path + ("port",), allow_zero=False)
+        port = _parse_port(raw["port"], "port", where, path + ("port",), allow_zero=False)
     elif build is not None and (exposed := dockerfile_exposed_port((build / "Dockerfile").read_text())):
         port = exposed
     else:
@@ -362,7 +362,7 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
                               hint="ports: {https: 8443, http: 8080, metrics: 9090}")
         _no_unknown(raw_ports, PORT_NAMES, path + ("ports",), where)
         for key, value in raw_ports.items():
-            ports[key] = _check_port(value, key, where, path + ("ports", key), allow_zero=True)
+            ports[key] = _parse_port(value, key, where, path + ("ports", key), allow_zero=True)
     return _with_ports(spec, ports)
 
 
@@ -592,7 +592,7 @@ def _parse_exec_check(raw: dict, name: str | None, expect: dict, path: tuple, wh
                      timeout=_duration(raw.get("timeout", 30), path + ("timeout",), where))
 
 
-def _check_host_ports_unique(specs: list[ServiceSpec], where: _Where) -> None:
+def _reject_duplicate_host_ports(specs: list[ServiceSpec], where: _Where) -> None:
     seen: dict[int, tuple] = {}
     for spec in specs:
         for key, port in spec.ports:
@@ -629,7 +629,7 @@ def _duration(value: Any, path: tuple, where: _Where) -> float:
     return seconds
 
 
-def _check_port(value: Any, label: str, where: _Where | None, path: tuple = (), *,
+def _parse_port(value: Any, label: str, where: _Where | None, path: tuple = (), *,
                 allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:

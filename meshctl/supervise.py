@@ -22,7 +22,7 @@ from .errors import BuildError, MeshctlError, StartError
 from .events import Exited, LogLine, Phase, Reloaded
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
 from .stack import RunningPod, Stack
-from .watch import RESTART, ReloadPlan, change_sets, classify, watched_folders
+from .watch import RESTART, SourceChange, change_sets, classify, watched_folders
 
 LOG_TAIL = 50
 
@@ -268,7 +268,7 @@ class Reloader:
     def __iter__(self) -> "Reloader":
         return self
 
-    def __next__(self) -> ReloadPlan:
+    def __next__(self) -> SourceChange:
         """The next change set with something to do, classified against the project as it is."""
         while True:
             paths = self._next_paths()
@@ -293,7 +293,7 @@ class Reloader:
             if paths:
                 return paths
 
-    def apply_reporting_bugs(self, change: ReloadPlan) -> None:
+    def apply_reporting_bugs(self, change: SourceChange) -> None:
         """One reload; an unexpected failure is reported on the console and watching goes on."""
         try:
             self.apply(change)
@@ -301,7 +301,7 @@ class Reloader:
             changed = tuple(_short(p, self.stack.project.root) for p in change.paths)
             self.emit(Reloaded(changed, "reload failed", 0.0, MeshctlError(f"{type(exc).__name__}: {exc}")))
 
-    def apply(self, change: ReloadPlan) -> None:
+    def apply(self, change: SourceChange) -> None:
         project = self.stack.project
         started = time.monotonic()
         changed = tuple(_short(p, project.root) for p in change.paths)

@@ -85,7 +85,8 @@ def change_filter(project: ProjectSpec) -> ChangeFilter:
 
 
 @dataclass(frozen=True)
-class ReloadPlan:
+class SourceChange:
+    """What one batch of saved files asks of the running stack (the reloader turns it into plans)."""
     config_changed: bool
     actions: dict[str, str]          # service name → RESTART or REBUILD
     paths: tuple[Path, ...]          # what changed, for the console line
@@ -95,7 +96,7 @@ class ReloadPlan:
         return not self.config_changed and not self.actions
 
 
-def classify(project: ProjectSpec, paths: set[Path]) -> ReloadPlan:
+def classify(project: ProjectSpec, paths: set[Path]) -> SourceChange:
     """Pure: which services need what for these changed paths."""
     config_changed = project.source is not None and any(p == project.source for p in paths)
     actions: dict[str, str] = {}
@@ -106,7 +107,7 @@ def classify(project: ProjectSpec, paths: set[Path]) -> ReloadPlan:
             action = service_action(project, service, path)
             if action and _WEIGHT[action] > _WEIGHT.get(actions.get(service.name, ""), 0):
                 actions[service.name] = action
-    return ReloadPlan(config_changed, actions, tuple(sorted(paths)))
+    return SourceChange(config_changed, actions, tuple(sorted(paths)))
 
 
 def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> str | None:

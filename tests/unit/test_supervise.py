@@ -19,7 +19,7 @@ from meshctl.config import load_project
 from meshctl.errors import BuildError, ConfigError, EngineError, MeshctlError, StartError
 from meshctl.events import Exited, LogLine, Phase, Reloaded
 from meshctl.supervise import Interrupts, Reloader, RenewalTimer, Tracker, supervise
-from meshctl.watch import REBUILD, RESTART, ReloadPlan, classify, watched_folders
+from meshctl.watch import REBUILD, RESTART, SourceChange, classify, watched_folders
 from tests.unit.fake_engine import (SERVING, FakeEngine, Prober, built, calls, engine_with_images, pod_names, shop,
                                     stack_on)
 from tests.unit.fake_engine import write_mesh_yaml as mesh_yaml
@@ -180,7 +180,7 @@ def test_a_restart_that_never_serves_is_reported_and_supervision_goes_on(session
     serving.set()
     s = session(answer=lambda readiness, port: None if serving.is_set() else "HTTP 502", ready_timeout=0.2)
     serving.clear()
-    s.reloader().apply(ReloadPlan(False, {"web": RESTART}, (s.root / "app.py",)))
+    s.reloader().apply(SourceChange(False, {"web": RESTART}, (s.root / "app.py",)))
     event = s.reloaded()
     assert event.action == "restart web failed; waiting for the next save"
     assert isinstance(event.error, StartError) and "HTTP 502" in event.error.message
