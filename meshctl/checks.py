@@ -15,6 +15,34 @@ from .errors import StartError
 
 Probe = Callable[[], "str | None"]
 
+# An app that keeps answering 5xx this long is failing, not starting: waiting out the whole timeout
+# (180 s by default) would only delay the news. Connection refused, a reset, or the proxy's own
+# 502/503/504 (the app is not listening yet) are "still starting" and do not count.
+FAILING_WINDOW = 15.0
+
+
+class AppFailing(str):
+    """A probe's reason when the app itself answered with a server error: it runs, and fails."""
+
+    status: int
+    body: bytes
+
+    def __new__(cls, status: int, body: bytes) -> "AppFailing":
+        head = body[:200].decode("utf-8", "replace").strip()
+        reason = super().__new__(cls, f"HTTP {status}" + (f": {head[:80]}" if head else ""))
+        reason.status, reason.body = status, body
+        return reason
+
+    def answer_line(self) -> str:
+        head = self.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+        return f"HTTP {self.status} {head}".rstrip()
+
+
+def from_the_proxy(answer: HttpAnswer) -> bool:
+    """HAProxy's own error pages (no server up yet, the app closed the connection, a timeout) all
+    begin this way; an app's error page does not."""
+    return answer.status in (502, 503, 504) and answer.body.lstrip().startswith(b"<html><body><h1>5")
+
 
 @dataclass(frozen=True)
 class HttpAnswer:
@@ -65,7 +93,11 @@ def http_probe(port: int, path: str, *, tls: ssl.SSLContext | None = None,
             return f"certificate did not verify: {exc.verify_message}"
         except OSError as exc:
             return f"{type(exc).__name__}: {exc}"
-        return None if accept(answer.status) else f"HTTP {answer.status}"
+        if accept(answer.status):
+            return None
+        if answer.status >= 500 and not from_the_proxy(answer):
+            return AppFailing(answer.status, answer.body)
+        return f"HTTP {answer.status}"
     return probe
 
 
@@ -83,12 +115,16 @@ def tls_probe(port: int, tls: ssl.SSLContext) -> Probe:
 
 
 def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025,
-             abort: Callable[[], None] | None = None, hint: str | None = None) -> float:
+             abort: Callable[[], None] | None = None, hint: str | None = None,
+             failing_window: float = FAILING_WINDOW) -> float:
     """Poll `probe` until it answers None; return the seconds waited. `abort` runs between polls
-    and raises to stop early (an app that exited, a sidecar that crashed, a Ctrl-C)."""
+    and raises to stop early (an app that exited, a sidecar that crashed, a Ctrl-C). An app that
+    answers nothing but server errors for `failing_window` seconds fails at once, with its answers."""
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer yet"
+    failing_since: float | None = None
+    answers: list[str] = []
     while True:
         if abort is not None:
             abort()
@@ -96,6 +132,18 @@ def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025
         if reason is None:
             return time.monotonic() - started
         last = reason
+        if isinstance(reason, AppFailing):
+            failing_since = failing_since or time.monotonic()
+            if not answers or answers[-1] != reason.answer_line():
+                answers = (answers + [reason.answer_line()])[-5:]
+            if time.monotonic() - failing_since >= failing_window:
+                raise StartError(
+                    f"{what}: the app answered {last.split(':')[0]} for {failing_window:g}s, so it is "
+                    "failing, not starting", details="last answers:\n" + "\n".join(f"  {a}" for a in answers),
+                    hint="its last log lines are below; fix the error (or services.<name>.health if that "
+                         "path is wrong) and run again")
+        else:
+            failing_since = None
         if time.monotonic() >= deadline:
             raise StartError(f"{what} was not ready after {timeout:g}s (last: {last})",
                              hint=hint or "look at the logs below; raise the timeout with --timeout")
