@@ -179,13 +179,14 @@ def down(path: Path = PathArg,
             ui.plan([plan_down_project(engine, n, force=force) for n in names], as_json=as_json)
             return 0
         if all_:
-            removed = down_all(engine, force=force)
-            ui.success(f"removed {sum(removed.values())} containers of {len(removed)} projects"
+            removed = {project: r for project, r in down_all(engine, force=force).items() if r}
+            for project, what in removed.items():
+                ui.note(f"{project}: {what.summary()}")
+            ui.success(f"removed {sum(r.containers for r in removed.values())} containers of {len(removed)} projects"
                        if removed else "no meshctl stacks were running")
             return 0
         project = name or _project_name(path)
-        count = down_project(engine, project, force=force)
-        ui.success(f"{project}: removed {count} containers" if count else f"{project}: nothing was running")
+        ui.success(f"{project}: {down_project(engine, project, force=force).summary()}")
         return 0
 
     _run(ui, body)

@@ -12,6 +12,7 @@ from .engine import Engine
 from .errors import MeshctlError
 from .images import BASE_IMAGE, sidecar_refs
 from .sidecars import KINDS
+from .status import orphan_networks
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ def diagnose(engine: Engine, ca: CertificateAuthority) -> list[Finding]:
         found.append(Finding("base image", have_base, BASE_IMAGE if have_base else
                              f"{BASE_IMAGE} missing: `docker pull {BASE_IMAGE}`, or without a registry "
                              "`.ci/seed-base-image` from meshctl's source tree"))
+        orphans = orphan_networks(engine)
+        found.append(Finding("meshctl networks", not orphans, "no orphans" if not orphans else
+                             f"{len(orphans)} with no containers left ({', '.join(orphans)}): "
+                             "`meshctl down --all` removes them"))
         for role, ref in sorted(sidecar_refs(tuple(KINDS)).items()):
             built = engine.image_id(ref) is not None
             found.append(Finding(f"{role} sidecar image", True,

@@ -20,7 +20,7 @@ from .engine import Engine
 from .errors import Cancelled, ConfigError, MeshctlError
 from .events import OnEvent, Phase
 from .images import BASE_IMAGE, app_image_ref, sidecar_images
-from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, Settings, plan_down, plan_images,
+from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, Settings, plan_down, plan_images,
                    pull_base_image,
                    plan_rebuild_app, plan_renewal, plan_restart_app, plan_up, service_sans, wanted_folders)
 from .sidecars import KINDS, data_dir, tls_kind
@@ -183,7 +183,7 @@ class Stack:
         worker.join(15)
         tick()
 
-    def down(self, *, force: bool = False) -> int:
+    def down(self, *, force: bool = False) -> Removed:
         # The ties close last: closing one kills its whole pod at once, skipping the app's grace.
         try:
             return down_project(self.engine, self.project.name, force=force, home=self.home, watch=self.watch)
@@ -229,17 +229,36 @@ def plan_down_project(engine: Engine, project: str, *, force: bool = False, home
     return plan_down(project, observed, state, force=force)
 
 
+@dataclass(frozen=True)
+class Removed:
+    containers: int
+    networks: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.networks)
+
+    def summary(self) -> str:
+        parts = [f"{self.containers} containers"] if self.containers else []
+        if self.networks:
+            left = "" if self.containers else " (left by a meshctl that was killed)"
+            parts.append(f"network {', '.join(self.networks)}{left}")
+        return "removed " + " and ".join(parts) if parts else "nothing was running"
+
+
 def down_project(engine: Engine, project: str, *, force: bool = False, home: Path | None = None,
-                 watch: Watch | None = None) -> int:
-    """Remove every container and the network of a project, then its rendered configs and leaf
-    keys (the CA stays); return how many containers."""
+                 watch: Watch | None = None) -> Removed:
+    """Remove every container and the network of a project (a network without containers too: a
+    SIGKILLed meshctl leaves one, and Docker's address pools hold only about 30), then its
+    rendered configs and leaf keys (the CA stays)."""
     home = home or meshctl_home()
     plan = plan_down_project(engine, project, force=force, home=home)
     Executor(engine, CertificateAuthority(home), on_event=lambda event: None, watch=watch).run(plan)
-    return sum(len(s.containers) for s in plan.steps if isinstance(s, RemoveContainers))
+    return Removed(sum(len(s.containers) for s in plan.steps if isinstance(s, RemoveContainers)),
+                   tuple(s.name for s in plan.steps if isinstance(s, RemoveNetwork)))
 
 
-def down_all(engine: Engine, *, force: bool = False) -> dict[str, int]:
+def down_all(engine: Engine, *, force: bool = False) -> dict[str, Removed]:
+    """Every project that has a container or a network of meshctl's."""
     return {name: down_project(engine, name, force=force) for name in project_names(engine)}
 
 

@@ -31,6 +31,13 @@ def project_names(engine: Engine) -> list[str]:
     return sorted(n for n in names if n)
 
 
+def orphan_networks(engine: Engine) -> list[str]:
+    """meshctl networks whose project has no container left (a meshctl that was SIGKILLed)."""
+    live = {c.label("project") for c in managed_containers(engine)}
+    return sorted(n["Name"] for n in engine.networks({"meshctl.project": ""})
+                  if n.get("Labels", {}).get("meshctl.project") not in live)
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     project: str

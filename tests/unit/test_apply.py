@@ -23,7 +23,7 @@ from meshctl.events import BuildEvent, Phase, PodReady
 from meshctl.images import BASE_IMAGE, sidecar_images
 from meshctl.plan import IssueCertificate, plan_renewal
 from meshctl.sidecars import Readiness
-from meshctl.stack import down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
+from meshctl.stack import Removed, down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
 from meshctl.supervise import Tracker
 from tests.unit.fake_engine import (METRICS_READY, PROXY_READY, SERVING, FakeEngine, Prober, assert_in_phases, built,
                                     calls, engine_with_images, meshctl, pod_names, shop, stack_on, web)
@@ -380,7 +380,7 @@ def test_a_certificate_near_expiry_is_reissued_and_the_proxy_reloads(tmp_path, e
 
 def test_down_stops_apps_then_sidecars_then_holders_and_removes_network_and_files(tmp_path, engine, home):
     stack, before = running_shop(engine, tmp_path, home, tied=True)
-    assert stack.down() == 4
+    assert stack.down() == Removed(4, ("meshctl-shop",))
     assert_in_phases(calls(engine, before), [("stop", APP)], {("stop", METRICS), ("stop", PROXY)},
                      [("remove", POD), ("remove_network", "meshctl-shop"), ("close_stdin", POD)])
     assert engine.is_empty()
@@ -429,16 +429,41 @@ def test_down_on_nothing_plans_nothing_and_does_nothing(tmp_path, home):
     engine = FakeEngine()
     plan = plan_down_project(engine, "shop", home=home)
     assert plan.steps == () and not plan.changes
-    assert down_project(engine, "shop", home=home) == 0 and engine.calls == []
+    assert not down_project(engine, "shop", home=home) and engine.calls == []
 
 
 def test_down_takes_one_project_and_down_all_every_one(tmp_path, engine, home):
     running_shop(engine, tmp_path, home)
     stack_on(engine, shop(tmp_path, name="cafe"), home).up()
-    assert down_project(engine, "shop", home=home) == 4
+    assert down_project(engine, "shop", home=home).containers == 4
     assert {c["spec"].labels["meshctl.project"] for c in engine.containers_.values()} == {"cafe"}
     running_shop(engine, tmp_path, home)
-    assert down_all(engine) == {"cafe": 4, "shop": 4} and engine.is_empty()
+    assert {name: r.containers for name, r in down_all(engine).items()} == {"cafe": 4, "shop": 4}
+    assert engine.is_empty()
+
+
+def test_a_killed_meshctl_leaves_a_network_that_down_all_down_and_up_remove(tmp_path, engine, home):
+    running_shop(engine, tmp_path, home, tied=True)
+    for cid in list(engine.containers_):          # SIGKILL: the pods die with their tie, the network stays
+        engine._gone(cid, 137)
+    assert list(engine.networks_) == ["meshctl-shop"]
+    from meshctl.doctor import diagnose
+    from meshctl.certs import CertificateAuthority
+    [finding] = [f for f in diagnose(engine, CertificateAuthority(home)) if f.name == "meshctl networks"]
+    assert not finding.ok and "meshctl-shop" in finding.detail and "down --all" in finding.detail
+
+    removed = down_all(engine)
+    assert removed == {"shop": Removed(0, ("meshctl-shop",))} and engine.networks_ == {}
+    assert "left by a meshctl that was killed" in removed["shop"].summary()
+
+    running_shop(engine, tmp_path, home, tied=True)
+    for cid in list(engine.containers_):
+        engine._gone(cid, 137)
+    engine.calls.clear()
+    stack_on(engine, shop(tmp_path), home).up()      # `up` starts from a fresh network
+    assert engine.calls[:2] == [("remove_network", "meshctl-shop"), ("ensure_network", "meshctl-shop")]
+    assert down_project(engine, "shop", home=home) == Removed(4, ("meshctl-shop",))
+    assert engine.is_empty() and engine.networks_ == {}
 
 
 def test_the_base_image_is_pulled_only_when_missing(tmp_path, monkeypatch):

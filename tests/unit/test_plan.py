@@ -70,9 +70,9 @@ def test_without_waiting_the_app_is_announced_as_started(tmp_path):
 
 
 def test_an_existing_image_is_neither_pulled_nor_built(tmp_path):
-    observed = Observed(images=dict.fromkeys({*SIDECAR_IMAGES.values(), "web:1"}, "sha256:x"), networks=frozenset({"meshctl-shop"}))
+    observed = Observed(images=dict.fromkeys({*SIDECAR_IMAGES.values(), "web:1"}, "sha256:x"))
     plan = plan_for(shop(tmp_path), observed, tmp_path)
-    assert kinds(plan.steps) == ["WriteFiles", "IssueCertificate"]
+    assert kinds(plan.steps) == ["EnsureNetwork", "WriteFiles", "IssueCertificate"]
 
 
 def test_a_build_folder_without_a_readable_dockerfile_pulls_no_base(tmp_path):
