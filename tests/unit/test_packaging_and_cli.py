@@ -52,3 +52,19 @@ def test_certs_ca_prints_the_path_and_keeps_the_key_private(tmp_path, monkeypatc
     assert result.exit_code == 0
     assert Path(result.output.strip()) == tmp_path / "ca" / "ca.pem"
     assert (tmp_path / "ca" / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_output_to_a_closed_pipe_is_dropped_instead_of_raising():
+    import os
+
+    from meshctl.ui import PipeSafe, Ui
+    from meshctl.events import Phase
+    read_end, write_end = os.pipe()
+    os.close(read_end)                     # tee is gone
+    stream = os.fdopen(write_end, "w", buffering=1)
+    ui = Ui()
+    ui.err.file = PipeSafe(stream)
+    ui(Phase("stopping the apps, then the sidecars"))     # EPIPE: must not raise
+    ui(Phase("removed"))
+    assert ui.err.file.broken
+    stream.close()
