@@ -6,6 +6,7 @@
     PlanReady       the plan about to run (`--dry-run` prints it and stops)
     LogLine         a line a container printed
     Exited          a container exited by itself
+    SidecarRestarted  a sidecar that exited was started again in place (or meshctl gave up on it)
     PodReady        a pod serves (or, with --no-wait, has started)
     Reloaded        one hot reload: what changed, what was done, how long it took
     ChecksPlanned / CheckStarted / CheckDone    `meshctl test`'s checks
@@ -47,6 +48,17 @@ class Exited:
     role: str
     code: int | None
     tail: tuple[str, ...] = ()     # its last log lines, when the supervisor reports it
+    id: str = ""                   # the container's id (a name is reused when it is replaced)
+
+
+@dataclass(frozen=True)
+class SidecarRestarted:
+    """A sidecar that exited was started again in place; the app was left alone."""
+    service: str
+    role: str
+    seconds: float
+    error: Exception | None = None     # the restart itself failed
+    gave_up: str = ""                  # why meshctl stops restarting it
 
 
 @dataclass(frozen=True)

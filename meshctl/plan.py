@@ -532,6 +532,19 @@ def plan_restart_app(project: ProjectSpec, service: str, observed: Observed, set
     return Plan(project.name, pods=((service, (first, _wait_serving(pod))),))
 
 
+def plan_restart_sidecar(project: ProjectSpec, service: str, role: str, observed: Observed,
+                         settings: Settings) -> Plan:
+    """A sidecar that exited, started again in its pod's namespace (Kubernetes restarts a native
+    sidecar the same way): the holder, the app and the other sidecars are left alone."""
+    pod = _pod(project, project.service(service), settings)
+    spec = next(s for s in pod.sidecars if s.role == role)
+    left = [c for c in observed.containers if c.name == spec.name]    # still being removed
+    steps: list[Step] = _removals(left, "it exited", force=True)
+    steps += [StartContainers(service, (spec,), "it exited", pod.port_hints()),
+              WaitReady(service, role, pod.holder.name, published_ports(pod.service), KINDS[role].ready(pod.service))]
+    return Plan(project.name, pods=((service, tuple(steps)),))
+
+
 def plan_rebuild_app(project: ProjectSpec, service: str, observed: Observed, settings: Settings) -> Plan:
     """Rebuild mode: build first (a failed build leaves the running app alone), then replace the
     app container; holder and sidecars stay."""

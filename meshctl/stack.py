@@ -22,9 +22,13 @@ from .events import OnEvent, Phase
 from .images import BASE_IMAGE, app_image_ref, sidecar_images
 from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, Settings, plan_down, plan_images,
                    pull_base_image,
-                   plan_rebuild_app, plan_renewal, plan_restart_app, plan_up, service_sans, wanted_folders)
+                   plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar, plan_up, service_sans,
+                   wanted_folders)
 from .sidecars import KINDS, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks
+
+
+DOWN_MARKER = ".down"     # in the project's folder while `meshctl down` removes it
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,21 @@ class Stack:
         with self._change:
             self.executor.run(plan_restart_app(self.project, service, self.observe(), self.settings))
 
+    def restart_sidecar(self, service: str, role: str) -> None:
+        with self._change:
+            self.executor.run(plan_restart_sidecar(self.project, service, role, self.observe(), self.settings))
+
+    def rebuild_pod(self, service: str) -> None:
+        """Its holder is gone and with it the namespace: every container of the pod anew."""
+        with self._change:
+            _, rest = self.plan_up().split_images()
+            self.executor.run(rest)
+
+    def removed_elsewhere(self) -> bool:
+        """`meshctl down` from another shell is taking (or took) this stack away."""
+        project_dir = self.settings.project_dir(self.project.name)
+        return (project_dir / DOWN_MARKER).exists() or not project_dir.is_dir()
+
     def rebuild_app(self, service: str) -> None:
         with self._change:
             self.executor.run(plan_rebuild_app(self.project, service, self.observe(), self.settings))
@@ -252,6 +271,10 @@ def down_project(engine: Engine, project: str, *, force: bool = False, home: Pat
     rendered configs and leaf keys (the CA stays)."""
     home = home or meshctl_home()
     plan = plan_down_project(engine, project, force=force, home=home)
+    state = state_dir_of(home, project)
+    if state is not None and state.is_dir() and plan.changes:
+        # A foreground `up` of this project sees its pods go: this tells it why (see removed_elsewhere).
+        (state / DOWN_MARKER).touch()
     Executor(engine, CertificateAuthority(home), on_event=lambda event: None, watch=watch).run(plan)
     return Removed(sum(len(s.containers) for s in plan.steps if isinstance(s, RemoveContainers)),
                    tuple(s.name for s in plan.steps if isinstance(s, RemoveNetwork)))

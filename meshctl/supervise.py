@@ -19,7 +19,7 @@ from typing import Any
 from .config import load_project
 from .engine import Engine
 from .errors import BuildError, MeshctlError, StartError
-from .events import Exited, LogLine, Phase, Reloaded
+from .events import Exited, LogLine, Phase, Reloaded, SidecarRestarted
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
 from .stack import RunningPod, Stack
 from .watch import RESTART, SourceChange, change_sets, classify, watched_folders
@@ -41,6 +41,7 @@ class Tracked:
     exited: threading.Event = field(default_factory=threading.Event)
     code: int | None = None
     expected: bool = False      # meshctl is stopping or replacing it: its exit is no news
+    retired: bool = False       # its pod is being rebuilt: nothing about it concerns the new one
     pump: threading.Thread | None = None
 
     def last_lines(self, n: int = 20) -> str:
@@ -59,7 +60,8 @@ class Tracker:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.queue: queue.Queue = queue.Queue()
-        self.containers: dict[str, Tracked] = {}
+        self.containers: dict[str, Tracked] = {}        # name → the latest container of that name
+        self._by_id: dict[str, Tracked] = {}
         self._lock = threading.Lock()
 
     # -- the Watch protocol --------------------------------------------------------------------
@@ -70,12 +72,13 @@ class Tracker:
         result = self.engine.watch_exit(container_id)
         with self._lock:
             self.containers[spec.name] = tracked
+            self._by_id[container_id] = tracked
 
         def wait() -> None:
             tracked.code = result()
             tracked.exited.set()
             if not tracked.expected:
-                self.queue.put(Exited(tracked.service, tracked.role, tracked.code))
+                self.queue.put(Exited(tracked.service, tracked.role, tracked.code, id=tracked.id))
 
         threading.Thread(target=wait, name=f"exit-{spec.name}", daemon=True).start()
 
@@ -106,7 +109,7 @@ class Tracker:
 
     def failure(self, service: str) -> MeshctlError | None:
         for tracked in self.of_service(service):
-            if tracked.exited.is_set() and (not tracked.expected or tracked.role == APP):
+            if tracked.exited.is_set() and not tracked.retired and (not tracked.expected or tracked.role == APP):
                 tracked.settle()
                 what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
                 return StartError(f"{service}: {what} exited with code {tracked.code} before it was ready",
@@ -122,6 +125,7 @@ class Tracker:
         tracked = Tracked(container.service, container.role, container.id, container.name, expected=True)
         with self._lock:
             self.containers[container.name] = tracked
+            self._by_id[container.id] = tracked
         self._follow(tracked, tail=tail)
         return tracked
 
@@ -137,6 +141,18 @@ class Tracker:
     def find_name(self, name: str) -> Tracked | None:
         with self._lock:
             return self.containers.get(name)
+
+    def find_id(self, container_id: str) -> Tracked | None:
+        with self._lock:
+            return self._by_id.get(container_id)
+
+    def retire(self, service: str) -> None:
+        """A pod about to be rebuilt: its containers' exits (already queued or to come) are no news,
+        and none of them is a failure of the new pod."""
+        with self._lock:
+            for tracked in self.containers.values():
+                if tracked.service == service:
+                    tracked.retired = tracked.expected = True
 
     def find(self, service: str, role: str) -> Tracked | None:
         with self._lock:
@@ -371,14 +387,90 @@ def _short(path: Path, root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Sidecars that exit are restarted in place
+
+
+class RestartPolicy:
+    """Kubernetes' crash-loop back-off in small: restart at once, then after 0.5, 1, 2, 4… s;
+    after `limit` exits within `window` seconds, stop trying (the app keeps running)."""
+
+    def __init__(self, *, limit: int = 5, window: float = 60.0, first_delay: float = 0.5, max_delay: float = 8.0):
+        self.limit, self.window = limit, window
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self._exits: dict[tuple[str, str], deque] = {}
+
+    def delay(self, key: tuple[str, str], now: float) -> float | None:
+        """Seconds to wait before restarting after this exit; None: give up."""
+        exits = self._exits.setdefault(key, deque())
+        exits.append(now)
+        while exits and now - exits[0] > self.window:
+            exits.popleft()
+        if len(exits) >= self.limit:
+            return None
+        if len(exits) == 1:
+            return 0.0
+        return min(self.max_delay, self.first_delay * 2 ** (len(exits) - 2))
+
+
+def _holder_gone(stack: Stack, service: str) -> bool:
+    """Asked of the engine, not the tracker: when a holder dies, the kernel kills everything in
+    its PID namespace, and those exits may be reported before the holder's own."""
+    holders = [c for c in stack.engine.containers({"meshctl.project": stack.project.name,
+                                                   "meshctl.service": service, "meshctl.role": HOLDER})]
+    return not any(c.state == "running" for c in holders)
+
+
+class SidecarRestarter:
+    """Restarts run off the supervisor's thread (a back-off must not hold up Ctrl-C or the logs);
+    their outcome comes back on the tracker's queue as SidecarRestarted."""
+
+    def __init__(self, stack: Stack, stop: threading.Event, emit: Callable[[Any], None],
+                 policy: RestartPolicy | None = None):
+        self.stack, self.stop, self.emit = stack, stop, emit
+        self.policy = policy or RestartPolicy()
+
+    def exited(self, service: str, role: str) -> None:
+        delay = self.policy.delay((service, role), time.monotonic())
+        if delay is None:
+            self.emit(SidecarRestarted(service, role, 0.0, gave_up=(
+                f"it exited {self.policy.limit} times within {self.policy.window:g}s")))
+            return
+        threading.Thread(target=self._restart, args=(service, role, delay), name=f"restart-{service}-{role}",
+                         daemon=True).start()
+
+    def rebuild(self, service: str) -> None:
+        threading.Thread(target=self._restart, args=(service, HOLDER, 0.0), name=f"rebuild-{service}",
+                         daemon=True).start()
+
+    def _restart(self, service: str, role: str, delay: float) -> None:
+        if self.stop.wait(delay):
+            return
+        started = time.monotonic()
+        try:
+            if role == HOLDER:
+                self.stack.rebuild_pod(service)
+            else:
+                self.stack.restart_sidecar(service, role)
+        except MeshctlError as exc:
+            if not self.stop.is_set():
+                self.emit(SidecarRestarted(service, role, time.monotonic() - started, error=exc))
+            return
+        self.emit(SidecarRestarted(service, role, time.monotonic() - started))
+
+
+# ---------------------------------------------------------------------------------------------
 # The foreground loop
 
 
 def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interrupts: Interrupts,
-              on_event: Callable[[Any], None], *, reloader: Reloader | None = None) -> int:
-    """Run until Ctrl-C/SIGTERM (exit 0) or until a container exits by itself (the app's code).
-    With a `reloader` (started before the stack came up), file changes reload the stack as they come."""
+              on_event: Callable[[Any], None], *, reloader: Reloader | None = None,
+              restarts: RestartPolicy | None = None) -> int:
+    """Run until Ctrl-C/SIGTERM (exit 0), until an app exits by itself (its code), or until the
+    stack is taken down from elsewhere (0). A sidecar that exits is restarted in place; a pod whose
+    holder is gone is rebuilt. With a `reloader` (started before the stack came up), file changes
+    reload the stack as they come."""
     RenewalTimer(stack, interrupts.stop, tracker.queue.put).start()
+    restarter = SidecarRestarter(stack, interrupts.stop, tracker.queue.put, restarts)
     if reloader is not None:
         reloader.ready.set()
     while True:
@@ -392,14 +484,33 @@ def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interru
             continue
         if isinstance(event, (LogLine, Reloaded, Phase)):
             on_event(event)
+        elif isinstance(event, SidecarRestarted):
+            on_event(event)
+            if event.role == HOLDER and event.error is not None:    # the pod could not be rebuilt
+                teardown(stack, interrupts, on_event, tracker=tracker)
+                return 1
         elif isinstance(event, Exited):
-            tracked = tracker.find(event.service, event.role)
+            tracked = tracker.find_id(event.id) if event.id else tracker.find(event.service, event.role)
+            if tracked is not None and (tracked.expected or tracked.retired):   # queued before meshctl replaced it
+                continue
+            if stack.removed_elsewhere():
+                on_event(Phase("the stack was removed from elsewhere (meshctl down): stopping"))
+                teardown(stack, interrupts, on_event, tracker=tracker)
+                return 0
             if tracked is not None:
                 tracked.settle()
             tracker.drain_logs(on_event)
             on_event(replace(event, tail=tuple(tracked.tail)[-10:] if tracked else ()))
-            on_event(Phase("tearing down the pod" + ("s" if len(running) > 1 else "")))
-            teardown(stack, interrupts, on_event, tracker=tracker)
-            if event.role == APP:
+            holder_gone = event.role == HOLDER or _holder_gone(stack, event.service)
+            if event.role == APP and not holder_gone:
+                on_event(Phase("tearing down the pod" + ("s" if len(running) > 1 else "")))
+                teardown(stack, interrupts, on_event, tracker=tracker)
                 return event.code if event.code is not None else 1
-            return 1
+            if holder_gone:
+                # Never restart a holder: containers joined to a lost namespace keep only loopback.
+                on_event(Phase(f"{event.service}: the pod's holder is gone, and with it the namespace its "
+                               "containers share: rebuilding the pod"))
+                tracker.retire(event.service)
+                restarter.rebuild(event.service)
+            else:
+                restarter.exited(event.service, event.role)

@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import MeshctlError
-from .events import BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded
+from .events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded,
+                     SidecarRestarted)
 from .plan import Plan, describe
 from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
 from .stack import RunningPod
@@ -112,6 +113,8 @@ class Ui:
                 self.err.print(f"[green]✓[/] {escape(event.service)} {state} in {event.seconds:.2f}s")
         elif isinstance(event, Exited):
             self.exited(event)
+        elif isinstance(event, SidecarRestarted):
+            self.restarted(event)
         elif isinstance(event, Reloaded):
             self.reloaded(event)
         elif isinstance(event, (ChecksPlanned, CheckStarted, CheckDone)):
@@ -172,6 +175,24 @@ class Ui:
                        + (", its last lines:" if event.tail else ", printing nothing"))
         for line in event.tail:
             self.err.print(Text(f"    {line}", style="dim"))
+
+    def restarted(self, event: SidecarRestarted) -> None:
+        service = escape(event.service)
+        if event.role == "pod":
+            if event.error is None:
+                self.err.print(f"[green]↻[/] {service}: pod rebuilt in {event.seconds:.2f}s")
+            else:
+                self.err.print(f"[red]✗[/] {service}: the pod could not be rebuilt: {escape(_message(event.error))}")
+        elif event.gave_up:
+            self.err.print(f"[red]✗[/] {service}: not restarting the {escape(event.role)} sidecar again: "
+                           f"{escape(event.gave_up)}. The app keeps running without it; fix the cause and "
+                           "save mesh.yaml, or stop meshctl (Ctrl-C) and run `meshctl up` again")
+        elif event.error is not None:
+            self.err.print(f"[yellow]![/] {service}: restarting the {escape(event.role)} sidecar failed: "
+                           f"{escape(_message(event.error))}")
+        else:
+            self.err.print(f"[green]↻[/] {service}: the {escape(event.role)} sidecar restarted in place in "
+                           f"{event.seconds:.2f}s (the app was left alone)")
 
     # -- meshctl test ----------------------------------------------------------------------------
 
@@ -370,3 +391,7 @@ def _checks_table(rows: dict[tuple[str, str], list[str]], width: int) -> Table:
         previous = service
     return table
 
+
+
+def _message(error: Exception) -> str:
+    return error.message if isinstance(error, MeshctlError) else str(error)

@@ -17,7 +17,7 @@ from meshctl import certs
 from meshctl import supervise as supervise_module
 from meshctl.config import load_project
 from meshctl.errors import BuildError, ConfigError, EngineError, MeshctlError, StartError
-from meshctl.events import Exited, LogLine, Phase, Reloaded
+from meshctl.events import Exited, LogLine, Phase, Reloaded, SidecarRestarted
 from meshctl.supervise import Interrupts, Reloader, RenewalTimer, Tracker, supervise
 from meshctl.watch import REBUILD, RESTART, SourceChange, classify, watched_folders
 from tests.unit.fake_engine import (SERVING, FakeEngine, Prober, built, calls, engine_with_images, pod_names, shop,
@@ -79,19 +79,102 @@ def session(tmp_path):
 # supervise
 
 
-@pytest.mark.parametrize("container, code, returned, last_shown", [
-    # The app's last words come first, then its exit with them; supervision ends with its code.
-    (APP, 3, 3, [LogLine("web", "app", "serving on 8081"), LogLine("web", "app", "bye"),
-                 Exited("web", "app", 3, ("serving on 8081", "bye"))]),
-    (METRICS, 0, 1, [Exited("web", "metrics", 0, ())]),        # a sidecar's exit is a failure
-])
-def test_a_container_exiting_by_itself_ends_supervision_and_tears_down(session, container, code, returned,
-                                                                       last_shown):
+def test_the_apps_own_exit_ends_supervision_with_its_code_and_tears_down(session):
     s = session()
-    s.engine.exit(container, code)
-    assert s.supervise() == returned
+    s.engine.exit(APP, 3)
+    assert s.supervise() == 3
     assert s.engine.is_empty() and Phase("tearing down the pod") in s.events
-    assert s.shown(LogLine, Exited)[-len(last_shown):] == last_shown
+    # The app's last words come first, then its exit with them.
+    assert s.shown(LogLine, Exited)[-3:] == [LogLine("web", "app", "serving on 8081"), LogLine("web", "app", "bye"),
+                                            Exited("web", "app", 3, ("serving on 8081", "bye"), id=s.tracker.find_name(APP).id)]
+
+
+class Supervising:
+    """supervise() in a thread, so a test can act while it runs and then stop it with a signal."""
+
+    def __init__(self, s: Session, **options):
+        self.s = s
+        self.result: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(
+            supervise(s.stack, s.tracker, s.running, s.interrupts, s.events.append, **options)), daemon=True)
+        self.thread.start()
+
+    def until(self, predicate, what: str) -> None:
+        deadline = threading.Event()
+        for _ in range(WAIT * 50):
+            if predicate():
+                return
+            deadline.wait(0.02)
+        raise AssertionError(f"never saw {what}; events: {self.s.events}")
+
+    def stop(self) -> int:
+        self.s.interrupts._handle(signal.SIGTERM, None)
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive()
+        return self.result[0]
+
+
+def restarted(s: Session, role: str) -> list:
+    return [e for e in s.shown(SidecarRestarted) if e.role == role]
+
+
+@pytest.mark.parametrize("sidecar", [PROXY, METRICS])
+def test_a_sidecar_that_exits_is_restarted_in_place_and_the_app_is_left_alone(session, sidecar):
+    s = session()
+    app_id = s.engine.by_name(APP)["spec"], s.tracker.find("web", "app").id
+    before = len(s.engine.calls)
+    running = Supervising(s)
+    s.engine.exit(sidecar, 137)                      # docker kill, or HAProxy crashing
+    role = sidecar.rsplit("-", 1)[1]
+    running.until(lambda: restarted(s, role), f"the {role} sidecar restarted")
+    [event] = restarted(s, role)
+    assert event.error is None and not event.gave_up
+    assert [(e.role, e.code) for e in s.shown(Exited)] == [(role, 137)]
+    after = calls(s.engine, before)
+    assert ("create", sidecar) in after and ("start", sidecar) in after
+    assert not [c for c in after if c[1] in (APP, POD) and c[0] in ("stop", "remove", "create", "restart")]
+    assert s.tracker.find("web", "app").id == app_id[1]
+    assert running.stop() == 0 and s.engine.is_empty()
+
+
+def test_a_sidecar_in_a_crash_loop_is_given_up_on_and_the_app_keeps_running(session):
+    from meshctl.supervise import RestartPolicy
+    s = session()
+    running = Supervising(s, restarts=RestartPolicy(limit=3, first_delay=0.01))
+    for attempt in range(1, 4):
+        running.until(lambda: s.engine.by_name(PROXY) is not None and s.engine.by_name(PROXY)["state"] == "running",
+                      "the proxy running")
+        s.engine.exit(PROXY, 1)
+        if attempt < 3:
+            running.until(lambda: len(restarted(s, "proxy")) == attempt, f"restart {attempt}")
+    running.until(lambda: any(e.gave_up for e in restarted(s, "proxy")), "meshctl giving up")
+    assert "3 times within 60s" in restarted(s, "proxy")[-1].gave_up
+    assert s.engine.by_name(APP)["state"] == "running" and s.engine.by_name(PROXY) is None
+    assert running.stop() == 0 and s.engine.is_empty()
+
+
+def test_a_pod_whose_holder_is_gone_is_rebuilt(session):
+    s = session()
+    running = Supervising(s)
+    for name in (POD, APP, METRICS, PROXY):          # the kernel kills the holder's PID namespace
+        s.engine.exit(name, 137)
+    running.until(lambda: restarted(s, "pod"), "the pod rebuilt")
+    assert restarted(s, "pod")[0].error is None
+    assert any("the pod's holder is gone" in e.text for e in s.shown(Phase))
+    assert {c["spec"].name for c in s.engine.containers_.values()} == {POD, METRICS, PROXY, APP}
+    assert not [e for e in restarted(s, "proxy") + restarted(s, "metrics")], "no sidecar restart of the lost pod"
+    assert running.stop() == 0 and s.engine.is_empty()
+
+
+def test_meshctl_down_from_elsewhere_ends_the_foreground_side_with_0(session):
+    from meshctl.stack import down_project
+    s = session()
+    running = Supervising(s)
+    down_project(s.engine, "shop", home=s.root / "home")
+    running.thread.join(WAIT)
+    assert running.result == [0]
+    assert Phase("the stack was removed from elsewhere (meshctl down): stopping") in s.events
+    assert s.engine.is_empty()
 
 
 def test_a_signal_ends_supervision_with_0_and_tears_down_in_stop_order(session):
