@@ -310,7 +310,7 @@ def inject(file: Optional[str] = ComposeFileArg,
         import os
 
         from .errors import EngineError
-        from .inject import HTTP_ROLES, InjectOptions, Machine, inject_text
+        from .inject import ROLES, InjectOptions, Machine, inject_text
 
         if undo:
             return _uninject(ui, file, output, in_place)
@@ -318,11 +318,11 @@ def inject(file: Optional[str] = ComposeFileArg,
         folder = (path.parent if path else Path.cwd()).resolve()
         name = project or _compose_project_name(text, folder)
         home = meshctl_home()
-        machine = Machine(project=name, images=sidecar_refs(HTTP_ROLES), user=f"{os.getuid()}:{os.getgid()}",
+        machine = Machine(project=name, images=sidecar_refs(ROLES), user=f"{os.getuid()}:{os.getgid()}",
                           # One folder per compose file's location: two checkouts never share configs.
                           state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
         options = InjectOptions(services=tuple(service), keep_plain=keep_plain, tcp=tcp)
-        injected, result = inject_text(text, options, machine, source)
+        result = inject_text(text, options, machine, source)
         if result.injected:
             if not no_build:
                 try:
@@ -339,11 +339,15 @@ def inject(file: Optional[str] = ComposeFileArg,
                     ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
                 for retired in item.retired_dirs:      # no stale config, and no unused private key, left
                     shutil.rmtree(retired, ignore_errors=True)
-        _write_compose(ui, injected, text, path, output, in_place)
+        _write_compose(ui, result.text, text, path, output, in_place)
         for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
             ui.note(line)
         if result.injected:
             ui.note(f"trust the CA for HTTPS: {ca.cert_path}")
+        elif not result.skipped:
+            ui.note(f"{source}: nothing was injected: it has no services")
+        else:
+            ui.note(f"{source}: nothing was injected" + (" (--service chooses which)" if not service else ""))
         return 0
 
     _run(ui, body)
@@ -361,11 +365,11 @@ def _uninject(ui: Ui, file: Optional[str], output: Optional[Path], in_place: boo
     from .inject import uninject_text
 
     text, source, path = _read_compose(file, output, in_place)
-    uninjected, result = uninject_text(text, source)
-    _write_compose(ui, uninjected, text, path, output, in_place)
+    result = uninject_text(text, source)
+    _write_compose(ui, result.text, text, path, output, in_place)
     if result.restored or result.removed:
-        ui.note(f"removed {len(result.removed)} sidecar services; restored the ports of "
-                + (", ".join(result.restored) or "no service"))
+        ui.note(f"removed {len(result.removed)} generated services; gave back "
+                + (", ".join(result.restored) or "no service") + " what inject changed")
     else:
         ui.note(f"{source}: nothing meshctl injected")
     return 0
@@ -382,16 +386,7 @@ def _read_compose(file: Optional[str], output: Optional[Path], in_place: bool) -
         if in_place:
             raise UsageError("--in-place needs a file, not stdin", hint="pass the file's path, or -o FILE")
         return sys.stdin.read(), "<stdin>", None
-    if file is None:
-        found = next((Path(n) for n in COMPOSE_NAMES if Path(n).is_file()), None)
-        if found is None:
-            raise UsageError(f"no compose file here ({', '.join(COMPOSE_NAMES)})",
-                             hint="pass the compose file's path, or - to read stdin")
-        path = found
-    else:
-        path = Path(file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file", hint="pass the compose file's path, or - to read stdin")
+    path = _compose_file(Path(file) if file is not None else None)
     if output is None and not in_place:
         # `meshctl inject compose.yaml > compose.yaml`: the shell empties the file before we run.
         try:
@@ -406,6 +401,24 @@ def _read_compose(file: Optional[str], output: Optional[Path], in_place: bool) -
         return path.read_bytes().decode("utf-8"), str(path), path
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text, so not a compose file", hint="pass the compose file") from exc
+
+
+def _compose_file(given: Optional[Path]) -> Path:
+    """The file itself, or the compose file in a folder (no FILE: this folder), found the way
+    `docker compose` finds it."""
+    folder = Path(".") if given is None else given
+    if given is not None and not given.is_dir():
+        if given.is_file():
+            return given
+        raise UsageError(f"{given}: no such file", hint="pass the compose file's path, or - to read stdin")
+    found = next((folder / n for n in COMPOSE_NAMES if (folder / n).is_file()), None)
+    if found is not None:
+        return found
+    where = "this folder" if given is None else f"{given} is a folder, and it"
+    yamls = sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml")) if folder.is_dir() else []
+    raise UsageError(f"{where} has no compose file ({', '.join(COMPOSE_NAMES)})",
+                     hint=(f"its YAML files: {', '.join(yamls)}; pass one of them" if yamls
+                           else "pass the compose file's path, or - to read stdin"))
 
 
 def _write_compose(ui: Ui, text: str, original: str, path: Optional[Path], output: Optional[Path],

@@ -23,11 +23,10 @@ from .certs import CertificateAuthority, default_sans
 from .compose_cli import ComposeCli
 from .errors import MeshctlError, ConfigError, UsageError
 from .events import Phase
-from .inject import TERMINATES_TLS
+from .inject import MARK, TERMINATES_TLS, holder_name, sidecar_name
+from .inject.names import POD, split_sidecar_name
 from .sidecars import METRICS_PORT, TLS_PORT
 from .smoke import LOG_LINES, Harness, Report, Target, run_harness
-
-MARK = "x-meshctl"
 
 
 @dataclass(frozen=True)
@@ -67,13 +66,15 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
             role = service_labels.get("meshctl.role") if isinstance(service_labels, dict) else None
             if role:
                 app = str(block["sidecar-of"])
-                roles.setdefault(app, []).append(str(role))
+                if role != POD:
+                    roles.setdefault(app, []).append(str(role))
                 if block.get(TERMINATES_TLS) is True or role == "tls":     # tls: an older file's sidecar
                     terminators[app] = str(role)
     found = []
     for name, service in services.items():
         block = service.get(MARK) if isinstance(service, dict) else None
-        if not isinstance(block, dict) or "injected" not in block:
+        block = block if isinstance(block, dict) else {}
+        if str(name) not in roles and "injected" not in block:     # injected: an older version's record
             continue
         hosts = block.get("hosts") or []
         found.append(InjectedService(str(name), tuple(roles.get(str(name), ())), str(block.get("health") or "/"),
@@ -85,21 +86,22 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
 
 
 def compose_targets(services: list[InjectedService], containers: list[dict[str, Any]]) -> list[Target]:
-    """Targets from `docker compose ps --format json`: the app's container publishes the pod's HTTPS
-    and metrics ports; the proxy's plain HTTP port has no host port, so plain HTTP goes from inside
+    """Targets from `docker compose ps --format json`: the pod's holder (or, in files injected by
+    older versions, the app) publishes the HTTPS and metrics ports; the proxy's plain HTTP port has no host port, so plain HTTP goes from inside
     the proxy's own container."""
     by_service = {c.get("Service"): c for c in containers}
     targets = []
     for service in services:
         app = by_service.get(service.name) or {}
-        published = {int(p["TargetPort"]): int(p["PublishedPort"]) for p in app.get("Publishers") or []
+        holder = by_service.get(holder_name(service.name)) or app
+        published = {int(p["TargetPort"]): int(p["PublishedPort"]) for p in holder.get("Publishers") or []
                      if p.get("PublishedPort")}
         urls = {}
         if service.https and TLS_PORT in published:
             urls["https"] = f"https://localhost:{published[TLS_PORT]}/"
         if "metrics" in service.roles and METRICS_PORT in published:
             urls["metrics"] = f"http://localhost:{published[METRICS_PORT]}/metrics"
-        proxy = by_service.get(f"{service.name}-mesh-proxy") or {}
+        proxy = by_service.get(sidecar_name(service.name, "proxy")) or {}
         targets.append(Target(
             service=service.name, urls=urls, health=service.health,
             hostnames=default_sans(service.name, service.hosts) if "https" in urls else (),
@@ -130,11 +132,12 @@ def parse_ps(output: str) -> list[dict[str, Any]]:
 
 def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: Callable[[Any], None],
                      ready_timeout: float) -> Report:
-    from . import compose_yaml
+    from .inject import document as compose_document
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file", hint="pass the compose file `meshctl inject` wrote")
-    document, _ = compose_yaml.load(file.read_text(encoding="utf-8"), str(file))
+    parsed = compose_document.parse(file.read_text(encoding="utf-8"), str(file))
+    document = compose_document.value(parsed.root)
     services = injected_services(document, str(file))
     compose = ComposeCli(file)
     names = {s.name for s in services}
@@ -155,8 +158,9 @@ def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: C
         out = {}
         for container in parse_ps(compose.ps(all_=True)):
             name = container.get("Service", "")
-            if name == service or name.startswith(f"{service}-mesh-"):
-                role = name.rsplit("-mesh-", 1)[1] if "-mesh-" in name else "app"
+            generated = split_sidecar_name(name)
+            if name == service or (generated and generated[0] == service):
+                role = generated[1] if generated else "app"
                 out[role] = list(engine.logs(container["ID"], follow=False, tail=LOG_LINES))
         return out
 

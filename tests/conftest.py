@@ -20,7 +20,8 @@ HELLO = ROOT / "examples" / "hello"
 # (Kept in the environment: pytest's conftest and `from tests.conftest import …` are two module
 # objects, and both must use the same prefix.)
 TEST_SESSION = os.environ.setdefault("MESHCTL_TEST_SESSION", uuid.uuid4().hex[:4])
-TEST_PROJECT_PREFIX = f"mt-{TEST_SESSION}-"
+# MESHCTL_TEST_PROJECT_PREFIX names them otherwise (engineers sharing one engine keep to their own).
+TEST_PROJECT_PREFIX = os.environ.get("MESHCTL_TEST_PROJECT_PREFIX") or f"mt-{TEST_SESSION}-"
 
 
 @pytest.fixture(scope="session", autouse=True)

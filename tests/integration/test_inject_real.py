@@ -1,7 +1,8 @@
 """`meshctl inject` for real, on examples/compose-app and corpus files 20-22: `docker compose up
 --wait` on the injected file, HTTPS served by the injected proxy verified with meshctl's CA (no tls
-sidecar: the proxy terminates TLS), metrics scraped, TCP proxied, `docker compose down -v` leaves
-nothing. Images are built locally (no registry); host ports are free ones."""
+sidecar: the proxy terminates TLS), metrics scraped, TCP proxied, the app restarted (by compose, and
+by its restart policy after a crash) with HTTPS back through the same sidecars, `docker compose down
+-v` leaves nothing. Images are built locally (no registry); host ports are free ones."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def up(folder: Path, project: str, file: str = "compose.mesh.yaml") -> None:
 
 
 def host_port(folder: Path, project: str, service: str, port: int, file: str = "compose.mesh.yaml") -> int:
+    """The host port of a pod port: its holder (NAME-mesh-pod) publishes it."""
     result = compose(folder, project, "port", service, str(port), file=file)
     assert result.returncode == 0, result.stderr
     return int(result.stdout.strip().rsplit(":", 1)[1])
@@ -103,9 +105,10 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
     try:
         up(folder, project)
         assert services_running(folder, project) == sorted(
-            ["web", "web-mesh-proxy", "web-mesh-metrics", "kv", "kv-mesh-proxy", "kv-mesh-metrics", "worker"])
+            [f"{s}{suffix}" for s in ("web", "kv") for suffix in ("", "-mesh-pod", "-mesh-proxy", "-mesh-metrics")]
+            + ["worker"])
         tls = tls_context(ca_path)
-        https = host_port(folder, project, "web", 15443)
+        https = host_port(folder, project, "web-mesh-pod", 15443)
         for name in ("localhost", "web"):     # both are in the certificate
             answer = http_request(https, "/", tls=tls, server_hostname=name)
             assert answer.status == 200 and answer.body == b"hello from compose\n"
@@ -115,19 +118,19 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
         assert http_request(https, "/kv/colour", tls=tls, server_hostname="localhost").body == b"green\n"
 
         # The TCP service: a line protocol through the TCP proxy, byte for byte.
-        with socket.create_connection(("127.0.0.1", host_port(folder, project, "kv", 15080)), timeout=5) as conn:
+        with socket.create_connection(("127.0.0.1", host_port(folder, project, "kv-mesh-pod", 15080)), timeout=5) as conn:
             conn.sendall(b"GET colour\nPING\n")
             reader = conn.makefile("rb")
             assert reader.readline() == b"green\n" and reader.readline() == b"PONG\n"
 
-        web = metrics(host_port(folder, project, "web", 15090))
+        web = metrics(host_port(folder, project, "web-mesh-pod", 15090))
         # The HTTPS requests above were counted: the proxy that answered them is the one that
         # terminated TLS (nothing else in the pod listens on 15443).
         served = {(s.labels["code"], s.labels["method"]): s.value for s in web["meshctl_requests"]
                   if s.name == "meshctl_requests_total"}
         assert served[("200", "PUT")] >= 1 and served[("200", "GET")] >= 3
         assert "compose_app_pages" in web                     # the app's own metrics, merged
-        kv = metrics(host_port(folder, project, "kv", 15090))
+        kv = metrics(host_port(folder, project, "kv-mesh-pod", 15090))
         connections = {s.labels.get("proxy"): s.value for s in kv["haproxy_frontend_connections"]}
         assert connections["proxy"] >= 1
     finally:
@@ -142,14 +145,14 @@ def test_anchors_long_syntax_keep_plain_and_profiles(tmp_path, app_image, ca_pat
     try:
         up(tmp_path, project)
         assert services_running(tmp_path, project) == sorted(
-            f"{s}{suffix}" for s in ("front", "back") for suffix in ("", "-mesh-proxy", "-mesh-metrics"))
+            f"{s}{suffix}" for s in ("front", "back") for suffix in ("", "-mesh-pod", "-mesh-proxy", "-mesh-metrics"))
         tls = tls_context(ca_path)
         for service in ("front", "back"):
-            https = host_port(tmp_path, project, service, 15443)
+            https = host_port(tmp_path, project, f"{service}-mesh-pod", 15443)
             assert http_request(https, "/", tls=tls, server_hostname=service).body == f"{service}\n".encode()
             # --keep-plain: the app's own port still answers, plain HTTP, straight to the app.
-            assert http_request(host_port(tmp_path, project, service, 8080), "/").body == f"{service}\n".encode()
-            samples = metrics(host_port(tmp_path, project, service, 15090))["meshctl_requests"]
+            assert http_request(host_port(tmp_path, project, f"{service}-mesh-pod", 8080), "/").body == f"{service}\n".encode()
+            samples = metrics(host_port(tmp_path, project, f"{service}-mesh-pod", 15090))["meshctl_requests"]
             assert any(s.labels["service"] == service and s.value >= 1 for s in samples)
     finally:
         down_and_check_nothing_is_left(tmp_path, project)
@@ -163,7 +166,7 @@ def test_in_place_then_uninject_leaves_no_sidecar_behind(tmp_path, app_image, ca
     assert (tmp_path / "compose.yaml.bak").read_text() == original
     try:
         up(tmp_path, project, file="compose.yaml")
-        https = host_port(tmp_path, project, "web", 15443, file="compose.yaml")
+        https = host_port(tmp_path, project, "web-mesh-pod", 15443, file="compose.yaml")
         assert http_request(https, "/", tls=tls_context(ca_path), server_hostname="web").status == 200
 
         run_meshctl("uninject", "--in-place", "compose.yaml", cwd=tmp_path, check=True)
@@ -179,3 +182,75 @@ def test_in_place_then_uninject_leaves_no_sidecar_behind(tmp_path, app_image, ca
         assert http_request(plain, "/").status == 200
     finally:
         down_and_check_nothing_is_left(tmp_path, project, file="compose.yaml")
+
+
+def https_answers(port: int, ca_path: Path, path: str = "/", timeout: float = 60) -> bytes:
+    """Polls until HTTPS through the pod answers 200; the body. Fails with the last error."""
+    import time
+
+    tls = tls_context(ca_path)
+    deadline, last = time.monotonic() + timeout, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = http_request(port, path, tls=tls, server_hostname="localhost", timeout=2)
+            if answer.status == 200:
+                return answer.body
+            last = f"HTTP {answer.status}"
+        except OSError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise AssertionError(f"HTTPS on {port} did not come back in {timeout}s: {last}")
+
+
+def container_state(project: str, service: str) -> tuple[str, str]:
+    """(container id, start time) of a compose service's container."""
+    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                          "--filter", f"label=com.docker.compose.service={service}"],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    assert len(out) == 1, f"{service}: {out}"
+    started = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", out[0]],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    return out[0], started
+
+
+def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path):
+    """`docker compose restart web`, and a crash that its restart policy restarts: the app gets a
+    new process in the holder's namespace, and HTTPS through the same sidecars answers again."""
+    folder = copy_example(tmp_path)
+    project = unique_project("inject")
+    run_meshctl("inject", "compose.yaml", "-o", "compose.mesh.yaml", "-p", project, cwd=folder, check=True)
+    try:
+        up(folder, project)
+        https = host_port(folder, project, "web-mesh-pod", 15443)
+        assert https_answers(https, ca_path) == b"hello from compose\n"
+        kept = {s: container_state(project, s) for s in ("web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics")}
+        app_before = container_state(project, "web")
+
+        result = compose(folder, project, "restart", "web")
+        assert result.returncode == 0, result.stderr
+        assert container_state(project, "web")[1] != app_before[1]           # the app did restart
+        assert https_answers(https, ca_path) == b"hello from compose\n"
+        # Still by name to its peer (web → kv:7000), and web still answers to its name (kv's pod → web).
+        assert http_request(https, "/kv/colour", tls=tls_context(ca_path), method="PUT", body=b"blue",
+                            server_hostname="localhost").status == 200
+        assert https_answers(https, ca_path, "/kv/colour") == b"blue\n"
+
+        # A crash: the app exits on its own; `restart: unless-stopped` brings it back in the same pod.
+        app_now = container_state(project, "web")
+        exited = subprocess.run(["docker", "exec", app_now[0], "python3", "-c",
+                                 "import os, signal; os.kill(1, signal.SIGTERM)"], capture_output=True, timeout=30)
+        assert exited.returncode == 0, exited.stderr
+        import time
+
+        deadline = time.monotonic() + 60
+        while container_state(project, "web")[1] == app_now[1] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert container_state(project, "web")[1] != app_now[1]
+        assert https_answers(https, ca_path) == b"hello from compose\n"
+        # Neither restart touched the holder or the sidecars.
+        assert {s: container_state(project, s) for s in kept} == kept
+        names = subprocess.run(["docker", "exec", kept["web-mesh-proxy"][0], "getent", "hosts", "web"],
+                               capture_output=True, text=True, timeout=30)
+        assert names.returncode == 0 and names.stdout.split()[0]             # `web` resolves: the holder's alias
+    finally:
+        down_and_check_nothing_is_left(folder, project)

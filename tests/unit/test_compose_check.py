@@ -6,9 +6,13 @@ from pathlib import Path, PurePath
 import pytest
 
 from meshctl.compose_check import InjectedService, compose_targets, injected_services, parse_ps, planned_targets
-from meshctl.compose_yaml import load
 from meshctl.errors import ConfigError, UsageError
 from meshctl.inject import InjectOptions, Machine, inject_text
+from meshctl.inject import document as doc
+
+
+def load(text: str, source: str):
+    return doc.value(doc.parse(text, source).root), None
 
 INJECTED = """\
 name: shop
@@ -17,25 +21,33 @@ x-meshctl:
   proxy: &meshctl-proxy {image: meshctl-haproxy:1}
 services:
   web:
+    network_mode: service:web-mesh-pod
     image: web:1
-    ports: ["127.0.0.1::15443", "127.0.0.1::15090"]
+    x-meshctl-ports: ["127.0.0.1::8080"]
     x-meshctl:
       health: /healthz
       hosts: [shop.local]
-      injected: {ports: ["127.0.0.1::8080"]}
+  web-mesh-pod:
+    ports: ["127.0.0.1::15443", "127.0.0.1::15090"]
+    labels: {meshctl.role: pod, meshctl.service: web}
+    x-meshctl: {sidecar-of: web}
   web-mesh-proxy:
     <<: *meshctl-proxy
-    network_mode: service:web
+    network_mode: service:web-mesh-pod
     labels: {meshctl.role: proxy, meshctl.service: web}
     x-meshctl: {sidecar-of: web, terminates-tls: true}
   web-mesh-metrics:
-    network_mode: service:web
+    network_mode: service:web-mesh-pod
     labels: {meshctl.role: metrics}
     x-meshctl: {sidecar-of: web}
   kv:
+    network_mode: service:kv-mesh-pod
     image: kv:1
-    ports: ["127.0.0.1::15080", "127.0.0.1::15090"]
-    x-meshctl: {protocol: tcp, injected: {ports: ["7000"]}}
+    x-meshctl-ports: ["7000"]
+    x-meshctl: {protocol: tcp}
+  kv-mesh-pod:
+    labels: {meshctl.role: pod}
+    x-meshctl: {sidecar-of: kv}
   kv-mesh-proxy:
     labels: {meshctl.role: proxy}
     x-meshctl: {sidecar-of: kv}
@@ -68,14 +80,17 @@ def test_a_file_without_injected_services_is_a_usage_error():
         injected_services(load("just: text\n", "x.yaml")[0], "x.yaml")
 
 
+PUBLISHED = [{"URL": "", "TargetPort": 8080, "PublishedPort": 0, "Protocol": "tcp"},
+             {"URL": "127.0.0.1", "TargetPort": 15090, "PublishedPort": 32965, "Protocol": "tcp"},
+             {"URL": "127.0.0.1", "TargetPort": 15443, "PublishedPort": 32964, "Protocol": "tcp"}]
+# The pod's holder publishes the ports; the app, in its namespace, publishes none.
 PS = [
-    {"ID": "app1", "Service": "web", "State": "running",
-     "Publishers": [{"URL": "", "TargetPort": 8080, "PublishedPort": 0, "Protocol": "tcp"},
-                    {"URL": "127.0.0.1", "TargetPort": 15090, "PublishedPort": 32965, "Protocol": "tcp"},
-                    {"URL": "127.0.0.1", "TargetPort": 15443, "PublishedPort": 32964, "Protocol": "tcp"}]},
+    {"ID": "app1", "Service": "web", "State": "running", "Publishers": []},
+    {"ID": "pod1", "Service": "web-mesh-pod", "State": "running", "Publishers": PUBLISHED},
     {"ID": "proxy1", "Service": "web-mesh-proxy", "State": "running", "Publishers": []},
     {"ID": "kvproxy1", "Service": "kv-mesh-proxy", "State": "running", "Publishers": []},
-    {"ID": "kv1", "Service": "kv", "State": "running",
+    {"ID": "kv1", "Service": "kv", "State": "running", "Publishers": []},
+    {"ID": "kvpod1", "Service": "kv-mesh-pod", "State": "running",
      "Publishers": [{"URL": "127.0.0.1", "TargetPort": 15090, "PublishedPort": 40000, "Protocol": "tcp"}]},
 ]
 
@@ -106,7 +121,7 @@ def test_what_inject_writes_is_read_back():
     original = (LEGACY / "original.yaml").read_text()
     machine = Machine(project="shop", images={"proxy": "meshctl-haproxy:t", "metrics": "meshctl-metrics:m"},
                       user="1000:1000", state_dir=PurePath("/state/compose/shop-1"))
-    text, _ = inject_text(original, InjectOptions(), machine, "compose.yaml")
+    text = inject_text(original, InjectOptions(), machine, "compose.yaml").text
     found = {s.name: s for s in injected_services(load(text, "compose.mesh.yaml")[0], "compose.mesh.yaml")}
     assert found["web"] == InjectedService("web", ("proxy", "metrics"), "/healthz", (), tls_terminator="proxy")
     assert found["api"].tls_terminator == "proxy"
@@ -119,7 +134,7 @@ def test_a_file_injected_with_a_tls_sidecar_is_still_checked():
     found = {s.name: s for s in injected_services(document, "compose.mesh.yaml")}
     assert found["web"] == InjectedService("web", ("tls", "proxy", "metrics"), "/healthz", (), tls_terminator="tls")
     assert found["db"] == InjectedService("db", ("proxy", "metrics"))
-    ps = [{**PS[0], "Service": "web"}, {"ID": "tls1", "Service": "web-mesh-tls", "Publishers": []},
+    ps = [{**PS[0], "Publishers": PUBLISHED}, {"ID": "tls1", "Service": "web-mesh-tls", "Publishers": []},
           {"ID": "proxy1", "Service": "web-mesh-proxy", "Publishers": []}]
     [web] = compose_targets([found["web"]], ps)
     assert set(web.urls) == {"https", "metrics"} and web.counts_requests and web.proxy_inside == "proxy1"

@@ -1,16 +1,15 @@
-"""meshctl inject / uninject on compose documents: pure, no daemon, no files."""
+"""meshctl inject / uninject on compose text: pure, no daemon, no files."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePath
 
 import pytest
-import yaml
 
-from meshctl import compose_yaml
 from meshctl.errors import ConfigError, UsageError
-from meshctl.inject import (InjectOptions, Machine, inject, inject_text, uninject, uninject_text,
-                            without_generated_blocks)
+from meshctl.inject import InjectOptions, Machine, inject_text, uninject_text
+from meshctl.inject import document as doc
+from meshctl.inject.emit import scalar
 from meshctl.sidecars import CERT_BUNDLE, METRICS_PORT, PROXY_PORT, READY_PATH, TLS_PORT
 
 MACHINE = Machine(project="demo", images={"proxy": "meshctl-haproxy:t", "metrics": "meshctl-metrics:m"},
@@ -18,20 +17,22 @@ MACHINE = Machine(project="demo", images={"proxy": "meshctl-haproxy:t", "metrics
 LEGACY = Path(__file__).resolve().parent.parent / "compose_corpus" / "legacy"
 
 
-def run(text: str, **options) -> tuple[str, object]:
-    document, layout = compose_yaml.load(text, "compose.yaml")
-    result = inject(document, InjectOptions(**options), MACHINE, "compose.yaml")
-    return compose_yaml.dump(result.document, layout), result
+def run(text: str, **options):
+    result = inject_text(text, InjectOptions(**options), MACHINE, "compose.yaml")
+    return result.text, result
+
+
+def meaning(text: str) -> dict:
+    """What the text means to Compose (YAML 1.2 scalars, merge keys resolved)."""
+    return doc.value(doc.parse(text, "t").root)
 
 
 def services_of(text: str) -> dict:
-    """What the output means, read by a plain YAML parser (merge keys resolved)."""
-    return yaml.safe_load(text)["services"]
+    return meaning(text)["services"]
 
 
 def back(text: str) -> str:
-    document, layout = compose_yaml.load(text, "compose.yaml")
-    return compose_yaml.dump(uninject(document).document, layout)
+    return uninject_text(text, "compose.yaml").text
 
 
 WEB = """\
@@ -43,42 +44,49 @@ services:
 """
 
 
-def test_http_service_gets_a_proxy_serving_https_and_metrics():
+def test_http_service_gets_a_pod_holder_a_proxy_serving_https_and_metrics():
     out, result = run(WEB)
     services = services_of(out)
-    assert list(services) == ["web", "web-mesh-proxy", "web-mesh-metrics"]
-    assert services["web"]["ports"] == [f"8080:{TLS_PORT}", f"127.0.0.1::{METRICS_PORT}"]
-    assert services["web"]["x-meshctl"] == {"injected": {"ports": ["8080:80"]}}
+    assert list(services) == ["web", "web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics"]
+    # The app joins the holder's namespace; its ports are parked (kept as written) for uninject.
+    assert services["web"]["network_mode"] == "service:web-mesh-pod"
+    assert "ports" not in services["web"] and services["web"]["x-meshctl-ports"] == ["8080:80"]
+    holder = services["web-mesh-pod"]
+    assert holder["ports"] == [f"8080:{TLS_PORT}", f"127.0.0.1::{METRICS_PORT}"]
+    assert holder["networks"] == {"default": {"aliases": ["web"]}}     # other services still call `web`
+    assert holder["entrypoint"][:2] == ["sh", "-c"] and "trap 'exit 0' TERM" in holder["entrypoint"][2]
+    for role in ("pod", "proxy", "metrics"):
+        generated = services[f"web-mesh-{role}"]
+        assert generated["user"] == "1000:1000"
+        assert generated["read_only"] is True and generated["cap_drop"] == ["ALL"]
+        assert generated["security_opt"] == ["no-new-privileges:true"]
+        assert "cap_add" not in generated and "privileged" not in generated
+        assert not any("docker.sock" in str(v) for v in generated.get("volumes", []))
+        assert generated["labels"]["meshctl.project"] == "demo"
+        assert generated["labels"]["meshctl.service"] == "web"
+        assert generated["labels"]["meshctl.role"] == role
+        assert generated["labels"]["meshctl.source"] == "compose"
+        assert generated["x-meshctl"]["sidecar-of"] == "web"
     for role in ("proxy", "metrics"):
         sidecar = services[f"web-mesh-{role}"]
-        assert sidecar["network_mode"] == "service:web"
-        assert sidecar["user"] == "1000:1000"
-        assert sidecar["read_only"] is True and sidecar["cap_drop"] == ["ALL"]
-        assert sidecar["security_opt"] == ["no-new-privileges:true"] and sidecar["tmpfs"] == ["/tmp"]
-        assert sidecar["labels"]["meshctl.project"] == "demo"
-        assert sidecar["labels"]["meshctl.service"] == "web"
-        assert sidecar["labels"]["meshctl.role"] == role
+        assert sidecar["network_mode"] == "service:web-mesh-pod"
+        assert sidecar["tmpfs"] == ["/tmp"] and "ports" not in sidecar and "depends_on" not in sidecar
         assert sidecar["healthcheck"]["test"][:3] == ["CMD", "bash", "-c"]
-        assert "ports" not in sidecar
     assert services["web-mesh-proxy"]["image"] == "meshctl-haproxy:t"
     assert services["web-mesh-metrics"]["image"] == "meshctl-metrics:m"
-    # The proxy terminates TLS: its folder holds the config and the certificate bundle.
     assert services["web-mesh-proxy"]["volumes"] == [
         {"type": "bind", "source": "/state/compose/demo-1/web/proxy", "target": "/etc/meshctl", "read_only": True}]
     assert services["web-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "web", "terminates-tls": True}
-    assert services["web-mesh-metrics"]["x-meshctl"] == {"sidecar-of": "web"}
-    for role in ("proxy", "metrics"):
-        assert services[f"web-mesh-{role}"]["depends_on"] == {"web": {"condition": "service_started"}}
     [item] = result.injected
     assert item.protocol == "http" and item.app_port == 80 and item.roles == ("proxy", "metrics")
     assert set(item.files) == {PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")}
     proxy_cfg = item.files[PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")]
     assert "server app 127.0.0.1:80" in proxy_cfg and f"bind :{PROXY_PORT}\n" in proxy_cfg
     assert f"bind :{TLS_PORT} ssl crt {CERT_BUNDLE} alpn http/1.1" in proxy_cfg
-    assert "mode http" in proxy_cfg and "ssl-min-ver TLSv1.2" in proxy_cfg
     assert item.cert_dir == PurePath("/state/compose/demo-1/web/proxy")
     assert set(item.sans) == {"localhost", "127.0.0.1", "::1", "web"}
-    assert "host 8080 → proxy (HTTPS) → app:80" in item.summary
+    assert item.summary.startswith("web: HTTPS on host 8080 → proxy → app:80 (image nginx is a web server (nginx))")
+    assert "x-meshctl: {protocol: tcp}" in item.summary
     assert result.roles == ("proxy", "metrics")
 
 
@@ -86,41 +94,45 @@ def test_the_proxy_healthcheck_tries_the_https_port_and_the_app_and_escapes_doll
     out, _ = run(WEB)
     script = services_of(out)["web-mesh-proxy"]["healthcheck"]["test"][3]
     assert f"/dev/tcp/127.0.0.1/{TLS_PORT}" in script and f"/dev/tcp/127.0.0.1/{PROXY_PORT}" in script
-    assert "GET / HTTP/1.0" in script and READY_PATH not in script     # the app's answer, not the proxy's own
+    assert "GET / HTTP/1.0" in script and READY_PATH not in script
     assert '[ "$$code" -lt 500 ]' in script
-    assert "$$code" in script and "$code" not in script.replace("$$code", "")
+    assert "$code" not in script.replace("$$code", "")
 
 
 def test_inject_twice_is_byte_identical_and_uninject_restores_the_text():
     out, _ = run(WEB)
-    again, _ = run(out)
-    assert again == out
+    assert run(out)[0] == out
     assert back(out) == WEB
+    # The app's own lines are edited in place, not rewritten.
+    assert '    network_mode: service:web-mesh-pod\n    image: nginx\n    x-meshctl-ports:\n      - "8080:80"\n' in out
 
 
-def test_a_top_level_block_holds_what_sidecars_share_with_anchors():
+def test_a_top_level_block_holds_what_generated_services_share_with_anchors():
     out, _ = run(WEB)
-    assert "x-meshctl:\n  generated-by: \"meshctl inject\"" in out
-    assert "  proxy: &meshctl-proxy\n" in out and "    <<: *meshctl-proxy\n" in out
-    assert "meshctl-tls" not in out and "-mesh-tls" not in out
-    assert out.index("x-meshctl:") < out.index("services:")
+    assert out.startswith('x-meshctl:\n  generated-by: "meshctl inject"\n')
+    for role in ("pod", "proxy", "metrics"):
+        assert f"  {role}: &meshctl-{role}\n" in out and f"    <<: *meshctl-{role}\n" in out
+    assert "-mesh-tls" not in out and out.index("x-meshctl:") < out.index("services:")
 
 
 @pytest.mark.parametrize("entry, expected", [
-    ('"8080:80"', [f"8080:{TLS_PORT}"]),
-    ('"80"', [f"{TLS_PORT}"]),
-    ("80", [TLS_PORT]),
-    ('"127.0.0.1:8080:80"', [f"127.0.0.1:8080:{TLS_PORT}"]),
-    ('"127.0.0.1::80"', [f"127.0.0.1::{TLS_PORT}"]),
-    ('"[::1]:8080:80/tcp"', [f"[::1]:8080:{TLS_PORT}/tcp"]),
-    ('"${WEB_PORT:-8080}:80"', [f"${{WEB_PORT:-8080}}:{TLS_PORT}"]),
+    ('"8080:80"', f'"8080:{TLS_PORT}"'),
+    ("'8080:80'", f"'8080:{TLS_PORT}'"),
+    ("8080:80", f"8080:{TLS_PORT}"),
+    ('"80"', f'"{TLS_PORT}"'),
+    ("80", f"{TLS_PORT}"),
+    ('"127.0.0.1:8080:80"', f'"127.0.0.1:8080:{TLS_PORT}"'),
+    ('"127.0.0.1::80"', f'"127.0.0.1::{TLS_PORT}"'),
+    ('"[::1]:8080:80/tcp"', f'"[::1]:8080:{TLS_PORT}/tcp"'),
+    ('"${WEB_PORT:-8080}:80"', f'"${{WEB_PORT:-8080}}:{TLS_PORT}"'),
 ])
-def test_short_syntax_keeps_its_shape(entry, expected):
+def test_short_syntax_keeps_its_shape_and_quotes(entry, expected):
     out, _ = run(f"services:\n  web:\n    image: nginx\n    ports:\n      - {entry}\n")
-    assert services_of(out)["web"]["ports"] == expected + [f"127.0.0.1::{METRICS_PORT}"]
+    assert f"\n    ports:\n      - {expected}\n      - \"127.0.0.1::{METRICS_PORT}\"\n" in out
+    assert back(out) == f"services:\n  web:\n    image: nginx\n    ports:\n      - {entry}\n"
 
 
-def test_long_syntax_keeps_its_shape_and_other_ports_pass_through():
+def test_long_syntax_keeps_its_shape_and_other_ports_pass_through_as_written():
     out, _ = run("""\
 services:
   web:
@@ -131,21 +143,21 @@ services:
         host_ip: 127.0.0.1
         name: http
       - {target: 9229, published: "9229"}
-      - "53:53/udp"
+      - 53:53/udp
       - "9000-9001:9000-9001"
 """)
-    ports = services_of(out)["web"]["ports"]
+    ports = services_of(out)["web-mesh-pod"]["ports"]
     assert ports[0] == {"target": TLS_PORT, "published": "8080", "host_ip": "127.0.0.1", "name": "http"}
     assert ports[1:4] == [{"target": 9229, "published": "9229"}, "53:53/udp", "9000-9001:9000-9001"]
-    assert ports[4] == {"target": METRICS_PORT, "host_ip": "127.0.0.1"}
+    assert ports[4] == f"127.0.0.1::{METRICS_PORT}"
+    assert '      - {target: 9229, published: "9229"}\n      - 53:53/udp\n      - "9000-9001:9000-9001"\n' in out
 
 
 def test_keep_plain_keeps_the_app_port_and_gives_https_its_own():
-    out, result = run(WEB.replace('- "8080:80"', '- "8080:80"\n    x-meshctl: {tls_port: 8443, metrics_port: 9090}'),
-                      keep_plain=True)
-    ports = services_of(out)["web"]["ports"]
-    assert ports == ["8080:80", f"8443:{TLS_PORT}", f"127.0.0.1:9090:{METRICS_PORT}"]
-    assert services_of(back(out))["web"]["x-meshctl"] == {"tls_port": 8443, "metrics_port": 9090}
+    text = WEB.replace('- "8080:80"', '- "8080:80"\n    x-meshctl: {tls_port: 8443, metrics_port: 9090}')
+    out, _ = run(text, keep_plain=True)
+    assert services_of(out)["web-mesh-pod"]["ports"] == ["8080:80", f"8443:{TLS_PORT}", f"127.0.0.1:9090:{METRICS_PORT}"]
+    assert back(out) == text
 
 
 @pytest.mark.parametrize("service, why", [
@@ -155,31 +167,32 @@ def test_keep_plain_keeps_the_app_port_and_gives_https_its_own():
     ("image: redis:7-alpine\n    ports: ['6379']", "Redis"),
     ("image: mongo\n    ports: ['27017:27017']", "MongoDB"),
     ("image: acme/cache\n    ports: ['6380:6379']", "Redis"),
+    ("image: acme/thing\n    ports: ['7000:7000']", "nothing says port 7000 speaks HTTP"),
     ("image: acme/grpc\n    ports: ['7000:7000']\n    x-meshctl: {protocol: tcp}", "x-meshctl.protocol"),
     ("image: acme/grpc\n    ports: [{target: 7000, app_protocol: grpc}]", "app_protocol: grpc"),
+    ("image: itzg/minecraft-server\n    ports: ['25565:25565']", "Minecraft"),
 ])
 def test_tcp_services_get_a_tcp_proxy_and_never_an_http_one(service, why):
     out, result = run(f"services:\n  db:\n    {service}\n")
     [item] = result.injected
     assert item.protocol == "tcp" and why in item.why
     services = services_of(out)
-    assert set(services) == {"db", "db-mesh-proxy", "db-mesh-metrics"}
+    assert set(services) == {"db", "db-mesh-pod", "db-mesh-proxy", "db-mesh-metrics"}
     assert services["db-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "db"}      # no HTTPS here
-    assert item.cert_dir is None and "TCP proxy → app" in item.summary
+    assert item.cert_dir is None and "TCP proxy on" in item.summary and "{protocol: http}" in item.summary
     config = next(iter(item.files.values()))
     assert "mode tcp" in config and "mode http\n    bind :" not in config
     assert f"server app 127.0.0.1:{item.app_port}" in config
-    first = services["db"]["ports"][0]
-    assert (first["target"] if isinstance(first, dict) else str(first).rsplit(":", 1)[-1]) in (PROXY_PORT, str(PROXY_PORT))
-    # The metrics sidecar serves HAProxy's connection counters.
+    first = services["db-mesh-pod"]["ports"][0]
+    assert str(first["target"] if isinstance(first, dict) else first).endswith(str(PROXY_PORT))
     assert "15021" in services["db-mesh-metrics"]["environment"]["MESHCTL_APP_METRICS"]
 
 
 def test_tcp_skip_leaves_tcp_services_alone_with_a_reason():
-    out, result = run("services:\n  db:\n    image: postgres\n    ports: ['5432:5432']\n", tcp="skip")
-    assert not result.injected
+    text = "services:\n  db:\n    image: postgres\n    ports: ['5432:5432']\n"
+    out, result = run(text, tcp="skip")
+    assert not result.injected and out == text
     assert "PostgreSQL" in result.skipped[0].reason and "--tcp skip" in result.skipped[0].reason
-    assert services_of(out) == {"db": {"image": "postgres", "ports": ["5432:5432"]}}
 
 
 def test_protocol_http_overrides_detection():
@@ -187,11 +200,34 @@ def test_protocol_http_overrides_detection():
     assert result.injected[0].protocol == "http"
 
 
+def test_the_http_port_of_several_is_the_one_wrapped_and_udp_keeps_its_mapping():
+    out, result = run("""\
+services:
+  pihole:
+    image: pihole/pihole:latest
+    ports:
+      - "53:53/tcp"
+      - "53:53/udp"
+      - "8080:80/tcp"
+      - "8443:443/tcp"
+  dns:
+    image: acme/dns
+    ports: ["5054:5054/tcp", "5054:5054/udp"]
+""")
+    items = {i.service: i for i in result.injected}
+    assert (items["pihole"].protocol, items["pihole"].app_port) == ("http", 80)
+    assert services_of(out)["pihole-mesh-pod"]["ports"][:4] == ["53:53/tcp", "53:53/udp", f"8080:{TLS_PORT}/tcp", "8443:443/tcp"]
+    assert "53:53, 53:53/udp, 8443:443 published as before" in items["pihole"].summary
+    assert (items["dns"].protocol, items["dns"].app_port) == ("tcp", 5054)
+    assert services_of(out)["dns-mesh-pod"]["ports"][:2] == [f"5054:{PROXY_PORT}/tcp", "5054:5054/udp"]
+
+
 @pytest.mark.parametrize("body, reason", [
     ("image: x\n    network_mode: host\n    ports: ['80:80']", "network_mode: host"),
     ("image: x\n    network_mode: 'service:db'\n    ports: ['80:80']", "another namespace"),
     ("image: x\n    network_mode: none", "network_mode: none"),
     ("image: x", "publishes no ports"),
+    ("image: x\n    expose: ['80']", "publishes no ports"),
     ("extends: {file: base.yaml, service: web}", "`extends`"),
     ("image: x\n    ports: ['53:53/udp']", "only UDP"),
     ("image: x\n    ports: ['8000-8010:8000-8010']", "x-meshctl.port"),
@@ -205,7 +241,13 @@ def test_services_left_alone_say_why(body, reason):
     assert not result.injected
     assert reason in result.skipped[0].reason
     assert result.skipped[0].summary.startswith("app: left alone: ")
-    assert out == compose_yaml.dump(*compose_yaml.load(text, "c"))
+    assert out == text
+
+
+def test_a_service_others_join_is_left_alone():
+    _, result = run("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n  debug:\n    image: x\n"
+                    "    network_mode: service:web\n")
+    assert result.skipped[0].reason == "debug joins its namespace (network_mode: service:web)"
 
 
 def test_only_selected_services():
@@ -217,24 +259,41 @@ def test_only_selected_services():
         run(text, services=("nope",))
 
 
-def test_sans_include_aliases_hostname_and_hosts():
-    _, result = run("""\
+def test_the_holder_takes_what_a_joined_container_may_not_have():
+    text = """\
 services:
   web:
     image: nginx
+    container_name: shop
     hostname: web.internal
     ports: ["80"]
+    expose: ["81"]
+    dns: [1.1.1.1]
+    extra_hosts: ["api:10.0.0.2"]
     networks:
       front:
         aliases: [www, shop.local]
+        ipv4_address: 172.20.0.5
+      back:
     x-meshctl: {hosts: [shop.example.test]}
-""")
-    assert {"web", "web.internal", "www", "shop.local", "shop.example.test", "localhost"} <= set(result.injected[0].sans)
+"""
+    out, result = run(text)
+    services = services_of(out)
+    app, holder = services["web"], services["web-mesh-pod"]
+    for key in ("ports", "expose", "hostname", "dns", "extra_hosts", "networks"):
+        assert key not in app and f"x-meshctl-{key}" in app
+    assert app["container_name"] == "shop"
+    assert holder["hostname"] == "web.internal" and holder["expose"] == ["81"] and holder["dns"] == ["1.1.1.1"]
+    assert holder["extra_hosts"] == ["api:10.0.0.2"]
+    assert holder["networks"] == {"front": {"aliases": ["web", "shop", "www", "shop.local"], "ipv4_address": "172.20.0.5"},
+                                  "back": {"aliases": ["web", "shop"]}}
+    assert {"web", "web.internal", "www", "shop.local", "shop", "shop.example.test", "localhost"} <= set(result.injected[0].sans)
+    assert back(out) == text
 
 
 def test_profiles_and_restart_policy_follow_the_app():
     out, _ = run(WEB.replace("image: nginx", "image: nginx\n    profiles: [debug]\n    restart: always"))
-    for role in ("proxy", "metrics"):
+    for role in ("pod", "proxy", "metrics"):
         assert services_of(out)[f"web-mesh-{role}"]["profiles"] == ["debug"]
         assert services_of(out)[f"web-mesh-{role}"]["restart"] == "always"
 
@@ -246,49 +305,46 @@ def test_health_and_metrics_path_settings():
     assert f"/dev/tcp/127.0.0.1/{TLS_PORT}" in script and "GET /healthz" in script
     assert '[ "$$code" -ge 200 ] && [ "$$code" -lt 400 ]' in script
     assert services["web-mesh-metrics"]["environment"]["MESHCTL_APP_METRICS"] == "http://127.0.0.1:80/metrics"
-    proxy_cfg = next(text for path, text in result.injected[0].files.items() if "proxy" in str(path))
-    assert "timeout server 30000ms" in proxy_cfg
+    assert "timeout server 30000ms" in next(iter(result.injected[0].files.values()))
 
 
-def test_ports_inherited_through_a_merge_key():
+def test_keys_inherited_through_a_merge_key_are_overridden_and_the_anchor_never_changes():
     text = """\
 x-defaults: &defaults
   image: nginx
   ports:
     - "8080:80"
+  networks: [front]
 services:
   web:
     <<: *defaults
   other:
     <<: *defaults
     ports: ["9090:80"]
+networks:
+  front:
 """
-    out, result = run(text)
+    out, _ = run(text)
     services = services_of(out)
-    assert services["web"]["ports"][0] == f"8080:{TLS_PORT}"
-    assert services["other"]["ports"][0] == f"9090:{TLS_PORT}"
-    assert yaml.safe_load(out)["x-defaults"]["ports"] == ["8080:80"]    # the shared anchor is untouched
-    assert yaml.safe_load(back(out)) == yaml.safe_load(text)
-    assert run(out)[0] == out
+    assert services["web"]["ports"] == [] and services["web"]["networks"] == {}
+    assert services["web-mesh-pod"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert services["web-mesh-pod"]["networks"] == {"front": {"aliases": ["web"]}}
+    assert services["other"]["ports"] == [] and services["other"]["x-meshctl-ports"] == ["9090:80"]
+    assert services["other-mesh-pod"]["ports"][0] == f"9090:{TLS_PORT}"
+    assert meaning(out)["x-defaults"]["ports"] == ["8080:80"]
+    assert back(out) == text and run(out)[0] == out
 
 
 def test_ports_shared_by_an_anchor_are_never_changed_in_place():
-    text = """\
-services:
-  a:
-    image: x
-    ports: &p
-      - "8080:80"
-  b:
-    image: x
-    ports: *p
-"""
+    text = "services:\n  a:\n    image: x\n    ports: &p\n      - \"8080:80\"\n  b:\n    image: x\n    ports: *p\n"
     out, _ = run(text, services=("a",))
     services = services_of(out)
-    assert services["a"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert services["a-mesh-pod"]["ports"][0] == f"8080:{TLS_PORT}"
     assert services["b"]["ports"] == ["8080:80"]
-    assert yaml.safe_load(back(out)) == yaml.safe_load(text)
-    assert run(out, services=("a",))[0] == out
+    assert back(out) == text and run(out, services=("a",))[0] == out
+    both, _ = run(text)
+    assert services_of(both)["b-mesh-pod"]["ports"][0] == f"8080:{TLS_PORT}"
+    assert "    x-meshctl-ports: *p\n" in both and back(both) == text
 
 
 def test_comments_quotes_and_key_order_survive():
@@ -300,8 +356,11 @@ services:
     image: 'nginx'   # quoted
     environment: {A: "1", B: yes}
     ports:
+      # the web port
       - "8080:80"
+      - 9229:9229   # debugger
     x-team: core
+    # what follows is the database
   # database
   db:
     image: postgres
@@ -309,22 +368,23 @@ volumes:
   data: {}
 """
     out, _ = run(text)
-    for fragment in ("# top", "name: demo   # project", "image: 'nginx'   # quoted", 'environment: {A: "1", B: yes}',
-                     "x-team: core", "# database", "volumes:\n  data: {}"):
-        assert fragment in out
+    assert "      # the web port\n      - \"8080:80\"\n      - 9229:9229   # debugger\n" in out
+    # The generated services follow web's own trailing comment, before db's.
+    assert out.index("# what follows is the database") < out.index("web-mesh-pod:") < out.index("  # database")
+    assert "      - 9229:9229\n" in out     # passed through to the holder unquoted, as written
     assert back(out) == text
 
 
 def test_user_settings_survive_uninject():
     text = WEB + "    x-meshctl:\n      protocol: http\n      health: /ok\n"
     out, _ = run(text)
-    assert yaml.safe_load(out)["services"]["web"]["x-meshctl"]["protocol"] == "http"
+    assert services_of(out)["web"]["x-meshctl"] == {"protocol": "http", "health": "/ok"}
     assert back(out) == text
 
 
-def test_sidecar_name_collision_is_an_error():
-    with pytest.raises(ConfigError, match="web-mesh-proxy"):
-        run(WEB + "  web-mesh-proxy:\n    image: x\n")
+def test_generated_name_collision_is_an_error():
+    with pytest.raises(ConfigError, match="web-mesh-pod"):
+        run(WEB + "  web-mesh-pod:\n    image: x\n")
 
 
 @pytest.mark.parametrize("text, message, line", [
@@ -333,26 +393,28 @@ def test_sidecar_name_collision_is_an_error():
     ("- a\n- b\n", "expected a mapping with `services:`", 1),
     ("services:\n  web: nginx\n", "services.web: expected a mapping of settings", 2),
     ("services:\n  web:\n    image: x\n    ports: '80:80'\n", "services.web.ports: expected a list", 4),
+    ("services:\n  web:\n    image: x\n    ports: [true]\n", r"services.web.ports\[0\]: expected a port", 4),
     ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl: {protocol: udp}\n", "expected http or tcp", 5),
     ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl:\n      colour: red\n", "unknown setting", 6),
     ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl: {port: high}\n", "not a port number", 5),
+    ("services: {web: {image: x, ports: ['80:80']}}\n", "flow style", 1),
+    ("services:\n  web:\n    image: x\n    x-meshctl-ports: [80]\n", "a key meshctl inject writes", 4),
 ])
-def test_not_a_compose_file_names_the_line(text, message, line):
+def test_bad_input_names_the_line(text, message, line):
     with pytest.raises(ConfigError, match=message) as caught:
         run(text)
     assert caught.value.message.startswith(f"compose.yaml:{line}:")
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 2 and caught.value.hint
 
 
 @pytest.mark.parametrize("text, line", [
     ("services:\n  web:\n    image: [x\n", 4),
     ("services:\n  web:\n\t image: x\n", 3),
-    ("services:\n  web: {}\n  web: {}\n", 3),
     ("services: {}\n---\nservices: {}\n", 2),
 ])
 def test_not_yaml_names_the_line(text, line):
     with pytest.raises(ConfigError, match="not valid YAML") as caught:
-        compose_yaml.load(text, "compose.yaml")
+        run(text)
     assert caught.value.message.startswith(f"compose.yaml:{line}:")
 
 
@@ -361,17 +423,20 @@ def test_empty_file_is_not_a_compose_file():
         run("")
 
 
+def test_no_services_injects_nothing():
+    out, result = run("services: {}\n")
+    assert out == "services: {}\n" and not result.injected and not result.skipped
+
+
 def test_uninject_of_a_plain_file_changes_nothing():
-    document, layout = compose_yaml.load(WEB, "c")
-    result = uninject(document)
-    assert not result.restored and not result.removed
-    assert compose_yaml.dump(result.document, layout) == WEB
+    result = uninject_text(WEB, "c")
+    assert not result.restored and not result.removed and result.text == WEB
 
 
 def test_layout_follows_the_file():
     out, _ = run("services:\n    web:\n        image: nginx\n        ports:\n        - '80:80'\n")
     assert "\n    web-mesh-proxy:\n        <<: *meshctl-proxy\n" in out
-    assert "\n        -" in out and "\n          -" not in out
+    assert "\n        ports:\n        - '80:15443'\n" in out
 
 
 @pytest.mark.parametrize("value, text", [
@@ -380,39 +445,28 @@ def test_layout_follows_the_file():
     (True, "true"), (3, "3"), ("$$code", '"$$code"'),
 ])
 def test_generated_scalars_mean_the_same_to_any_yaml_parser(value, text):
-    assert compose_yaml._scalar(value) == text
+    import yaml
+
+    assert scalar(value) == text
     assert yaml.safe_load(f"k: {text}")["k"] == value
-
-
-def test_the_shortcut_refuses_anything_but_meshctls_own_blocks():
-    out, _ = run(WEB)
-    assert without_generated_blocks(WEB) is None
-    stripped = without_generated_blocks(out)
-    assert "mesh-proxy" not in stripped and "generated-by" not in stripped and "injected:" in stripped
-    edited = out.replace("    network_mode: service:web\n", "    # edited by hand\n    network_mode: service:web\n", 1)
-    assert without_generated_blocks(edited) is None
-    # A hand-edited file still re-injects (the long way) to the same output.
-    assert inject_text(edited, InjectOptions(), MACHINE, "c")[0] == out
+    assert meaning(f"k: {text}")["k"] == value
 
 
 def test_errors_in_an_injected_file_name_the_right_line():
-    out, _ = run(WEB)
-    broken = out.replace("      injected:", "      colour: red\n      injected:")
+    out, _ = run(WEB + "    x-meshctl:\n      health: /h\n")
+    broken = out.replace("      health: /h", "      health: /h\n      colour: red")
     line = broken.splitlines().index("      colour: red") + 1
     with pytest.raises(ConfigError) as caught:
-        inject_text(broken, InjectOptions(), MACHINE, "compose.yaml")
+        run(broken)
     assert caught.value.message.startswith(f"compose.yaml:{line}: ")
-
-
-def test_a_flow_style_services_mapping_becomes_a_block():
-    out, _ = run('services: {web: {image: nginx, ports: ["8080:80"]}}\n')
-    assert "__meshctl_generated" not in out
-    assert services_of(out)["web-mesh-proxy"]["network_mode"] == "service:web"
-    assert run(out)[0] == out
 
 
 @pytest.mark.parametrize("text", [
     WEB,
+    WEB.replace("\n", "\r\n"),
+    WEB.rstrip("\n"),
+    WEB + "\n  \n    ",
+    WEB + "   \n# the end",
     "# header\n\nservices:\n  web:\n    image: x\n    ports:   # published\n      - '80:80'   # http\n\n  # next\n  db:\n    image: y\n",
     "x-d: &d\n  image: x\n  ports: ['80:80']\nservices:\n  web:\n    <<: *d\n",
     "services:\n  web:\n    image: x\n    ports: &p\n    - 80\n    x-meshctl:\n      health: /h\n  other:\n    image: x\n    ports: *p\n",
@@ -421,93 +475,58 @@ def test_a_flow_style_services_mapping_becomes_a_block():
     "x-d: &d\n  ports: ['80']\nservices:\n  a:\n    image: x\n  web:\n    <<: *d\n    x-meshctl:\n      hosts: [w]\n# end\n",
     "services:\n  web:\n    image: x\n    ports:\n      - name: web\n        target: 80\n        published: '8080'\n"
     "        app_protocol: http\n      - 9229:9229\n    # trailing\n\n# the end\n",
+    "services:\n  web: {image: x, \"ports\": ['80:80']}\n",
+    "services:\n  web:\n    image: x\n    command: |\n      run\n\n    ports: [80]\n",
+    "services:\n  web:\n    image: x\n    ports: [80]\n    command: |\n      run\n\n\n",
+    "services:\n  web:\n    image: é\n    ports: [80]\n  café:\n    image: x\n    ports: [8080]",
 ])
-def test_the_cli_path_writes_into_the_text_and_takes_it_out_byte_for_byte(text):
-    fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
+def test_byte_exact_whatever_the_line_ends_final_newline_and_trailing_space(text):
+    out, result = run(text)
     assert result.injected
-    tree, _ = run(text)
-    assert yaml.safe_load(fast) == yaml.safe_load(tree)
-    assert inject_text(fast, InjectOptions(), MACHINE, "c")[0] == fast
-    back_text, undone = uninject_text(fast, "c")
-    assert back_text == text and undone.removed
-
-
-def test_new_port_items_go_where_the_file_puts_its_dashes():
-    text = "services:\n  web:\n    image: x\n    ports:\n    - '80:80'\n    environment:\n      - A=1\n      - B=2\n"
-    fast, _ = inject_text(text, InjectOptions(), MACHINE, "c")
-    assert "    ports:\n    - '80:15443'\n    - \"127.0.0.1::15090\"\n" in fast
-    assert uninject_text(fast, "c")[0] == text
-
-
-def test_crlf_files_take_the_tree_path():
-    text = WEB.replace("\n", "\r\n")
-    fast, result = inject_text(text, InjectOptions(), MACHINE, "c")
-    assert result.injected and "web-mesh-proxy" in fast
-    assert yaml.safe_load(uninject_text(fast, "c")[0]) == yaml.safe_load(WEB)
+    assert run(out)[0] == out
+    assert back(out) == text
+    if "\r\n" in text:
+        assert "\n" not in out.replace("\r\n", "")
+    meaning(out)      # still one valid YAML document
 
 
 # ---------------------------------------------------------------------------------------------
-# Files injected when a tls sidecar served HTTPS in front of the proxy (HTTPS → tls → proxy → app)
+# Files injected by earlier versions: ports rewired on the app, originals under x-meshctl.injected,
+# sidecars in the app's own namespace (and, before that, a tls sidecar in front of the proxy)
 
 
 def legacy() -> tuple[str, str]:
-    """(a file, and what inject wrote when a tls sidecar served HTTPS), with this file's MACHINE."""
     return (LEGACY / "original.yaml").read_text(), (LEGACY / "injected-with-tls-sidecar.yaml").read_text()
 
 
 def test_the_legacy_fixture_has_the_old_shape():
     _, old = legacy()
     services = services_of(old)
-    assert {"web-mesh-tls", "api-mesh-tls"} <= set(services) and "db-mesh-tls" not in services
-    assert services["web-mesh-tls"]["x-meshctl"] == {"sidecar-of": "web"}
-    assert services["web-mesh-tls"]["depends_on"] == {"web-mesh-proxy": {"condition": "service_started"}}
-    assert "tls" in yaml.safe_load(old)["x-meshctl"]
+    assert {"web-mesh-tls", "api-mesh-tls"} <= set(services) and "web-mesh-pod" not in services
+    assert services["web"]["x-meshctl"]["injected"]["ports"] == ["8080:80"]
 
 
 def test_a_legacy_file_uninjects_to_the_original_text():
     original, old = legacy()
-    text, result = uninject_text(old, "compose.mesh.yaml")
-    assert text == original
+    result = uninject_text(old, "compose.mesh.yaml")
+    assert result.text == original
     assert result.restored == ("web", "api", "db")
     assert {"web-mesh-tls", "web-mesh-proxy", "web-mesh-metrics", "api-mesh-tls", "db-mesh-proxy"} <= set(result.removed)
-    # The tree (what a hand-edited file takes) gets there too.
-    assert back(old) == original
 
 
 def test_re_injecting_a_legacy_file_converges_to_the_new_shape():
     original, old = legacy()
-    fresh, _ = inject_text(original, InjectOptions(), MACHINE, "compose.yaml")
-    again, result = inject_text(old, InjectOptions(), MACHINE, "compose.mesh.yaml")
-    assert again == fresh                                   # as if injected afresh, byte for byte
-    assert inject_text(again, InjectOptions(), MACHINE, "c")[0] == again
+    fresh, _ = run(original)
+    again, result = run(old)
+    assert again == fresh
     assert "-mesh-tls" not in again and "meshctl-tls" not in again
     services = services_of(again)
-    # The proxy takes over the TLS port, with the certificate in its own folder.
-    assert services["web"]["ports"][0] == f"8080:{TLS_PORT}"
-    assert services["web"]["x-meshctl"] == {"health": "/healthz", "injected": {"ports": ["8080:80"]}}
+    assert services["web-mesh-pod"]["ports"][0] == f"8080:{TLS_PORT}"
     assert services["web-mesh-proxy"]["x-meshctl"]["terminates-tls"] is True
-    assert "/healthz" in services["web-mesh-proxy"]["healthcheck"]["test"][3]
-    assert services["api-mesh-proxy"]["profiles"] == ["api"]
     web = next(item for item in result.injected if item.service == "web")
-    assert web.cert_dir == PurePath("/state/compose/demo-1/web/proxy")
-    # A running web-mesh-tls would still take HTTPS connections: the summary says how to remove it.
-    retired = {item.service: item.retired for item in result.injected}
-    assert retired == {"web": ("web-mesh-tls",), "api": ("api-mesh-tls",), "db": ()}
+    assert {item.service: item.retired for item in result.injected} == {
+        "web": ("web-mesh-tls",), "api": ("api-mesh-tls",), "db": ()}
     assert "web-mesh-tls is gone" in web.summary and "--remove-orphans" in web.summary
-    assert not any(item.retired for item in inject_text(again, InjectOptions(), MACHINE, "c")[1].injected)
-    assert not any(item.retired for item in inject_text(original, InjectOptions(), MACHINE, "c")[1].injected)
-    assert services["db-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "db"}
-    assert uninject_text(again, "c")[0] == original
-    # And through the tree.
-    assert run(old)[0] == run(original)[0]
-    assert [item.retired for item in run(old)[1].injected] == [("web-mesh-tls",), ("api-mesh-tls",), ()]
-    assert yaml.safe_load(run(old)[0]) == yaml.safe_load(fresh)
-
-
-def test_a_hand_edited_legacy_file_takes_the_tree_path_to_the_same_shape():
-    original, old = legacy()
-    edited = old.replace("    network_mode: service:web\n", "    # edited by hand\n    network_mode: service:web\n", 1)
-    assert without_generated_blocks(edited) is None
-    again, _ = inject_text(edited, InjectOptions(), MACHINE, "c")
-    assert yaml.safe_load(again) == yaml.safe_load(inject_text(original, InjectOptions(), MACHINE, "c")[0])
-    assert yaml.safe_load(uninject_text(edited, "c")[0]) == yaml.safe_load(original)
+    assert web.retired_dirs == (PurePath("/state/compose/demo-1/web/tls"),)
+    assert not any(item.retired for item in run(again)[1].injected)
+    assert back(again) == original

@@ -38,10 +38,14 @@ def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
     path = write(tmp_path)
     result = run_meshctl("inject", "--no-build", str(path), check=True)
     services = yaml.safe_load(result.stdout)["services"]
-    assert {"web-mesh-proxy", "web-mesh-metrics", "db-mesh-proxy", "db-mesh-metrics"} <= set(services)
+    assert {"web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics", "db-mesh-pod", "db-mesh-proxy",
+            "db-mesh-metrics"} <= set(services)
     assert not any(name.endswith("-mesh-tls") for name in services)
-    assert "web: injected (http: the default): host 8080 → proxy (HTTPS) → app:80" in result.stderr
-    assert "db: injected (tcp: port 5432 is PostgreSQL's)" in result.stderr
+    # One line per service: what was chosen, why, and how to choose otherwise.
+    assert "web: HTTPS on host 8080 → proxy → app:80 (image nginx is a web server (nginx))" in result.stderr
+    assert "not HTTP? x-meshctl: {protocol: tcp}" in result.stderr
+    assert "db: TCP proxy on host 5432 → app:5432 (port 5432 is PostgreSQL)" in result.stderr
+    assert "HTTP? x-meshctl: {protocol: http}" in result.stderr
     assert "worker: left alone: publishes no ports" in result.stderr
     assert path.read_text() == COMPOSE
 
@@ -142,6 +146,30 @@ def test_finds_compose_yaml_in_the_current_folder(tmp_path):
     assert "web-mesh-proxy" in result.stdout and "db-mesh-proxy" not in result.stdout
 
 
+def test_a_folder_means_its_compose_file_as_docker_compose_finds_it(tmp_path):
+    write(tmp_path, name="docker-compose.yml")
+    result = run_meshctl("inject", "--no-build", str(tmp_path), check=True)
+    assert "web-mesh-proxy" in result.stdout
+    empty = tmp_path / "adir"
+    empty.mkdir()
+    (empty / "stack.yml").write_text(COMPOSE)
+    result = run_meshctl("inject", "--no-build", str(empty))
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"{empty} is a folder, and it has no compose file (compose.yaml, compose.yml" in result.stderr
+    assert "stack.yml" in result.stderr and "no such file" not in result.stderr
+    missing = run_meshctl("inject", "--no-build", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+
+
+def test_nothing_to_inject_says_so(tmp_path):
+    path = write(tmp_path, "services: {}\n")
+    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    assert result.stdout == "services: {}\n" and "nothing was injected: it has no services" in result.stderr
+    path = write(tmp_path, "services:\n  worker:\n    image: x\n")
+    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    assert "worker: left alone: publishes no ports" in result.stderr and "nothing was injected" in result.stderr
+
+
 LEGACY = Path(__file__).resolve().parent.parent / "compose_corpus" / "legacy"
 
 
@@ -166,7 +194,7 @@ def test_a_file_injected_with_a_tls_sidecar_uninjects_and_re_injects_in_place(tm
     assert path.read_text() == fresh and "-mesh-tls" not in fresh
     assert (tmp_path / "compose.mesh.yaml.bak").read_text() == old
     services = yaml.safe_load(fresh)["services"]
-    assert services["web"]["ports"][0] == "8080:15443"
+    assert services["web-mesh-pod"]["ports"][0] == "8080:15443"
     proxy_dir = Path(services["web-mesh-proxy"]["volumes"][0]["source"])
     assert stat.S_IMODE((proxy_dir / "bundle.pem").stat().st_mode) == 0o600
     assert "unchanged" in run_meshctl("inject", "--no-build", "-i", str(path), check=True).stderr

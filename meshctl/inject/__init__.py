@@ -1,0 +1,64 @@
+"""meshctl inject: give services of a compose file a pod (a holder that owns the network namespace
+and the published ports) with proxy and metrics sidecars, and take them out again.
+
+Text in, text out, and nothing else: no files, no Docker, no printing. The result is the original
+text with a few edits (render.py); every other byte stays as it was. Injecting first takes out
+anything injected before (uninject.py), so injecting twice changes nothing, and uninject gives back
+the original bytes.
+
+    names.py     the names written and read back (x-meshctl, NAME-mesh-ROLE, x-meshctl-KEY)
+    document.py  the file as libyaml nodes with positions; values read as Compose reads them
+    ports.py     the published-port grammar
+    protocol.py  HTTP only on evidence, TCP otherwise; which port
+    plan.py      which services, which port and protocol, what moves to the holder
+    render.py    the plan written into the text
+    uninject.py  every edit taken out again
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from ..errors import ConfigError
+from . import document as doc
+from .names import GENERATED_ROLES, MARK, ROLES, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
+from .plan import InjectOptions, Machine, Skipped, plan, services_of
+from .render import InjectResult, Injected, render
+from .uninject import UninjectResult, uninject
+
+__all__ = ["GENERATED_ROLES", "InjectOptions", "InjectResult", "Injected", "MARK", "Machine", "ROLES", "Skipped",
+           "TERMINATES_TLS", "UninjectResult", "holder_name", "inject_text", "sidecar_name", "sidecar_of",
+           "uninject_text"]
+
+
+def inject_text(text: str, options: InjectOptions, machine: Machine, source: str) -> InjectResult:
+    """The text with the selected services injected (anything injected before taken out first)."""
+    base = uninject(text, source)
+    try:
+        document = base.document if base.text == text and base.document else doc.parse(base.text, source)
+        plans, skipped = plan(document, options)
+    except ConfigError as exc:
+        raise _on_original_lines(exc, base.text, text, source) from exc
+    if not plans:
+        return InjectResult(base.text, (), tuple(skipped))
+    rendered, injected = render(document, services_of(document), plans, machine, base.generated)
+    return InjectResult(rendered, tuple(injected), tuple(skipped))
+
+
+def uninject_text(text: str, source: str) -> UninjectResult:
+    return uninject(text, source)
+
+
+def _on_original_lines(error: ConfigError, base: str, text: str, source: str) -> ConfigError:
+    """An error found in the text without meshctl's parts, with the line it has in the file."""
+    match = re.match(rf"^{re.escape(source)}:(\d+):", error.message)
+    if base == text or match is None:
+        return error
+    line = int(match.group(1)) - 1
+    matcher = difflib.SequenceMatcher(None, base.splitlines(), text.splitlines(), autojunk=False)
+    for a, b, size in matcher.get_matching_blocks():
+        if a <= line < a + size:
+            message = f"{source}:{b + line - a + 1}:" + error.message[match.end():]
+            return ConfigError(message, hint=error.hint)
+    return error

@@ -1,0 +1,308 @@
+"""Writes a plan into the original text as a few edits, every other byte kept:
+
+  the app      `network_mode: service:web-mesh-pod` as its first line, and its own keys that a
+               container in another's namespace may not have (ports, networks, expose, hostname,
+               dns, …) parked as `x-meshctl-ports:` etc., their values untouched (keys merged in
+               from an anchor are overridden with an empty value instead: the anchor never changes)
+  after it     web-mesh-pod (the holder: owns the namespace, publishes the ports, answers to the
+               service's name on its networks), web-mesh-proxy, web-mesh-metrics
+  the top      x-meshctl: what the generated services share, under anchors
+
+Uninject (uninject.py) reverses each edit exactly, so the file comes back byte for byte."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from .. import __version__
+from ..config import MetricsSettings, ProxySettings, ServiceSpec, TlsSettings
+from ..model import labels
+from ..sidecars import (CONFIG_MOUNT, KINDS, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH,
+                        SIDECAR_STOP_TIMEOUT, TLS_PORT, metrics_env, proxy_stats_url, render_proxy, render_tcp_proxy,
+                        shell_http_check, shell_tls_chain_check)
+from . import document as doc
+from . import emit
+from .document import Document
+from .emit import Layout, Merge, Raw
+from .names import GENERATED_BY, MARK, PARKED, POD, ROLES, SIDECAR_OF, TERMINATES_TLS, holder_name, sidecar_name
+from .plan import EMPTY, Machine, ServicePlan
+from .ports import as_written, new_entry, retargeted
+from .protocol import HTTP
+
+HEALTH_INTERVAL = "2s"
+# The holder: a shell that waits, and exits at once on SIGTERM (PID 1 ignores signals it does not handle).
+HOLDER_COMMAND = ["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"]
+
+
+@dataclass(frozen=True)
+class Injected:
+    service: str
+    protocol: str                      # "http" or "tcp"
+    why: str                           # why that port and protocol
+    app_port: int
+    files: dict[PurePath, str]         # rendered sidecar configs to write
+    cert_dir: PurePath | None          # where to issue the TLS certificate (HTTP only)
+    sans: tuple[str, ...]
+    entry: str                         # where outside traffic now enters, for the summary
+    metrics: str                       # where the metrics are published, for the summary
+    others: tuple[str, ...] = ()       # the service's other published ports, as before
+    # Sidecar services an earlier injection gave it and this one does not (web-mesh-tls, from before
+    # the proxy terminated TLS). A container of theirs still running would keep taking connections
+    # on the HTTPS port beside the proxy (HAProxy binds it with SO_REUSEPORT): compose must remove it.
+    retired: tuple[str, ...] = ()
+    retired_dirs: tuple[PurePath, ...] = ()   # their config folders (the old tls one holds a private key)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return ROLES
+
+    @property
+    def summary(self) -> str:
+        if self.protocol == HTTP:
+            head = f"{self.service}: HTTPS on {self.entry} → proxy → app:{self.app_port} ({self.why})"
+            override = "not HTTP? x-meshctl: {protocol: tcp}"
+        else:
+            head = f"{self.service}: TCP proxy on {self.entry} → app:{self.app_port} ({self.why})"
+            override = "HTTP? x-meshctl: {protocol: http}"
+        text = head + (f"; {', '.join(self.others)} published as before" if self.others else "")
+        text += f"; {self.metrics}; {override}, another port: x-meshctl: {{port: N}}"
+        if self.retired:
+            text += (f"; {', '.join(self.retired)} is gone: `docker compose up -d --remove-orphans` removes its"
+                     " container, which would keep taking connections")
+        return text
+
+
+@dataclass(frozen=True)
+class InjectResult:
+    text: str
+    injected: tuple[Injected, ...] = ()
+    skipped: tuple[Any, ...] = ()
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return ROLES if self.injected else ()
+
+
+Edit = tuple[int, int, str]     # replace text[start:end] with this
+
+
+def render(document: Document, services: doc.Mapping, plans: list[ServicePlan], machine: Machine,
+           previous: dict[str, tuple[str, ...]]) -> tuple[str, list[Injected]]:
+    """The injected text, and what the CLI writes beside it. `previous`: app → the generated
+    services an earlier injection gave it (to say which are gone)."""
+    layout = emit.guess_layout(document.text)
+    defaults = _defaults(machine)
+    edits: list[Edit] = []
+    injected = []
+    for item in plans:
+        service_edits, generated, result = _service(document, item, machine, layout, defaults, previous)
+        edits += service_edits
+        at = content_end(document, item.key, item.node)
+        edits.append(_insert_lines(document, at, generated))
+        injected.append(result)
+    if plans:
+        services_key = doc.get(document.root, "services")[0]
+        column = services_key.start_mark.column
+        top = {"generated-by": GENERATED_BY, "version": __version__, **defaults}
+        lines = [" " * column + f"{MARK}:",
+                 *emit.mapping(top, column + layout.mapping, layout, anchors={r: f"meshctl-{r}" for r in defaults})]
+        edits.append(_insert_lines(document, _top_position(document, services_key), lines))
+    return apply(document.text, edits), injected
+
+
+def _defaults(machine: Machine) -> dict[str, dict[str, Any]]:
+    """What every generated service of a role shares; written once under the top-level x-meshctl."""
+    hardening = {"user": machine.user, "read_only": True, "cap_drop": ["ALL"],
+                 "security_opt": ["no-new-privileges:true"]}
+    out: dict[str, dict[str, Any]] = {
+        POD: {"image": machine.images["proxy"], "entrypoint": HOLDER_COMMAND, **hardening, "stop_grace_period": "1s"}}
+    for role in ROLES:
+        kind = KINDS[role]
+        values: dict[str, Any] = {"image": machine.images[role]}
+        if kind.command:
+            values["command"] = list(kind.command)
+        values.update({**hardening, "tmpfs": ["/tmp"], "stop_grace_period": f"{SIDECAR_STOP_TIMEOUT}s"})
+        assert kind.compose_health is not None
+        values["healthcheck"] = _healthcheck(kind.compose_health)
+        out[role] = values
+    return out
+
+
+def _healthcheck(script: str) -> dict[str, Any]:
+    # bash's /dev/tcp: the images have no curl. Failures in the first 120 s do not count.
+    return {"test": ["CMD", "bash", "-c", script], "interval": HEALTH_INTERVAL, "timeout": "3s",
+            "retries": 3, "start_period": "120s"}
+
+
+def _service(document: Document, item: ServicePlan, machine: Machine, layout: Layout,
+             defaults: dict[str, dict[str, Any]], previous: dict[str, tuple[str, ...]]
+             ) -> tuple[list[Edit], list[str], Injected]:
+    name, node, data, settings = item.name, item.node, item.data, item.settings
+    holder = holder_name(name)
+    edits: list[Edit] = []
+
+    # The app: into the holder's namespace; the keys the holder now has parked under x-meshctl-.
+    first = [f"network_mode: {emit.scalar('service:' + holder)}",
+             *(f"{key}: {EMPTY.get(key, '[]')}" for key in item.inherited)]
+    if node.flow_style:
+        edits.append((node.start_mark.index + 1, node.start_mark.index + 1, "".join(f"{line}, " for line in first)))
+    else:
+        column = node.value[0][0].start_mark.column
+        at = document.line_end(item.key.end_mark.index)
+        edits.append((at, at, "".join(" " * column + line + document.newline for line in first)))
+    for key in item.parked:
+        at = key.start_mark.index + (1 if key.style in ("'", '"') else 0)
+        edits.append((at, at, PARKED))
+
+    # The holder: the published ports (the wrapped ones now reach the sidecars), the networks
+    # with the service's name as an alias, and the rest of what was parked.
+    pod_port = TLS_PORT if item.protocol == HTTP else PROXY_PORT
+    ports: list[Raw] = []
+    wrapped = set(map(id, item.wrapped))
+    others = []
+    for entry in item.entries:
+        if id(entry) in wrapped:
+            ports.append(Raw(retargeted(entry, pod_port, document)))
+        else:
+            ports.append(Raw(as_written(entry, document)))
+            others.append(entry.describe())
+    if item.wrapped:
+        first_wrapped = item.wrapped[0]
+        entry_text = "host " + (f"{first_wrapped.host_ip}:" if first_wrapped.host_ip else "") + (
+            first_wrapped.published or "(free port)")
+    else:
+        # --keep-plain, or the app port only in a range: the entry point gets a host port of its own.
+        first_app = next((e for e in item.entries if e.target == item.app_port), None)
+        ports.append(Raw(new_entry(first_app.host_ip if first_app else "127.0.0.1", settings.get("tls_port"), pod_port)))
+        entry_text = f"host {settings.get('tls_port') or '(free port)'}"
+    ports.append(Raw(new_entry("127.0.0.1", settings.get("metrics_port"), METRICS_PORT)))
+    pod: dict[str, Any] = {"ports": ports, "networks": _networks(data, name)}
+    for key in ("expose", "hostname", "domainname", "dns", "dns_search", "dns_opt", "extra_hosts", "mac_address",
+                "links"):
+        if data.get(key) not in (None, "", []):
+            pod[key] = data[key]
+    follow: dict[str, Any] = {}
+    if data.get("profiles"):
+        follow["profiles"] = [str(p) for p in data["profiles"]]     # started and stopped with the app
+    if data.get("restart") is not None:
+        follow["restart"] = str(data["restart"])                   # back after a reboot when the app is
+
+    spec = ServiceSpec(name=name, port=item.app_port, metrics_path=settings.get("metrics_path"),
+                       proxy=ProxySettings(timeout=settings.get("timeout", ProxySettings.timeout)),
+                       tls=TlsSettings(hosts=item.sans), metrics=MetricsSettings())
+    folder = machine.state_dir / name
+    files = {folder / "proxy" / "haproxy.cfg": render_proxy(machine.project, spec) if item.protocol == HTTP
+             else render_tcp_proxy(machine.project, spec, item.why)}
+    bodies: dict[str, dict[str, Any]] = {POD: {**pod, **follow}}
+    for role in ROLES:
+        own: dict[str, Any] = {"network_mode": f"service:{holder}"}
+        if role == "proxy":
+            own["volumes"] = [{"type": "bind", "source": str(folder / role), "target": CONFIG_MOUNT, "read_only": True}]
+            if item.protocol != HTTP:
+                # HAProxy answers on its stats port, and the app accepts connections.
+                own["healthcheck"] = _healthcheck(
+                    shell_http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
+                    + f" && exec 4<>/dev/tcp/127.0.0.1/{item.app_port}")
+            elif "health" in settings:
+                own["healthcheck"] = _healthcheck(shell_tls_chain_check(settings["health"], strict=True))
+        else:
+            env = metrics_env(spec)
+            if item.protocol != HTTP:
+                env["MESHCTL_APP_METRICS"] = proxy_stats_url()
+            own["environment"] = {k: v for k, v in env.items() if v}
+        bodies[role] = {**own, **follow}
+    column = item.key.start_mark.column
+    lines: list[str] = []
+    for role, body in bodies.items():
+        body["labels"] = labels(machine.project, name, role, source="compose")
+        body[MARK] = {SIDECAR_OF: name, **({TERMINATES_TLS: True} if role == "proxy" and item.protocol == HTTP else {})}
+        lines.append(" " * column + f"{emit.scalar(sidecar_name(name, role))}:")
+        lines += emit.mapping(body, column + layout.mapping, layout,
+                              merge=Merge(f"meshctl-{role}", defaults[role]))
+    retired = tuple(s for s in previous.get(name, ()) if s not in {sidecar_name(name, r) for r in bodies})
+    result = Injected(
+        service=name, protocol=item.protocol, why=item.why, app_port=item.app_port, files=files,
+        cert_dir=folder / "proxy" if item.protocol == HTTP else None, sans=item.sans, entry=entry_text,
+        metrics=f"metrics on 127.0.0.1:{settings.get('metrics_port') or '(free port)'}"
+                f" (`docker compose port {holder} {METRICS_PORT}`)",
+        others=tuple(others), retired=retired,
+        retired_dirs=tuple(folder / s.rsplit("-", 1)[1] for s in retired))
+    return edits, lines, result
+
+
+def _networks(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The app's networks for the holder, each answering to the service's name (and its
+    container_name: Docker resolves that too)."""
+    networks = data.get("networks")
+    if isinstance(networks, list):
+        networks = {str(n): None for n in networks}
+    if not isinstance(networks, dict) or not networks:
+        networks = {"default": None}
+    extra = [data["container_name"]] if isinstance(data.get("container_name"), str) else []
+    out = {}
+    for network, settings in networks.items():
+        settings = dict(settings) if isinstance(settings, dict) else {}
+        own = [str(a) for a in settings.get("aliases") or []]
+        settings["aliases"] = list(dict.fromkeys([name, *extra, *own]))
+        out[str(network)] = settings
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions
+
+
+def content_end(document: Document, key: doc.Node, node: doc.Node, *, comments: bool = True) -> int:
+    """Where a mapping entry's text ends: after the line of its last value, and (`comments`) after
+    comment lines indented under it that follow (they belong to it, not to the next entry)."""
+    index = doc.last_index(node) if not getattr(node, "flow_style", False) else node.end_mark.index
+    text = document.text
+    end = index if index > 0 and text[index - 1] == "\n" and index > key.end_mark.index else document.line_end(index)
+    column = key.start_mark.column
+    while comments and end < len(text):
+        line_end = document.line_end(end)
+        line = text[end:line_end]
+        stripped = line.lstrip(" ")
+        if not stripped.startswith("#") or len(line) - len(stripped) <= column:
+            break
+        end = line_end
+    return end
+
+
+def _top_position(document: Document, services_key: doc.Node) -> int:
+    """Before `services:` and the comments right above it (unless they open the file)."""
+    at = document.line_start(services_key.start_mark.index)
+    text = document.text
+    while at > 0:
+        previous = document.line_start(at - 1)
+        if text[previous:at].strip() and not text[previous:at].lstrip().startswith("#"):
+            return at
+        at = previous
+    return document.line_start(services_key.start_mark.index)
+
+
+def _insert_lines(document: Document, at: int, lines: list[str]) -> Edit:
+    """Whole lines inserted at a line start; at the end of a file without a final line break,
+    the break goes first (uninject takes it out with the lines)."""
+    newline = document.newline
+    if at == len(document.text) and document.text and not document.text.endswith("\n"):
+        return at, at, newline + newline.join(lines)
+    return at, at, "".join(line + newline for line in lines)
+
+
+def apply(text: str, edits: list[Edit]) -> str:
+    """Apply edits from the bottom up; insertions at one place keep the order they were made in."""
+    ordered = sorted(enumerate(edits), key=lambda pair: (pair[1][0], pair[0]))
+    for (_, (_, end, _)), (_, (next_start, _, _)) in zip(ordered, ordered[1:]):
+        if end > next_start:
+            raise AssertionError("overlapping edits")
+    out = []
+    position = 0
+    for _, (start, end, new) in ordered:
+        out.append(text[position:start])
+        out.append(new)
+        position = end
+    out.append(text[position:])
+    return "".join(out)
