@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, located, yaml_syntax_error
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Node = yaml.Node
@@ -31,8 +31,8 @@ class Document:
     newline: str         # "\n" or "\r\n": what the file ends its lines with
 
     def error(self, node: Node | None, path: str, problem: str, hint: str | None = None) -> ConfigError:
-        where = f"{self.source}:{node.start_mark.line + 1}" if node is not None else self.source
-        return ConfigError(f"{where}: {path}: {problem}", hint=hint)
+        return ConfigError(f"{located(self.source, node.start_mark.line + 1 if node else None)}: {path}: {problem}",
+                           hint=hint)
 
     def line_start(self, index: int) -> int:
         return self.text.rfind("\n", 0, index) + 1
@@ -51,21 +51,17 @@ def parse(text: str, source: str) -> Document:
     """One YAML document with a block mapping at the top; a syntax error names the line."""
     try:
         root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "not valid YAML"
-        if "expected a single document" in str(exc.context or "") or "but found another document" in problem:
-            problem = "more than one YAML document; a compose file is one"
-        raise ConfigError(f"{source}{line}: not valid YAML: {problem}",
-                          hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}", hint="fix the YAML syntax") from exc
+        single = "expected a single document" in str(getattr(exc, "context", "") or "") \
+            or "but found another document" in str(getattr(exc, "problem", "") or "")
+        raise yaml_syntax_error(
+            exc, source, problem="more than one YAML document; a compose file is one" if single else None,
+            hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
     hint = "a compose file has a top-level `services:` mapping"
     if root is None:
         raise ConfigError(f"{source}: the file is empty, not a compose file", hint=hint)
     if not isinstance(root, Mapping):
-        raise ConfigError(f"{source}:{root.start_mark.line + 1}: top level: expected a mapping with `services:`, "
+        raise ConfigError(f"{located(source, root.start_mark.line + 1)}: top level: expected a mapping with `services:`, "
                           f"found {kind(root)}", hint=hint)
     return Document(text, source, root, "\r\n" if "\r\n" in text else "\n")
 

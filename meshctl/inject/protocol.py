@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..model import split_image_ref
 from .ports import PortEntry
 
 HTTP, TCP = "http", "tcp"
@@ -106,8 +107,7 @@ IMAGES.update({
 
 def image_name(image: str) -> str:
     """`registry:5000/team/app:1.2@sha256:…` → `app`."""
-    last = image.split("@")[0].rsplit("/", 1)[-1]
-    return last.split(":")[0].lower()
+    return split_image_ref(image)[0].rsplit("/", 1)[-1].lower()
 
 
 def known_image(image: str | None) -> tuple[str, Image] | None:
