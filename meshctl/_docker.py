@@ -112,7 +112,7 @@ class DockerEngine:
 
     def networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         with _translated("list networks"):
-            return self.api.networks(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+            return self.api.networks(filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
 
     def remove_network(self, name: str) -> bool:
         """Remove a network; False when containers still use it."""

@@ -292,10 +292,11 @@ def pull_base_image() -> PullImage:
 def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sidecar_dirs: Path) -> Plan:
     steps: list[Step] = []
     net = network_name(project.name)
-    if net in observed.networks and not observed.containers:
+    stale = net in observed.networks and not observed.containers
+    if stale:
         # Left by a meshctl that was killed (its pods went with it): start from a fresh one.
         steps.append(RemoveNetwork(net, "left behind with no containers"))
-    if net not in observed.networks or not observed.containers:
+    if net not in observed.networks or stale:
         steps.append(EnsureNetwork(net, labels(project.name)))
     image_folders = {k.image for s in project.services for k in kinds_for(s)}
     apps = [step for step in (_app_image(project, s, observed) for s in project.services) if step is not None]

@@ -33,7 +33,7 @@ def project_names(engine: Engine) -> list[str]:
 
 def orphan_networks(engine: Engine) -> list[str]:
     """meshctl networks whose project has no container left (a meshctl that was SIGKILLed)."""
-    live = {c.label("project") for c in managed_containers(engine)}
+    live = {c.label("project") for c in managed_containers(engine) if c.state == "running"}
     return sorted(n["Name"] for n in engine.networks({"meshctl.project": ""})
                   if n.get("Labels", {}).get("meshctl.project") not in live)
 

@@ -1,0 +1,219 @@
+"""Faults survived, on the real engine: a killed sidecar is restarted in place while the app keeps
+its container, a crash loop is given up on without taking the app down, an app that answers 5xx
+fails readiness fast with its answers, a SIGKILLed meshctl's network goes with `down`, and a closed
+stdout never stops a teardown. Waits are polls with generous deadlines; no timing is asserted
+(bench/soak measures how fast HTTPS comes back)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import docker
+import pytest
+
+from meshctl.checks import http_request, tls_context
+from tests.conftest import (Foreground, hello_project, meshctl_cmd, project_of, ps_json, run_meshctl,
+                            running_containers)
+from tests.integration.test_up import ca_path, counter, port_of
+
+pytestmark = pytest.mark.integration
+
+
+def container_of(engine, project: str, role: str):
+    found = [c for c in engine.containers({"meshctl.project": project, "meshctl.role": role}, all=False)]
+    return found[0] if found else None
+
+
+def poll(predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {what} in {timeout}s")
+
+
+class Load:
+    """HTTPS requests one after another until stopped, each verified against meshctl's CA."""
+
+    def __init__(self, port: int):
+        self.port, self.context = port, tls_context(ca_path())
+        self.outcomes: list[tuple[float, bool]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                ok = http_request(self.port, "/", tls=self.context, server_hostname="localhost", timeout=5).status == 200
+            except OSError:
+                ok = False
+            self.outcomes.append((time.monotonic(), ok))
+            time.sleep(0.01)
+
+    def succeeded_since(self, moment: float) -> bool:
+        return any(ok for at, ok in self.outcomes if at > moment)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def foreground_hello(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path)
+    project = project_of(folder)
+    up = Foreground(str(folder), "--no-watch")
+    try:
+        up.wait_for_line("meshctl: ready")
+        yield up, folder, project
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
+
+
+def test_a_killed_proxy_is_restarted_in_place_under_load_and_the_app_keeps_its_container(foreground_hello, engine):
+    up, folder, project = foreground_hello
+    [entry] = ps_json(project)
+    app = container_of(engine, project, "app")
+    load = Load(port_of(entry["urls"]["https"]))
+    try:
+        poll(lambda: load.succeeded_since(0), "a first answer")
+        killed_at = time.monotonic()
+        docker.from_env().api.kill(container_of(engine, project, "proxy").id)
+        up.wait_for_line("the proxy sidecar restarted in place", timeout=60)
+        poll(lambda: load.succeeded_since(time.monotonic() - 0.2), "HTTPS answering again")
+        settled = time.monotonic()
+        time.sleep(1)
+    finally:
+        load.stop()
+    assert up.proc.poll() is None, up.output                       # meshctl keeps running
+    assert container_of(engine, project, "app").id == app.id        # the app was left alone
+    assert "the proxy sidecar exited with code 137" in up.output
+    # Every request failed only while the proxy was down: before the kill and after it came back, all answered.
+    assert all(ok for at, ok in load.outcomes if at < killed_at or at > settled)
+
+
+def test_a_killed_metrics_sidecar_restarts_from_zero_without_counting_old_requests_again(foreground_hello, engine):
+    up, folder, project = foreground_hello
+    [entry] = ps_json(project)
+    https, metrics = port_of(entry["urls"]["https"]), port_of(entry["urls"]["metrics"])
+    context = tls_context(ca_path())
+    for _ in range(5):
+        assert http_request(https, "/", tls=context, server_hostname="localhost").status == 200
+    before = container_of(engine, project, "metrics")
+    docker.from_env().api.kill(before.id)
+    up.wait_for_line("the metrics sidecar restarted in place", timeout=60)
+    assert container_of(engine, project, "metrics").id != before.id
+    sent = 7
+    for _ in range(sent):
+        assert http_request(https, "/", tls=context, server_hostname="localhost").status == 200
+
+    def counted() -> float:
+        text = http_request(metrics, "/metrics").body.decode()
+        return sum(counter(text, "meshctl_requests_total", code=code) for code in ("200",))
+    # A Prometheus counter reset: it counts from zero, and the proxy's ring is not replayed into it.
+    poll(lambda: counted() >= sent, f"{sent} requests counted")
+    time.sleep(1)
+    assert counted() == sent
+    assert up.proc.poll() is None
+
+
+def test_a_crash_loop_is_given_up_on_and_the_app_keeps_running(foreground_hello, engine):
+    up, folder, project = foreground_hello
+    app = container_of(engine, project, "app")
+    api = docker.from_env().api
+    killed: set[str] = set()
+    for _ in range(5):
+        proxy = poll(lambda: (c := container_of(engine, project, "proxy")) and c.id not in killed and c,
+                     "the proxy running again")
+        killed.add(proxy.id)
+        api.kill(proxy.id)
+    up.wait_for_line("not restarting the proxy sidecar again", timeout=60)
+    assert "5 times within 60s" in up.output
+    assert up.proc.poll() is None and container_of(engine, project, "app").id == app.id
+
+
+FAILING_HEALTH = '''
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"database connection refused: db:5432"
+        self.send_response(500); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+
+print("starting with DATABASE_URL unset", flush=True)
+ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
+'''
+
+
+def test_an_app_that_keeps_answering_5xx_fails_readiness_with_its_answers_in_the_report(tmp_path, engine,
+                                                                                       sidecar_images):
+    folder = hello_project(tmp_path, app_py=FAILING_HEALTH)
+    project = project_of(folder)
+    junit = tmp_path / "report.xml"
+    result = run_meshctl("test", str(folder), "--timeout", "600", "--junit", str(junit), timeout=300)
+    assert result.returncode == 3, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "answered HTTP 500" in output and "failing, not starting" in output
+    report = ET.parse(junit).getroot()
+    text = ET.tostring(report, encoding="unicode")
+    assert "database connection refused" in text           # the answers
+    assert "starting with DATABASE_URL unset" in text      # the app's last log lines
+    assert running_containers(engine, project) == []
+
+
+def meshctl_networks(engine, project: str) -> list[str]:
+    return [n["Name"] for n in engine.networks({"meshctl.project": project})]
+
+
+def test_sigkill_then_down_leaves_no_network(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path)
+    project = project_of(folder)
+    up = Foreground(str(folder), "--no-watch")
+    try:
+        up.wait_for_line("meshctl: ready")
+        up.proc.kill()
+        up.wait(10)
+        poll(lambda: not [c for c in running_containers(engine, project) if c.state == "running"], "the pod gone")
+        assert meshctl_networks(engine, project) == [f"meshctl-{project}"]      # what a SIGKILL leaves
+        doctor = run_meshctl("doctor")
+        assert f"meshctl-{project}" in doctor.stdout + doctor.stderr
+        down = run_meshctl("down", str(folder), check=True)
+        assert "left by a meshctl that was killed" in down.stdout + down.stderr
+        assert meshctl_networks(engine, project) == []
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
+
+
+def test_ctrl_c_with_stdout_closed_still_removes_everything(tmp_path, engine, sidecar_images):
+    folder = hello_project(tmp_path)
+    project = project_of(folder)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(meshctl_cmd("up", str(folder), "--no-watch"), stdout=write_end, stderr=write_end,
+                            env={**os.environ, "COLUMNS": "200"})
+    os.close(write_end)
+    reader = os.fdopen(read_end)
+    try:
+        for line in reader:                       # `| tee log` until the stack is up
+            if "meshctl: ready" in line:
+                break
+        reader.close()                            # tee is gone: every later write gets EPIPE
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        poll(lambda: not running_containers(engine, project) and not meshctl_networks(engine, project),
+             "no container and no network left")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run_meshctl("down", str(folder))
