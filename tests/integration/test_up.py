@@ -137,7 +137,7 @@ def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidec
         run_meshctl("down", str(folder))
 
 
-def test_sigkill_of_meshctl_leaves_no_container_running(tmp_path, engine, sidecar_images):
+def test_sigkill_of_meshctl_leaves_no_container_running_and_down_removes_its_network(tmp_path, engine, sidecar_images):
     folder = hello_project(tmp_path)
     project = project_of(folder)
     up = Foreground(str(folder))
@@ -150,6 +150,14 @@ def test_sigkill_of_meshctl_leaves_no_container_running(tmp_path, engine, sideca
         while running_containers(engine, project) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert [c.state for c in running_containers(engine, project) if c.state == "running"] == []
+        # The network stays (nobody is left to remove it): doctor names it, and down removes it.
+        networks = lambda: [n["Name"] for n in engine.networks({"meshctl.project": project})]  # noqa: E731
+        assert networks() == [f"meshctl-{project}"]
+        doctor = run_meshctl("doctor")
+        assert f"meshctl-{project}" in doctor.stdout and "meshctl down --all" in doctor.stdout
+        down = run_meshctl("down", str(folder), check=True)
+        assert "left by a meshctl that was killed" in down.stdout + down.stderr
+        assert networks() == []
     finally:
         up.kill()
         run_meshctl("down", str(folder))
