@@ -96,8 +96,12 @@ def render(document: Document, services: doc.Mapping, plans: list[ServicePlan], 
     defaults = _defaults(machine)
     edits: list[Edit] = []
     injected = []
+    wrapped = {item.name for item in plans}
+    for key, node in services.value:
+        if isinstance(node, doc.Mapping) and str(key.value) not in wrapped:
+            edits += _link_edits(document, node, wrapped)
     for item in plans:
-        service_edits, generated, result = _service(document, item, machine, layout, defaults, previous)
+        service_edits, generated, result = _service(document, item, machine, layout, defaults, previous, wrapped)
         edits += service_edits
         at = content_end(document, item.key, item.node)
         edits.append(_insert_lines(document, at, generated))
@@ -137,7 +141,7 @@ def _healthcheck(script: str) -> dict[str, Any]:
 
 
 def _service(document: Document, item: ServicePlan, machine: Machine, layout: Layout,
-             defaults: dict[str, dict[str, Any]], previous: dict[str, tuple[str, ...]]
+             defaults: dict[str, dict[str, Any]], previous: dict[str, tuple[str, ...]], pods: set[str]
              ) -> tuple[list[Edit], list[str], Injected]:
     name, node, data, settings = item.name, item.node, item.data, item.settings
     holder = holder_name(name)
@@ -160,10 +164,10 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
     # with the service's name as an alias, and the rest of what was parked.
     pod_port = TLS_PORT if item.protocol == HTTP else PROXY_PORT
     ports: list[Raw] = []
-    wrapped = set(map(id, item.wrapped))
+    rewired = set(map(id, item.wrapped))
     others = []
     for entry in item.entries:
-        if id(entry) in wrapped:
+        if id(entry) in rewired:
             ports.append(Raw(retargeted(entry, pod_port, document)))
         else:
             ports.append(Raw(as_written(entry, document)))
@@ -183,6 +187,8 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
                 "links"):
         if data.get(key) not in (None, "", []):
             pod[key] = data[key]
+    if isinstance(pod.get("links"), list):
+        pod["links"] = [linked(str(link), pods) for link in pod["links"]]
     follow: dict[str, Any] = {}
     if data.get("profiles"):
         follow["profiles"] = [str(p) for p in data["profiles"]]     # started and stopped with the app
@@ -230,6 +236,30 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
         others=tuple(others), retired=retired,
         retired_dirs=tuple(folder / s.rsplit("-", 1)[1] for s in retired))
     return edits, lines, result
+
+
+def linked(link: str, wrapped: set[str]) -> str:
+    """A `links:` entry (SERVICE[:ALIAS]) to a wrapped service, now to its holder: a link names a
+    container, and the app's container has no address of its own on the network any more."""
+    service, colon, alias = link.partition(":")
+    return f"{holder_name(service)}:{alias if colon else service}" if service in wrapped else link
+
+
+def _link_edits(document: Document, node: doc.Mapping, wrapped: set[str]) -> list[Edit]:
+    """Another service's links to wrapped services, edited inside each entry (uninject.py
+    takes the holder's name out again)."""
+    found = doc.get(node, "links")
+    if found is None or not isinstance(found[1], doc.Sequence):
+        return []
+    edits = []
+    for entry in found[1].value:
+        if not isinstance(entry, doc.Scalar) or found[1].start_mark.index > entry.start_mark.index:
+            continue
+        service, colon, _ = str(entry.value).partition(":")
+        if service in wrapped:
+            at = entry.start_mark.index + (1 if entry.style in ("'", '"') else 0) + len(service)
+            edits.append((at, at, holder_name(service)[len(service):] + ("" if colon else f":{service}")))
+    return edits
 
 
 def _networks(data: dict[str, Any], name: str) -> dict[str, Any]:

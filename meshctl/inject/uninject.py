@@ -49,10 +49,34 @@ def uninject(text: str, source: str) -> UninjectResult:
             restored.append(name)
         elif _legacy_edits(document, node, edits):
             restored.append(name)
+        elif name not in removed_names(generated):
+            edits += _link_edits(document, node, generated)
     edits += [(start, end, "") for start, end in _merged(document, cuts)]
     removed = tuple(s for names in generated.values() for s in names)
     return UninjectResult(apply(text, edits), tuple(restored), removed,
                           {app: tuple(names) for app, names in generated.items()}, document)
+
+
+def removed_names(generated: dict[str, list[str]]) -> set[str]:
+    return {s for names in generated.values() for s in names}
+
+
+def _link_edits(document: Document, node: doc.Mapping, generated: dict[str, list[str]]) -> list[Edit]:
+    """`links: [web-mesh-pod:web]` back to `links: [web]` (and `web-mesh-pod:w` to `web:w`)."""
+    found = doc.get(node, "links")
+    if found is None or not isinstance(found[1], doc.Sequence):
+        return []
+    edits = []
+    for entry in found[1].value:
+        if not isinstance(entry, doc.Scalar):
+            continue
+        target, colon, alias = str(entry.value).partition(":")
+        app = target[:-len(holder_name(""))] if target.endswith(holder_name("")) else None
+        if app and holder_name(app) in generated.get(app, ()):
+            start = entry.start_mark.index + (1 if entry.style in ("'", '"') else 0) + len(app)
+            end = start + len(holder_name("")) + (len(colon + alias) if alias == app else 0)
+            edits.append((start, end, ""))
+    return edits
 
 
 def _span(document: Document, key: doc.Node, node: doc.Node) -> tuple[int, int]:

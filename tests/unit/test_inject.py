@@ -530,3 +530,16 @@ def test_re_injecting_a_legacy_file_converges_to_the_new_shape():
     assert web.retired_dirs == (PurePath("/state/compose/demo-1/web/tls"),)
     assert not any(item.retired for item in run(again)[1].injected)
     assert back(again) == original
+
+
+def test_links_to_a_wrapped_service_reach_its_holder_and_come_back():
+    text = ("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n    links: [api]\n"
+            "  api:\n    image: nginx\n    ports: ['8081:80']\n"
+            "  client:\n    image: x\n    links:\n      - web\n      - \"web:www\"\n      - db\n  db:\n    image: x\n")
+    out, _ = run(text)
+    services = services_of(out)
+    # A link names a container, and the app's has no address of its own on the network any more.
+    assert services["client"]["links"] == ["web-mesh-pod:web", "web-mesh-pod:www", "db"]
+    assert services["web-mesh-pod"]["links"] == ["api-mesh-pod:api"]
+    assert services["web"]["x-meshctl-links"] == ["api"]
+    assert back(out) == text and run(out)[0] == out
