@@ -15,7 +15,8 @@ import yaml
 
 from ..errors import ConfigError, located, yaml_syntax_error
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# BaseLoader: no YAML 1.1 tag resolution (scalars are read here, as YAML 1.2), and much less Python per scalar.
+_Loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 Node = yaml.Node
 Mapping = yaml.MappingNode
 Sequence = yaml.SequenceNode
@@ -69,7 +70,7 @@ def parse(text: str, source: str) -> Document:
 def get(mapping: Mapping, key: str) -> tuple[Scalar, Node] | None:
     """The mapping's own entry for `key` (not one merged in)."""
     for k, v in mapping.value:
-        if isinstance(k, Scalar) and k.value == key and k.tag != "tag:yaml.org,2002:merge":
+        if isinstance(k, Scalar) and k.value == key and not (key == MERGE and not k.style):
             return k, v
     return None
 

@@ -40,6 +40,7 @@ def uninject(text: str, source: str) -> UninjectResult:
                 generated.setdefault(str(owner), []).append(str(key.value))
                 cuts.append(_span(document, key, node))
     restored = []
+    generated_names = removed_names(generated)
     for key, node in services.value:
         name = str(key.value)
         if not isinstance(node, doc.Mapping):
@@ -49,7 +50,7 @@ def uninject(text: str, source: str) -> UninjectResult:
             restored.append(name)
         elif _legacy_edits(document, node, edits):
             restored.append(name)
-        elif name not in removed_names(generated):
+        elif name not in generated_names:
             edits += _link_edits(document, node, generated)
     edits += [(start, end, "") for start, end in _merged(document, cuts)]
     removed = tuple(s for names in generated.values() for s in names)
