@@ -98,6 +98,10 @@ def services_of(document: Document) -> doc.Mapping:
 
 def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan], list[Skipped]]:
     services = services_of(document)
+    top = doc.get(document.root, MARK)
+    if top is not None:
+        raise document.error(top[0], MARK, "the top-level x-meshctl block is meshctl inject's own",
+                             hint="rename it (x-meshctl is written and removed by meshctl inject)")
     if services.flow_style and services.value:
         raise document.error(services, "services", "written in flow style ({...}); meshctl inject adds services "
                              "as blocks", hint="write `services:` as a block mapping, one service per line")

@@ -398,6 +398,7 @@ def test_generated_name_collision_is_an_error():
     ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl:\n      colour: red\n", "unknown setting", 6),
     ("services:\n  web:\n    image: x\n    ports: [80]\n    x-meshctl: {port: high}\n", "not a port number", 5),
     ("services: {web: {image: x, ports: ['80:80']}}\n", "flow style", 1),
+    ("x-meshctl: {mine: true}\nservices:\n  web: {image: x}\n", "meshctl inject's own", 1),
     ("services:\n  web:\n    image: x\n    x-meshctl-ports: [80]\n", "a key meshctl inject writes", 4),
 ])
 def test_bad_input_names_the_line(text, message, line):
