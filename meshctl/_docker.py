@@ -156,6 +156,7 @@ class DockerEngine:
             binds={host: {"bind": inner, "mode": "ro" if ro else "rw"} for host, inner, ro in spec.mounts} or None,
             read_only=spec.read_only or None,
             cap_drop=list(spec.cap_drop) or None,
+            cap_add=list(spec.cap_add) or None,
             security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
             tmpfs={path: "rw,noexec,nosuid,size=16m" for path in spec.tmpfs} or None,
             init=False,

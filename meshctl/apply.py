@@ -20,10 +20,10 @@ from .certs import CertificateAuthority, atomic_write
 from .checks import Probe, http_probe, tls_context, tls_probe, wait_for
 from .engine import Engine
 from .errors import BuildError, Cancelled, MeshctlError, StartError
-from .events import BuildEvent, OnEvent, Phase, PodReady
+from .events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from .images import build_network
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
-from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, Plan, PullImage,
+from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, Plan, PullImage, RunOnce,
                    RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, SignalReload, StartContainers,
                    Step, WaitReady, WriteFiles)
 from .sidecars import Readiness
@@ -79,7 +79,8 @@ class Executor:
             EnsureCA: lambda step, service: self.ca.ensure(), WriteFiles: self._write,
             RemoveFolder: lambda step, service: shutil.rmtree(step.folder, ignore_errors=True),
             IssueCertificate: self._issue, RemoveContainers: self._remove, StartContainers: self._start,
-            RestartContainer: self._restart, SignalReload: self._signal, WaitReady: self._wait_ready,
+            RunOnce: self._run_once, RestartContainer: self._restart, SignalReload: self._signal,
+            WaitReady: self._wait_ready,
             Announce: self._announce, Keep: lambda step, service: None, RemoveNetwork: self._remove_network,
         }
         self._pod_started: dict[str, float] = {}
@@ -189,7 +190,7 @@ class Executor:
 
     def _issue(self, step: IssueCertificate, service: str | None) -> None:
         self.ca.ensure()
-        self.ca.issue(step.folder, step.sans, common_name=step.common_name)
+        self.ca.issue(step.folder, step.sans, common_name=step.common_name, unit=step.unit)
 
     def _remove(self, step: RemoveContainers, service: str | None) -> None:
         self.watch.stopping([c.name for c in step.containers])
@@ -221,6 +222,20 @@ class Executor:
                 self.watch.started(spec, container_id)
 
         self._parallel(start, list(step.specs))
+
+    def _run_once(self, step: RunOnce, service: str | None) -> None:
+        spec = step.spec
+        self.on_event(Phase(f"{step.service}: {step.why}"))
+        container_id = self.engine.create(spec)
+        exited = self.engine.watch_exit(container_id)
+        self.engine.start(container_id, name=spec.name)
+        lines = list(self.engine.logs(container_id, follow=True))     # ends when it exits
+        code = exited()
+        for line in lines:
+            self.on_event(LogLine(step.service, spec.role, line))
+        if code != 0:
+            raise StartError(f"{step.service}: {step.why.split(':')[0]} failed (exit code {code})",
+                             hint=step.hint or None, details="\n".join(f"{spec.role} | {line}" for line in lines[-15:]))
 
     def _restart(self, step: RestartContainer, service: str | None) -> None:
         self.watch.stopping([step.container.name])

@@ -104,9 +104,12 @@ class CertificateAuthority:
 
     # -- leaf certificates --------------------------------------------------------------------
 
-    def issue(self, directory: Path, sans: tuple[str, ...], *, common_name: str | None = None) -> IssuedCert:
-        """A server certificate for `sans` in `directory`, re-issued only when needed:
-        missing, expiring within LEAF_RENEW_BEFORE, other SANs, or signed by another CA."""
+    def issue(self, directory: Path, sans: tuple[str, ...], *, common_name: str | None = None,
+              unit: str | None = None) -> IssuedCert:
+        """A certificate for `sans` in `directory` (a server's, and a mesh client's: a SPIFFE URI
+        among the SANs is the workload's identity; `unit`, the subject's OU, its project), re-issued
+        only when needed: missing, expiring within LEAF_RENEW_BEFORE, other SANs, or another CA.
+        The CA's own certificate is written beside it (ca.pem: what a proxy verifies peers with)."""
         ca_cert, ca_key = self._load()
         cert_path, key_path, bundle_path = directory / "cert.pem", directory / "key.pem", directory / "bundle.pem"
         current = _read_cert(cert_path)
@@ -118,7 +121,8 @@ class CertificateAuthority:
         now = _now()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or sans[0])]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or sans[0]),
+                                     *([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit)] if unit else [])]))
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -138,6 +142,7 @@ class CertificateAuthority:
         atomic_write(key_path, key_pem, mode=0o600)
         atomic_write(bundle_path, chain + key_pem, mode=0o600)
         atomic_write(cert_path, chain, mode=0o644)
+        atomic_write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         return IssuedCert(cert_path, key_path, bundle_path, self.cert_path, cert.not_valid_after_utc, reissued=True)
 
     def reissue_reason(self, directory: Path, sans: tuple[str, ...]) -> str | None:
@@ -207,6 +212,8 @@ def _read_cert(path: Path) -> x509.Certificate | None:
 
 
 def _general_name(name: str) -> x509.GeneralName:
+    if name.startswith("spiffe://"):
+        return x509.UniformResourceIdentifier(name)
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:

@@ -197,7 +197,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON for script
        name: Optional[str] = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
     """Projects, services, containers, their state and URLs."""
     ui = Ui()
-    _run(ui, lambda: ui.ps(status(DockerEngine(), name), as_json=as_json))
+    _run(ui, lambda: ui.ps(status(DockerEngine(), name, home=meshctl_home()), as_json=as_json))
 
 
 @app.command()

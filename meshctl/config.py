@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,26 @@ class ExecCheck:
 CheckSpec = HttpCheck | ExecCheck
 
 
+MTLS_MODES = ("strict", "permissive", "off")
+TRUST_DOMAIN = "meshctl.local"
+
+
+def spiffe_id(project: str, service: str) -> str:
+    """A workload's identity, as Istio and Linkerd write it: spiffe://<trust domain>/ns/<ns>/sa/<sa>."""
+    return f"spiffe://{TRUST_DOMAIN}/ns/{project}/sa/{service}"
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """The project's mesh as one service's proxy sees it (set only when its project has other
+    services to call or be called by, and mTLS is not off)."""
+    project: str
+    mtls: str = "strict"                       # strict | permissive (mTLS between pods; off: no mesh)
+    capture: bool = True                       # redirect the app's calls to other services through its proxy
+    peers: tuple[tuple[str, int], ...] = ()    # the other services with a proxy: (name, app port)
+    allow: tuple[str, ...] | None = None       # who may call this service; None: every service of the project
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -106,6 +126,12 @@ class ServiceSpec:
     stop_grace_period: float = 10.0
     watch: WatchSettings = field(default_factory=WatchSettings)
     checks: tuple[CheckSpec, ...] = ()
+    mesh: MeshSettings | None = None
+    allow: tuple[str, ...] | None = None       # as written in mesh.yaml (mesh.allow is what applies)
+
+    @property
+    def identity(self) -> str | None:
+        return spiffe_id(self.mesh.project, self.name) if self.mesh else None
 
     @property
     def tls_terminator(self) -> str | None:
@@ -266,7 +292,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
         raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")
     if not isinstance(data, dict):
         raise where.error((), f"expected a mapping with `services:`, found {_kind(data)}")
-    _no_unknown(data, ("name", "services"), (), where)
+    _no_unknown(data, ("name", "mesh", "services"), (), where)
     name = _project_name(data.get("name"), root, ("name",), where)
     services = data.get("services")
     if not isinstance(services, dict) or not services:
@@ -276,11 +302,53 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
     for index, (svc_name, raw) in enumerate(services.items()):
         specs.append(_parse_service(str(svc_name), raw, index, root, where))
     _reject_duplicate_host_ports(specs, where)
+    specs = _with_mesh(name, data.get("mesh"), specs, where)
     return ProjectSpec(name=name, root=root, services=tuple(specs), source=source)
 
 
+def _with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: _Where) -> list[ServiceSpec]:
+    """`mesh: {mtls, capture}` and each service's `allow`, resolved into every proxy's MeshSettings."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise where.error(("mesh",), f"expected a mapping like {{mtls: strict}}, found {_kind(raw)}")
+    _no_unknown(raw, ("mtls", "capture"), ("mesh",), where)
+    mtls = raw.get("mtls", "strict")
+    if mtls is False:          # YAML 1.1 reads a bare `off` as false
+        mtls = "off"
+    if mtls not in MTLS_MODES:
+        raise where.error(("mesh", "mtls"), f"unknown mode {mtls!r}",
+                          hint="strict (mTLS between pods, plaintext from other pods refused), permissive "
+                               "(both accepted) or off (no mesh)")
+    capture = raw.get("capture", True)
+    if not isinstance(capture, bool):
+        raise where.error(("mesh", "capture"), f"expected true or false, found {_kind(capture)}")
+    names = [s.name for s in specs]
+    for spec in specs:
+        for caller in spec.allow or ():
+            if caller not in names:
+                close = difflib.get_close_matches(caller, names, n=1)
+                raise where.error(("services", spec.name, "allow"), f"no service named {caller!r} in this project",
+                                  hint=f"did you mean {close[0]!r}?" if close else "services: " + ", ".join(names))
+        if spec.allow is not None and (mtls == "off" or spec.tls_terminator != "proxy"):
+            why = "mesh.mtls is off" if mtls == "off" else "it runs no proxy sidecar with TLS"
+            raise where.error(("services", spec.name, "allow"), f"cannot be enforced: {why}, so callers carry "
+                              "no identity", hint="remove allow, or turn mTLS and the proxy on")
+    # The mesh listener needs the proxy and its certificate.
+    meshed = [s for s in specs if s.tls_terminator == "proxy"]
+    if mtls == "off" or len(meshed) < 2:
+        return specs
+    out = []
+    for spec in specs:
+        if spec not in meshed:
+            out.append(spec)
+            continue
+        peers = tuple((s.name, s.port) for s in meshed if s.name != spec.name)
+        out.append(replace(spec, mesh=MeshSettings(project, mtls, capture, peers, spec.allow)))
+    return out
+
+
 _SERVICE_KEYS = ("build", "image", "port", "health", "env", "command", "metrics_path", "sidecars",
-                 "ports", "stop_grace_period", "watch", "checks")
+                 "ports", "stop_grace_period", "watch", "checks", "allow")
 
 
 def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -> ServiceSpec:
@@ -351,9 +419,15 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
     watch = _parse_watch(raw.get("watch"), path + ("watch",), where)
     checks = _parse_checks(raw.get("checks"), path + ("checks",), where, has_tls=sidecars["tls"] is not None)
 
+    allow = raw.get("allow")
+    if allow is not None:
+        if not isinstance(allow, list) or not all(isinstance(n, str) for n in allow):
+            raise where.error(path + ("allow",), "expected a list of service names", hint="allow: [web]")
+        allow = tuple(allow)
+
     spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
                        env=tuple(env_pairs), command=command, metrics_path=metrics_path,
-                       stop_grace_period=stop_grace, watch=watch, checks=checks, **sidecars)
+                       stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, **sidecars)
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
     if raw_ports is not None:

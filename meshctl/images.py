@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ServiceSpec
-from .sidecars import KINDS, data_dir
+from .sidecars import CAPTURE, KINDS, data_dir
 
 BASE_IMAGE = "debian:bookworm-slim"
 
@@ -42,7 +42,8 @@ def sidecar_refs(roles: tuple[str, ...]) -> dict[str, str]:
 
 def sidecar_images(folders: set[str] | None = None) -> dict[str, str]:
     """Image folder under sidecars/ → its reference (every sidecar image, unless told which)."""
-    return {name: sidecar_image_ref(name) for name in sorted(folders or {k.image for k in KINDS.values()})}
+    every = {k.image for k in KINDS.values()} | {CAPTURE}
+    return {name: sidecar_image_ref(name) for name in sorted(folders or every)}
 
 
 def sidecar_build_labels(folder: str) -> dict[str, str]:

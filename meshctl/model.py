@@ -40,6 +40,7 @@ class ContainerSpec:
     mounts: tuple[tuple[str, str, bool], ...] = ()         # (host path, container path, read-only)
     read_only: bool = False
     cap_drop: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
     no_new_privileges: bool = False
     tmpfs: tuple[str, ...] = ()
     tied_to_caller: bool = False          # stdin held open by this process (the lifecycle tie)

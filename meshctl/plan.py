@@ -23,8 +23,8 @@ from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE, app_image_ref, build_labels, sidecar_build_labels
 from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod
-from .sidecars import (KINDS, Readiness, chain_of, kinds_for, published_ports, render_configs, serving_readiness,
-                       stop_group, tls_kind)
+from .sidecars import (CAPTURE, KINDS, Readiness, captures, chain_of, config_roles, kinds_for, published_ports,
+                       render_configs, serving_readiness, stop_group, tls_kind)
 
 # ---------------------------------------------------------------------------------------------
 # Steps: each maps to one job of the executor; `why` is what a dry run prints beside it
@@ -78,6 +78,7 @@ class IssueCertificate:
     sans: tuple[str, ...]
     common_name: str
     why: str
+    unit: str | None = None          # the subject's OU: the project, for a mesh identity
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ class StartContainers:
     why: str
     port_hints: dict[int, str] = field(default_factory=dict)
     reloading: bool = False       # part of a hot reload: its exit until it serves is the reload's failure
+
+
+@dataclass(frozen=True)
+class RunOnce:
+    """A one-shot container (traffic capture): created, started, waited for; exit 0 or the plan fails."""
+    service: str
+    spec: ContainerSpec
+    why: str
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,8 +156,8 @@ class RemoveNetwork:
 
 
 Step = (EnsureNetwork | PullImage | BuildImage | EnsureCA | WriteFiles | RemoveFolder | IssueCertificate
-        | RemoveContainers | StartContainers | RestartContainer | SignalReload | WaitReady | Announce | Keep
-        | RemoveNetwork)
+        | RemoveContainers | StartContainers | RunOnce | RestartContainer | SignalReload | WaitReady | Announce
+        | Keep | RemoveNetwork)
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,8 @@ def describe(step: Step) -> dict[str, Any]:
         target = [c.name for c in step.containers]
     elif isinstance(step, StartContainers):
         target = [s.name for s in step.specs]
+    elif isinstance(step, RunOnce):
+        target = step.spec.name
     elif isinstance(step, (RestartContainer, Keep)):
         target = step.container.name
     elif isinstance(step, SignalReload):
@@ -241,7 +253,7 @@ class Settings:
 
 def wanted_folders(project: ProjectSpec, settings: Settings) -> dict[str, list[Path]]:
     """service → the config folders its sidecars mount (what the observer must read)."""
-    return {s.name: [settings.state_dir(project.name, s.name) / k.role for k in kinds_for(s) if k.render]
+    return {s.name: [settings.state_dir(project.name, s.name) / r.role for r in render_configs(project.name, s)]
             for s in project.services}
 
 
@@ -251,13 +263,21 @@ def pods_for(project: ProjectSpec, settings: Settings) -> list[Pod]:
 
 def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
     return build_pod(project, service, app_image=app_image_ref(project.name, service),
-                     sidecar_images={k.role: settings.sidecar_images[k.image] for k in kinds_for(service)},
+                     sidecar_images={**{k.role: settings.sidecar_images[k.image] for k in kinds_for(service)},
+                                     **({CAPTURE: settings.sidecar_images[CAPTURE]} if captures(service) else {})},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
                      user=settings.user)
 
 
 def service_sans(service: ServiceSpec) -> tuple[str, ...]:
-    return default_sans(service.name, service.tls.hosts if service.tls else ())
+    """Host names, and in a mesh the workload's SPIFFE identity (its proxy is a client too)."""
+    identity = (service.identity,) if service.identity else ()
+    return default_sans(service.name, (*(service.tls.hosts if service.tls else ()), *identity))
+
+
+def _issue(folder: Path, service: ServiceSpec, why: str) -> IssueCertificate:
+    return IssueCertificate(folder, service_sans(service), service.name, why,
+                            unit=service.mesh.project if service.mesh else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +319,7 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
     if net not in observed.networks or stale:
         steps.append(EnsureNetwork(net, labels(project.name)))
     image_folders = {k.image for s in project.services for k in kinds_for(s)}
+    image_folders |= {CAPTURE for s in project.services if captures(s)}
     apps = [step for step in (_app_image(project, s, observed) for s in project.services) if step is not None]
     steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs, apps)
     if not observed.ca_exists:
@@ -346,7 +367,7 @@ def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) 
     service = pod.service
     steps: list[Step] = []
     rendered = {r.role: r.files for r in render_configs(project.name, service)}
-    for role in KINDS:
+    for role in config_roles():
         if role not in rendered and str(state_dir / role) in observed.folders:
             steps.append(RemoveFolder(state_dir / role, f"{service.name} runs no {role} sidecar now"))
     refreshed = set()
@@ -362,7 +383,7 @@ def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) 
         if serving is not None and serving.role == role:
             why = observed.certificates.get(str(folder), "missing")
             if why is not None:
-                steps.append(IssueCertificate(folder, service_sans(service), service.name, why))
+                steps.append(_issue(folder, service, why))
                 refreshed.add(role)
     return steps, refreshed
 
@@ -478,12 +499,16 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
         kind = KINDS.get(current.role)
         if kind is not None and kind.reload_signal:
             steps.append(SignalReload(current, kind.reload_signal, "its config or certificate changed"))
-    if not plan.create:
-        return steps + [Announce(service.name, pod.holder.name, ports, serving=True)]
     creating = {spec.role: spec for spec in plan.create}
+    # The rules live in the holder's namespace: installed with a new one, again when they change.
+    capture = ([_capture_step(pod, "a new pod namespace" if HOLDER in creating else "its rules changed")]
+               if pod.capture is not None and (HOLDER in creating or CAPTURE in refreshed) else [])
+    if not plan.create:
+        return steps + capture + [Announce(service.name, pod.holder.name, ports, serving=True)]
     hints = pod.port_hints()
     if HOLDER in creating:
         steps.append(StartContainers(service.name, (creating[HOLDER],), plan.why[pod.holder.name], hints))
+    steps += capture
     sidecars = [spec for spec in plan.create if spec.role not in (HOLDER, APP)]
     for group in sorted({KINDS[s.role].start_group for s in sidecars}):
         members = tuple(s for s in sidecars if KINDS[s.role].start_group == group)
@@ -498,6 +523,14 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
         steps.append(_wait_serving(pod))
     steps.append(Announce(service.name, pod.holder.name, ports, serving=settings.wait_serving))
     return steps
+
+
+def _capture_step(pod: Pod, why: str) -> RunOnce:
+    assert pod.capture is not None
+    return RunOnce(pod.service.name, pod.capture, f"traffic capture: {why}",
+                   hint="capture needs iptables (nft) with NET_ADMIN in the pod's namespace; to run the "
+                        "mesh without it (calls between services then go direct, unencrypted), set "
+                        "`mesh: {capture: false}` in mesh.yaml")
 
 
 def _reasons(plan: PodPlan) -> str:
@@ -573,7 +606,7 @@ def plan_renewal(project: ProjectSpec, observed: Observed, settings: Settings) -
         why = observed.certificates.get(str(folder))
         if why is None:
             continue
-        steps.append(IssueCertificate(folder, service_sans(service), service.name, why))
+        steps.append(_issue(folder, service, why))
         for c in observed.containers:
             if c.service == service.name and c.role == kind.role and kind.reload_signal:
                 steps.append(SignalReload(c, kind.reload_signal, "its certificate was re-issued"))

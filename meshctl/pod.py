@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
 from .model import APP, CONFIG_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
-from .sidecars import CONFIG_MOUNT, SIDECAR_STOP_TIMEOUT, kinds_for, published_ports
+from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SIDECAR_STOP_TIMEOUT, captures, kinds_for, published_ports
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Pod:
     sidecars: tuple[ContainerSpec, ...]
     app: ContainerSpec
     config_dirs: dict[str, Path]          # role → host folder mounted at /etc/meshctl
+    capture: ContainerSpec | None = None  # the one-shot step that installs traffic capture
 
     @property
     def containers(self) -> tuple[ContainerSpec, ...]:
@@ -56,12 +57,24 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
         read_only=True, cap_drop=("ALL",), no_new_privileges=True, tied_to_caller=tied, stop_timeout=1,
     )
     config_dirs = {kind.role: state_dir / kind.role for kind in kinds if kind.render is not None}
+    capture = None
+    if captures(service):
+        config_dirs[CAPTURE] = state_dir / CAPTURE
+        capture = _hashed(ContainerSpec(
+            name=container_name(name, service.name, CAPTURE), image=sidecar_images[CAPTURE],
+            labels=labels(name, service.name, CAPTURE), namespace_of=holder_name,
+            # iptables needs uid 0 and NET_ADMIN in the pod's namespace; nothing else, and it exits.
+            user="0:0", cap_drop=("ALL",), cap_add=("NET_ADMIN",), no_new_privileges=True, read_only=True,
+            tmpfs=("/run", "/tmp"), mounts=((str(config_dirs[CAPTURE]), CONFIG_MOUNT, True),), stop_timeout=1))
     sidecars = []
     for kind in kinds:
+        # Capture leaves the proxy's own connections alone by its group: the proxy of a mesh runs
+        # in MESH_GID (its files are readable by the user, whatever the group).
+        sidecar_user = f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture else user
         sidecars.append(ContainerSpec(
             name=container_name(name, service.name, kind.role), image=sidecar_images[kind.role],
             labels=labels(name, service.name, kind.role),
-            user=user, namespace_of=holder_name, command=kind.command,
+            user=sidecar_user, namespace_of=holder_name, command=kind.command,
             env=kind.env(service) if kind.env else {},
             mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
             read_only=True, cap_drop=("ALL",), no_new_privileges=True, tmpfs=("/tmp",),
@@ -74,7 +87,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
         stop_timeout=int(round(service.stop_grace_period)),
     )
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
-               app=_hashed(app), config_dirs=config_dirs)
+               app=_hashed(app), config_dirs=config_dirs, capture=capture)
 
 
 def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, str, bool], ...]:

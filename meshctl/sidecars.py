@@ -7,6 +7,7 @@ Pure: nothing here talks to Docker or writes files."""
 
 from __future__ import annotations
 
+import json
 import math
 import string
 from collections.abc import Callable
@@ -28,6 +29,9 @@ METRICS_PORT = 15090
 PROXY_STATS_PORT = 15021     # HAProxy's own Prometheus exporter, loopback only
 EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sidecar
 READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
+MESH_PORT = 15008            # the inbound mesh listener: mutual TLS from other pods' proxies
+OUTBOUND_PORT = 15001        # loopback: the app's captured calls to other services arrive here
+MESH_GID = 15999             # the proxy's group: capture leaves its own connections alone
 
 # The folder each sidecar's config is mounted from, read-only.
 CONFIG_MOUNT = "/etc/meshctl"
@@ -110,7 +114,114 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
         retries=connection_retries(service), proxy_port=PROXY_PORT, app_port=service.port,
         stats_port=PROXY_STATS_PORT,
         tls_globals=TLS_GLOBALS if tls else "    # No TLS: the tls sidecar is off in mesh.yaml.",
+        strip_client_cert="    http-request del-header x-forwarded-client-cert" if service.mesh else "",
+        mesh=render_mesh(service) if service.mesh else "",
         tls_bind=f"    bind :{TLS_PORT} {TLS_BIND}" if tls else "    # No HTTPS listener: the tls sidecar is off in mesh.yaml.")
+
+
+def render_mesh(service: ServiceSpec) -> str:
+    """The mesh listeners. Inbound: mutual TLS with meshctl's CA, callers of this project only
+    (and of `allow`), the caller's identity to the app as Envoy's X-Forwarded-Client-Cert (a
+    client's own is removed). Outbound: calls captured from the app, routed by Host to the callee's
+    inbound listener over mutual TLS; any other destination goes where it was going."""
+    mesh = service.mesh
+    assert mesh is not None
+    ns = f"spiffe://meshctl.local/ns/{mesh.project}/sa"
+    if mesh.allow is None:
+        allow = ""
+    elif mesh.allow:
+        allow = f"    http-request deny status 403 unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
+    else:
+        allow = "    http-request deny status 403\n"       # allow: [] lets no one in
+    client_tls = f"ssl crt {CERT_BUNDLE} ca-file {CONFIG_MOUNT}/ca.pem verify required alpn http/1.1"
+    routes = "".join(f"    use_backend to_{name} if {{ req.hdr(host),field(1,:) -m str {name} }}\n"
+                     for name, _ in mesh.peers)
+    backends = "".join(
+        f"\nbackend to_{name}\n"
+        f"    server {name} {name}:{MESH_PORT} {client_tls} verifyhost {name} sni str({name}) "
+        "resolvers docker init-addr none\n"
+        for name, _ in mesh.peers)
+    return f"""
+frontend mesh_in
+    bind :{MESH_PORT} {client_tls}
+    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{{+Q}}r %[ssl_c_s_dn(CN)]"
+    http-request del-header x-forwarded-client-cert
+    # Only this project's workloads: the CA is shared by every project on this machine.
+    http-request deny status 403 unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
+{allow}    http-request set-header x-forwarded-client-cert "By={ns}/{service.name};URI={ns}/%[ssl_c_s_dn(CN)]"
+    default_backend app
+
+frontend mesh_out
+    bind 127.0.0.1:{OUTBOUND_PORT}
+    http-request del-header x-forwarded-client-cert
+{routes}    default_backend passthrough
+
+backend passthrough
+    # 0.0.0.0: the connection's original destination (SO_ORIGINAL_DST after the redirect).
+    server original 0.0.0.0:0
+{backends}
+resolvers docker
+    nameserver dns 127.0.0.11:53
+    hold valid 1s
+"""
+
+
+CAPTURE = "capture"          # the one-shot step's role, image folder and config folder
+
+
+def captures(service: ServiceSpec) -> bool:
+    return service.mesh is not None and service.mesh.capture
+
+
+def render_capture(project: str, service: ServiceSpec) -> str:
+    """The capture step's script, run once in the pod's network namespace with NET_ADMIN (and
+    again when it changes; it replaces its own chains). Outbound: the app's TCP connections to the
+    other services' ports on the project's network go to the proxy's outbound listener; the proxy's
+    own (its group, MESH_GID) are left alone. Inbound, in strict mode: new connections from other
+    pods are refused except to the mesh listener; the host's published ports (they arrive from the
+    network's gateway) and loopback keep working."""
+    mesh = service.mesh
+    assert mesh is not None
+    ports = ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+    inbound = f"""
+iptables -N MESHCTL_IN 2>/dev/null || iptables -F MESHCTL_IN
+iptables -C INPUT -p tcp -j MESHCTL_IN 2>/dev/null || iptables -A INPUT -p tcp -j MESHCTL_IN
+iptables -A MESHCTL_IN -i lo -j RETURN
+iptables -A MESHCTL_IN -s "$gateway" -j RETURN
+iptables -A MESHCTL_IN -p tcp --dport {MESH_PORT} -j RETURN
+iptables -A MESHCTL_IN -p tcp --syn -j REJECT --reject-with tcp-reset
+echo "capture: strict: other pods reach ${{SERVICE}} only through the mesh listener ({MESH_PORT}, mutual TLS)"
+""" if mesh.mtls == "strict" else f"""
+iptables -F MESHCTL_IN 2>/dev/null || true
+echo "capture: permissive: other pods may also call ${{SERVICE}} in plain text"
+"""
+    return f"""#!/bin/sh
+# Rendered by meshctl for {project}/{service.name}: traffic capture (mesh.capture), installed once in
+# the pod's network namespace by a one-shot container holding NET_ADMIN only.
+set -eu
+SERVICE={service.name}
+subnet=$(ip -o -4 route show dev eth0 scope link | awk '{{print $1; exit}}')
+gateway=$(ip -4 route show default | awk '{{print $3; exit}}')
+[ -n "$subnet" ] && [ -n "$gateway" ] || {{ echo "capture: no project network on eth0"; ip -4 route; exit 3; }}
+
+iptables -t nat -N MESHCTL_OUT 2>/dev/null || iptables -t nat -F MESHCTL_OUT
+iptables -t nat -C OUTPUT -p tcp -j MESHCTL_OUT 2>/dev/null || iptables -t nat -A OUTPUT -p tcp -j MESHCTL_OUT
+iptables -t nat -A MESHCTL_OUT -m owner --gid-owner {MESH_GID} -j RETURN
+iptables -t nat -A MESHCTL_OUT -d 127.0.0.0/8 -j RETURN
+iptables -t nat -A MESHCTL_OUT -d "$subnet" -p tcp -m multiport --dports {ports} -j REDIRECT --to-ports {OUTBOUND_PORT}
+echo "capture: calls from ${{SERVICE}} to $subnet ports {ports} go through its proxy"
+{inbound}"""
+
+
+MESH_FILE = "mesh.json"       # beside the proxy's config: what `meshctl ps` shows of the mesh
+
+
+def mesh_summary(service: ServiceSpec) -> str:
+    mesh = service.mesh
+    assert mesh is not None
+    return json.dumps({"identity": service.identity, "mtls": mesh.mtls, "capture": mesh.capture,
+                       "allow": list(mesh.allow) if mesh.allow is not None else None,
+                       "calls": [name for name, _ in mesh.peers]}, indent=2) + "\n"
 
 
 def connection_retries(service: ServiceSpec) -> int:
@@ -165,8 +276,16 @@ class RenderedConfig:
 
 def render_configs(project: str, service: ServiceSpec) -> list[RenderedConfig]:
     """The config folder of each running sidecar that mounts one."""
-    return [RenderedConfig(kind.role, kind.render(project, service))
-            for kind in kinds_for(service) if kind.render is not None]
+    rendered = [RenderedConfig(kind.role, kind.render(project, service))
+                for kind in kinds_for(service) if kind.render is not None]
+    if captures(service):
+        rendered.append(RenderedConfig(CAPTURE, {"capture.sh": render_capture(project, service)}))
+    return rendered
+
+
+def config_roles() -> tuple[str, ...]:
+    """Every role that may have a config folder (what is removed when it no longer runs)."""
+    return (*KINDS, CAPTURE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,10 +373,11 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
         env=lambda service: metrics_env(service),
         compose_health=shell_http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]')),
     SidecarKind(
-        role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT),
+        role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT, MESH_PORT, OUTBOUND_PORT),
         runs=lambda service: service.proxy is not None,
         ready=_proxy_ready, command=HAPROXY_COMMAND,
-        render=lambda project, service: {"haproxy.cfg": render_proxy(project, service)},
+        render=lambda project, service: {"haproxy.cfg": render_proxy(project, service),
+                                         **({MESH_FILE: mesh_summary(service)} if service.mesh else {})},
         serves_tls=lambda service: service.tls_terminator == "proxy",
         reload_signal="SIGUSR2",     # HAProxy's master reloads without dropping connections
         compose_health=shell_tls_chain_check("/", strict=False)),

@@ -24,7 +24,7 @@ from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNet
                    pull_base_image,
                    plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar, plan_up, service_sans,
                    wanted_folders)
-from .sidecars import KINDS, data_dir, tls_kind
+from .sidecars import KINDS, config_roles, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks
 
 
@@ -50,7 +50,7 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
     mounted = wanted_folders(project, settings)
     for service in project.services:
         state_dir = settings.state_dir(project.name, service.name)
-        folders |= {str(state_dir / role) for role in KINDS if (state_dir / role).is_dir()}
+        folders |= {str(state_dir / role) for role in config_roles() if (state_dir / role).is_dir()}
         for folder in mounted[service.name]:
             files[str(folder)] = _read_texts(folder)
         serving = tls_kind(service)
@@ -74,7 +74,7 @@ def _read_texts(folder: Path) -> dict[str, str]:
     out = {}
     try:
         for path in folder.iterdir():
-            if path.is_file() and path.suffix == ".cfg":
+            if path.is_file() and path.suffix in (".cfg", ".sh", ".json"):     # rendered files, not keys
                 out[path.name] = path.read_text(encoding="utf-8")
     except OSError:
         pass

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .apply import host_ports_by_name, urls_for
 from .engine import Engine
 from .model import HOLDER, ContainerInfo
-from .sidecars import start_rank
+from .sidecars import MESH_FILE, start_rank
 
 
 def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:
@@ -45,14 +46,23 @@ class ServiceStatus:
     state: str
     urls: dict[str, str]
     containers: list[dict[str, str]]
+    mesh: dict[str, Any] | None = None     # identity, mtls, allow (None: every service), capture
 
     def as_json(self) -> dict[str, Any]:
         return {"project": self.project, "service": self.service, "state": self.state,
                 "urls": {k: self.urls.get(k) for k in ("https", "http", "metrics")},
-                "containers": self.containers}
+                "containers": self.containers, "mesh": self.mesh}
 
 
-def status(engine: Engine, project: str | None = None) -> list[ServiceStatus]:
+def mesh_of(home: Path, project: str, service: str) -> dict[str, Any] | None:
+    """The mesh settings rendered beside the service's proxy config (sidecars.MESH_FILE)."""
+    try:
+        return json.loads((home / "projects" / project / service / "proxy" / MESH_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status(engine: Engine, project: str | None = None, *, home: Path | None = None) -> list[ServiceStatus]:
     groups: dict[tuple[str, str], list[ContainerInfo]] = {}
     for c in managed_containers(engine, project):
         groups.setdefault((c.label("project"), c.service), []).append(c)
@@ -70,5 +80,6 @@ def status(engine: Engine, project: str | None = None) -> list[ServiceStatus]:
             ("stopped" if "running" not in states else "degraded")
         containers = [{"name": c.name, "role": c.role, "state": c.state}
                       for c in sorted(members, key=lambda c: start_rank(c.role))]
-        out.append(ServiceStatus(proj, service, state, urls, containers))
+        out.append(ServiceStatus(proj, service, state, urls, containers,
+                                 mesh_of(home, proj, service) if home is not None else None))
     return out

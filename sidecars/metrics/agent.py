@@ -42,7 +42,7 @@ class AccessStats:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.requests = {}                       # (code, method) -> count
+        self.requests = {}                       # (direction, source, destination, code, method) -> count
         self.bucket_counts = [0] * (len(BUCKETS_MS) + 1)   # the last one is +Inf
         self.duration_sum_ms = 0.0
         self.duration_count = 0
@@ -67,6 +67,7 @@ class AccessStats:
                     int(code)
                     rest = parts[7] if len(parts) > 7 else ""
                     method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
+                    edge = _edge(parts[2], parts[3], rest)
                 except (IndexError, ValueError):
                     self.malformed += 1
                     other.append(line)
@@ -74,7 +75,7 @@ class AccessStats:
                 if method not in METHODS:
                     method = "OTHER"
                 self.events += 1
-                key = (code, method)
+                key = (*edge, code, method)
                 requests[key] = requests.get(key, 0) + 1
                 if total_ms >= 0:
                     buckets[bisect.bisect_left(BUCKETS_MS, total_ms)] += 1
@@ -88,6 +89,19 @@ class AccessStats:
                     self.duration_count, self.events, self.malformed)
 
 
+def _edge(frontend, backend_server, rest):
+    """(direction, source, destination) from the frontend that took the request: `mesh_out` is the
+    app calling another service (the backend names it: to_<service>, or passthrough), `mesh_in` a
+    mesh caller (its certificate's name ends the line), anything else a client from outside."""
+    if frontend == "mesh_out":
+        backend = backend_server.split("/", 1)[0]
+        return "outbound", "", backend[3:] if backend.startswith("to_") else "unknown"
+    if frontend == "mesh_in":
+        source = rest.rsplit('"', 1)[-1].strip() if '"' in rest else ""
+        return "inbound", source if source and source != "-" else "unknown", ""
+    return "inbound", "", ""
+
+
 class MeshCollector:
     def __init__(self, service, stats, app_status):
         self.service = service
@@ -96,10 +110,11 @@ class MeshCollector:
 
     def collect(self):
         requests, buckets, sum_ms, _count, events, malformed = self.stats.snapshot()
-        total = CounterMetricFamily("meshctl_requests", "Requests through the proxy sidecar, by status code and method",
-                                    labels=["service", "code", "method"])
-        for (code, method), value in sorted(requests.items()):
-            total.add_metric([self.service, code, method], value)
+        total = CounterMetricFamily("meshctl_requests", "Requests through the proxy sidecar, by direction (inbound: "
+                                    "to this service; outbound: its calls to other services), peer, status code and method",
+                                    labels=["service", "direction", "source", "destination", "code", "method"])
+        for (direction, source, destination, code, method), value in sorted(requests.items()):
+            total.add_metric([self.service, direction, source, destination, code, method], value)
         yield total
         histogram = HistogramMetricFamily("meshctl_request_duration_seconds",
                                           "Time from the proxy receiving a request to the end of the response",

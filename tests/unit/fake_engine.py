@@ -29,6 +29,7 @@ class FakeEngine:
                  fail_stop: set[str] | None = None, fail_remove: set[str] | None = None,
                  unreachable: bool = False):
         self.unreachable = unreachable                      # version() fails as with no daemon
+        self.capture_exit = 0                                # the capture step's exit code
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, str]] = {}
@@ -155,6 +156,8 @@ class FakeEngine:
         c["ports"] = {port: host or next(self._ports) for port, host in c["spec"].ports.items()}
         if c["spec"].name in self.exit_on_start:
             self._gone(container_id, self.exit_on_start[c["spec"].name])
+        elif c["spec"].role == "capture":           # a one-shot step: it does its work and exits
+            self._gone(container_id, self.capture_exit)
 
     def watch_exit(self, container_id: str):
         c = self.containers_[container_id]

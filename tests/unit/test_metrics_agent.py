@@ -27,7 +27,9 @@ def test_batches_count_codes_methods_and_latency_buckets():
                                 "[WARNING] (14) : Server app/app is DOWN", line(503, ms=-1)])
     assert other == ["[WARNING] (14) : Server app/app is DOWN"]
     requests, buckets, sum_ms, count, events, malformed = stats.snapshot()
-    assert requests == {("200", "GET"): 1, ("404", "GET"): 1, ("200", "POST"): 1, ("200", "OTHER"): 1, ("503", "GET"): 1}
+    host = ("inbound", "", "")            # from outside the mesh, through the host's ports
+    assert requests == {(*host, "200", "GET"): 1, (*host, "404", "GET"): 1, (*host, "200", "POST"): 1,
+                        (*host, "200", "OTHER"): 1, (*host, "503", "GET"): 1}
     assert events == 5 and malformed == 1
     assert count == 4 and sum_ms == 1 + 1 + 30 + 5000           # -1 (aborted) has no duration
     assert buckets[agent.BUCKETS_MS.index(1)] == 2               # 1 ms falls in le=0.001
@@ -77,5 +79,15 @@ def test_event_stream_splits_lines_across_reads():
     left.close()
     worker.join(5)
     requests = stats.snapshot()[0]
-    assert requests == {("200", "GET"): 500, ("201", "GET"): 500}
+    assert requests == {("inbound", "", "", "200", "GET"): 500, ("inbound", "", "", "201", "GET"): 500}
     assert out.getvalue().count("\n") == 1000
+
+
+def test_both_sides_of_a_mesh_edge_are_labelled_with_direction_and_peer():
+    outbound = '172.18.0.3:4242 [27/Nov/2026:16:11:21.486] mesh_out to_api/api 0/0/1/2/3 200 50 ---- "GET /whoami HTTP/1.1"'
+    inbound = '172.18.0.2:5151 [27/Nov/2026:16:11:21.486] mesh_in app/app 0/0/0/1/1 403 50 ---- "GET /whoami HTTP/1.1" intruder'
+    elsewhere = '172.18.0.3:4243 [27/Nov/2026:16:11:21.486] mesh_out passthrough/original 0/0/1/2/3 200 50 ---- "GET / HTTP/1.1"'
+    stats = agent.AccessStats()
+    assert stats.record_lines([outbound, inbound, elsewhere]) == []
+    assert stats.snapshot()[0] == {("outbound", "", "api", "200", "GET"): 1, ("inbound", "intruder", "", "403", "GET"): 1,
+                                   ("outbound", "", "unknown", "200", "GET"): 1}

@@ -17,7 +17,7 @@ from meshctl.plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCe
 from meshctl.sidecars import data_dir
 from tests.unit.fake_engine import built, meshctl, pod_names, shop, stack_on, web
 
-SIDECAR_IMAGES = {"haproxy": "meshctl-haproxy:h", "metrics": "meshctl-metrics:m"}
+SIDECAR_IMAGES = {"haproxy": "meshctl-haproxy:h", "metrics": "meshctl-metrics:m", "capture": "meshctl-capture:c"}
 POD, METRICS, PROXY, APP = pod_names()
 
 
@@ -204,3 +204,50 @@ def test_down_dry_run_lists_what_would_go_in_stop_order_and_removes_nothing(tmp_
     assert cli_engine.calls == before and set(cli_engine.containers_) == ids
     empty = meshctl("down", "--dry-run", "-p", "nothing")
     assert "plan for nothing (no changes)" in empty.stdout and "nothing to do" in empty.stdout
+
+
+def two_services(tmp_path, extra: str = "", mesh: str = ""):
+    from meshctl.config import parse_project
+    for name in ("web", "api", "kv"):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    return parse_project(f"name: shop\n{mesh}services:\n  web: {{build: web, port: 8080}}\n"
+                         f"  api: {{build: api, port: 9000, allow: [web]}}\n{extra}", root=tmp_path)
+
+
+def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_the_app(tmp_path):
+    from meshctl.plan import RunOnce, StartContainers
+    project = two_services(tmp_path)
+    plan = plan_for(project, Observed(), tmp_path)
+    for service, steps in plan.pods:
+        names = [type(s).__name__ for s in steps]
+        assert names.index("RunOnce") == names.index("StartContainers") + 1     # right after the holder
+        [capture] = [s.spec for s in steps if isinstance(s, RunOnce)]
+        assert capture.cap_drop == ("ALL",) and capture.cap_add == ("NET_ADMIN",) and capture.user == "0:0"
+        assert capture.no_new_privileges and capture.read_only
+        started = [spec for s in steps if isinstance(s, StartContainers) for spec in s.specs]
+        assert all(not spec.cap_add for spec in started), "no long-running container holds a capability"
+        [proxy] = [spec for spec in started if spec.role == "proxy"]
+        assert proxy.user == "1000:15999"          # capture tells the proxy's own connections by its group
+    writes = {str(s.folder): s.files for s in plan.steps if type(s).__name__ == "WriteFiles"}
+    web_capture = writes[str(tmp_path / "home/projects/shop/web/capture")]["capture.sh"]
+    assert "--dports 9000 -j REDIRECT --to-ports 15001" in web_capture      # web calls api on 9000
+    assert "--gid-owner 15999 -j RETURN" in web_capture and "REJECT" in web_capture    # strict by default
+
+
+def test_permissive_or_no_capture_or_one_service_change_what_is_installed(tmp_path):
+    from meshctl.config import parse_project
+    permissive = plan_for(two_services(tmp_path, mesh="mesh: {mtls: permissive}\n"), Observed(), tmp_path)
+    script = next(s.files["capture.sh"] for s in permissive.steps if type(s).__name__ == "WriteFiles"
+                  and "capture.sh" in s.files)
+    assert "REJECT" not in script and "REDIRECT" in script
+    no_capture = two_services(tmp_path, mesh="mesh: {capture: false}\n")
+    assert all(s.mesh is not None and not s.mesh.capture for s in no_capture.services)
+    off = parse_project("name: shop\nmesh: {mtls: off}\nservices:\n  web: {build: web, port: 8080}\n"
+                        "  api: {build: api, port: 9000}\n", root=tmp_path)
+    assert all(s.mesh is None for s in off.services)
+    for project in (no_capture, off):
+        plan = plan_for(project, Observed(), tmp_path)
+        assert not [s for _, s in plan.all_steps() if type(s).__name__ == "RunOnce"]
+    single = parse_project("name: one\nservices:\n  web: {build: web, port: 8080}\n", root=tmp_path)
+    assert single.services[0].mesh is None

@@ -1,0 +1,54 @@
+"""web: calls api at plain http://api:8080, as it would anywhere else; meshctl's mesh does the rest."""
+
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+API = os.environ.get("API_URL", "http://api:8080")
+
+
+def call(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:
+        return 0, f"{type(error).__name__}: {error}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/healthz":
+            return self._send(200, {"ok": True})
+        if url.path == "/call":          # GET /call?url=http://api:8080/whoami: what any app would do
+            target = parse_qs(url.query).get("url", [f"{API}/whoami"])[0]
+            status, body = call(target)
+            return self._send(200, {"url": target, "status": status, "body": body})
+        status, body = call(f"{API}/whoami")
+        return self._send(200 if status == 200 else 502, {"web": "hello", "api_said": body, "api_status": status})
+
+    def _send(self, status, payload):
+        data = (json.dumps(payload) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        print("web:", fmt % args, flush=True)
+
+
+server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
+signal.signal(signal.SIGTERM, lambda *_: (server.shutdown(), sys.exit(0)))
+print(f"web: listening on {server.server_port}, calling {API}", flush=True)
+server.serve_forever()

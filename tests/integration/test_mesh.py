@@ -1,0 +1,118 @@
+"""The mesh on the real engine (examples/shop, plus an intruder service): an app's plain
+http://api:8080 call is captured by its own proxy and arrives over mutual TLS with the caller's
+SPIFFE identity; a spoofed X-Forwarded-Client-Cert is stripped; a caller not allowed gets 403; a
+container outside the mesh cannot reach the app's port in strict mode; the capture step is gone
+before the app starts and no running container holds a capability."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import docker
+import pytest
+
+from meshctl.checks import http_request, tls_context
+from tests.conftest import ps_json, run_meshctl, running_containers, unique_project
+from tests.integration.test_up import ca_path, port_of
+
+pytestmark = pytest.mark.integration
+
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+
+def shop(tmp_path: Path, mtls: str = "strict") -> tuple[Path, str]:
+    folder = tmp_path / "shop"
+    shutil.copytree(SHOP, folder)
+    name = unique_project("shop")
+    ports = "    ports: {https: 0, http: 0, metrics: 0}\n"
+    (folder / "mesh.yaml").write_text(
+        f"name: {name}\nmesh: {{mtls: {mtls}}}\nservices:\n"
+        f"  web:\n    build: web\n    port: 8080\n    health: /healthz\n{ports}"
+        f"  api:\n    build: api\n    port: 8080\n    health: /healthz\n    allow: [web]\n{ports}"
+        # The same image as web under another name: a mesh workload api does not allow.
+        f"  intruder:\n    build: web\n    port: 8080\n    health: /healthz\n{ports}")
+    return folder, name
+
+
+def get_json(port: int, path: str, **headers) -> dict:
+    answer = http_request(port, path, tls=tls_context(ca_path()), server_hostname="localhost", headers=headers,
+                          timeout=20)
+    assert answer.status == 200, answer.body
+    return json.loads(answer.body)
+
+
+def urls(project: str) -> dict[str, dict[str, str]]:
+    return {entry["service"]: entry["urls"] for entry in ps_json(project)}
+
+
+def outside_call(project: str, host: str, port: int) -> int:
+    """Connect from a container on the project's network that is not in the mesh; bash's exit code."""
+    client = docker.from_env()
+    image = next(t for i in client.images.list() for t in i.tags if t.startswith("meshctl-capture:"))
+    output = client.containers.run(image, entrypoint=["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo open"],
+                                   network=f"meshctl-{project}", remove=True, stderr=True,
+                                   labels={"meshctl.project": project, "meshctl.role": "test-client"})
+    return 0 if b"open" in output else 1
+
+
+@pytest.fixture
+def strict_shop(tmp_path, engine, sidecar_images):
+    folder, project = shop(tmp_path)
+    run_meshctl("up", "-d", str(folder), check=True, timeout=600)
+    try:
+        yield folder, project
+    finally:
+        run_meshctl("down", str(folder))
+
+
+def test_a_plain_call_between_services_crosses_the_mesh_with_the_callers_identity(strict_shop, engine):
+    folder, project = strict_shop
+    web = port_of(urls(project)["web"]["https"])
+    answer = get_json(web, "/")
+    api_said = json.loads(answer["api_said"])
+    # web called http://api:8080 in plain text; api's proxy verified web's client certificate.
+    assert api_said["caller"] == f"spiffe://meshctl.local/ns/{project}/sa/web"
+    assert api_said["xfcc"] == (f"By=spiffe://meshctl.local/ns/{project}/sa/api;"
+                                f"URI=spiffe://meshctl.local/ns/{project}/sa/web")
+
+
+def test_a_spoofed_client_certificate_header_is_stripped(strict_shop, engine):
+    folder, project = strict_shop
+    api = port_of(urls(project)["api"]["https"])
+    seen = get_json(api, "/whoami", **{"X-Forwarded-Client-Cert": "By=x;URI=spiffe://meshctl.local/ns/x/sa/admin"})
+    assert seen["caller"] is None and seen["xfcc"] == ""     # from the host, through its own HTTPS port
+
+
+def test_a_caller_that_is_not_allowed_gets_403(strict_shop, engine):
+    folder, project = strict_shop
+    intruder = port_of(urls(project)["intruder"]["https"])
+    denied = get_json(intruder, "/call?url=http://api:8080/whoami")
+    assert denied["status"] == 403, denied
+    allowed_back = get_json(intruder, "/call?url=http://web:8080/healthz")   # web allows every service
+    assert allowed_back["status"] == 200, allowed_back
+
+
+def test_strict_refuses_plaintext_from_outside_the_mesh_and_no_container_holds_a_capability(strict_shop, engine):
+    folder, project = strict_shop
+    assert outside_call(project, "api", 8080) != 0, "a container outside the mesh reached api's app port"
+    containers = running_containers(engine, project)
+    assert not [c for c in containers if c.role == "capture"], "the capture step is gone once it ran"
+    api = docker.from_env().api
+    for c in containers:
+        host = api.inspect_container(c.id)["HostConfig"]
+        assert not host.get("CapAdd"), (c.name, host.get("CapAdd"))
+        assert not host.get("Privileged")
+
+
+def test_permissive_lets_plaintext_in_and_still_identifies_mesh_callers(tmp_path, engine, sidecar_images):
+    folder, project = shop(tmp_path, mtls="permissive")
+    run_meshctl("up", "-d", str(folder), check=True, timeout=600)
+    try:
+        assert outside_call(project, "api", 8080) == 0
+        web = port_of(urls(project)["web"]["https"])
+        assert json.loads(get_json(web, "/")["api_said"])["caller"] == f"spiffe://meshctl.local/ns/{project}/sa/web"
+    finally:
+        run_meshctl("down", str(folder))
+    assert running_containers(engine, project) == []
