@@ -544,3 +544,14 @@ def test_links_to_a_wrapped_service_reach_its_holder_and_come_back():
     assert services["web-mesh-pod"]["links"] == ["api-mesh-pod:api"]
     assert services["web"]["x-meshctl-links"] == ["api"]
     assert back(out) == text and run(out)[0] == out
+
+
+@pytest.mark.parametrize("name", ["original", "19-comments-quotes-flow", "04-rails-sidekiq-anchors"])
+def test_a_file_injected_before_pods_uninjects_and_re_injects_to_the_current_shape(name):
+    old = (LEGACY / "before-pods" / f"{name}.yaml").read_text()
+    source = LEGACY / "original.yaml" if name == "original" else LEGACY.parent / f"{name}.yaml"
+    original = source.read_text()
+    assert "x-meshctl-ports" not in old and "injected:" in old        # the old shape
+    assert back(old) == original
+    assert run(old)[0] == run(original)[0]
+    assert not any(item.retired for item in run(old)[1].injected)
