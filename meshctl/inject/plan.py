@@ -113,6 +113,11 @@ def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan],
     if options.tcp not in ("proxy", "skip"):
         raise UsageError(f"--tcp {options.tcp!r}: expected proxy or skip")
     joined: dict[str, list[str]] = {}
+    merged_by: dict[int, list[str]] = {}       # a service another one merges (`<<: *web`) would pass on its edits
+    for key, service in services.value:
+        if isinstance(service, doc.Mapping):
+            for source in doc.merge_sources(service):
+                merged_by.setdefault(id(source), []).append(str(key.value))
     for key, service in services.value:
         mode = doc.value(service).get("network_mode") if isinstance(service, doc.Mapping) else None
         if isinstance(mode, str) and mode.startswith("service:"):
@@ -124,6 +129,9 @@ def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan],
         if options.services and name not in options.services:
             continue
         outcome = _plan_one(document, key, service, options, joined.get(name, []))
+        if id(service) in merged_by and not isinstance(outcome, Skipped):
+            outcome = Skipped(name, f"{', '.join(merged_by[id(service)])} merges it (<<: *anchor): its copy would "
+                                    "join this pod too; move what they share to an x- anchor of its own")
         (skipped if isinstance(outcome, Skipped) else plans).append(outcome)
     taken = set(names)
     for item in plans:

@@ -250,6 +250,14 @@ def test_a_service_others_join_is_left_alone():
     assert result.skipped[0].reason == "debug joins its namespace (network_mode: service:web)"
 
 
+def test_a_service_others_merge_is_left_alone():
+    text = "services:\n  web: &web\n    image: nginx\n    ports: ['80:80']\n  web2:\n    <<: *web\n    ports: ['81:80']\n"
+    out, result = run(text)
+    assert [s.service for s in result.skipped] == ["web"] and "web2 merges it" in result.skipped[0].reason
+    assert [i.service for i in result.injected] == ["web2"]
+    assert back(out) == text
+
+
 def test_only_selected_services():
     text = WEB + "  api:\n    image: acme/api\n    ports: ['9000:9000']\n"
     out, result = run(text, services=("api",))
