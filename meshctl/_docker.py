@@ -162,14 +162,14 @@ class DockerEngine:
             init=False,
         )
         networking = None
-        if spec.network and not spec.namespace_of:
+        if spec.network and not spec.namespace_of and spec.aliases:
             networking = api.create_networking_config(
                 {spec.network: api.create_endpoint_config(aliases=list(spec.aliases) or None)})
         with _translated(f"create container {spec.name}"):
             created = api.create_container(
                 spec.image, command=list(spec.command) if spec.command else None, name=spec.name,
                 entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
-                labels=spec.labels, environment=spec.env or None, user=spec.user,
+                labels=spec.labels, environment=spec.env or None, user=spec.user, working_dir=spec.workdir,
                 ports=list(spec.ports) or None, host_config=host_config, networking_config=networking,
                 # detach=False with stdin_open sets StdinOnce: when our attach closes, stdin ends.
                 detach=not spec.tied_to_caller, stdin_open=spec.tied_to_caller,

@@ -252,14 +252,18 @@ class Executor:
         return host_ports_by_name(ports, self.engine.published_ports(holder))
 
     def _wait_ready(self, step: WaitReady, service: str | None) -> None:
-        ports = self.host_ports(step.holder, step.ports)
-        if step.readiness.port not in ports:
-            raise StartError(f"{step.service}: no host port for {step.readiness.port}, so its readiness "
-                             "cannot be checked", hint="`meshctl ps` shows the pod's ports")
         what = (f"{step.service} ({step.readiness.path} through the pod)" if step.role == APP
                 else f"the {step.role} sidecar of {step.service}")
-        wait_for(what, self.prober(step.readiness, ports[step.readiness.port], self.ca.cert_path),
-                 timeout=self.ready_timeout, abort=lambda: self._abort_check(step.service), hint=step.hint)
+        if step.readiness.exec is not None:
+            probe = exec_probe(self.engine, step.container, step.readiness.exec)
+        else:
+            ports = self.host_ports(step.holder, step.ports)
+            if step.readiness.port not in ports:
+                raise StartError(f"{step.service}: no host port for {step.readiness.port}, so its readiness "
+                                 "cannot be checked", hint="`meshctl ps` shows the pod's ports")
+            probe = self.prober(step.readiness, ports[step.readiness.port], self.ca.cert_path)
+        wait_for(what, probe, timeout=self.ready_timeout, abort=lambda: self._abort_check(step.service),
+                 hint=step.hint)
         if step.role == APP:
             self.watch.serving(step.service)
 
@@ -290,6 +294,27 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
         return tls_probe(port, context)
     accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
     return http_probe(port, readiness.path, tls=context, accept=accept)
+
+
+def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: float = 0.25) -> Probe:
+    """Ready when the command exits 0 in the container (a user sidecar's `ready:`); polled at
+    most every `every` seconds, since each poll is an exec."""
+    last = [0.0]
+
+    def probe() -> str | None:
+        pause = last[0] + every - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        last[0] = time.monotonic()
+        try:
+            code, output = engine.exec(container, list(command), timeout=5)
+        except MeshctlError as exc:
+            return exc.message
+        if code == 0:
+            return None
+        tail = output.strip().splitlines()[-1:] or [""]
+        return f"exit code {code}" + (f": {tail[0][:120]}" if tail[0] else "")
+    return probe
 
 
 def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:

@@ -109,6 +109,36 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class ReadySpec:
+    """A user sidecar's `ready:`: exactly one of a TCP port, an HTTP path on a port, a command."""
+    tcp: int | None = None
+    http: str | None = None
+    port: int | None = None
+    exec: tuple[str, ...] | None = None
+
+    def ports(self) -> tuple[int, ...]:
+        return tuple(p for p in (self.tcp, self.port) if p is not None)
+
+
+@dataclass(frozen=True)
+class UserSidecar:
+    """A sidecar of the user's own: joins the pod's namespaces, starts after meshctl's sidecars,
+    is ready before the app starts, stops after it. Least privilege unless a field asks for more:
+    `user` (default: your uid:gid), `read_only: false`, `cap_add`."""
+    name: str
+    image: str | None = None
+    build: Path | None = None
+    command: tuple[str, ...] | None = None       # the image's CMD, replaced (as in compose)
+    entrypoint: tuple[str, ...] | None = None    # the image's ENTRYPOINT, replaced
+    env: tuple[tuple[str, str], ...] = ()
+    ready: ReadySpec | None = None
+    user: str | None = None
+    read_only: bool = True
+    cap_add: tuple[str, ...] = ()
+    stop_grace_period: float = 5.0
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     port: int
@@ -128,6 +158,7 @@ class ServiceSpec:
     checks: tuple[CheckSpec, ...] = ()
     mesh: MeshSettings | None = None
     allow: tuple[str, ...] | None = None       # as written in mesh.yaml (mesh.allow is what applies)
+    user_sidecars: tuple[UserSidecar, ...] = ()
 
     @property
     def identity(self) -> str | None:
@@ -360,21 +391,10 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         raise where.error(path, f"expected a mapping of settings, found {_kind(raw)}")
     _no_unknown(raw, _SERVICE_KEYS, path, where)
 
-    build = image = None
     if ("build" in raw) == ("image" in raw):
         raise where.error(path, "set exactly one of `build` (a folder with a Dockerfile) or `image`",
                           hint="build: .   or   image: nginx:1.25")
-    if "build" in raw:
-        if not isinstance(raw["build"], str):
-            raise where.error(path + ("build",), "expected a folder path")
-        build = (root / raw["build"]).resolve()
-        if not (build / "Dockerfile").is_file():
-            raise where.error(path + ("build",), f"no Dockerfile in {build}",
-                              hint="point `build` at the folder that holds the Dockerfile")
-    else:
-        image = raw["image"]
-        if not isinstance(image, str) or not image.strip():
-            raise where.error(path + ("image",), "expected an image reference like nginx:1.25")
+    build, image = _build_or_image(raw, path, where, root, "nginx:1.25")
 
     if "port" in raw:
         port = _parse_port(raw["port"], "port", where, path + ("port",), allow_zero=False)
@@ -395,26 +415,10 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         raise where.error(path + ("metrics_path",), "expected an HTTP path starting with /",
                           hint="metrics_path: /metrics")
 
-    env = raw.get("env") or {}
-    if not isinstance(env, dict):
-        raise where.error(path + ("env",), f"expected a mapping of names to values, found {_kind(env)}",
-                          hint="env: {GREETING: hi}")
-    env_pairs = []
-    for key, value in env.items():
-        if isinstance(value, (dict, list)):
-            raise where.error(path + ("env", key), "expected a plain value (string, number or boolean)")
-        env_pairs.append((str(key), "" if value is None else _scalar_text(value)))
+    env_pairs = _parse_env(raw.get("env"), path + ("env",), where)
+    command = _parse_command(raw.get("command"), path + ("command",), where)
 
-    command = raw.get("command")
-    if command is not None:
-        if isinstance(command, str):
-            command = ("sh", "-c", command)
-        elif isinstance(command, list) and all(isinstance(c, (str, int, float)) for c in command):
-            command = tuple(str(c) for c in command)
-        else:
-            raise where.error(path + ("command",), "expected a string or a list of strings")
-
-    sidecars = _parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where)
+    sidecars = _parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where, root)
     stop_grace = _duration(raw.get("stop_grace_period", 10), path + ("stop_grace_period",), where)
     watch = _parse_watch(raw.get("watch"), path + ("watch",), where)
     checks = _parse_checks(raw.get("checks"), path + ("checks",), where, has_tls=sidecars["tls"] is not None)
@@ -426,7 +430,7 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         allow = tuple(allow)
 
     spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
-                       env=tuple(env_pairs), command=command, metrics_path=metrics_path,
+                       env=env_pairs, command=command, metrics_path=metrics_path,
                        stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, **sidecars)
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
@@ -438,6 +442,46 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         for key, value in raw_ports.items():
             ports[key] = _parse_port(value, key, where, path + ("ports", key), allow_zero=True)
     return _with_ports(spec, ports)
+
+
+def _build_or_image(raw: dict, path: tuple, where: _Where, root: Path, example: str) -> tuple[Path | None, str | None]:
+    """`build` (a folder with a Dockerfile, relative to mesh.yaml's) and `image`, where given."""
+    build = image = None
+    if "build" in raw:
+        if not isinstance(raw["build"], str):
+            raise where.error(path + ("build",), "expected a folder path")
+        build = (root / raw["build"]).resolve()
+        if not (build / "Dockerfile").is_file():
+            raise where.error(path + ("build",), f"no Dockerfile in {build}",
+                              hint="point `build` at the folder that holds the Dockerfile")
+    if "image" in raw:
+        image = raw["image"]
+        if not isinstance(image, str) or not image.strip():
+            raise where.error(path + ("image",), f"expected an image reference like {example}")
+    return build, image
+
+
+def _parse_env(raw: Any, path: tuple, where: _Where) -> tuple[tuple[str, str], ...]:
+    env = raw or {}
+    if not isinstance(env, dict):
+        raise where.error(path, f"expected a mapping of names to values, found {_kind(env)}",
+                          hint="env: {GREETING: hi}")
+    pairs = []
+    for key, value in env.items():
+        if isinstance(value, (dict, list)):
+            raise where.error(path + (key,), "expected a plain value (string, number or boolean)")
+        pairs.append((str(key), "" if value is None else _scalar_text(value)))
+    return tuple(pairs)
+
+
+def _parse_command(command: Any, path: tuple, where: _Where) -> tuple[str, ...] | None:
+    if command is None:
+        return None
+    if isinstance(command, str):
+        return ("sh", "-c", command)
+    if isinstance(command, list) and all(isinstance(c, (str, int, float)) for c in command):
+        return tuple(str(c) for c in command)
+    raise where.error(path, "expected a string or a list of strings")
 
 
 def _with_ports(spec: ServiceSpec, ports: dict[str, int]) -> ServiceSpec:
@@ -452,19 +496,16 @@ def _default_ports(index: int, spec: ServiceSpec) -> dict[str, int]:
     return {p: (DEFAULT_HOST_PORTS[p] if index == 0 else 0) for p in PORT_NAMES}
 
 
-def _parse_sidecars(raw: Any, path: tuple, where: _Where) -> dict[str, Any]:
-    settings: dict[str, Any] = {"tls": TlsSettings(), "proxy": ProxySettings(), "metrics": MetricsSettings()}
+def _parse_sidecars(raw: Any, path: tuple, where: _Where, root: Path) -> dict[str, Any]:
+    settings: dict[str, Any] = {"tls": TlsSettings(), "proxy": ProxySettings(), "metrics": MetricsSettings(),
+                                "user_sidecars": ()}
     if raw is None:
         return settings
     if not isinstance(raw, dict):
         raise where.error(path, f"expected a mapping of sidecar names, found {_kind(raw)}",
-                          hint="sidecars: {proxy: {timeout: 15s}, tls: {}, metrics: {}}")
-    for role in raw:
-        if role not in SIDECAR_SETTINGS:
-            close = difflib.get_close_matches(str(role), SIDECAR_SETTINGS, n=1)
-            raise where.error(path + (role,), f"unknown sidecar {role!r}",
-                              hint=(f"did you mean {close[0]!r}? " if close else "")
-                              + "sidecars are: " + ", ".join(SIDECAR_SETTINGS))
+                          hint="sidecars: {proxy: {timeout: 15s}, tls: {}, metrics: {}, cache: {image: redis:7}}")
+    settings["user_sidecars"] = tuple(_parse_user_sidecar(str(name), value, path + (name,), where, root)
+                                      for name, value in raw.items() if name not in SIDECAR_SETTINGS)
     for role in SIDECAR_SETTINGS:
         if role not in raw:
             continue
@@ -496,6 +537,83 @@ def _parse_sidecars(raw: Any, path: tuple, where: _Where) -> dict[str, Any]:
             _no_unknown(value, (), rpath, where)
             settings[role] = MetricsSettings()
     return settings
+
+
+# Names a user sidecar may not take: the pod's own roles, and what the holder and installs use.
+RESERVED_SIDECAR_NAMES = ("pod", "app", "install", "deps")
+_USER_SIDECAR_KEYS = ("image", "build", "command", "entrypoint", "env", "ready", "user", "read_only", "cap_add",
+                      "stop_grace_period")
+_USER_SIDECAR_EXAMPLE = ("sidecars:\n  cache: {image: redis:7, ready: {tcp: 6379}}\n"
+                         "  notes: {build: ./notes, command: [python3, notes.py], ready: {http: /ready, port: 9000}}")
+
+
+def _parse_user_sidecar(name: str, raw: Any, path: tuple, where: _Where, root: Path) -> UserSidecar:
+    """Any name under `sidecars:` other than meshctl's own declares a sidecar of the user's."""
+    if name in RESERVED_SIDECAR_NAMES or not _NAME_RE.match(name):
+        problem = (f"{name!r} is a name meshctl uses in every pod" if name in RESERVED_SIDECAR_NAMES
+                   else f"sidecar name {name!r} is not valid")
+        raise where.error(path, problem, hint="name your sidecar for what it does (lower-case letters, digits, "
+                          "'-', '_' or '.'); meshctl's own are " + ", ".join(SIDECAR_SETTINGS))
+    close = difflib.get_close_matches(name, SIDECAR_SETTINGS, n=1)
+    if not isinstance(raw, dict) or ("image" in raw) == ("build" in raw):
+        what = "needs exactly one of `image` or `build`" if isinstance(raw, dict) else \
+            f"expected a mapping with `image` or `build`, found {_kind(raw)}"
+        raise where.error(path, f"sidecar {name!r} {what}",
+                          hint=(f"did you mean {close[0]!r}? " if close else "")
+                          + "meshctl's own sidecars are: " + ", ".join(SIDECAR_SETTINGS)
+                          + "; a sidecar of yours needs an image or a build folder:\n" + _USER_SIDECAR_EXAMPLE)
+    _no_unknown(raw, _USER_SIDECAR_KEYS, path, where)
+    build, image = _build_or_image(raw, path, where, root, "redis:7")
+    user = raw.get("user")
+    if user is not None and (isinstance(user, bool) or not isinstance(user, (str, int)) or not str(user).strip()):
+        raise where.error(path + ("user",), "expected a user name or uid[:gid]", hint="user: \"0\" runs it as root")
+    read_only = raw.get("read_only", True)
+    if not isinstance(read_only, bool):
+        raise where.error(path + ("read_only",), "expected true or false")
+    cap_add = raw.get("cap_add") or []
+    if not isinstance(cap_add, list) or not all(isinstance(c, str) and re.fullmatch(r"[A-Za-z_]+", c) for c in cap_add):
+        raise where.error(path + ("cap_add",), "expected a list of Linux capabilities", hint="cap_add: [NET_BIND_SERVICE]")
+    return UserSidecar(
+        name=name, image=image, build=build, command=_parse_command(raw.get("command"), path + ("command",), where),
+        entrypoint=_parse_command(raw.get("entrypoint"), path + ("entrypoint",), where),
+        env=_parse_env(raw.get("env"), path + ("env",), where),
+        ready=_parse_ready(raw.get("ready"), path + ("ready",), where), user=None if user is None else str(user),
+        read_only=read_only, cap_add=tuple(c.upper().removeprefix("CAP_") for c in cap_add),
+        stop_grace_period=_duration(raw.get("stop_grace_period", 5), path + ("stop_grace_period",), where))
+
+
+_READY_KINDS = ("tcp", "http", "exec")
+
+
+def _parse_ready(raw: Any, path: tuple, where: _Where) -> ReadySpec | None:
+    if raw is None:
+        return None
+    hint = "ready: {tcp: 6379}   or   ready: {http: /ready, port: 9000}   or   ready: {exec: [redis-cli, ping]}"
+    if not isinstance(raw, dict):
+        raise where.error(path, f"expected a mapping, found {_kind(raw)}", hint=hint)
+    kinds = [k for k in raw if k in _READY_KINDS]
+    unknown = [k for k in raw if k not in (*_READY_KINDS, "port")]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), _READY_KINDS, n=1)
+        raise where.error(path + (unknown[0],), f"unknown ready kind {unknown[0]!r}",
+                          hint=(f"did you mean {close[0]!r}? " if close else "") + hint)
+    if len(kinds) != 1:
+        raise where.error(path, "set exactly one of tcp, http or exec", hint=hint)
+    if "port" in raw and kinds[0] != "http":
+        raise where.error(path + ("port",), "`port` goes with `http` only", hint=hint)
+    if kinds[0] == "tcp":
+        return ReadySpec(tcp=_parse_port(raw["tcp"], "tcp", where, path + ("tcp",)))
+    if kinds[0] == "http":
+        http = raw["http"]
+        if not isinstance(http, str) or not http.startswith("/"):
+            raise where.error(path + ("http",), "expected an HTTP path starting with /", hint=hint)
+        if "port" not in raw:
+            raise where.error(path + ("port",), "missing: the port the sidecar answers on inside the pod", hint=hint)
+        return ReadySpec(http=http, port=_parse_port(raw["port"], "port", where, path + ("port",)))
+    command = _parse_command(raw["exec"], path + ("exec",), where)
+    if not command:
+        raise where.error(path + ("exec",), "expected a command", hint=hint)
+    return ReadySpec(exec=command)
 
 
 def _parse_watch(raw: Any, path: tuple, where: _Where) -> WatchSettings:

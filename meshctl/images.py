@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ServiceSpec
-from .sidecars import CAPTURE, KINDS, data_dir
+from .sidecars import CAPTURE, KINDS, SidecarKind, data_dir
 
 BASE_IMAGE = "debian:bookworm-slim"
 
@@ -50,8 +50,22 @@ def sidecar_build_labels(folder: str) -> dict[str, str]:
     return {"meshctl.sidecar": folder, "meshctl.version": __version__}
 
 
-def build_labels(project: str, service: str) -> dict[str, str]:
-    return {"meshctl.project": project, "meshctl.service": service}
+def build_labels(project: str, service: str, **extra: str) -> dict[str, str]:
+    return {"meshctl.project": project, "meshctl.service": service, **{f"meshctl.{k}": v for k, v in extra.items()}}
+
+
+def user_sidecar_image_ref(project: str, service: str, kind: SidecarKind) -> str:
+    """A user sidecar's image: theirs, or built from their folder and tagged by its content hash
+    (a changed folder is rebuilt, an unchanged one never)."""
+    if kind.user_build is not None:
+        return f"meshctl-{project}-{service}-{kind.role}:{folder_hash(kind.user_build)}"
+    assert kind.user_image is not None
+    return kind.user_image
+
+
+def kind_image(project: str, service: str, kind: SidecarKind, sidecar_images: dict[str, str]) -> str:
+    """The image a sidecar kind runs: meshctl's by folder, a user's own by reference or build."""
+    return user_sidecar_image_ref(project, service, kind) if kind.user else sidecar_images[kind.image]
 
 
 def app_image_ref(project: str, service: ServiceSpec) -> str:

@@ -33,7 +33,8 @@ class ContainerSpec:
     entrypoint: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
-    network: str | None = None            # a user-defined network to join (holders only)
+    workdir: str | None = None
+    network: str | None = None            # a user-defined network to join (holders), or a network mode
     aliases: tuple[str, ...] = ()
     namespace_of: str | None = None       # join this container's network and PID namespaces
     ports: dict[int, int] = field(default_factory=dict)   # pod port → host port on 127.0.0.1 (0 = free)

@@ -20,11 +20,11 @@ from typing import Any
 
 from .certs import default_sans
 from .config import ProjectSpec, ServiceSpec
-from .images import BASE_IMAGE, app_image_ref, build_labels, sidecar_build_labels
+from .images import BASE_IMAGE, app_image_ref, build_labels, kind_image, sidecar_build_labels, user_sidecar_image_ref
 from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod
-from .sidecars import (CAPTURE, KINDS, Readiness, captures, chain_of, config_roles, kinds_for, published_ports,
-                       render_configs, serving_readiness, stop_group, tls_kind)
+from .sidecars import (CAPTURE, KINDS, Readiness, SidecarKind, captures, chain_of, config_roles, kind_of, kinds_for,
+                       published_ports, render_configs, serving_readiness, stop_group, tls_kind)
 
 # ---------------------------------------------------------------------------------------------
 # Steps: each maps to one job of the executor; `why` is what a dry run prints beside it
@@ -131,6 +131,7 @@ class WaitReady:
     ports: dict[str, int]         # port name → pod port
     readiness: Readiness
     hint: str | None = None
+    container: str = ""           # the container an exec readiness runs in
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ def pods_for(project: ProjectSpec, settings: Settings) -> list[Pod]:
 
 def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
     return build_pod(project, service, app_image=app_image_ref(project.name, service),
-                     sidecar_images={**{k.role: settings.sidecar_images[k.image] for k in kinds_for(service)},
+                     sidecar_images={**{k.role: kind_image(project.name, service.name, k, settings.sidecar_images)
+                                        for k in kinds_for(service)},
                                      **({CAPTURE: settings.sidecar_images[CAPTURE]} if captures(service) else {})},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
                      user=settings.user)
@@ -318,9 +320,10 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
         steps.append(RemoveNetwork(net, "left behind with no containers"))
     if net not in observed.networks or stale:
         steps.append(EnsureNetwork(net, labels(project.name)))
-    image_folders = {k.image for s in project.services for k in kinds_for(s)}
+    image_folders = {k.image for s in project.services for k in kinds_for(s) if not k.user}
     image_folders |= {CAPTURE for s in project.services if captures(s)}
     apps = [step for step in (_app_image(project, s, observed) for s in project.services) if step is not None]
+    apps += _user_sidecar_images(project, observed)
     steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs, apps)
     if not observed.ca_exists:
         steps.append(EnsureCA())
@@ -351,6 +354,33 @@ def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -
         return None
     return PullImage(ref, f"services.{service.name}.image is not here", service=service.name,
                      hint=f"build or pull it first (docker pull {ref}), or fix the name")
+
+
+def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[BuildImage | PullImage]:
+    """The images of the user's own sidecars that are not here: built from their folder (the tag
+    is a hash of it), or pulled."""
+    steps: list[BuildImage | PullImage] = []
+    for service in project.services:
+        for kind in kinds_for(service):
+            ref = user_sidecar_image_ref(project.name, service.name, kind) if kind.user else None
+            if ref is None or ref in observed.images:
+                continue
+            field_path = f"services.{service.name}.sidecars.{kind.role}"
+            if kind.user_build is not None:
+                steps.append(BuildImage(ref, kind.user_build, build_labels(project.name, service.name, sidecar=kind.role),
+                                        f"{field_path}.build: not built yet (its tag is a hash of the folder)",
+                                        service.name))
+            else:
+                steps.append(PullImage(ref, f"{field_path}.image is not here", service=service.name,
+                                       hint=f"build or pull it first (docker pull {ref}), or fix the name"))
+    return steps
+
+
+def image_refs(project: ProjectSpec, settings: Settings) -> set[str]:
+    """Every image reference a project's plan may need: what the observer checks is present."""
+    refs = {*settings.sidecar_images.values(), BASE_IMAGE, *(app_image_ref(project.name, s) for s in project.services)}
+    refs |= {user_sidecar_image_ref(project.name, s.name, k) for s in project.services for k in kinds_for(s) if k.user}
+    return refs
 
 
 def _builds_from_base(dockerfile: Path) -> bool:
@@ -496,7 +526,7 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
     steps += [Keep(c, "unchanged") for c in plan.keep if c not in plan.reload]
     steps += _removals(plan.remove, f"replaced: {_reasons(plan)}")
     for current in plan.reload:
-        kind = KINDS.get(current.role)
+        kind = kind_of(service, current.role)
         if kind is not None and kind.reload_signal:
             steps.append(SignalReload(current, kind.reload_signal, "its config or certificate changed"))
     creating = {spec.role: spec for spec in plan.create}
@@ -510,13 +540,14 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
         steps.append(StartContainers(service.name, (creating[HOLDER],), plan.why[pod.holder.name], hints))
     steps += capture
     sidecars = [spec for spec in plan.create if spec.role not in (HOLDER, APP)]
-    for group in sorted({KINDS[s.role].start_group for s in sidecars}):
-        members = tuple(s for s in sidecars if KINDS[s.role].start_group == group)
+    kinds = {kind.role: kind for kind in kinds_for(service)}
+    for group in sorted({kinds[s.role].start_group for s in sidecars}):
+        members = tuple(s for s in sidecars if kinds[s.role].start_group == group)
         steps.append(StartContainers(service.name, members, "; ".join(sorted({plan.why[s.name] for s in members})),
                                      hints))
-        # The app gets traffic only once its sidecars answer (Linkerd's proxy-await).
-        steps += [WaitReady(service.name, s.role, pod.holder.name, ports, KINDS[s.role].ready(service))
-                  for s in members]
+        # The app starts only once its sidecars answer (Linkerd's proxy-await); the app may rely
+        # on a user's sidecar at its first line.
+        steps += [wait for s in members if (wait := _sidecar_wait(pod, kinds[s.role], s)) is not None]
     if APP in creating:
         steps.append(StartContainers(service.name, (creating[APP],), plan.why[pod.app.name], hints))
     if settings.wait_serving:
@@ -531,6 +562,19 @@ def _capture_step(pod: Pod, why: str) -> RunOnce:
                    hint="capture needs iptables (nft) with NET_ADMIN in the pod's namespace; to run the "
                         "mesh without it (calls between services then go direct, unencrypted), set "
                         "`mesh: {capture: false}` in mesh.yaml")
+
+
+def _sidecar_wait(pod: Pod, kind: SidecarKind, spec: ContainerSpec) -> WaitReady | None:
+    """The wait for one sidecar to be ready (None: it has no readiness, a user's without `ready:`).
+    An exec readiness runs in the holder (the pod's loopback) or in the sidecar itself."""
+    service = pod.service
+    readiness = kind.ready(service)
+    if readiness is None:
+        return None
+    hint = (f"check services.{service.name}.sidecars.{kind.role}.ready in mesh.yaml and the sidecar's last "
+            "log lines above, or raise --timeout") if kind.user else None
+    return WaitReady(service.name, kind.role, pod.holder.name, published_ports(service), readiness, hint=hint,
+                     container=pod.holder.name if readiness.exec_in == "pod" else spec.name)
 
 
 def _reasons(plan: PodPlan) -> str:
@@ -574,8 +618,10 @@ def plan_restart_sidecar(project: ProjectSpec, service: str, role: str, observed
     spec = next(s for s in pod.sidecars if s.role == role)
     left = [c for c in observed.containers if c.name == spec.name]    # still being removed
     steps: list[Step] = _removals(left, "it exited", force=True)
-    steps += [StartContainers(service, (spec,), "it exited", pod.port_hints()),
-              WaitReady(service, role, pod.holder.name, published_ports(pod.service), KINDS[role].ready(pod.service))]
+    kind = kind_of(pod.service, role)
+    assert kind is not None
+    wait = _sidecar_wait(pod, kind, spec)
+    steps += [StartContainers(service, (spec,), "it exited", pod.port_hints()), *([wait] if wait else [])]
     return Plan(project.name, pods=((service, tuple(steps)),))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
 from .model import APP, CONFIG_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
-from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SIDECAR_STOP_TIMEOUT, captures, kinds_for, published_ports
+from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,10 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     name = project.name
     holder_name = container_name(name, service.name, HOLDER)
     kinds = kinds_for(service)
-    # Any sidecar image has sh and cat; fall back to the base image when no sidecar runs.
-    holder_image = sidecar_images[kinds[0].role] if kinds else BASE_IMAGE
+    # Any image of meshctl's sidecars has sh, cat and bash (the in-pod readiness checks of the
+    # user's sidecars run there); the base image has them too, when none of meshctl's runs.
+    own = [kind for kind in kinds if not kind.user]
+    holder_image = sidecar_images[own[0].role] if own else BASE_IMAGE
     ports = published_ports(service)
     holder = ContainerSpec(
         name=holder_name, image=holder_image,
@@ -70,15 +72,15 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     for kind in kinds:
         # Capture leaves the proxy's own connections alone by its group: the proxy of a mesh runs
         # in MESH_GID (its files are readable by the user, whatever the group).
-        sidecar_user = f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture else user
+        sidecar_user = f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture else (kind.run_as or user)
         sidecars.append(ContainerSpec(
             name=container_name(name, service.name, kind.role), image=sidecar_images[kind.role],
             labels=labels(name, service.name, kind.role),
-            user=sidecar_user, namespace_of=holder_name, command=kind.command,
+            user=sidecar_user, namespace_of=holder_name, command=kind.command, entrypoint=kind.entrypoint,
             env=kind.env(service) if kind.env else {},
             mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
-            read_only=True, cap_drop=("ALL",), no_new_privileges=True, tmpfs=("/tmp",),
-            stop_timeout=SIDECAR_STOP_TIMEOUT,
+            read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
+            tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
         ))
     env = {"PORT": str(service.port), **dict(service.env)}
     app = ContainerSpec(

@@ -20,7 +20,7 @@ from .errors import MeshctlError
 from .model import APP, HOLDER
 
 if TYPE_CHECKING:
-    from .config import ServiceSpec
+    from .config import ReadySpec, ServiceSpec, UserSidecar
 
 # Ports inside the pod (the shared network namespace). The holder publishes the first three.
 TLS_PORT = 15443
@@ -295,13 +295,20 @@ def config_roles() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Readiness:
     """How to know a container is ready: an HTTP answer on a path, or (path None) a verified TLS
-    handshake, on one of the pod's published ports (https, http, metrics)."""
-    port: str
+    handshake, on one of the pod's published ports (https, http, metrics); or (`exec`) a command
+    that exits 0, run in the container itself or in the holder (the pod's loopback, for a port
+    that is not published: a user sidecar's)."""
+    port: str = ""
     path: str | None = None
     tls: bool = False            # over HTTPS, verified against meshctl's CA
     accept: str = "2xx"          # "2xx", or "below 500" for the default health path "/"
+    exec: tuple[str, ...] | None = None
+    exec_in: str = "self"        # "self": the container checked; "pod": the holder (bash, in every meshctl image)
+    label: str = ""              # what an exec check means, for plans and messages
 
     def describe(self) -> str:
+        if self.exec is not None:
+            return self.label or " ".join(self.exec)
         if self.path is None:
             return f"a verified TLS handshake on {self.port}"
         scheme = "HTTPS" if self.tls else "HTTP"
@@ -317,10 +324,14 @@ def serving_readiness(service: ServiceSpec) -> Readiness:
     return Readiness("http", service.health, accept=accept)
 
 
+def shell_tcp_check(port: int) -> str:
+    return f"exec 3<>/dev/tcp/127.0.0.1/{port}"
+
+
 def shell_http_check(port: int, path: str, accept: str) -> str:
     """A compose healthcheck's script: bash's /dev/tcp (the images have no curl); `$$` because
     compose would interpolate a single `$`."""
-    return (f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
+    return (f"{shell_tcp_check(port)} && "
             f"printf 'GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: meshctl-health\\r\\n\\r\\n' >&3 && "
             f"read -t 3 -r _ code _ <&3 && {accept}")
 
@@ -343,14 +354,24 @@ class SidecarKind:
     image: str                                       # the folder under sidecars/ that builds its image
     pod_ports: tuple[int, ...]                       # ports it listens on inside the pod
     runs: Callable[[ServiceSpec], bool]              # does a service get this container?
-    ready: Callable[[ServiceSpec], Readiness]        # gates the app's start (Linkerd's proxy-await)
+    ready: Callable[[ServiceSpec], Readiness | None]   # gates the app's start (Linkerd's proxy-await)
     start_group: int = 1                             # after the holder (0), before the app; a group starts together
     command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
     render: Callable[[str, ServiceSpec], dict[str, str]] | None = None   # its mounted config folder's files
     env: Callable[[ServiceSpec], dict[str, str]] | None = None
     serves_tls: Callable[[ServiceSpec], bool] = lambda service: False    # holds the certificate
     reload_signal: str | None = None                 # reloads its mounted config in place
     compose_health: str | None = None                # the healthcheck script `meshctl inject` writes
+    # A sidecar of the user's own (mesh.yaml `sidecars: {NAME: {image|build, …}}`): its image is
+    # theirs, and it may ask for more than meshctl's least privilege (run_as, read_only, cap_add).
+    user: bool = False
+    user_image: str | None = None                    # an image reference
+    user_build: Path | None = None                   # or a folder with a Dockerfile (tag: a hash of it)
+    run_as: str | None = None                        # None: the invoking uid:gid, as meshctl's sidecars
+    read_only: bool = True                           # a read-only root filesystem, a tmpfs /tmp
+    cap_add: tuple[str, ...] = ()                    # after cap_drop ALL
+    stop_timeout: int = SIDECAR_STOP_TIMEOUT
 
 
 def _proxy_ready(service: ServiceSpec) -> Readiness:
@@ -390,9 +411,45 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
 )}
 
 
+# A user's sidecars start after meshctl's (their traffic may already go through the proxy, their
+# metrics be scraped) and, each waited for, before the app: the app may rely on them at once.
+USER_START_GROUP = 2
+
+
+def user_readiness(ready: ReadySpec | None) -> Readiness | None:
+    """mesh.yaml's `ready:` of a user sidecar as Readiness. Its ports are the pod's own (not
+    published), so tcp and http are checked from the holder, on the pod's loopback."""
+    if ready is None:
+        return None
+    if ready.tcp is not None:
+        return Readiness(exec=("bash", "-c", shell_tcp_check(ready.tcp)), exec_in="pod",
+                         label=f"port {ready.tcp} accepts a TCP connection inside the pod")
+    if ready.http is not None:
+        accept = '[ "$code" -ge 200 ] && [ "$code" -lt 300 ]'
+        return Readiness(exec=("bash", "-c", shell_http_check(ready.port, ready.http, accept)), exec_in="pod",
+                         label=f"{ready.http} on port {ready.port} answers 2xx inside the pod")
+    assert ready.exec is not None
+    return Readiness(exec=ready.exec, label=f"`{' '.join(ready.exec)}` exits 0 in the sidecar")
+
+
+def user_kind(sidecar: UserSidecar) -> SidecarKind:
+    readiness = user_readiness(sidecar.ready)
+    env = dict(sidecar.env)
+    return SidecarKind(
+        role=sidecar.name, image="", pod_ports=sidecar.ready.ports() if sidecar.ready else (),
+        runs=lambda service: True, ready=lambda service: readiness, start_group=USER_START_GROUP,
+        command=sidecar.command, entrypoint=sidecar.entrypoint, env=lambda service: env, user=True, user_image=sidecar.image,
+        user_build=sidecar.build, run_as=sidecar.user, read_only=sidecar.read_only, cap_add=sidecar.cap_add,
+        stop_timeout=int(round(sidecar.stop_grace_period)))
+
+
 def kinds_for(service: ServiceSpec) -> list[SidecarKind]:
-    """The sidecar containers a service runs, in start order."""
-    return [kind for kind in KINDS.values() if kind.runs(service)]
+    """The sidecar containers a service runs, in start order: meshctl's, then the user's own."""
+    return [kind for kind in KINDS.values() if kind.runs(service)] + [user_kind(s) for s in service.user_sidecars]
+
+
+def kind_of(service: ServiceSpec, role: str) -> SidecarKind | None:
+    return next((kind for kind in kinds_for(service) if kind.role == role), None)
 
 
 def tls_kind(service: ServiceSpec) -> SidecarKind | None:
@@ -406,6 +463,6 @@ def stop_group(role: str) -> int:
 
 
 def start_rank(role: str) -> int:
-    """For listings: the holder, the sidecars in start order, the app, then anything else."""
-    order = [HOLDER, *KINDS, APP]
-    return order.index(role) if role in order else len(order)
+    """For listings: the holder, meshctl's sidecars in start order, the user's sidecars, the app."""
+    order = [HOLDER, *KINDS]
+    return order.index(role) if role in order else len(order) + (1 if role == APP else 0)

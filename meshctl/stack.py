@@ -19,8 +19,9 @@ from .config import ProjectSpec
 from .engine import Engine
 from .errors import Cancelled, ConfigError, MeshctlError
 from .events import OnEvent, Phase
-from .images import BASE_IMAGE, app_image_ref, sidecar_images
-from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, Settings, plan_down, plan_images,
+from .images import BASE_IMAGE, sidecar_images
+from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, Settings, image_refs, plan_down,
+                   plan_images,
                    pull_base_image,
                    plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar, plan_up, service_sans,
                    wanted_folders)
@@ -40,7 +41,7 @@ class RunningPod:
 def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, settings: Settings) -> Observed:
     """What the planners need to know about a project: its containers and network, which images
     are present, and the state of its rendered files and certificates."""
-    refs = {*settings.sidecar_images.values(), BASE_IMAGE, *(app_image_ref(project.name, s) for s in project.services)}
+    refs = image_refs(project, settings)
     folders = set()
     files: dict[str, dict[str, str]] = {}
     certificates: dict[str, str | None] = {}

@@ -22,7 +22,7 @@ from .errors import BuildError, MeshctlError, StartError
 from .events import Exited, LogLine, Phase, Reloaded, SidecarRestarted
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
 from .stack import RunningPod, Stack
-from .watch import RESTART, SourceChange, change_sets, classify, watched_folders
+from .watch import REBUILD, RESTART, SourceChange, change_sets, classify, watched_folders
 
 LOG_TAIL = 50
 
@@ -339,8 +339,10 @@ class Reloader:
             try:
                 if action == RESTART:
                     self.stack.restart_app(service)
-                else:
+                elif action == REBUILD:
                     self.stack.rebuild_app(service)
+                else:     # CONVERGE: a sidecar's image or the dependencies changed; plan it all again
+                    self.stack.converge(self.stack.project)
                 self.emit(Reloaded(changed, f"{action} {service}", time.monotonic() - started))
             except MeshctlError as exc:
                 keep = "the previous app keeps serving" if isinstance(exc, BuildError) else "waiting for the next save"

@@ -19,8 +19,9 @@ from .config import ProjectSpec, ServiceSpec
 # What a service needs, from the cheapest to the most expensive; a change set takes the most.
 RESTART = "restart"      # sync mode: the mounted source changed; restart the app container
 REBUILD = "rebuild"      # build the image again and replace the app container
+CONVERGE = "converge"    # a user sidecar's build folder changed: plan the project again (rebuild, replace)
 CONFIG = "config"        # mesh.yaml changed: re-render, reload sidecars in place, recreate what must be
-_WEIGHT = {RESTART: 1, REBUILD: 2}
+_WEIGHT = {RESTART: 1, REBUILD: 2, CONVERGE: 3}
 
 
 class ChangeFilter(DefaultFilter):
@@ -65,8 +66,14 @@ def dockerignore(folder: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+def sidecar_builds(service: ServiceSpec) -> list[Path]:
+    """The build folders of a service's own sidecars (mesh.yaml `sidecars: {NAME: {build: …}}`)."""
+    return [s.build for s in service.user_sidecars if s.build is not None]
+
+
 def watched_folders(project: ProjectSpec) -> list[Path]:
     folders = {s.build for s in project.services if s.build is not None}
+    folders |= {folder for s in project.services for folder in sidecar_builds(s)}
     folders |= {(project.root / local).resolve() for s in project.services for local, _ in s.watch.sync}
     if project.source is not None:
         folders.add(project.source.parent)
@@ -81,6 +88,7 @@ def change_filter(project: ProjectSpec) -> ChangeFilter:
         if service.build is not None:
             rules.append((service.build, dockerignore(service.build)))
         rules.append((service.build or project.root, service.watch.ignore))
+        rules += [(folder, dockerignore(folder)) for folder in sidecar_builds(service)]
     return ChangeFilter(rules)
 
 
@@ -88,7 +96,7 @@ def change_filter(project: ProjectSpec) -> ChangeFilter:
 class SourceChange:
     """What one batch of saved files asks of the running stack (the reloader turns it into plans)."""
     config_changed: bool
-    actions: dict[str, str]          # service name → RESTART or REBUILD
+    actions: dict[str, str]          # service name → RESTART, REBUILD or CONVERGE
     paths: tuple[Path, ...]          # what changed, for the console line
 
     @property
@@ -111,6 +119,8 @@ def classify(project: ProjectSpec, paths: set[Path]) -> SourceChange:
 
 
 def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> str | None:
+    if any(path.is_relative_to(folder) for folder in sidecar_builds(service)):
+        return CONVERGE
     root = service.build or project.root
     synced = any(path.is_relative_to((root / local).resolve()) for local, _ in service.watch.sync)
     if service.build is None:

@@ -240,7 +240,8 @@ def test_invalid_yaml_and_schema_errors_name_the_line(tmp_path):
     folder = hello_project(tmp_path, mesh_yaml="services:\n  hello:\n    build: .\n    sidecars:\n      tracer: {}\n")
     result = run_meshctl("up", str(folder))
     assert result.returncode == 2
-    assert "mesh.yaml:5: services.hello.sidecars.tracer: unknown sidecar 'tracer'" in result.stderr
+    assert "mesh.yaml:5: services.hello.sidecars.tracer: sidecar 'tracer' needs exactly one of `image` or `build`" \
+        in result.stderr
     assert "sidecars are: tls, proxy, metrics" in result.stderr
 
 

@@ -27,9 +27,10 @@ class FakeEngine:
                  log_lines: dict[str, list[str]] | None = None, exit_on_start: dict[str, int] | None = None,
                  slow_stop: set[str] | None = None, build_gate: threading.Event | None = None,
                  fail_stop: set[str] | None = None, fail_remove: set[str] | None = None,
-                 unreachable: bool = False):
+                 unreachable: bool = False, exec_codes: dict[str, int] | None = None):
         self.unreachable = unreachable                      # version() fails as with no daemon
         self.capture_exit = 0                                # the capture step's exit code
+        self.exec_codes = exec_codes or {}                  # container name → what an exec in it exits with
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, str]] = {}
@@ -211,8 +212,14 @@ class FakeEngine:
         return iter(self.log_lines.get(c["spec"].name, ()))
 
     def exec(self, container_id: str, command: list[str], *, timeout=None) -> tuple[int, str]:
-        self._record("exec", self.containers_[container_id]["spec"].name)
-        return 0, ""
+        """By id or by name, as Docker's; `exec_codes` (container name → exit code) says what it ends with."""
+        c = self.containers_.get(container_id) or self.by_name(container_id)
+        if c is None or c["state"] != "running":
+            raise EngineError(f"could not run a command in {container_id}: not running")
+        name = c["spec"].name
+        self._record("exec", name, tuple(command))
+        code = self.exec_codes.get(name, 0)
+        return code, "" if code == 0 else "connection refused"
 
 
 def all_match(labels: dict[str, str], wanted: dict[str, str]) -> bool:

@@ -66,7 +66,21 @@ def test_dropping_a_sidecar_drops_its_port(tmp_path):
     ("services:\n  a:\n    build: .\n   port: 1\n", "mesh.yaml:4:4", "not valid YAML"),
     ("services:\n  a:\n    build: .\n    port: 99999\n", "mesh.yaml:4: services.a.port", "not a port"),
     ("services:\n  a:\n    build: .\n    sidecars:\n      tracing: {}\n", "mesh.yaml:5: services.a.sidecars.tracing",
-     "unknown sidecar 'tracing'"),
+     "sidecar 'tracing' needs exactly one of `image` or `build`"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      app: {image: x}\n", "mesh.yaml:5: services.a.sidecars.app",
+     "a name meshctl uses in every pod"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c: {image: x, build: .}\n", "mesh.yaml:5: services.a.sidecars.c",
+     "exactly one of `image` or `build`"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c:\n        image: x\n        ready: {grpc: 9}\n",
+     "mesh.yaml:7: services.a.sidecars.c.ready.grpc", "unknown ready kind 'grpc'"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c:\n        image: x\n        ready: {http: /r}\n",
+     "services.a.sidecars.c.ready.port", "missing"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c:\n        image: x\n        ready: {tcp: 1, exec: [a]}\n",
+     "mesh.yaml:7: services.a.sidecars.c.ready", "exactly one of tcp, http or exec"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c:\n        image: x\n        privileged: true\n",
+     "mesh.yaml:7: services.a.sidecars.c.privileged", "unknown field"),
+    ("services:\n  a:\n    build: .\n    sidecars:\n      c:\n        build: ./nowhere\n",
+     "mesh.yaml:6: services.a.sidecars.c.build", "no Dockerfile"),
     ("services:\n  a:\n    build: .\n    prot: 80\n", "mesh.yaml:4: services.a.prot", "unknown field"),
     ("services:\n  a:\n    image: x\n", "services.a.port", "missing"),
     ("services:\n  a:\n    build: .\n    image: x\n", "services.a", "exactly one"),
@@ -142,3 +156,35 @@ def test_a_yaml_syntax_error_points_at_line_and_column(tmp_path):
     with pytest.raises(ConfigError) as caught:
         parse_project("services:\n  web: {port: [8080\n", source=source)
     assert caught.value.message.startswith(f"{source}:3:1: not valid YAML")
+
+
+def test_user_sidecars_parse_with_least_privilege_unless_asked(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    project = parse(tmp_path, """\
+services:
+  web:
+    build: .
+    sidecars:
+      proxy: {timeout: 5s}
+      cache: {image: redis:7, ready: {tcp: 6379}}
+      notes:
+        build: ./notes
+        command: [python3, notes.py]
+        env: {MODE: fast}
+        ready: {http: /ready, port: 9000}
+        user: "0"
+        read_only: false
+        cap_add: [net_bind_service]
+      probe: {image: x, ready: {exec: "test -f /tmp/up"}}
+""")
+    [web] = project.services
+    cache, notes, probe = web.user_sidecars
+    assert (cache.name, cache.image, cache.build, cache.ready.tcp) == ("cache", "redis:7", None, 6379)
+    assert (cache.user, cache.read_only, cache.cap_add) == (None, True, ())
+    assert notes.build == (tmp_path / "notes").resolve() and notes.command == ("python3", "notes.py")
+    assert dict(notes.env) == {"MODE": "fast"} and (notes.ready.http, notes.ready.port) == ("/ready", 9000)
+    assert (notes.user, notes.read_only, notes.cap_add) == ("0", False, ("NET_BIND_SERVICE",))
+    assert probe.ready.exec == ("sh", "-c", "test -f /tmp/up")
+    assert web.proxy.timeout == 5.0
+    assert web.roles == ("metrics", "proxy", "cache", "notes", "probe")
