@@ -14,7 +14,7 @@ from ..config import RESERVED_POD_PORTS, parse_duration
 from ..errors import ConfigError, UsageError
 from . import document as doc
 from .document import Document
-from .names import MARK, PARKED, holder_name, sidecar_name, split_sidecar_name, GENERATED_ROLES
+from .names import GENERATED_ROLES, MARK, PARKED, sidecar_name, split_sidecar_name
 from .ports import PortEntry, parse_entry
 from .protocol import HTTP, TCP, choose, facts
 

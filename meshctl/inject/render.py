@@ -26,8 +26,9 @@ from . import document as doc
 from . import emit
 from .document import Document
 from .emit import Layout, Merge, Raw
-from .names import GENERATED_BY, MARK, PARKED, POD, ROLES, SIDECAR_OF, TERMINATES_TLS, holder_name, sidecar_name
-from .plan import EMPTY, Machine, ServicePlan
+from .names import (GENERATED_BY, MARK, PARKED, POD, ROLES, SIDECAR_OF, TERMINATES_TLS, holder_name, sidecar_name,
+                    split_sidecar_name)
+from .plan import EMPTY, MOVED, Machine, ServicePlan
 from .ports import as_written, new_entry, retargeted
 from .protocol import HTTP
 
@@ -143,25 +144,63 @@ def _healthcheck(script: str) -> dict[str, Any]:
 def _service(document: Document, item: ServicePlan, machine: Machine, layout: Layout,
              defaults: dict[str, dict[str, Any]], previous: dict[str, tuple[str, ...]], pods: set[str]
              ) -> tuple[list[Edit], list[str], Injected]:
-    name, node, data, settings = item.name, item.node, item.data, item.settings
-    holder = holder_name(name)
-    edits: list[Edit] = []
+    """The app's edits, the generated services' lines, and what the CLI writes beside them."""
+    name, settings = item.name, item.settings
+    spec = ServiceSpec(name=name, port=item.app_port, metrics_path=settings.get("metrics_path"),
+                       proxy=ProxySettings(timeout=settings.get("timeout", ProxySettings.timeout)),
+                       tls=TlsSettings(hosts=item.sans), metrics=MetricsSettings())
+    folder = machine.state_dir / name
+    files = {folder / "proxy" / "haproxy.cfg": render_proxy(machine.project, spec) if item.protocol == HTTP
+             else render_tcp_proxy(machine.project, spec, item.why)}
+    follow: dict[str, Any] = {}
+    if item.data.get("profiles"):
+        follow["profiles"] = [str(p) for p in item.data["profiles"]]     # started and stopped with the app
+    if item.data.get("restart") is not None:
+        follow["restart"] = str(item.data["restart"])                   # back after a reboot when the app is
+    pod, entry_text, others = _holder(document, item, pods)
+    bodies = {POD: {**pod, **follow}, **{role: {**_sidecar(role, item, spec, folder), **follow} for role in ROLES}}
+    column = item.key.start_mark.column
+    lines: list[str] = []
+    for role, body in bodies.items():
+        body["labels"] = labels(machine.project, name, role, source="compose")
+        body[MARK] = {SIDECAR_OF: name, **({TERMINATES_TLS: True} if role == "proxy" and item.protocol == HTTP else {})}
+        lines.append(" " * column + f"{emit.scalar(sidecar_name(name, role))}:")
+        lines += emit.mapping(body, column + layout.mapping, layout, merge=Merge(f"meshctl-{role}", defaults[role]))
+    retired = tuple(s for s in previous.get(name, ()) if s not in {sidecar_name(name, r) for r in bodies})
+    result = Injected(
+        service=name, protocol=item.protocol, why=item.why, app_port=item.app_port, files=files,
+        cert_dir=folder / "proxy" if item.protocol == HTTP else None, sans=item.sans, entry=entry_text,
+        metrics=f"metrics on 127.0.0.1:{settings.get('metrics_port') or '(free port)'}"
+                f" (`docker compose port {holder_name(name)} {METRICS_PORT}`)",
+        others=others, retired=retired,
+        retired_dirs=tuple(folder / split_sidecar_name(s)[1] for s in retired if split_sidecar_name(s)))
+    return _app_edits(document, item), lines, result
 
-    # The app: into the holder's namespace; the keys the holder now has parked under x-meshctl-.
-    first = [f"network_mode: {emit.scalar('service:' + holder)}",
+
+def _app_edits(document: Document, item: ServicePlan) -> list[Edit]:
+    """The app joins its holder's namespace (its first line), and the keys the holder now has are
+    parked under x-meshctl-KEY (those merged in from an anchor are overridden instead)."""
+    node = item.node
+    first = [f"network_mode: {emit.scalar('service:' + holder_name(item.name))}",
              *(f"{key}: {EMPTY.get(key, '[]')}" for key in item.inherited)]
     if node.flow_style:
-        edits.append((node.start_mark.index + 1, node.start_mark.index + 1, "".join(f"{line}, " for line in first)))
+        at = node.start_mark.index + 1
+        edits = [(at, at, "".join(f"{line}, " for line in first))]
     else:
         column = node.value[0][0].start_mark.column
         at = document.line_end(item.key.end_mark.index)
-        edits.append((at, at, "".join(" " * column + line + document.newline for line in first)))
+        edits = [(at, at, "".join(" " * column + line + document.newline for line in first))]
     for key in item.parked:
         at = key.start_mark.index + (1 if key.style in ("'", '"') else 0)
         edits.append((at, at, PARKED))
+    return edits
 
-    # The holder: the published ports (the wrapped ones now reach the sidecars), the networks
-    # with the service's name as an alias, and the rest of what was parked.
+
+def _holder(document: Document, item: ServicePlan, pods: set[str]) -> tuple[dict[str, Any], str, tuple[str, ...]]:
+    """The holder's own settings: the published ports (the wrapped ones now reaching the proxy),
+    the networks with the service's name as an alias, and the rest of what was parked; with where
+    outside traffic now enters, and the ports published as before (for the summary)."""
+    settings = item.settings
     pod_port = TLS_PORT if item.protocol == HTTP else PROXY_PORT
     ports: list[Raw] = []
     rewired = set(map(id, item.wrapped))
@@ -173,69 +212,39 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
             ports.append(Raw(as_written(entry, document)))
             others.append(entry.describe())
     if item.wrapped:
-        first_wrapped = item.wrapped[0]
-        entry_text = "host " + (f"{first_wrapped.host_ip}:" if first_wrapped.host_ip else "") + (
-            first_wrapped.published or "(free port)")
+        first = item.wrapped[0]
+        entry_text = "host " + (f"{first.host_ip}:" if first.host_ip else "") + (first.published or "(free port)")
     else:
         # --keep-plain, or the app port only in a range: the entry point gets a host port of its own.
         first_app = next((e for e in item.entries if e.target == item.app_port), None)
         ports.append(Raw(new_entry(first_app.host_ip if first_app else "127.0.0.1", settings.get("tls_port"), pod_port)))
         entry_text = f"host {settings.get('tls_port') or '(free port)'}"
     ports.append(Raw(new_entry("127.0.0.1", settings.get("metrics_port"), METRICS_PORT)))
-    pod: dict[str, Any] = {"ports": ports, "networks": _networks(data, name)}
-    for key in ("expose", "hostname", "domainname", "dns", "dns_search", "dns_opt", "extra_hosts", "mac_address",
-                "links"):
-        if data.get(key) not in (None, "", []):
-            pod[key] = data[key]
+    pod: dict[str, Any] = {"ports": ports, "networks": _networks(item.data, item.name)}
+    for key in MOVED:
+        if key not in pod and item.data.get(key) not in (None, "", []):
+            pod[key] = item.data[key]
     if isinstance(pod.get("links"), list):
         pod["links"] = [linked(str(link), pods) for link in pod["links"]]
-    follow: dict[str, Any] = {}
-    if data.get("profiles"):
-        follow["profiles"] = [str(p) for p in data["profiles"]]     # started and stopped with the app
-    if data.get("restart") is not None:
-        follow["restart"] = str(data["restart"])                   # back after a reboot when the app is
+    return pod, entry_text, tuple(others)
 
-    spec = ServiceSpec(name=name, port=item.app_port, metrics_path=settings.get("metrics_path"),
-                       proxy=ProxySettings(timeout=settings.get("timeout", ProxySettings.timeout)),
-                       tls=TlsSettings(hosts=item.sans), metrics=MetricsSettings())
-    folder = machine.state_dir / name
-    files = {folder / "proxy" / "haproxy.cfg": render_proxy(machine.project, spec) if item.protocol == HTTP
-             else render_tcp_proxy(machine.project, spec, item.why)}
-    bodies: dict[str, dict[str, Any]] = {POD: {**pod, **follow}}
-    for role in ROLES:
-        own: dict[str, Any] = {"network_mode": f"service:{holder}"}
-        if role == "proxy":
-            own["volumes"] = [{"type": "bind", "source": str(folder / role), "target": CONFIG_MOUNT, "read_only": True}]
-            if item.protocol != HTTP:
-                # HAProxy answers on its stats port, and the app accepts connections.
-                own["healthcheck"] = _healthcheck(
-                    shell_http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
-                    + f" && exec 4<>/dev/tcp/127.0.0.1/{item.app_port}")
-            elif "health" in settings:
-                own["healthcheck"] = _healthcheck(shell_tls_chain_check(settings["health"], strict=True))
-        else:
-            env = metrics_env(spec)
-            if item.protocol != HTTP:
-                env["MESHCTL_APP_METRICS"] = proxy_stats_url()
-            own["environment"] = {k: v for k, v in env.items() if v}
-        bodies[role] = {**own, **follow}
-    column = item.key.start_mark.column
-    lines: list[str] = []
-    for role, body in bodies.items():
-        body["labels"] = labels(machine.project, name, role, source="compose")
-        body[MARK] = {SIDECAR_OF: name, **({TERMINATES_TLS: True} if role == "proxy" and item.protocol == HTTP else {})}
-        lines.append(" " * column + f"{emit.scalar(sidecar_name(name, role))}:")
-        lines += emit.mapping(body, column + layout.mapping, layout,
-                              merge=Merge(f"meshctl-{role}", defaults[role]))
-    retired = tuple(s for s in previous.get(name, ()) if s not in {sidecar_name(name, r) for r in bodies})
-    result = Injected(
-        service=name, protocol=item.protocol, why=item.why, app_port=item.app_port, files=files,
-        cert_dir=folder / "proxy" if item.protocol == HTTP else None, sans=item.sans, entry=entry_text,
-        metrics=f"metrics on 127.0.0.1:{settings.get('metrics_port') or '(free port)'}"
-                f" (`docker compose port {holder} {METRICS_PORT}`)",
-        others=tuple(others), retired=retired,
-        retired_dirs=tuple(folder / s.rsplit("-", 1)[1] for s in retired))
-    return edits, lines, result
+
+def _sidecar(role: str, item: ServicePlan, spec: ServiceSpec, folder: PurePath) -> dict[str, Any]:
+    own: dict[str, Any] = {"network_mode": f"service:{holder_name(item.name)}"}
+    if role == "proxy":
+        own["volumes"] = [{"type": "bind", "source": str(folder / role), "target": CONFIG_MOUNT, "read_only": True}]
+        if item.protocol != HTTP:
+            # HAProxy answers on its stats port, and the app accepts connections.
+            own["healthcheck"] = _healthcheck(shell_http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')
+                                              + f" && exec 4<>/dev/tcp/127.0.0.1/{item.app_port}")
+        elif "health" in item.settings:
+            own["healthcheck"] = _healthcheck(shell_tls_chain_check(item.settings["health"], strict=True))
+    else:
+        env = metrics_env(spec)
+        if item.protocol != HTTP:
+            env["MESHCTL_APP_METRICS"] = proxy_stats_url()
+        own["environment"] = {k: v for k, v in env.items() if v}
+    return own
 
 
 def linked(link: str, wrapped: set[str]) -> str:
