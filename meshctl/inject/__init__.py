@@ -17,6 +17,7 @@ the original bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 
@@ -32,8 +33,14 @@ __all__ = ["GENERATED_ROLES", "InjectOptions", "InjectResult", "Injected", "MARK
            "uninject_text"]
 
 
+BOM = "\ufeff"     # kept where it was; libyaml's positions do not count it
+
+
 def inject_text(text: str, options: InjectOptions, machine: Machine, source: str) -> InjectResult:
     """The text with the selected services injected (anything injected before taken out first)."""
+    if text.startswith(BOM):
+        result = inject_text(text[1:], options, machine, source)
+        return dataclasses.replace(result, text=BOM + result.text)
     base = uninject(text, source)
     try:
         document = base.document if base.text == text and base.document else doc.parse(base.text, source)
@@ -47,6 +54,9 @@ def inject_text(text: str, options: InjectOptions, machine: Machine, source: str
 
 
 def uninject_text(text: str, source: str) -> UninjectResult:
+    if text.startswith(BOM):
+        result = uninject(text[1:], source)
+        return dataclasses.replace(result, text=BOM + result.text)
     return uninject(text, source)
 
 

@@ -476,6 +476,8 @@ def test_errors_in_an_injected_file_name_the_right_line():
     WEB.rstrip("\n"),
     WEB + "\n  \n    ",
     WEB + "   \n# the end",
+    "\ufeff" + WEB,
+    "%YAML 1.2\n---\n" + WEB + "...\n# after the document\n",
     "# header\n\nservices:\n  web:\n    image: x\n    ports:   # published\n      - '80:80'   # http\n\n  # next\n  db:\n    image: y\n",
     "x-d: &d\n  image: x\n  ports: ['80:80']\nservices:\n  web:\n    <<: *d\n",
     "services:\n  web:\n    image: x\n    ports: &p\n    - 80\n    x-meshctl:\n      health: /h\n  other:\n    image: x\n    ports: *p\n",

@@ -2,7 +2,7 @@
 the injected file passes `docker compose config` (Compose v2, through compose_cli, which never uses a
 Compose that always exits 0), means what inject promises (pods, sidecars, hardening, ports), injects
 again to the same bytes, and uninjects to the original bytes, also with CRLF line ends, without a
-final newline and with trailing blank lines. The awesome files also pin the port and protocol chosen
+final newline, with trailing blank lines or a trailing comment, and with a byte-order mark. The awesome files also pin the port and protocol chosen
 for every service. No daemon needed: `config` only reads files."""
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ VARIANTS = {
     "no-final-newline": lambda text: text.rstrip("\r\n \t"),
     "trailing-blank-lines": lambda text: text + "\n  \n\n   ",
     "trailing-comment": lambda text: text.rstrip("\n") + "\n# the end   ",
+    "byte-order-mark": lambda text: "\ufeff" + text,
 }
 
 
