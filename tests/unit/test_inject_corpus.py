@@ -185,3 +185,20 @@ def test_the_protocol_table_of_the_issue():
         assert chosen(stem)[service].protocol == "tcp"
     # logstash's TCP input (5000, 5044) never reaches the HTTP proxy: its HTTP API (9600) does.
     assert chosen("elasticsearch-logstash-kibana")["logstash"].app_port == 9600
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f"{f.parent.name}/{f.stem}" for f in FILES])
+def test_every_option_and_each_service_alone_stay_reversible_and_converge(path: Path):
+    """--keep-plain, --tcp skip and --service NAME for each service: idempotent, byte-exact on
+    uninject, and injecting the result with the defaults gives what injecting the original does."""
+    from meshctl.inject import document as doc
+
+    text = path.read_bytes().decode()
+    names = [str(k.value) for k, _ in doc.get(doc.parse(text, path.name).root, "services")[1].value]
+    default = inject(text, path.name).text
+    for options in [InjectOptions(keep_plain=True), InjectOptions(tcp="skip"),
+                    *(InjectOptions(services=(name,)) for name in names)]:
+        out = inject_text(text, options, MACHINE, path.name).text
+        assert inject_text(out, options, MACHINE, path.name).text == out, options
+        assert uninject_text(out, path.name).text == text, options
+        assert inject(out, path.name).text == default, options
