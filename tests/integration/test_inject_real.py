@@ -6,6 +6,7 @@ by its restart policy after a crash) with HTTPS back through the same sidecars, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -224,6 +225,16 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         https = host_port(folder, project, "web-mesh-pod", 15443)
         assert https_answers(https, ca_path) == b"hello from compose\n"
         kept = {s: container_state(project, s) for s in ("web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics")}
+        for service, (container, _) in kept.items():      # as the engine runs them: no capability, no socket
+            info = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
+                                             timeout=30).stdout)[0]
+            assert info["HostConfig"]["CapDrop"] == ["ALL"] and not info["HostConfig"]["CapAdd"]
+            assert info["HostConfig"]["ReadonlyRootfs"] is True and not info["HostConfig"]["Privileged"]
+            assert not any("docker.sock" in m.get("Source", "") for m in info["Mounts"])
+            assert info["Config"]["Labels"]["meshctl.role"] == service.rsplit("-", 1)[1]
+            if service != "web-mesh-pod":                   # in the holder's namespace
+                mode, _, joined = info["HostConfig"]["NetworkMode"].partition(":")
+                assert mode == "container" and joined.startswith(kept["web-mesh-pod"][0])
         app_before = container_state(project, "web")
 
         result = compose(folder, project, "restart", "web")
