@@ -158,7 +158,8 @@ def _writable(target: Path, option: str) -> None:
 def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui, timeout: float):
     from .compose_check import run_compose_test
 
-    return run_compose_test(DockerEngine(), compose, interrupts=interrupts, on_event=ui, ready_timeout=timeout)
+    return run_compose_test(DockerEngine(), _compose_file(compose), interrupts=interrupts, on_event=ui,
+                            ready_timeout=timeout)
 
 
 @app.command()
@@ -285,8 +286,8 @@ def version() -> None:
 
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-ComposeFileArg = typer.Argument(None, help="The compose file; - reads stdin (default: compose.yaml or "
-                                           "docker-compose.yml in this folder).")
+ComposeFileArg = typer.Argument(None, help="The compose file, or a folder with one; - reads stdin (default: "
+                                           "compose.yaml or docker-compose.yml in this folder).")
 OutputOption = typer.Option(None, "--output", "-o", help="Write the result here instead of stdout.")
 InPlaceOption = typer.Option(False, "--in-place", "-i", help="Rewrite FILE atomically, keeping the old one as FILE.bak.")
 
@@ -303,7 +304,8 @@ def inject(file: Optional[str] = ComposeFileArg,
            no_build: bool = typer.Option(False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
            undo: bool = typer.Option(False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
            ) -> None:
-    """Add proxy (serving HTTPS) and metrics sidecar services to a docker-compose file (idempotent)."""
+    """Give services of a docker-compose file a pod: a holder owning the namespace and ports, a proxy
+    (HTTPS, or TCP for what does not speak HTTP) and metrics (idempotent; uninject gives the bytes back)."""
     ui = Ui()
 
     def body() -> int:

@@ -159,6 +159,9 @@ def test_a_folder_means_its_compose_file_as_docker_compose_finds_it(tmp_path):
     assert "stack.yml" in result.stderr and "no such file" not in result.stderr
     missing = run_meshctl("inject", "--no-build", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+    # `meshctl test --compose` finds the file in a folder the same way.
+    checked = run_meshctl("test", "--compose", str(empty), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert checked.returncode == 2 and f"{empty} is a folder, and it has no compose file" in checked.stderr
 
 
 def test_nothing_to_inject_says_so(tmp_path):
