@@ -23,7 +23,7 @@ from .certs import CertificateAuthority, default_sans
 from .compose_cli import ComposeCli
 from .errors import MeshctlError, ConfigError, UsageError
 from .events import Phase
-from .inject import MARK, TERMINATES_TLS, holder_name, sidecar_name
+from .inject import MARK, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
 from .inject.names import POD, split_sidecar_name
 from .sidecars import METRICS_PORT, TLS_PORT
 from .smoke import LOG_LINES, Harness, Report, Target, run_harness
@@ -60,12 +60,12 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
     roles: dict[str, list[str]] = {}
     terminators: dict[str, str] = {}
     for service in services.values():
-        block = service.get(MARK) if isinstance(service, dict) else None
-        if isinstance(block, dict) and block.get("sidecar-of") is not None:
+        app = sidecar_of(service)
+        if app is not None:
+            block = service[MARK]
             service_labels = service.get("labels") or {}
             role = service_labels.get("meshctl.role") if isinstance(service_labels, dict) else None
             if role:
-                app = str(block["sidecar-of"])
                 if role != POD:
                     roles.setdefault(app, []).append(str(role))
                 if block.get(TERMINATES_TLS) is True or role == "tls":     # tls: an older file's sidecar
