@@ -216,14 +216,27 @@ def container_state(project: str, service: str) -> tuple[str, str]:
 
 def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path):
     """`docker compose restart web`, and a crash that its restart policy restarts: the app gets a
-    new process in the holder's namespace, and HTTPS through the same sidecars answers again."""
+    new process in the holder's namespace, and HTTPS through the same sidecars answers again; a client
+    linked to web (links: [web]) reaches it before and after."""
     folder = copy_example(tmp_path)
+    # A client that reaches web through a link (a link names a container: the holder's, now).
+    with (folder / "compose.yaml").open("a") as compose_file:
+        compose_file.write('  client:\n    <<: *app\n    command: ["python3", "-c", "import time; time.sleep(3600)"]\n'
+                           '    stop_grace_period: 1s\n    links: [web]\n')
     project = unique_project("inject")
     run_meshctl("inject", "compose.yaml", "-o", "compose.mesh.yaml", "-p", project, cwd=folder, check=True)
+
+    def through_the_link() -> bytes:
+        result = compose(folder, project, "exec", "-T", "client", "python3", "-c",
+                         "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://web:8080/').read().decode())")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.encode()
+
     try:
         up(folder, project)
         https = host_port(folder, project, "web-mesh-pod", 15443)
         assert https_answers(https, ca_path) == b"hello from compose\n"
+        assert through_the_link() == b"hello from compose\n"
         kept = {s: container_state(project, s) for s in ("web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics")}
         for service, (container, _) in kept.items():      # as the engine runs them: no capability, no socket
             info = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
@@ -245,6 +258,7 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         assert http_request(https, "/kv/colour", tls=tls_context(ca_path), method="PUT", body=b"blue",
                             server_hostname="localhost").status == 200
         assert https_answers(https, ca_path, "/kv/colour") == b"blue\n"
+        assert through_the_link() == b"hello from compose\n"
 
         # A crash: the app exits on its own; `restart: unless-stopped` brings it back in the same pod.
         app_now = container_state(project, "web")
