@@ -124,11 +124,12 @@ def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan],
             joined.setdefault(mode.split(":", 1)[1], []).append(str(key.value))
     plans: list[ServicePlan] = []
     skipped: list[Skipped] = []
+    services_data = doc.value(services)
     for key, service in services.value:
         name = str(key.value)
         if options.services and name not in options.services:
             continue
-        outcome = _plan_one(document, key, service, options, joined.get(name, []))
+        outcome = _plan_one(document, key, service, options, joined.get(name, []), services_data)
         if id(service) in merged_by and not isinstance(outcome, Skipped):
             outcome = Skipped(name, f"{', '.join(merged_by[id(service)])} merges it (<<: *anchor): its copy would "
                                     "join this pod too; move what they share to an x- anchor of its own")
@@ -145,7 +146,7 @@ def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan],
 
 
 def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: InjectOptions,
-              joined_by: list[str]) -> ServicePlan | Skipped:
+              joined_by: list[str], services_data: dict[str, Any]) -> ServicePlan | Skipped:
     name = str(key.value)
     if not isinstance(service, doc.Mapping):
         return Skipped(name, "publishes no ports")
@@ -174,6 +175,12 @@ def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: I
     replicas = _replicas(data)
     if replicas > 1:
         return Skipped(name, f"runs {replicas} replicas: sidecars in one namespace would serve only one")
+    base = _extended(data, services_data)
+    inherited_by_extends = [k for k in MOVED if k != "ports" and base.get(k) not in (None, "", [], {})]
+    if inherited_by_extends:
+        return Skipped(name, f"extends {data['extends'] if isinstance(data['extends'], str) else data['extends'].get('service')}"
+                             f", which sets {', '.join(inherited_by_extends)}: Compose would merge that beside "
+                             "network_mode; set it on this service instead")
     found = doc.lookup(service, "ports")
     if found is None or not isinstance(found[1], doc.Sequence) or not found[1].value:
         if data.get("extends") is not None:
@@ -187,7 +194,8 @@ def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: I
         return Skipped(name, "no single TCP container port to wrap (ranges or variables); "
                              "set x-meshctl.port to the port the app listens on")
     declared = {e.target: e.app_protocol for e in entries if e.app_protocol and e.target is not None}
-    choice = choose(entries, facts(data), port=settings.get("port"), protocol=settings.get("protocol"),
+    # Evidence from the service extended in this file too (its image, healthcheck, labels).
+    choice = choose(entries, facts({**base, **data}), port=settings.get("port"), protocol=settings.get("protocol"),
                     app_protocol_of=declared.get)
     assert choice is not None
     if choice.entry_port in RESERVED_POD_PORTS:
@@ -206,6 +214,17 @@ def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: I
     sans = default_sans(name, _aliases(data) + tuple(settings.get("hosts") or ()))
     return ServicePlan(name, key, service, data, settings, choice.protocol, choice.why, choice.entry_port, entries,
                        sans, tuple(parked), tuple(inherited), () if options.keep_plain else wrapped)
+
+
+def _extended(data: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
+    """The service this one extends in the same file (`extends: base` or `{service: base}`), as
+    plain data; {} for none, or one in another file (not seen)."""
+    extends = data.get("extends")
+    if isinstance(extends, str):
+        extends = {"service": extends}
+    if not isinstance(extends, dict) or extends.get("file") or not isinstance(services.get(extends.get("service")), dict):
+        return {}
+    return services[extends["service"]]
 
 
 def _settings(document: Document, name: str, service: doc.Mapping) -> dict[str, Any]:

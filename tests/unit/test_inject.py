@@ -244,6 +244,18 @@ def test_services_left_alone_say_why(body, reason):
     assert out == text
 
 
+def test_a_service_extending_one_with_networks_is_left_alone():
+    text = ("services:\n  base:\n    image: nginx\n    networks: [front]\n  web:\n    extends: base\n"
+            "    ports: ['80:80']\n  api:\n    extends: {service: base}\n    ports: ['81:80']\n"
+            "  plain:\n    extends: {service: other}\n    ports: ['82:80']\n  other:\n    image: nginx\n"
+            "networks:\n  front:\n")
+    _, result = run(text)
+    reasons = {s.service: s.reason for s in result.skipped}
+    assert "extends base, which sets networks" in reasons["web"] and "extends base" in reasons["api"]
+    assert [i.service for i in result.injected] == ["plain"]
+    assert "image nginx is a web server" in result.injected[0].why        # the evidence of what it extends
+
+
 def test_a_service_others_join_is_left_alone():
     _, result = run("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n  debug:\n    image: x\n"
                     "    network_mode: service:web\n")
