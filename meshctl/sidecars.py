@@ -115,8 +115,13 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
         stats_port=PROXY_STATS_PORT,
         tls_globals=TLS_GLOBALS if tls else "    # No TLS: the tls sidecar is off in mesh.yaml.",
         strip_client_cert="    http-request del-header x-forwarded-client-cert" if service.mesh else "",
+        access_log_format=ACCESS_LOG_FORMAT,
         mesh=render_mesh(service) if service.mesh else "",
         tls_bind=f"    bind :{TLS_PORT} {TLS_BIND}" if tls else "    # No HTTPS listener: the tls sidecar is off in mesh.yaml.")
+
+
+# One access line per request, what the metrics agent parses (the mesh listener adds the caller).
+ACCESS_LOG_FORMAT = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r"
 
 
 def render_mesh(service: ServiceSpec) -> str:
@@ -144,7 +149,7 @@ def render_mesh(service: ServiceSpec) -> str:
     return f"""
 frontend mesh_in
     bind :{MESH_PORT} {client_tls}
-    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{{+Q}}r %[ssl_c_s_dn(CN)]"
+    log-format "{ACCESS_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
     http-request del-header x-forwarded-client-cert
     # Only this project's workloads: the CA is shared by every project on this machine.
     http-request deny status 403 unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
@@ -153,6 +158,7 @@ frontend mesh_in
 
 frontend mesh_out
     bind 127.0.0.1:{OUTBOUND_PORT}
+    log-format "{ACCESS_LOG_FORMAT}"
     http-request del-header x-forwarded-client-cert
 {routes}    default_backend passthrough
 

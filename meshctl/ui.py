@@ -263,16 +263,11 @@ class Ui:
                 f"{c['role']} {c['state']}" for c in s.containers)
             groups.append((f"{s.project}/{s.service} ({state})", s.urls))
         self.out.print(self._urls_table(None, groups))
-        meshed = [s for s in statuses if s.mesh]
-        if meshed:
-            table = Table(show_edge=False, pad_edge=False)
-            for column in ("service", "identity", "mTLS", "allowed callers"):
-                table.add_column(column, no_wrap=True, overflow="ignore")
-            for s in meshed:
-                allow = s.mesh.get("allow")
-                table.add_row(f"{s.project}/{s.service}", s.mesh.get("identity", ""), s.mesh.get("mtls", ""),
-                              "every service of the project" if allow is None else ", ".join(allow) or "none")
-            self.out.print(table)
+        for s in (s for s in statuses if s.mesh):
+            allow = s.mesh.get("allow")
+            callers = "every service of the project" if allow is None else ", ".join(allow) or "no one"
+            self.out.print(f"{escape(s.project)}/{escape(s.service)}: {escape(s.mesh.get('identity') or '')}, "
+                           f"mTLS {escape(s.mesh.get('mtls') or '')}, callers: {escape(callers)}")
 
     @staticmethod
     def _urls_table(title: str | None, groups: list[tuple[str, dict[str, str]]]) -> Table:

@@ -93,6 +93,7 @@ def _edge(frontend, backend_server, rest):
     """(direction, source, destination) from the frontend that took the request: `mesh_out` is the
     app calling another service (the backend names it: to_<service>, or passthrough), `mesh_in` a
     mesh caller (its certificate's name ends the line), anything else a client from outside."""
+    frontend = frontend.rstrip("~")           # HAProxy marks a TLS frontend with ~
     if frontend == "mesh_out":
         backend = backend_server.split("/", 1)[0]
         return "outbound", "", backend[3:] if backend.startswith("to_") else "unknown"

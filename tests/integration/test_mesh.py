@@ -51,9 +51,13 @@ def outside_call(project: str, host: str, port: int) -> int:
     """Connect from a container on the project's network that is not in the mesh; bash's exit code."""
     client = docker.from_env()
     image = next(t for i in client.images.list() for t in i.tags if t.startswith("meshctl-capture:"))
-    output = client.containers.run(image, entrypoint=["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo open"],
-                                   network=f"meshctl-{project}", remove=True, stderr=True,
-                                   labels={"meshctl.project": project, "meshctl.role": "test-client"})
+    try:
+        output = client.containers.run(image, entrypoint=["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo open"],
+                                       network=f"meshctl-{project}", remove=True, stderr=True,
+                                       labels={"meshctl.project": project, "meshctl.role": "test-client"})
+    except docker.errors.ContainerError as refused:
+        assert b"Connection refused" in (refused.stderr or b""), refused.stderr
+        return refused.exit_status
     return 0 if b"open" in output else 1
 
 
@@ -76,6 +80,20 @@ def test_a_plain_call_between_services_crosses_the_mesh_with_the_callers_identit
     assert api_said["caller"] == f"spiffe://meshctl.local/ns/{project}/sa/web"
     assert api_said["xfcc"] == (f"By=spiffe://meshctl.local/ns/{project}/sa/api;"
                                 f"URI=spiffe://meshctl.local/ns/{project}/sa/web")
+    # Both sides of the edge in metrics: web counts it outbound to api, api inbound from web.
+    import time
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def requests(service: str, **labels) -> float:
+        text = http_request(port_of(urls(project)[service]["metrics"]), "/metrics").body.decode()
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "meshctl_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (requests("web", direction="outbound", destination="api")
+                                               and requests("api", direction="inbound", source="web")):
+        time.sleep(0.2)
+    assert requests("web", direction="outbound", destination="api", code="200") >= 1
+    assert requests("api", direction="inbound", source="web", code="200") >= 1
 
 
 def test_a_spoofed_client_certificate_header_is_stripped(strict_shop, engine):
@@ -97,6 +115,10 @@ def test_a_caller_that_is_not_allowed_gets_403(strict_shop, engine):
 def test_strict_refuses_plaintext_from_outside_the_mesh_and_no_container_holds_a_capability(strict_shop, engine):
     folder, project = strict_shop
     assert outside_call(project, "api", 8080) != 0, "a container outside the mesh reached api's app port"
+    shown = run_meshctl("ps", "-p", project, check=True).stdout
+    assert f"{project}/api: spiffe://meshctl.local/ns/{project}/sa/api, mTLS strict, callers: web" in shown
+    [api_entry] = [e for e in ps_json(project) if e["service"] == "api"]
+    assert api_entry["mesh"]["allow"] == ["web"] and api_entry["mesh"]["mtls"] == "strict"
     containers = running_containers(engine, project)
     assert not [c for c in containers if c.role == "capture"], "the capture step is gone once it ran"
     api = docker.from_env().api

@@ -85,7 +85,7 @@ def test_event_stream_splits_lines_across_reads():
 
 def test_both_sides_of_a_mesh_edge_are_labelled_with_direction_and_peer():
     outbound = '172.18.0.3:4242 [27/Nov/2026:16:11:21.486] mesh_out to_api/api 0/0/1/2/3 200 50 ---- "GET /whoami HTTP/1.1"'
-    inbound = '172.18.0.2:5151 [27/Nov/2026:16:11:21.486] mesh_in app/app 0/0/0/1/1 403 50 ---- "GET /whoami HTTP/1.1" intruder'
+    inbound = '172.18.0.2:5151 [27/Nov/2026:16:11:21.486] mesh_in~ app/app 0/0/0/1/1 403 50 ---- "GET /whoami HTTP/1.1" intruder'
     elsewhere = '172.18.0.3:4243 [27/Nov/2026:16:11:21.486] mesh_out passthrough/original 0/0/1/2/3 200 50 ---- "GET / HTTP/1.1"'
     stats = agent.AccessStats()
     assert stats.record_lines([outbound, inbound, elsewhere]) == []
