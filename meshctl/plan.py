@@ -23,7 +23,7 @@ from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE, app_image_ref, build_labels, kind_image, sidecar_build_labels, user_sidecar_image_ref
 from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod
-from .sidecars import (CAPTURE, KINDS, Readiness, SidecarKind, captures, chain_of, config_roles, kind_of, kinds_for,
+from .sidecars import (CAPTURE, KINDS, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles, kind_of, kinds_for,
                        published_ports, render_configs, serving_readiness, stop_group, tls_kind)
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +106,7 @@ class RunOnce:
     spec: ContainerSpec
     why: str
     hint: str = ""
+    does: tuple[str, ...] = ()       # what it installs, in words
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def describe(step: Step) -> dict[str, Any]:
     elif isinstance(step, StartContainers):
         target = [s.name for s in step.specs]
     elif isinstance(step, RunOnce):
-        target = step.spec.name
+        return {"step": kind, "target": step.spec.name, "why": "; ".join((step.why, *step.does))}
     elif isinstance(step, (RestartContainer, Keep)):
         target = step.container.name
     elif isinstance(step, SignalReload):
@@ -558,7 +559,7 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
 
 def _capture_step(pod: Pod, why: str) -> RunOnce:
     assert pod.capture is not None
-    return RunOnce(pod.service.name, pod.capture, f"traffic capture: {why}",
+    return RunOnce(pod.service.name, pod.capture, f"traffic capture: {why}", does=capture_rules(pod.service),
                    hint="capture needs iptables (nft) with NET_ADMIN in the pod's namespace; to run the "
                         "mesh without it (calls between services then go direct, unencrypted), set "
                         "`mesh: {capture: false}` in mesh.yaml")

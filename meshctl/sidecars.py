@@ -179,6 +179,19 @@ def captures(service: ServiceSpec) -> bool:
     return service.mesh is not None and service.mesh.capture
 
 
+def capture_rules(service: ServiceSpec) -> tuple[str, ...]:
+    """What the capture step installs, in words (`meshctl up --dry-run` shows them)."""
+    mesh = service.mesh
+    assert mesh is not None
+    ports = ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+    rules = [f"the app's TCP connections to the project's network on ports {ports} → its proxy's "
+             f"outbound listener 127.0.0.1:{OUTBOUND_PORT} (the proxy's own, group {MESH_GID}, pass)"]
+    if mesh.mtls == "strict":
+        rules.append(f"new connections from other pods refused except to the mesh listener :{MESH_PORT} "
+                     "(the host's published ports and loopback stay open)")
+    return tuple(rules)
+
+
 def render_capture(project: str, service: ServiceSpec) -> str:
     """The capture step's script, run once in the pod's network namespace with NET_ADMIN (and
     again when it changes; it replaces its own chains). Outbound: the app's TCP connections to the

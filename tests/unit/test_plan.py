@@ -233,6 +233,9 @@ def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_
     web_capture = writes[str(tmp_path / "home/projects/shop/web/capture")]["capture.sh"]
     assert "--dports 9000 -j REDIRECT --to-ports 15001" in web_capture      # web calls api on 9000
     assert "--gid-owner 15999 -j RETURN" in web_capture and "REJECT" in web_capture    # strict by default
+    from meshctl.plan import describe
+    [shown] = [describe(s)["why"] for _, s in plan.all_steps() if isinstance(s, RunOnce) and s.service == "web"]
+    assert "ports 9000 → its proxy's outbound listener" in shown and "refused except to the mesh listener" in shown
 
 
 def test_permissive_or_no_capture_or_one_service_change_what_is_installed(tmp_path):
