@@ -11,6 +11,7 @@ import fcntl
 import ipaddress
 import os
 import socket
+import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,21 @@ class CertificateAuthority:
 
     # -- the CA itself ------------------------------------------------------------------------
 
+    @property
+    def bundle_path(self) -> Path:
+        """This machine's trusted roots plus meshctl's CA: what app containers trust (mounted)."""
+        return self.dir / "ca-bundle.pem"
+
+    def ready(self) -> bool:
+        return self.cert_path.exists() and self.key_path.exists() and self.bundle_path.exists()
+
     def ensure(self) -> Path:
-        """Create the CA on first use; return the path of the certificate to trust."""
-        if self.cert_path.exists() and self.key_path.exists():
+        """Create the CA on first use (and the apps' bundle); return the path of the certificate to trust."""
+        if self.ready():
             return self.cert_path
         with self._lock():
             if self.cert_path.exists() and self.key_path.exists():
+                self._write_bundle()
                 return self.cert_path
             key = ec.generate_private_key(ec.SECP256R1())
             name = x509.Name([
@@ -90,7 +100,19 @@ class CertificateAuthority:
             )
             atomic_write(self.key_path, _key_pem(key), mode=0o600)
             atomic_write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+            self._write_bundle()
         return self.cert_path
+
+    def _write_bundle(self) -> None:
+        roots = b""
+        for path in system_roots():
+            try:
+                roots = Path(path).read_bytes()
+                break
+            except OSError:
+                continue
+        atomic_write(self.bundle_path, roots.rstrip() + b"\n" + self.cert_path.read_bytes() if roots
+                     else self.cert_path.read_bytes(), mode=0o644)
 
     def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         self.ensure()
@@ -188,6 +210,13 @@ class CertificateAuthority:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def system_roots() -> list[str]:
+    """Where this machine keeps its trusted roots (Debian's, Fedora's, OpenSSL's default)."""
+    paths = ssl.get_default_verify_paths()
+    return [p for p in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                        paths.cafile, paths.openssl_cafile) if p]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:

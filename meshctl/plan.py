@@ -269,7 +269,7 @@ def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
                                         for k in kinds_for(service)},
                                      **({CAPTURE: settings.sidecar_images[CAPTURE]} if captures(service) else {})},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
-                     user=settings.user)
+                     user=settings.user, ca_bundle=settings.home / "ca" / "ca-bundle.pem")
 
 
 def service_sans(service: ServiceSpec) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ class Pod:
 
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
-              state_dir: Path, tied: bool, user: str) -> Pod:
+              state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None) -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
     their mounted keys (0600)."""
@@ -82,14 +82,25 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
             read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
             tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
         ))
-    env = {"PORT": str(service.port), **dict(service.env)}
+    env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
+    trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
-        command=service.command, env=env, namespace_of=holder_name, mounts=sync_mounts(project, service),
+        command=service.command, env=env, namespace_of=holder_name, mounts=(*sync_mounts(project, service), *trust),
         stop_timeout=int(round(service.stop_grace_period)),
     )
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
                app=_hashed(app), config_dirs=config_dirs, capture=capture)
+
+
+APP_CA_BUNDLE = "/etc/meshctl/ca-bundle.pem"
+
+
+def trust_env() -> dict[str, str]:
+    """The variables OpenSSL, Python's requests, Node.js and curl read for their trusted roots: an app
+    calling another service's HTTPS (or meshctl's) verifies it, and the internet's still."""
+    return {name: APP_CA_BUNDLE for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+                                             "CURL_CA_BUNDLE")}
 
 
 def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, str, bool], ...]:

@@ -61,7 +61,7 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
     return Observed(containers=tuple(managed_containers(engine, project.name)),
                     networks=frozenset(project_networks(engine, project.name)),
                     images=present_images(engine, refs),
-                    ca_exists=ca.cert_path.exists(), certificates=certificates, files=files,
+                    ca_exists=ca.ready(), certificates=certificates, files=files,
                     folders=frozenset(folders))
 
 

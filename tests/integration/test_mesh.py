@@ -135,6 +135,10 @@ def test_permissive_lets_plaintext_in_and_still_identifies_mesh_callers(tmp_path
         assert outside_call(project, "api", 8080) == 0
         web = port_of(urls(project)["web"]["https"])
         assert json.loads(get_json(web, "/")["api_said"])["caller"] == f"spiffe://meshctl.local/ns/{project}/sa/web"
+        # Apps trust meshctl's CA (a bundle with the system's roots, SSL_CERT_FILE and friends): web's own
+        # urllib verifies api's HTTPS certificate when it calls it directly.
+        direct = get_json(web, "/call?url=https://api:15443/whoami")
+        assert direct["status"] == 200, direct
     finally:
         run_meshctl("down", str(folder))
     assert running_containers(engine, project) == []

@@ -229,6 +229,9 @@ def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_
         assert all(not spec.cap_add for spec in started), "no long-running container holds a capability"
         [proxy] = [spec for spec in started if spec.role == "proxy"]
         assert proxy.user == "1000:15999"          # capture tells the proxy's own connections by its group
+        [app] = [spec for spec in started if spec.role == "app"]
+        assert app.env["SSL_CERT_FILE"] == app.env["NODE_EXTRA_CA_CERTS"] == "/etc/meshctl/ca-bundle.pem"
+        assert (str(tmp_path / "home/ca/ca-bundle.pem"), "/etc/meshctl/ca-bundle.pem", True) in app.mounts
     writes = {str(s.folder): s.files for s in plan.steps if type(s).__name__ == "WriteFiles"}
     web_capture = writes[str(tmp_path / "home/projects/shop/web/capture")]["capture.sh"]
     assert "--dports 9000 -j REDIRECT --to-ports 15001" in web_capture      # web calls api on 9000
