@@ -3,7 +3,6 @@ MeshctlError is turned into a red message and an exit code here and nowhere else
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -313,6 +312,7 @@ def inject(file: Optional[str] = ComposeFileArg,
 
         from .errors import EngineError
         from .inject import ROLES, InjectOptions, Machine, inject_text
+        from .inject_files import write_sidecar_files
 
         if undo:
             return _uninject(ui, file, output, in_place)
@@ -333,14 +333,7 @@ def inject(file: Optional[str] = ComposeFileArg,
                     raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
                                                         "write the file now and build the images later") from exc
             ca = CertificateAuthority(home)
-            ca.ensure()
-            for item in result.injected:
-                for file_path, content in item.files.items():
-                    _write_if_changed(Path(file_path), content)
-                if item.cert_dir is not None:
-                    ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
-                for retired in item.retired_dirs:      # no stale config, and no unused private key, left
-                    shutil.rmtree(retired, ignore_errors=True)
+            write_sidecar_files(result, ca)
         _write_compose(ui, result.text, text, path, output, in_place)
         for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
             ui.note(line)
@@ -439,16 +432,6 @@ def _write_compose(ui: Ui, text: str, original: str, path: Optional[Path], outpu
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-def _write_if_changed(path: Path, content: str) -> None:
-    """Re-injecting rewrites nothing that is already right (and spares hundreds of fsyncs)."""
-    try:
-        if path.read_text(encoding="utf-8") == content:
-            return
-    except OSError:
-        pass
-    atomic_write(path, content.encode(), mode=0o644)
 
 
 def _compose_project_name(text: str, folder: Path) -> str:

@@ -23,7 +23,7 @@ from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE, app_image_ref, build_labels, kind_image, sidecar_build_labels, user_sidecar_image_ref
 from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod
-from .sidecars import (CAPTURE, KINDS, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles, kind_of, kinds_for,
+from .sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles, kind_of, kinds_for,
                        published_ports, render_configs, serving_readiness, stop_group, tls_kind)
 
 # ---------------------------------------------------------------------------------------------

@@ -210,9 +210,9 @@ iptables -A MESHCTL_IN -s "$gateway" -j RETURN
 iptables -A MESHCTL_IN -p tcp --dport {MESH_PORT} -j RETURN
 iptables -A MESHCTL_IN -p tcp --syn -j REJECT --reject-with tcp-reset
 echo "capture: strict: other pods reach ${{SERVICE}} only through the mesh listener ({MESH_PORT}, mutual TLS)"
-""" if mesh.mtls == "strict" else f"""
+""" if mesh.mtls == "strict" else """
 iptables -F MESHCTL_IN 2>/dev/null || true
-echo "capture: permissive: other pods may also call ${{SERVICE}} in plain text"
+echo "capture: permissive: other pods may also call ${SERVICE} in plain text"
 """
     return f"""#!/bin/sh
 # Rendered by meshctl for {project}/{service.name}: traffic capture (mesh.capture), installed once in
