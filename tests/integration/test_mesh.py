@@ -142,3 +142,49 @@ def test_permissive_lets_plaintext_in_and_still_identifies_mesh_callers(tmp_path
     finally:
         run_meshctl("down", str(folder))
     assert running_containers(engine, project) == []
+
+
+def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path, engine, sidecar_images):
+    """The caller's proxy settings apply to its outbound calls; the callee's proxy holds requests
+    while its app restarts: web → api stays whole while api reloads."""
+    import threading
+    import time
+
+    from tests.conftest import Foreground
+
+    folder, project = shop(tmp_path)
+    text = (folder / "mesh.yaml").read_text()
+    (folder / "mesh.yaml").write_text(text.replace("    allow: [web]\n", '    allow: [web]\n    watch: {sync: {".": /app}}\n'))
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready", timeout=600)
+        web = port_of(urls(project)["web"]["https"])
+        context = tls_context(ca_path())
+        outcomes: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    answer = http_request(web, "/", tls=context, server_hostname="localhost", timeout=20)
+                    outcomes.append(answer.status if b'"api_status": 200' in answer.body else 599)
+                except OSError:
+                    outcomes.append(0)
+                time.sleep(0.02)
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        for round_ in range(3):
+            before = len(up.lines)
+            server = folder / "api" / "server.js"
+            server.write_text(server.read_text() + f"\n// reload {round_}\n")
+            deadline = time.monotonic() + 120
+            while not any("restart api" in line for line in up.lines[before:]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert any("restart api" in line for line in up.lines[before:]), up.output
+            time.sleep(1)
+        stop.set()
+        thread.join(30)
+        assert len(outcomes) > 50 and set(outcomes) == {200}, (len(outcomes), [o for o in outcomes if o != 200])
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
