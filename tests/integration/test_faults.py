@@ -193,3 +193,25 @@ def test_ctrl_c_with_stdout_closed_still_removes_everything(tmp_path, engine, si
         if proc.poll() is None:
             proc.kill()
         run_meshctl("down", str(folder))
+
+
+def test_a_killed_user_sidecar_is_restarted_in_place_too(tmp_path, engine, sidecar_images):
+    from tests.integration.test_user_sidecars_real import APP_NEEDING_ITS_SIDECAR, mesh_yaml
+    from tests.conftest import unique_project
+    folder = hello_project(tmp_path, mesh_yaml=mesh_yaml(unique_project("side"), sidecar_images["metrics"],
+                                                         "{tcp: 7000}"), app_py=APP_NEEDING_ITS_SIDECAR)
+    project = project_of(folder)
+    up = Foreground(str(folder), "--no-watch")
+    try:
+        up.wait_for_line("meshctl: ready")
+        app, greeter = container_of(engine, project, "app"), container_of(engine, project, "greeter")
+        docker.from_env().api.kill(greeter.id)
+        up.wait_for_line("the greeter sidecar restarted in place", timeout=60)
+        assert container_of(engine, project, "greeter").id != greeter.id
+        assert container_of(engine, project, "app").id == app.id and up.proc.poll() is None
+        [entry] = ps_json(project)
+        answer = http_request(port_of(entry["urls"]["https"]), "/", tls=tls_context(ca_path()))
+        assert answer.status == 200
+    finally:
+        up.kill()
+        run_meshctl("down", str(folder))
