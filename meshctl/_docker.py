@@ -127,6 +127,27 @@ class DockerEngine:
                 return False
             raise
 
+    # -- volumes --------------------------------------------------------------------------------
+
+    def volumes(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        with _translated("list volumes"):
+            found = self.api.volumes(filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+        return list((found or {}).get("Volumes") or [])
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with _translated(f"create volume {name}"):
+            self.api.create_volume(name, driver="local", labels=labels)
+
+    def remove_volume(self, name: str) -> bool:
+        try:
+            with _translated(f"remove volume {name}"):
+                self.api.remove_volume(name)
+            return True
+        except _NotFound:
+            return True
+        except _Conflict:
+            return False
+
     # -- containers -----------------------------------------------------------------------------
 
     def containers(self, labels: dict[str, str], *, all: bool = True) -> list[ContainerInfo]:

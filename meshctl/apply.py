@@ -23,9 +23,9 @@ from .errors import BuildError, Cancelled, MeshctlError, StartError
 from .events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from .images import build_network
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
-from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, Plan, PullImage, RunOnce,
-                   RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, SignalReload, StartContainers,
-                   Step, WaitReady, WriteFiles)
+from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Keep, Plan,
+                   PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume, RestartContainer, RunOnce,
+                   SignalReload, StartContainers, Step, WaitReady, WriteFiles)
 from .sidecars import Readiness
 
 
@@ -82,6 +82,7 @@ class Executor:
             RunOnce: self._run_once, RestartContainer: self._restart, SignalReload: self._signal,
             WaitReady: self._wait_ready,
             Announce: self._announce, Keep: lambda step, service: None, RemoveNetwork: self._remove_network,
+            InstallDependencies: self._install, RemoveVolume: self._remove_volume,
         }
         self._pod_started: dict[str, float] = {}
         self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
@@ -226,13 +227,7 @@ class Executor:
     def _run_once(self, step: RunOnce, service: str | None) -> None:
         spec = step.spec
         self.on_event(Phase(f"{step.service}: {step.why}"))
-        container_id = self.engine.create(spec)
-        exited = self.engine.watch_exit(container_id)
-        self.engine.start(container_id, name=spec.name)
-        lines = list(self.engine.logs(container_id, follow=True))     # ends when it exits
-        code = exited()
-        for line in lines:
-            self.on_event(LogLine(step.service, spec.role, line))
+        code, lines = self._one_shot(spec, lambda line: self.on_event(LogLine(step.service, spec.role, line)))
         if code != 0:
             raise StartError(f"{step.service}: {step.why.split(':')[0]} failed (exit code {code})",
                              hint=step.hint or None, details="\n".join(f"{spec.role} | {line}" for line in lines[-15:]))
@@ -281,10 +276,61 @@ class Executor:
 
     def _remove_network(self, step: RemoveNetwork, service: str | None) -> None:
         # Containers just removed may still hold an endpoint for a moment.
-        for _ in range(20):
-            if self.engine.remove_network(step.name):
-                return
-            time.sleep(0.1)
+        _retry(lambda: self.engine.remove_network(step.name))
+
+    def _remove_volume(self, step: RemoveVolume, service: str | None) -> None:
+        _retry(lambda: self.engine.remove_volume(step.name))
+
+    def _one_shot(self, spec: ContainerSpec, on_line: Callable[[str], None]) -> tuple[int | None, list[str]]:
+        """Create and start a one-shot container and follow its output to its exit (a Ctrl-C is
+        seen at once): its exit code and its lines. Interrupted, it is removed."""
+        container_id = self.engine.create(spec)
+        lines: list[str] = []
+        try:
+            exited = self.engine.watch_exit(container_id)
+            self.engine.start(container_id, name=spec.name)
+
+            def follow() -> int | None:
+                for line in self.engine.logs(container_id, follow=True):     # ends when it exits
+                    lines.append(line)
+                    on_line(line)
+                return exited()
+
+            return self._cancellable(follow), lines
+        except BaseException:
+            self.engine.remove(container_id)
+            self.engine.wait_removed(container_id)
+            raise
+
+    def _install(self, step: InstallDependencies, service: str | None) -> None:
+        """Run the one-shot install into a fresh cache volume, its output streamed as progress.
+        Anything but success (a failure, a Ctrl-C) removes the container and the volume: a cache
+        exists only once complete."""
+        what = f"dependencies of {step.service}"
+        self.on_event(BuildEvent(what, "start", "installing", action="install"))
+        self.engine.create_volume(step.volume, step.labels)
+        try:
+            code, tail = self._one_shot(step.spec, lambda line: self.on_event(BuildEvent(what, "step", line,
+                                                                                        action="install")))
+            if code != 0:
+                last = next((line for line in reversed(tail) if line.strip()), "it printed nothing")
+                raise BuildError(f"{step.service}: installing its dependencies ({', '.join(step.files)}) failed "
+                                 f"with exit code {code}: {last.strip()[:200]}",
+                                 hint=f"fix {' or '.join(step.files)} (the install's last lines are above), or check "
+                                      "that the package registry is reachable from a container "
+                                      "(MESHCTL_BUILD_NETWORK=host where the default bridge has no DNS)",
+                                 details="\n".join(tail[-25:]))
+        except BaseException:
+            _retry(lambda: self.engine.remove_volume(step.volume))
+            raise
+        self.on_event(BuildEvent(what, "done", action="install"))
+
+
+def _retry(attempt: Callable[[], bool], times: int = 20, pause: float = 0.1) -> None:
+    for _ in range(times):
+        if attempt():
+            return
+        time.sleep(pause)
 
 
 def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from . import __version__
 from ._docker import DockerEngine
 from .certs import CertificateAuthority, atomic_write, meshctl_home
-from .config import CONFIG_NAMES, find_config, load_project
+from . import runtimes
+from .config import CONFIG_NAMES, _sanitize, find_config, load_project
 from .errors import Cancelled, MeshctlError, UsageError
 from .model import HOLDER
 from .images import sidecar_refs
@@ -29,7 +31,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 certs_app = typer.Typer(no_args_is_help=True, help="meshctl's local certificate authority.")
 app.add_typer(certs_app, name="certs")
 
-PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile), or a mesh.yaml file.")
+PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile, or just your code and "
+                                          "`-- CMD`), or a mesh.yaml file.")
+RuntimeOption = typer.Option(None, "--runtime", help="With -- CMD: the runtime to run it in (node, python, go; "
+                             "default: picked from the folder's package.json, pyproject.toml, requirements.txt, go.mod).")
+
+
+class _CommandAfterDashes(typer.core.TyperCommand):
+    """`meshctl up [OPTIONS] [PATH] -- CMD ARGS…`: everything after `--` is the app's command
+    (Dapr's `dapr run -- node app.js`), kept apart from PATH, in ctx.meta["app_command"]."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["app_command"] = tuple(args[at + 1:])
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+def _app_command(ctx: typer.Context) -> tuple[str, ...] | None:
+    command = ctx.meta.get("app_command")
+    if command is not None and not command:
+        raise UsageError("nothing after `--`: give the command that runs your app",
+                         hint="meshctl up -- node server.js")
+    return command
 
 
 def main() -> None:
@@ -57,14 +82,16 @@ def _run(ui: Ui, body) -> None:
     raise typer.Exit(code or 0)
 
 
-@app.command()
-def up(path: Path = PathArg,
+@app.command(cls=_CommandAfterDashes)
+def up(ctx: typer.Context, path: Path = PathArg,
        detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; leave the stack running."),
        wait: bool = typer.Option(True, "--wait/--no-wait",
                                  help="With -d: return only once every service serves through HTTPS → proxy → app "
                                       "(the default; non-zero if not in --timeout), or as soon as all is started."),
-       image: Optional[str] = typer.Option(None, help="Wrap an existing image instead of a folder."),
-       port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod."),
+       image: Optional[str] = typer.Option(None, help="Wrap an existing image instead of a folder; with -- CMD, "
+                                           "run CMD in it with the folder mounted at /app."),
+       runtime: Optional[str] = RuntimeOption,
+       port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod (with -- CMD: 8080)."),
        name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name or the folder's)."),
        timeout: float = typer.Option(60.0, help="Seconds to wait for the stack to be ready."),
        no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
@@ -72,13 +99,14 @@ def up(path: Path = PathArg,
                                     "replaced, reloaded or kept, and why) and change nothing."),
        as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
        ) -> None:
-    """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything."""
+    """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything.
+    `meshctl up [PATH] -- CMD` runs CMD with no Dockerfile, in the folder's runtime."""
     ui = Ui()
 
     def body() -> int:
         if not wait and not detach:
             raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
-        project = load_project(path, image=image, port=port, name=name)
+        project = load_project(path, image=image, port=port, name=name, command=_app_command(ctx), runtime=runtime)
         engine = DockerEngine()
         if dry_run:
             plan = Stack(engine, project, on_event=ui, tied=not detach, wait_serving=wait).plan_up()
@@ -101,14 +129,17 @@ def up(path: Path = PathArg,
     _run(ui, body)
 
 
-@app.command("test")
-def test_(path: Path = PathArg,
+@app.command("test", cls=_CommandAfterDashes)
+def test_(ctx: typer.Context, path: Path = PathArg,
           junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report to this file."),
           as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
           timeout: float = typer.Option(180.0, help="Seconds the stack may take to get ready (after builds)."),
           compose: Optional[Path] = typer.Option(None, "--compose", help="Check a stack made by `meshctl inject` "
                                                  "from this compose file instead of PATH's mesh.yaml."),
           name: Optional[str] = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name + '-test')."),
+          image: Optional[str] = typer.Option(None, help="With -- CMD: run CMD in this image, the folder at /app."),
+          runtime: Optional[str] = RuntimeOption,
+          port: Optional[int] = typer.Option(None, help="The port the app listens on inside the pod (with -- CMD: 8080)."),
           ) -> None:
     """Bring the stack up, run the built-in and mesh.yaml checks, write the report, tear it all down.
     Exit 0: all passed; 1: a check failed; 2: bad configuration or usage; 3: the stack could not start."""
@@ -126,7 +157,12 @@ def test_(path: Path = PathArg,
             if compose is not None:
                 report = _compose_test(compose, interrupts, ui, timeout)
             else:
-                project = smoke.isolated(load_project(path, name=name), rename=name is None)
+                command = _app_command(ctx)
+                if image is not None and command is None:
+                    raise UsageError("meshctl test --image needs the command to run in it after --",
+                                     hint=f"meshctl test --image {image} -- CMD")
+                project = smoke.isolated(load_project(path, name=name, image=image, port=port, command=command,
+                                                      runtime=runtime), rename=name is None)
                 report = smoke.run_smoke_test(DockerEngine(), project, interrupts=interrupts, on_event=ui,
                                               ready_timeout=timeout)
         finally:
@@ -168,25 +204,27 @@ def down(path: Path = PathArg,
          force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be removed, and remove nothing."),
          as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+         volumes: bool = typer.Option(False, "--volumes", "-v", help="Also remove the dependency caches "
+                                      "(`up -- CMD` keeps them between runs)."),
          ) -> None:
-    """Stop and remove a stack (idempotent)."""
+    """Stop and remove a stack (idempotent). Dependency caches stay unless --volumes."""
     ui = Ui()
 
     def body() -> int:
         engine = DockerEngine()
         if dry_run:
             names = project_names(engine) if all_ else [name or _project_name(path)]
-            ui.plan([plan_down_project(engine, n, force=force) for n in names], as_json=as_json)
+            ui.plan([plan_down_project(engine, n, force=force, volumes=volumes) for n in names], as_json=as_json)
             return 0
         if all_:
-            removed = {project: r for project, r in down_all(engine, force=force).items() if r}
+            removed = {project: r for project, r in down_all(engine, force=force, volumes=volumes).items() if r}
             for project, what in removed.items():
                 ui.note(f"{project}: {what.summary()}")
             ui.success(f"removed {sum(r.containers for r in removed.values())} containers of {len(removed)} projects"
                        if removed else "no meshctl stacks were running")
             return 0
         project = name or _project_name(path)
-        ui.success(f"{project}: {down_project(engine, project, force=force).summary()}")
+        ui.success(f"{project}: {down_project(engine, project, force=force, volumes=volumes).summary()}")
         return 0
 
     _run(ui, body)
@@ -453,6 +491,8 @@ def _project_name(path: Path, running_fallback: DockerEngine | None = None) -> s
     """The project a PATH names, without building anything."""
     if find_config(path) is not None or (path / "Dockerfile").is_file():
         return load_project(path).name
+    if path.is_dir() and runtimes.detect(path.resolve(), None) is not None:
+        return _sanitize(path.resolve().name) or "app"     # what `up -- CMD` named it
     if running_fallback is not None:
         names = project_names(running_fallback)
         if len(names) == 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import runtimes
 from .errors import ConfigError, located, yaml_syntax_error
 from .model import split_image_ref
 from .sidecars import kinds_for
@@ -159,6 +161,11 @@ class ServiceSpec:
     mesh: MeshSettings | None = None
     allow: tuple[str, ...] | None = None       # as written in mesh.yaml (mesh.allow is what applies)
     user_sidecars: tuple[UserSidecar, ...] = ()
+    # Run mode (`meshctl up -- CMD`, or `runtime:`/`source:` in mesh.yaml): no Dockerfile; the
+    # command runs in a runtime image (node, python, go: runtimes.RUNTIMES) or in `image`, with
+    # `source` mounted read-only at /app, its working directory.
+    runtime: str | None = None
+    source: Path | None = None
 
     @property
     def identity(self) -> str | None:
@@ -253,13 +260,16 @@ def find_config(path: Path) -> Path | None:
 
 
 def load_project(path: Path | str = ".", *, image: str | None = None, port: int | None = None,
-                 name: str | None = None) -> ProjectSpec:
-    """The spec for `meshctl up PATH` (a folder or a mesh.yaml), or for `--image/--port`."""
+                 name: str | None = None, command: tuple[str, ...] | None = None,
+                 runtime: str | None = None) -> ProjectSpec:
+    """The spec for `meshctl up PATH` (a folder or a mesh.yaml), for `--image/--port`, or for
+    `meshctl up [PATH] [--image IMG|--runtime R] -- CMD` (run mode: no Dockerfile needed)."""
     path = Path(path).resolve()
-    if image is not None:
+    if image is not None and command is None and runtime is None:
         if port is None:
             raise ConfigError("--image needs --port: the port the app listens on inside the pod",
-                              hint=f"meshctl up --image {image} --port 8080")
+                              hint=f"meshctl up --image {image} --port 8080   (or run a command in your folder: "
+                                   f"meshctl up --image {image} -- CMD)")
         service_name = _sanitize(split_image_ref(image)[0].rpartition("/")[2]) or "app"
         spec = ServiceSpec(name=service_name, image=image, port=_parse_port(port, "--port", None))
         spec = _with_ports(spec, _default_ports(0, spec))
@@ -271,23 +281,60 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
     config = find_config(path)
     if config is not None:
         project = parse_project(config.read_text(encoding="utf-8"), source=config, root=config.parent)
+        if command is not None:
+            project = _with_command(project, command, config)
+    elif command is not None and (image is not None or runtime is not None or not (path / "Dockerfile").is_file()):
+        project = _run_mode(path, command, image=image, runtime=runtime)
     else:
         project = _from_dockerfile(path)
+        if command is not None:
+            project = _with_command(project, command, path / "Dockerfile")
     if port is not None and len(project.services) == 1:
-        from dataclasses import replace
         project = replace(project, services=(replace(project.services[0],
                                                      port=_parse_port(port, "--port", None)),))
     if name:
-        from dataclasses import replace
         project = replace(project, name=_project_name(name, None, ("name",)))
     return project
+
+
+def _with_command(project: ProjectSpec, command: tuple[str, ...], source: Path) -> ProjectSpec:
+    """`-- CMD` replaces the one service's command."""
+    if len(project.services) != 1:
+        raise ConfigError(f"{source}: `-- CMD` gives one command, but there are {len(project.services)} services",
+                          hint="set each service's `command:` in mesh.yaml instead")
+    return replace(project, services=(replace(project.services[0], command=command),))
+
+
+def _run_mode(folder: Path, command: tuple[str, ...], *, image: str | None, runtime: str | None) -> ProjectSpec:
+    """`meshctl up [PATH] -- CMD` in a folder with no mesh.yaml and no Dockerfile: the command
+    runs in the folder's runtime (or in --image) with the folder mounted at /app."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: `-- CMD` runs a command in a folder; this is a file",
+                          hint="pass the folder that holds your code")
+    if image is None:
+        if runtime is None:
+            picked = runtimes.detect(folder, command)
+            if picked is None:
+                raise ConfigError(f"{folder}: cannot tell which runtime runs {command[0]!r} here (no package.json, "
+                                  "pyproject.toml, requirements.txt or go.mod)",
+                                  hint="pass --runtime node|python|go, or --image IMAGE to run it in any image")
+            runtime = picked.name
+        elif runtime not in runtimes.RUNTIMES:
+            raise ConfigError(f"--runtime {runtime}: not a runtime meshctl builds",
+                              hint="--runtime " + " | ".join(runtimes.RUNTIMES) + ", or --image IMAGE")
+    name = _sanitize(folder.name) or "app"
+    service = ServiceSpec(name=name, image=image, runtime=None if image else runtime, source=folder, command=command,
+                          port=RUN_MODE_PORT, watch=WatchSettings(sync=run_mode_sync(folder, folder)))
+    service = _with_ports(service, _default_ports(0, service))
+    return ProjectSpec(name=name, root=folder, services=(service,))
 
 
 def _from_dockerfile(folder: Path) -> ProjectSpec:
     dockerfile = folder / "Dockerfile"
     if not dockerfile.is_file():
         raise ConfigError(f"{folder}: no mesh.yaml and no Dockerfile here",
-                          hint="run `meshctl init` to write a mesh.yaml, or use --image IMAGE --port N")
+                          hint="give the command that runs your code (meshctl up -- node server.js), run "
+                               "`meshctl init` to write a mesh.yaml, or use --image IMAGE --port N")
     port = dockerfile_exposed_port(dockerfile.read_text(encoding="utf-8"))
     if port is None:
         raise ConfigError(f"{dockerfile}: no EXPOSE line, so meshctl cannot tell the app's port",
@@ -378,8 +425,8 @@ def _with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: _Where) 
     return out
 
 
-_SERVICE_KEYS = ("build", "image", "port", "health", "env", "command", "metrics_path", "sidecars",
-                 "ports", "stop_grace_period", "watch", "checks", "allow")
+_SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "health", "env", "command", "metrics_path",
+                 "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow")
 
 
 def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -> ServiceSpec:
@@ -391,15 +438,16 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         raise where.error(path, f"expected a mapping of settings, found {_kind(raw)}")
     _no_unknown(raw, _SERVICE_KEYS, path, where)
 
-    if ("build" in raw) == ("image" in raw):
-        raise where.error(path, "set exactly one of `build` (a folder with a Dockerfile) or `image`",
-                          hint="build: .   or   image: nginx:1.25")
+    command = _parse_command(raw.get("command"), path + ("command",), where)
     build, image = _build_or_image(raw, path, where, root, "nginx:1.25")
+    runtime, source = _parse_run_mode(raw, build, image, command, path, where, root)
 
     if "port" in raw:
         port = _parse_port(raw["port"], "port", where, path + ("port",), allow_zero=False)
     elif build is not None and (exposed := dockerfile_exposed_port((build / "Dockerfile").read_text())):
         port = exposed
+    elif source is not None:
+        port = RUN_MODE_PORT
     else:
         raise where.error(path + ("port",), "missing: the port the app listens on inside the pod",
                           hint="port: 8080")
@@ -416,11 +464,12 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
                           hint="metrics_path: /metrics")
 
     env_pairs = _parse_env(raw.get("env"), path + ("env",), where)
-    command = _parse_command(raw.get("command"), path + ("command",), where)
 
     sidecars = _parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where, root)
     stop_grace = _duration(raw.get("stop_grace_period", 10), path + ("stop_grace_period",), where)
     watch = _parse_watch(raw.get("watch"), path + ("watch",), where)
+    if source is not None and not watch.sync:
+        watch = replace(watch, sync=run_mode_sync(root, source))
     checks = _parse_checks(raw.get("checks"), path + ("checks",), where, has_tls=sidecars["tls"] is not None)
 
     allow = raw.get("allow")
@@ -431,7 +480,8 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
 
     spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
                        env=env_pairs, command=command, metrics_path=metrics_path,
-                       stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, **sidecars)
+                       stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
+                       source=source, **sidecars)
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
     if raw_ports is not None:
@@ -442,6 +492,54 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         for key, value in raw_ports.items():
             ports[key] = _parse_port(value, key, where, path + ("ports", key), allow_zero=True)
     return _with_ports(spec, ports)
+
+
+RUN_MODE_PORT = 8080       # the port a command of `meshctl up -- CMD` listens on, unless told
+RUN_MODE_EXAMPLE = ("command: [node, server.js]   (the runtime is picked from package.json, pyproject.toml or "
+                    "requirements.txt, go.mod; or say runtime: node|python|go, or image: ruby:3.3 with source: .)")
+
+
+def _parse_run_mode(raw: dict, build: Path | None, image: str | None, command: tuple[str, ...] | None,
+                    path: tuple, where: _Where, root: Path) -> tuple[str | None, Path | None]:
+    """Which of the three a service is: built (`build`), an image (`image`, maybe with `source`
+    to run a command in your folder), or run mode with no Dockerfile (`runtime`, or a `command`
+    alone). Returns (runtime, source)."""
+    runtime = raw.get("runtime")
+    if sum(x is not None for x in (build, image, runtime)) > 1:
+        raise where.error(path, "set exactly one of `build` (a folder with a Dockerfile), `image`, or `runtime`",
+                          hint="build: .   or   image: nginx:1.25   or   runtime: node with command: [node, server.js]")
+    if build is not None:
+        if "source" in raw:
+            raise where.error(path + ("source",), "`source` is for a service without a Dockerfile; "
+                              "a built one has its files in its image", hint="use watch.sync to mount a folder")
+        return None, None
+    source = None
+    if "source" in raw or image is None:
+        value = raw.get("source", ".")
+        if not isinstance(value, str) or not (root / value).is_dir():
+            raise where.error(path + ("source",), f"{value!r} is not a folder", hint="source: .")
+        source = (root / value).resolve()
+    if image is not None:
+        return None, source
+    if command is None:
+        raise where.error(path, "set `build`, `image`, or a `command` to run in your folder (no Dockerfile needed)",
+                          hint=RUN_MODE_EXAMPLE)
+    assert source is not None
+    if runtime is None:
+        picked = runtimes.detect(source, command)
+        if picked is None:
+            raise where.error(path + ("command",), f"cannot tell which runtime runs {command[0]!r} in {source}",
+                              hint="say runtime: node, python or go, or image: IMAGE with source: .")
+        return picked.name, source
+    if runtime not in runtimes.RUNTIMES:
+        raise where.error(path + ("runtime",), f"{runtime!r} is not a runtime meshctl builds",
+                          hint="runtime: " + " | ".join(runtimes.RUNTIMES) + "; or image: IMAGE with source: .")
+    return runtime, source
+
+
+def run_mode_sync(root: Path, source: Path) -> tuple[tuple[str, str], ...]:
+    """Run mode mounts the source at /app in sync mode: a save restarts the command in place."""
+    return ((os.path.relpath(source, root), runtimes.APP_DIR),)
 
 
 def _build_or_image(raw: dict, path: tuple, where: _Where, root: Path, example: str) -> tuple[Path | None, str | None]:
@@ -485,7 +583,6 @@ def _parse_command(command: Any, path: tuple, where: _Where) -> tuple[str, ...] 
 
 
 def _with_ports(spec: ServiceSpec, ports: dict[str, int]) -> ServiceSpec:
-    from dataclasses import replace
     # A port exists only for what runs: https needs tls, metrics needs metrics; http is the
     # proxy's (or, with no proxy, the app's own port).
     wanted = [p for p in PORT_NAMES if (p != "https" or spec.tls) and (p != "metrics" or spec.metrics)]

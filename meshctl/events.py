@@ -1,7 +1,7 @@
 """Every event domain code emits, in one place. Domain code never prints: it calls one
 `on_event(event)` callable (OnEvent), and ui.py renders what it is given.
 
-    BuildEvent      an image build or pull: start, a step line, done
+    BuildEvent      an image build or pull, or a dependency install: start, a step line, done
     Phase           one line of progress ("starting proxy, metrics")
     PlanReady       the plan about to run (`--dry-run` prints it and stops)
     LogLine         a line a container printed
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuildEvent:
-    image: str
+    image: str            # what is built: an image, or "dependencies of SERVICE"
     phase: str            # "start", "step", "done"
     text: str = ""
+    action: str = "build"     # or "install": a run-mode app's dependencies
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,18 @@ def kind_image(project: str, service: str, kind: SidecarKind, sidecar_images: di
     return user_sidecar_image_ref(project, service, kind) if kind.user else sidecar_images[kind.image]
 
 
+def runtime_image_ref(runtime: str) -> str:
+    """A runtime image (runtimes/NAME, built from the base image), tagged by a hash of its folder."""
+    return f"meshctl-runtime-{runtime}:{folder_hash(data_dir('runtimes') / runtime)}"
+
+
+def runtime_build_labels(runtime: str) -> dict[str, str]:
+    return {"meshctl.runtime": runtime, "meshctl.version": __version__}
+
+
 def app_image_ref(project: str, service: ServiceSpec) -> str:
+    if service.runtime is not None:
+        return runtime_image_ref(service.runtime)
     return service.image or f"meshctl-{project}-{service.name}:dev"
 
 

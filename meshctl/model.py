@@ -10,6 +10,8 @@ from . import __version__
 
 HOLDER = "pod"      # the role of the container that owns a pod's namespaces and published ports
 APP = "app"
+INSTALL = "install"  # the one-shot container that installs a run-mode app's dependencies
+DEPS = "deps"        # the role of a dependency cache volume
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
 
 

@@ -20,11 +20,14 @@ from typing import Any
 
 from .certs import default_sans
 from .config import ProjectSpec, ServiceSpec
-from .images import BASE_IMAGE, app_image_ref, build_labels, kind_image, sidecar_build_labels, user_sidecar_image_ref
-from .model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
-from .pod import Pod, build_pod
-from .sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles, kind_of, kinds_for,
-                       published_ports, render_configs, serving_readiness, stop_group, tls_kind)
+from .images import (BASE_IMAGE, app_image_ref, build_labels, kind_image, runtime_build_labels, sidecar_build_labels,
+                     user_sidecar_image_ref)
+from .model import APP, CONFIG_HASH, DEPS, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
+from .pod import Pod, build_pod, install_container
+from .runtimes import dependency_cache
+from .sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles,
+                       data_dir, kind_of, kinds_for, published_ports, render_configs, serving_readiness, stop_group,
+                       tls_kind)
 
 # ---------------------------------------------------------------------------------------------
 # Steps: each maps to one job of the executor; `why` is what a dry run prints beside it
@@ -157,9 +160,27 @@ class RemoveNetwork:
     why: str
 
 
+@dataclass(frozen=True)
+class InstallDependencies:
+    """A run-mode app's dependencies, installed into a new cache volume by a one-shot container;
+    a failed install removes the volume again."""
+    service: str
+    volume: str
+    labels: dict[str, str]
+    spec: ContainerSpec
+    files: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class RemoveVolume:
+    name: str
+    why: str
+
+
 Step = (EnsureNetwork | PullImage | BuildImage | EnsureCA | WriteFiles | RemoveFolder | IssueCertificate
         | RemoveContainers | StartContainers | RunOnce | RestartContainer | SignalReload | WaitReady | Announce
-        | Keep | RemoveNetwork)
+        | Keep | RemoveNetwork | InstallDependencies | RemoveVolume)
 
 
 @dataclass(frozen=True)
@@ -190,8 +211,10 @@ class Plan:
 def describe(step: Step) -> dict[str, Any]:
     """One step for people and scripts: its kind, what it acts on, why."""
     kind = type(step).__name__
-    if isinstance(step, (EnsureNetwork, RemoveNetwork)):
+    if isinstance(step, (EnsureNetwork, RemoveNetwork, RemoveVolume)):
         target: Any = step.name
+    elif isinstance(step, InstallDependencies):
+        target = f"{step.volume} from {', '.join(step.files)}"
     elif isinstance(step, (PullImage, BuildImage)):
         target = step.ref
     elif isinstance(step, EnsureCA):
@@ -234,6 +257,7 @@ class Observed:
     certificates: Mapping[str, str | None] = field(default_factory=dict)   # folder → why to (re)issue; None: current
     files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # folder → file name → content
     folders: frozenset[str] = frozenset()           # config folders of the project that exist
+    volumes: frozenset[str] = frozenset()           # the project's volumes (dependency caches)
 
 
 @dataclass(frozen=True)
@@ -244,6 +268,8 @@ class Settings:
     tied: bool                                      # foreground: the pods die with this process
     sidecar_images: dict[str, str]                  # image folder under sidecars/ → reference
     wait_serving: bool = True                       # wait until each pod serves through its chain
+    build_network: str | None = None                # builds' and installs' network mode (MESHCTL_BUILD_NETWORK)
+    install_ca: Path | None = None                  # a CA bundle for installs behind a TLS proxy (MESHCTL_INSTALL_CA)
 
     def project_dir(self, project: str) -> Path:
         """Where a project's rendered configs and leaf keys live, a folder per service."""
@@ -264,12 +290,32 @@ def pods_for(project: ProjectSpec, settings: Settings) -> list[Pod]:
 
 
 def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
-    return build_pod(project, service, app_image=app_image_ref(project.name, service),
+    app_image = app_image_ref(project.name, service)
+    return build_pod(project, service, app_image=app_image,
                      sidecar_images={**{k.role: kind_image(project.name, service.name, k, settings.sidecar_images)
                                         for k in kinds_for(service)},
                                      **({CAPTURE: settings.sidecar_images[CAPTURE]} if captures(service) else {})},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
-                     user=settings.user, ca_bundle=settings.home / "ca" / "ca-bundle.pem")
+                     user=settings.user, ca_bundle=settings.home / "ca" / "ca-bundle.pem",
+                     deps=dependency_cache(project.name, service, app_image))
+
+
+def _installs(project: ProjectSpec, observed: Observed, settings: Settings) -> list[Step]:
+    """Run-mode apps whose dependency cache (a volume named by the dependency files' hash) is not
+    there yet: install it once; the next `up` finds it and installs nothing."""
+    steps: list[Step] = []
+    for service in project.services:
+        image = app_image_ref(project.name, service)
+        deps = dependency_cache(project.name, service, image)
+        if deps is None or deps.volume in observed.volumes:
+            continue
+        spec = install_container(project.name, service, deps, image, user=settings.user,
+                                 network=settings.build_network, ca_bundle=settings.install_ca)
+        steps.append(InstallDependencies(
+            service.name, deps.volume, labels(project.name, service.name, DEPS, runtime=deps.runtime.name,
+                                              deps_hash=deps.digest),
+            spec, deps.files, f"no cache of this {' and '.join(deps.files)} yet"))
+    return steps
 
 
 def service_sans(service: ServiceSpec) -> tuple[str, ...]:
@@ -325,7 +371,9 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
     image_folders |= {CAPTURE for s in project.services if captures(s)}
     apps = [step for step in (_app_image(project, s, observed) for s in project.services) if step is not None]
     apps += _user_sidecar_images(project, observed)
+    apps = list({step.ref: step for step in apps}.values())     # two services on one runtime: one build
     steps += plan_images(image_folders, observed, settings.sidecar_images, sidecar_dirs, apps)
+    steps += _installs(project, observed, settings)
     if not observed.ca_exists:
         steps.append(EnsureCA())
     pods = pods_for(project, settings)
@@ -348,6 +396,12 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
 
 def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -> BuildImage | PullImage | None:
     ref = app_image_ref(project.name, service)
+    if service.runtime is not None:
+        if ref in observed.images:
+            return None
+        return BuildImage(ref, data_dir("runtimes") / service.runtime, runtime_build_labels(service.runtime),
+                          f"the {service.runtime} runtime is not built yet (its tag is a hash of runtimes/"
+                          f"{service.runtime}; Debian's packages, once)")
     if service.build is not None:
         return BuildImage(ref, service.build, build_labels(project.name, service.name),
                           f"services.{service.name}.build (Docker reuses cached layers)", service.name)
@@ -664,11 +718,15 @@ def plan_renewal(project: ProjectSpec, observed: Observed, settings: Settings) -
 # down
 
 
-def plan_down(project: str, observed: Observed, state_dir: Path | None, *, force: bool = False) -> Plan:
+def plan_down(project: str, observed: Observed, state_dir: Path | None, *, force: bool = False,
+              volumes: bool = False) -> Plan:
     """Every container (apps first), the project's networks, then its rendered configs and leaf
-    keys (the CA stays: it is what users trust)."""
+    keys (the CA stays: it is what users trust). Dependency caches stay (they are caches) unless
+    `volumes` (`down --volumes`)."""
     steps: list[Step] = _removals(observed.containers, "meshctl down", force=force)
     steps += [RemoveNetwork(name, "meshctl down") for name in sorted(observed.networks)]
+    if volumes:
+        steps += [RemoveVolume(name, "meshctl down --volumes") for name in sorted(observed.volumes)]
     if state_dir is not None and str(state_dir) in observed.folders:
         steps.append(RemoveFolder(state_dir, "its rendered configs and leaf keys"))
     return Plan(project, tuple(steps))

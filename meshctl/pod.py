@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
-from .model import APP, CONFIG_HASH, HOLDER, ContainerSpec, container_name, labels, network_name
+from .model import APP, CONFIG_HASH, HOLDER, INSTALL, ContainerSpec, container_name, labels, network_name
+from .runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
 from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
 
 
@@ -36,10 +37,11 @@ class Pod:
 
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
-              state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None) -> Pod:
+              state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None,
+              deps: DependencyCache | None = None) -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
-    their mounted keys (0600)."""
+    their mounted keys (0600). `deps`: a run-mode app's dependency cache, mounted in the app."""
     name = project.name
     holder_name = container_name(name, service.name, HOLDER)
     kinds = kinds_for(service)
@@ -89,6 +91,8 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
         command=service.command, env=env, namespace_of=holder_name, mounts=(*sync_mounts(project, service), *trust),
         stop_timeout=int(round(service.stop_grace_period)),
     )
+    if service.source is not None:
+        app = _run_mode_app(app, service, deps, user)
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
                app=_hashed(app), config_dirs=config_dirs, capture=capture)
 
@@ -101,6 +105,37 @@ def trust_env() -> dict[str, str]:
     calling another service's HTTPS (or meshctl's) verifies it, and the internet's still."""
     return {name: APP_CA_BUNDLE for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
                                              "CURL_CA_BUNDLE")}
+
+
+def _run_mode_app(app: ContainerSpec, service: ServiceSpec, deps: DependencyCache | None, user: str) -> ContainerSpec:
+    """Run mode: the command runs in /app (the source, mounted read-only) as your uid:gid with no
+    capabilities, in its runtime's environment, with the dependency cache mounted where the
+    runtime looks for it."""
+    runtime = RUNTIMES[service.runtime] if service.runtime else None
+    env = {"HOME": "/tmp", **(runtime.env if runtime else {}), **(deps.runtime.cache_env if deps else {}),
+           **app.env, "PORT": str(service.port), **dict(service.env)}
+    mounts = app.mounts + (((deps.volume, deps.runtime.app_mount, False),) if deps else ())
+    return replace(app, env=env, mounts=mounts, workdir=APP_DIR, user=user, cap_drop=("ALL",), no_new_privileges=True)
+
+
+def install_container(project: str, service: ServiceSpec, deps: DependencyCache, image: str, *, user: str,
+                      network: str | None, ca_bundle: Path | None) -> ContainerSpec:
+    """The one-shot container that installs a run-mode app's dependencies into their cache volume:
+    the source read-only at /app, the volume where the runtime's installer writes, the network of
+    builds (MESHCTL_BUILD_NETWORK), and a CA bundle the machine's TLS goes through if one is set
+    (MESHCTL_INSTALL_CA: a TLS-inspecting proxy)."""
+    assert service.source is not None
+    runtime = deps.runtime
+    env = {**runtime.env, **runtime.cache_env}
+    mounts = [(str(service.source), APP_DIR, True), (deps.volume, runtime.install_mount, False)]
+    if ca_bundle is not None:
+        mounts.append((str(ca_bundle), INSTALL_CA, True))
+        env.update({key: INSTALL_CA for key in ("PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "GIT_SSL_CAINFO")})
+    return ContainerSpec(
+        name=container_name(project, service.name, INSTALL), image=image,
+        labels=labels(project, service.name, INSTALL, deps_hash=deps.digest), entrypoint=("sh", "-c"),
+        command=(runtime.install,), env=env, user=user, workdir=APP_DIR, network=network, mounts=tuple(mounts),
+        cap_drop=("ALL",), no_new_privileges=True, stop_timeout=2)
 
 
 def sync_mounts(project: ProjectSpec, service: ServiceSpec) -> tuple[tuple[str, str, bool], ...]:

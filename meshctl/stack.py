@@ -19,14 +19,12 @@ from .config import ProjectSpec
 from .engine import Engine
 from .errors import Cancelled, ConfigError, MeshctlError
 from .events import OnEvent, Phase
-from .images import BASE_IMAGE, sidecar_images
-from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, Settings, image_refs, plan_down,
-                   plan_images,
-                   pull_base_image,
-                   plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar, plan_up, service_sans,
-                   wanted_folders)
+from .images import BASE_IMAGE, build_network, sidecar_images
+from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, RemoveVolume, Settings, image_refs,
+                   plan_down, plan_images, plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar,
+                   plan_up, pull_base_image, service_sans, wanted_folders)
 from .sidecars import KINDS, config_roles, data_dir, tls_kind
-from .status import managed_containers, project_names, project_networks
+from .status import managed_containers, project_names, project_networks, project_volumes
 
 
 DOWN_MARKER = ".down"     # in the project's folder while `meshctl down` removes it
@@ -62,7 +60,7 @@ def observe(engine: Engine, ca: CertificateAuthority, project: ProjectSpec, sett
                     networks=frozenset(project_networks(engine, project.name)),
                     images=present_images(engine, refs),
                     ca_exists=ca.ready(), certificates=certificates, files=files,
-                    folders=frozenset(folders))
+                    folders=frozenset(folders), volumes=frozenset(project_volumes(engine, project.name)))
 
 
 def present_images(engine: Engine, refs: Iterable[str]) -> dict[str, str]:
@@ -83,8 +81,10 @@ def _read_texts(folder: Path) -> dict[str, str]:
 
 
 def default_settings(home: Path, *, tied: bool, wait_serving: bool = True) -> Settings:
+    install_ca = os.environ.get("MESHCTL_INSTALL_CA")
     return Settings(home=home, user=f"{os.getuid()}:{os.getgid()}", tied=tied,
-                    sidecar_images=sidecar_images(), wait_serving=wait_serving)
+                    sidecar_images=sidecar_images(), wait_serving=wait_serving, build_network=build_network(),
+                    install_ca=Path(install_ca).resolve() if install_ca else None)
 
 
 class Stack:
@@ -241,49 +241,59 @@ def state_dir_of(home: Path, project: str) -> Path | None:
     return state if state.parent.resolve() == projects.resolve() else None
 
 
-def plan_down_project(engine: Engine, project: str, *, force: bool = False, home: Path | None = None) -> Plan:
+def plan_down_project(engine: Engine, project: str, *, force: bool = False, home: Path | None = None,
+                      volumes: bool = False) -> Plan:
     state = state_dir_of(home or meshctl_home(), project)
     observed = Observed(containers=tuple(managed_containers(engine, project)),
                         networks=frozenset(project_networks(engine, project)),
-                        folders=frozenset({str(state)} if state is not None and state.is_dir() else set()))
-    return plan_down(project, observed, state, force=force)
+                        folders=frozenset({str(state)} if state is not None and state.is_dir() else set()),
+                        volumes=frozenset(project_volumes(engine, project) if volumes else ()))
+    return plan_down(project, observed, state, force=force, volumes=volumes)
 
 
 @dataclass(frozen=True)
 class Removed:
     containers: int
     networks: tuple[str, ...]
+    volumes: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.containers or self.networks)
+        return bool(self.containers or self.networks or self.volumes)
 
     def summary(self) -> str:
         parts = [f"{self.containers} containers"] if self.containers else []
         if self.networks:
             left = "" if self.containers else " (left by a meshctl that was killed)"
             parts.append(f"network {', '.join(self.networks)}{left}")
+        if self.volumes:
+            parts.append(f"{len(self.volumes)} dependency cache volume" + ("s" if len(self.volumes) > 1 else ""))
         return "removed " + " and ".join(parts) if parts else "nothing was running"
 
 
 def down_project(engine: Engine, project: str, *, force: bool = False, home: Path | None = None,
-                 watch: Watch | None = None) -> Removed:
+                 watch: Watch | None = None, volumes: bool = False) -> Removed:
     """Remove every container and the network of a project (a network without containers too: a
     SIGKILLed meshctl leaves one, and Docker's address pools hold only about 30), then its
     rendered configs and leaf keys (the CA stays)."""
     home = home or meshctl_home()
-    plan = plan_down_project(engine, project, force=force, home=home)
+    plan = plan_down_project(engine, project, force=force, home=home, volumes=volumes)
     state = state_dir_of(home, project)
     if state is not None and state.is_dir() and plan.changes:
         # A foreground `up` of this project sees its pods go: this tells it why (see removed_elsewhere).
         (state / DOWN_MARKER).touch()
     Executor(engine, CertificateAuthority(home), on_event=lambda event: None, watch=watch).run(plan)
     return Removed(sum(len(s.containers) for s in plan.steps if isinstance(s, RemoveContainers)),
-                   tuple(s.name for s in plan.steps if isinstance(s, RemoveNetwork)))
+                   tuple(s.name for s in plan.steps if isinstance(s, RemoveNetwork)),
+                   tuple(s.name for s in plan.steps if isinstance(s, RemoveVolume)))
 
 
-def down_all(engine: Engine, *, force: bool = False) -> dict[str, Removed]:
-    """Every project that has a container or a network of meshctl's."""
-    return {name: down_project(engine, name, force=force) for name in project_names(engine)}
+def down_all(engine: Engine, *, force: bool = False, volumes: bool = False) -> dict[str, Removed]:
+    """Every project that has a container or a network of meshctl's (and, with `volumes`, a
+    dependency cache)."""
+    names = set(project_names(engine))
+    if volumes:
+        names |= {v.get("Labels", {}).get("meshctl.project", "") for v in engine.volumes({"meshctl.project": ""})}
+    return {name: down_project(engine, name, force=force, volumes=volumes) for name in sorted(names) if name}
 
 
 def ensure_sidecar_images(engine: Engine, roles: tuple[str, ...], on_event: OnEvent) -> dict[str, str]:

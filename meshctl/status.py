@@ -26,6 +26,11 @@ def project_networks(engine: Engine, project: str) -> list[str]:
     return sorted(n["Name"] for n in engine.networks({"meshctl.project": project}))
 
 
+def project_volumes(engine: Engine, project: str) -> list[str]:
+    """A project's dependency caches (run mode): `down` keeps them, `down --volumes` removes them."""
+    return sorted(v["Name"] for v in engine.volumes({"meshctl.project": project}))
+
+
 def project_names(engine: Engine) -> list[str]:
     names = {c.label("project") for c in managed_containers(engine)}
     names |= {n.get("Labels", {}).get("meshctl.project", "") for n in engine.networks({"meshctl.project": ""})}

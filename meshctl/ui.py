@@ -125,18 +125,21 @@ class Ui:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                                       console=self.err, transient=True)
             self._progress.start()
+        doing, done = ("installing", "installed") if event.action == "install" else ("building", "built")
         if event.phase == "start":
             self._build_started[event.image] = time.monotonic()
-            self._tasks[event.image] = self._progress.add_task(f"building {escape(event.image)}", total=None)
+            self._tasks[event.image] = self._progress.add_task(f"{doing} {escape(event.image)}", total=None)
         elif event.phase == "step" and event.image in self._tasks:
             step = event.text.strip()
-            if step.startswith("Step "):
+            if event.action == "install" and step:       # an install's output streams as it comes
+                self.err.print(f"  [dim]{escape(step)}[/]")
+            if step.startswith("Step ") or (event.action == "install" and step):
                 self._progress.update(self._tasks[event.image],
-                                      description=f"building {escape(event.image)}: {escape(step[:70])}")
+                                      description=f"{doing} {escape(event.image)}: {escape(step[:70])}")
         elif event.phase == "done" and event.image in self._tasks:
             self._progress.remove_task(self._tasks.pop(event.image))
             seconds = time.monotonic() - self._build_started.pop(event.image, time.monotonic())
-            self.err.print(f"[green]✓[/] built {escape(event.image)} in {seconds:.1f}s")
+            self.err.print(f"[green]✓[/] {done} {escape(event.image)} in {seconds:.1f}s")
         if not self._tasks:
             self._progress.stop()
             self._progress = None

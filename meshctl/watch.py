@@ -15,11 +15,13 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter, watch
 
 from .config import ProjectSpec, ServiceSpec
+from .runtimes import is_dependency_file
 
 # What a service needs, from the cheapest to the most expensive; a change set takes the most.
 RESTART = "restart"      # sync mode: the mounted source changed; restart the app container
 REBUILD = "rebuild"      # build the image again and replace the app container
-CONVERGE = "converge"    # a user sidecar's build folder changed: plan the project again (rebuild, replace)
+CONVERGE = "converge"    # a user sidecar's build folder or a run-mode app's dependency file changed:
+                         # plan the project again (rebuild or install, replace)
 CONFIG = "config"        # mesh.yaml changed: re-render, reload sidecars in place, recreate what must be
 _WEIGHT = {RESTART: 1, REBUILD: 2, CONVERGE: 3}
 
@@ -119,7 +121,7 @@ def classify(project: ProjectSpec, paths: set[Path]) -> SourceChange:
 
 
 def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> str | None:
-    if any(path.is_relative_to(folder) for folder in sidecar_builds(service)):
+    if any(path.is_relative_to(folder) for folder in sidecar_builds(service)) or is_dependency_file(service, path):
         return CONVERGE
     root = service.build or project.root
     synced = any(path.is_relative_to((root / local).resolve()) for local, _ in service.watch.sync)

@@ -34,6 +34,8 @@ class FakeEngine:
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, str]] = {}
+        self.volumes_: dict[str, dict[str, str]] = {}
+        self.gone_: dict[str, dict[str, Any]] = {}
         self.containers_: dict[str, dict[str, Any]] = {}     # id → {spec, state, ports}
         self.calls: list[tuple] = []
         self.fail_build = fail_build or set()
@@ -110,6 +112,20 @@ class FakeEngine:
         self.networks_.pop(name, None)
         return True
 
+    # -- volumes ----------------------------------------------------------------------------------
+
+    def volumes(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return [{"Name": n, "Labels": lab} for n, lab in self.volumes_.items() if all_match(lab, labels)]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self._record("create_volume", name)
+        self.volumes_.setdefault(name, labels)
+
+    def remove_volume(self, name: str) -> bool:
+        self._record("remove_volume", name)
+        self.volumes_.pop(name, None)
+        return True
+
     # -- containers -------------------------------------------------------------------------------
 
     def containers(self, labels: dict[str, str], *, all: bool = True) -> list[ContainerInfo]:
@@ -176,6 +192,7 @@ class FakeEngine:
     def _gone(self, cid: str, code: int | None) -> None:
         c = self.containers_.pop(cid, None)
         if c is not None:
+            self.gone_[cid] = c          # its logs stay readable, as a stream that had begun
             c["code"] = code
             c["state"] = "exited"
             c["gone"].set()
@@ -206,7 +223,7 @@ class FakeEngine:
         self._record("signal", self.containers_[container_id]["spec"].name, signal)
 
     def logs(self, container_id: str, *, follow: bool, tail="all", since=None):
-        c = self.containers_.get(container_id)
+        c = self.containers_.get(container_id) or self.gone_.get(container_id)
         if c is None:
             return iter(())
         return iter(self.log_lines.get(c["spec"].name, ()))
