@@ -42,6 +42,7 @@ class Tracked:
     code: int | None = None
     expected: bool = False      # meshctl is stopping or replacing it: its exit is no news
     retired: bool = False       # its pod is being rebuilt: nothing about it concerns the new one
+    stopped: bool = False       # meshctl stopped it (to replace or remove it): its exit fails no start
     pump: threading.Thread | None = None
 
     def last_lines(self, n: int = 20) -> str:
@@ -91,11 +92,12 @@ class Tracker:
         with self._lock:
             for name in names:
                 if name in self.containers:
-                    self.containers[name].expected = True
+                    self.containers[name].expected = self.containers[name].stopped = True
 
     def restarted(self, container: ContainerInfo) -> None:
         tracked = self.find_name(container.name)
         if tracked is not None:
+            tracked.stopped = False     # running again: an exit before it serves fails the reload
             # The old stream ended with the stop and delivered its last lines; from here on, new ones.
             tracked.settle()
             self._follow(tracked, since=time.time())
@@ -109,7 +111,10 @@ class Tracker:
 
     def failure(self, service: str) -> MeshctlError | None:
         for tracked in self.of_service(service):
-            if tracked.exited.is_set() and not tracked.retired and (not tracked.expected or tracked.role == APP):
+            # (An app replaced by a converge is stopped before its sidecars are waited for: its exit
+            # is no failure of theirs.)
+            if tracked.exited.is_set() and not tracked.retired and not tracked.stopped \
+                    and (not tracked.expected or tracked.role == APP):
                 tracked.settle()
                 what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
                 return StartError(f"{service}: {what} exited with code {tracked.code} before it was ready",

@@ -209,3 +209,17 @@ def test_a_user_sidecar_that_exited_is_restarted_in_place_and_waited_for(tmp_pat
     assert [type(s).__name__ for s in steps] == ["StartContainers", "WaitReady"]
     assert isinstance(steps[0], StartContainers) and [s.name for s in steps[0].specs] == [CACHE]
     assert steps[1].container == POD and steps[1].readiness.exec[2] == "exec 3<>/dev/tcp/127.0.0.1/6379"
+
+
+def test_a_converge_that_replaces_a_sidecar_is_not_failed_by_the_app_it_stopped_first(tmp_path, home):
+    from meshctl.supervise import Tracker
+
+    engine = engine_with_images("cache:1")
+    tracker = Tracker(engine)
+    project = shop(tmp_path, web(user_sidecars=with_sidecars(tmp_path)))
+    stack = stack_on(engine, project, home, watch=tracker)
+    stack.up()
+    (tmp_path / "notes" / "notes.py").write_text("print('notes, again')\n")
+    stack.converge(project)          # the app stops, notes is replaced and waited for, then the app
+    running = {c["spec"].name for c in engine.containers_.values() if c["state"] == "running"}
+    assert {NOTES, APP, CACHE} <= running
