@@ -31,6 +31,11 @@ def meshctl_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("meshctl-home")
     os.environ["MESHCTL_HOME"] = str(home)
     os.environ.setdefault("MESHCTL_BUILD_NETWORK", "host")
+    # Dependency installs (run mode) trust what this machine's own TLS goes through (a TLS-inspecting
+    # proxy in front of PyPI): the CA bundle the host's pip and requests use, if one is set.
+    bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+    if bundle and Path(bundle).is_file():
+        os.environ.setdefault("MESHCTL_INSTALL_CA", bundle)
     return home
 
 
@@ -48,9 +53,10 @@ def engine():
         pytest.fail(f"integration tests need a Docker engine: {exc.message} ({exc.hint})")
     yield eng
     # Safety net: nothing a test started may outlive the session, nor the app images it built.
-    for name in project_names(eng):
+    volume_projects = {v.get("Labels", {}).get("meshctl.project", "") for v in eng.volumes({"meshctl.project": ""})}
+    for name in set(project_names(eng)) | volume_projects:
         if name.startswith(TEST_PROJECT_PREFIX):
-            down_project(eng, name, force=True)
+            down_project(eng, name, force=True, volumes=True)
     import docker
 
     api = docker.from_env().api
