@@ -28,4 +28,8 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(port, () => console.log(`node: listening on :${port}`));
 // Stop on SIGTERM: finish what is in flight, then exit (the proxy holds new requests meanwhile).
-process.on("SIGTERM", () => server.close(() => { console.log("node: stopped"); process.exit(0); }));
+// The proxy's idle keep-alive connections are closed at once: close() alone would wait them out.
+process.on("SIGTERM", () => {
+  server.close(() => { console.log("node: stopped"); process.exit(0); });
+  server.closeIdleConnections();
+});
