@@ -192,3 +192,20 @@ def test_a_failing_npm_install_is_one_message_exit_3_and_nothing_left(tmp_path, 
     assert len(errors) == 1 and "shop: installing its dependencies (package.json) failed with exit code" in errors[0]
     assert "registry.npmjs.org" in result.stderr and "Traceback" not in result.stderr
     assert running_containers(engine, name) == [] and volumes_of(name) == []
+
+
+def test_a_changed_requirements_txt_installs_again_and_restarts_the_app_on_it(python_folder, engine):
+    folder, project = python_folder
+    up = Foreground(str(folder))
+    try:
+        up.wait_for_line("meshctl: ready", timeout=400)
+        assert https_get(project).body == b"six 1.16.0 on 3.11\n"
+        (folder / "requirements.txt").write_text("six==1.15.0\n")
+        up.wait_for_line("converge api", timeout=240)
+        wait_for_body(project, "/", b"six 1.15.0 on 3.11\n")
+        assert "Successfully installed six-1.15.0" in up.output          # the install streamed
+        assert len(volumes_of(project)) == 2                              # the old cache stays a cache
+        up.proc.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0, up.output
+    finally:
+        up.kill()

@@ -1,4 +1,4 @@
-"""`pip install .` carries sidecars/ and templates/; commands that need no engine work."""
+"""`pip install .` carries sidecars/, templates/ and runtimes/; commands that need no engine work."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from meshctl.config import load_project
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_wheel_carries_sidecars_and_templates_and_finds_them(tmp_path):
+def test_a_wheel_carries_sidecars_templates_and_runtimes_and_finds_them(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
                    check=True, capture_output=True)
     [wheel] = tmp_path.glob("meshctl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder in ("sidecars", "templates"):
+    for folder in ("sidecars", "templates", "runtimes"):
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 assert f"meshctl/_data/{path.relative_to(ROOT).as_posix()}" in names
