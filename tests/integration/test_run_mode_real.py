@@ -209,3 +209,31 @@ def test_a_changed_requirements_txt_installs_again_and_restarts_the_app_on_it(py
         assert up.wait(60) == 0, up.output
     finally:
         up.kill()
+
+
+GO_MAIN = '''package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hi from go") })
+	fmt.Println("go: listening on", os.Getenv("PORT"))
+	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+}
+'''
+
+
+def test_a_go_module_with_no_dockerfile_passes_meshctl_test_in_the_dash_dash_form(tmp_path, engine, sidecar_images):
+    folder = tmp_path / "hello-go"
+    folder.mkdir()
+    (folder / "go.mod").write_text("module example.com/hello\n\ngo 1.19\n")
+    (folder / "main.go").write_text(GO_MAIN)
+    name = unique_project("go")
+    result = run_meshctl("test", str(folder), "--project", name, "--", "go", "run", ".", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 checks passed" in result.stdout + result.stderr
+    assert running_containers(engine, name) == []
