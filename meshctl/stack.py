@@ -114,19 +114,19 @@ class Stack:
         project = project or self.project
         return plan_up(project, self.observe(project), self.settings, data_dir("sidecars"))
 
-    def _apply_up(self, project: ProjectSpec) -> dict[str, dict[str, str]]:
+    def _apply_up(self, project: ProjectSpec, plan: Plan) -> dict[str, dict[str, str]]:
         """Images first, then the containers planned again against what was built (Compose's order
         too): a rebuilt app keeps its tag, and only its new image ID shows the running one is stale."""
-        images, _ = self.plan_up(project).split_images()
+        images, rest = plan.split_images()
         if images.steps:
             self.executor.run(images)
-        _, rest = self.plan_up(project).split_images()
+            _, rest = self.plan_up(project).split_images()
         return self.executor.run(rest)
 
     def up(self) -> list[RunningPod]:
-        self.plan_up()     # observing and planning start nothing: no teardown if they fail
+        plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
         try:
-            urls = self._apply_up(self.project)
+            urls = self._apply_up(self.project, plan)
             return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
         except BaseException as exc:
             self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
@@ -146,9 +146,9 @@ class Stack:
                               hint=f"set name back to {self.project.name!r}, or stop meshctl (Ctrl-C) and run "
                                    "`meshctl up` again to start the project under its new name")
         with self._change:
-            self.plan_up(project)     # a plan that cannot be made changes nothing
+            plan = self.plan_up(project)     # a plan that cannot be made changes nothing
             self.project = project
-            self._apply_up(project)
+            self._apply_up(project, plan)
 
     def restart_app(self, service: str) -> None:
         with self._change:
