@@ -26,16 +26,14 @@ class AppFailing(str):
 
     status: int
     body: bytes
+    answer_line: str
 
     def __new__(cls, status: int, body: bytes) -> "AppFailing":
-        head = body[:200].decode("utf-8", "replace").strip()
+        head = body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
         reason = super().__new__(cls, f"HTTP {status}" + (f": {head[:80]}" if head else ""))
         reason.status, reason.body = status, body
+        reason.answer_line = f"HTTP {status} {head}".rstrip()    # as the report lists it
         return reason
-
-    def answer_line(self) -> str:
-        head = self.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
-        return f"HTTP {self.status} {head}".rstrip()
 
 
 def from_the_proxy(answer: HttpAnswer) -> bool:
@@ -134,8 +132,8 @@ def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025
         last = reason
         if isinstance(reason, AppFailing):
             failing_since = failing_since or time.monotonic()
-            if not answers or answers[-1] != reason.answer_line():
-                answers = (answers + [reason.answer_line()])[-5:]
+            if not answers or answers[-1] != reason.answer_line:
+                answers = (answers + [reason.answer_line])[-5:]
             if time.monotonic() - failing_since >= failing_window:
                 raise StartError(
                     f"{what}: the app answered {last.split(':')[0]} for {failing_window:g}s, so it is "

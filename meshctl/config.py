@@ -18,7 +18,7 @@ import yaml
 
 from . import runtimes
 from .errors import ConfigError, located, yaml_syntax_error
-from .model import split_image_ref
+from .model import spiffe_id, split_image_ref
 from .sidecars import kinds_for
 
 CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
@@ -91,14 +91,6 @@ CheckSpec = HttpCheck | ExecCheck
 
 
 MTLS_MODES = ("strict", "permissive", "off")
-TRUST_DOMAIN = "meshctl.local"
-
-
-def spiffe_id(project: str, service: str) -> str:
-    """A workload's identity, as Istio and Linkerd write it: spiffe://<trust domain>/ns/<ns>/sa/<sa>."""
-    return f"spiffe://{TRUST_DOMAIN}/ns/{project}/sa/{service}"
-
-
 @dataclass(frozen=True)
 class MeshSettings:
     """The project's mesh as one service's proxy sees it (set only when its project has other

@@ -15,6 +15,14 @@ DEPS = "deps"        # the role of a dependency cache volume
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
 
 
+TRUST_DOMAIN = "meshctl.local"
+
+
+def spiffe_id(project: str, service: str) -> str:
+    """A workload's identity, as Istio and Linkerd write it: spiffe://<trust domain>/ns/<ns>/sa/<sa>."""
+    return f"spiffe://{TRUST_DOMAIN}/ns/{project}/sa/{service}"
+
+
 def split_image_ref(ref: str) -> tuple[str, str | None, str | None]:
     """`[registry[:port]/]name[:tag][@digest]` → (repository, tag, digest); a registry's port is
     not a tag, so the tag is looked for after the last slash only."""

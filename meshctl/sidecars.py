@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import MeshctlError
-from .model import APP, HOLDER
+from .model import APP, HOLDER, spiffe_id
 
 if TYPE_CHECKING:
-    from .config import ReadySpec, ServiceSpec, UserSidecar
+    from .config import MeshSettings, ReadySpec, ServiceSpec, UserSidecar
 
 # Ports inside the pod (the shared network namespace). The holder publishes the first three.
 TLS_PORT = 15443
@@ -131,7 +131,6 @@ def render_mesh(service: ServiceSpec) -> str:
     inbound listener over mutual TLS; any other destination goes where it was going."""
     mesh = service.mesh
     assert mesh is not None
-    ns = f"spiffe://meshctl.local/ns/{mesh.project}/sa"
     if mesh.allow is None:
         allow = ""
     elif mesh.allow:
@@ -153,7 +152,7 @@ frontend mesh_in
     http-request del-header x-forwarded-client-cert
     # Only this project's workloads: the CA is shared by every project on this machine.
     http-request deny status 403 unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
-{allow}    http-request set-header x-forwarded-client-cert "By={ns}/{service.name};URI={ns}/%[ssl_c_s_dn(CN)]"
+{allow}    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[ssl_c_s_dn(CN)]')}"
     default_backend app
 
 frontend mesh_out
@@ -179,11 +178,16 @@ def captures(service: ServiceSpec) -> bool:
     return service.mesh is not None and service.mesh.capture
 
 
+def _captured_ports(mesh: MeshSettings) -> str:
+    """The peers' app ports, as iptables' multiport list."""
+    return ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+
+
 def capture_rules(service: ServiceSpec) -> tuple[str, ...]:
     """What the capture step installs, in words (`meshctl up --dry-run` shows them)."""
     mesh = service.mesh
     assert mesh is not None
-    ports = ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+    ports = _captured_ports(mesh)
     rules = [f"the app's TCP connections to the project's network on ports {ports} → its proxy's "
              f"outbound listener 127.0.0.1:{OUTBOUND_PORT} (the proxy's own, group {MESH_GID}, pass)"]
     if mesh.mtls == "strict":
@@ -201,7 +205,7 @@ def render_capture(project: str, service: ServiceSpec) -> str:
     network's gateway) and loopback keep working."""
     mesh = service.mesh
     assert mesh is not None
-    ports = ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+    ports = _captured_ports(mesh)
     inbound = f"""
 iptables -N MESHCTL_IN 2>/dev/null || iptables -F MESHCTL_IN
 iptables -C INPUT -p tcp -j MESHCTL_IN 2>/dev/null || iptables -A INPUT -p tcp -j MESHCTL_IN
