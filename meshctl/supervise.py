@@ -41,7 +41,6 @@ class Tracked:
     exited: threading.Event = field(default_factory=threading.Event)
     code: int | None = None
     expected: bool = False      # meshctl is stopping or replacing it: its exit is no news
-    retired: bool = False       # its pod is being rebuilt: nothing about it concerns the new one
     stopped: bool = False       # meshctl stopped it (to replace or remove it): its exit fails no start
     pump: threading.Thread | None = None
 
@@ -113,7 +112,7 @@ class Tracker:
         for tracked in self.of_service(service):
             # (An app replaced by a converge is stopped before its sidecars are waited for: its exit
             # is no failure of theirs.)
-            if tracked.exited.is_set() and not tracked.retired and not tracked.stopped \
+            if tracked.exited.is_set() and not tracked.stopped \
                     and (not tracked.expected or tracked.role == APP):
                 tracked.settle()
                 what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
@@ -151,13 +150,6 @@ class Tracker:
         with self._lock:
             return self._by_id.get(container_id)
 
-    def retire(self, service: str) -> None:
-        """A pod about to be rebuilt: its containers' exits (already queued or to come) are no news,
-        and none of them is a failure of the new pod."""
-        with self._lock:
-            for tracked in self.containers.values():
-                if tracked.service == service:
-                    tracked.retired = tracked.expected = True
 
     def find(self, service: str, role: str) -> Tracked | None:
         with self._lock:
@@ -498,7 +490,7 @@ def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interru
                 return 1
         elif isinstance(event, Exited):
             tracked = tracker.find_id(event.id) if event.id else tracker.find(event.service, event.role)
-            if tracked is not None and (tracked.expected or tracked.retired):   # queued before meshctl replaced it
+            if tracked is not None and tracked.expected:   # queued before meshctl replaced it
                 continue
             if stack.removed_elsewhere():
                 on_event(Phase("the stack was removed from elsewhere (meshctl down): stopping"))
@@ -517,7 +509,8 @@ def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interru
                 # Never restart a holder: containers joined to a lost namespace keep only loopback.
                 on_event(Phase(f"{event.service}: the pod's holder is gone, and with it the namespace its "
                                "containers share: rebuilding the pod"))
-                tracker.retire(event.service)
+                # Its containers' exits, queued or to come, are no news and fail nothing of the new pod.
+                tracker.stopping([t.name for t in tracker.of_service(event.service)])
                 restarter.rebuild(event.service)
             else:
                 restarter.exited(event.service, event.role)
