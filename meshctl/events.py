@@ -6,7 +6,7 @@
     PlanReady       the plan about to run (`--dry-run` prints it and stops)
     LogLine         a line a container printed
     Exited          a container exited by itself
-    SidecarRestarted  a sidecar that exited was started again in place (or meshctl gave up on it)
+    Restarted       a sidecar started again in place (or given up on), or a pod rebuilt
     PodReady        a pod serves (or, with --no-wait, has started)
     Reloaded        one hot reload: what changed, what was done, how long it took
     ChecksPlanned / CheckStarted / CheckDone    `meshctl test`'s checks
@@ -53,8 +53,9 @@ class Exited:
 
 
 @dataclass(frozen=True)
-class SidecarRestarted:
-    """A sidecar that exited was started again in place; the app was left alone."""
+class Restarted:
+    """A sidecar that exited was started again in place (the app left alone), or, with role "pod",
+    a pod whose holder was gone was rebuilt."""
     service: str
     role: str
     seconds: float

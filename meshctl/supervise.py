@@ -19,7 +19,7 @@ from typing import Any
 from .config import load_project
 from .engine import Engine
 from .errors import BuildError, MeshctlError, StartError
-from .events import Exited, LogLine, Phase, Reloaded, SidecarRestarted
+from .events import Exited, LogLine, Phase, Reloaded, Restarted
 from .model import APP, HOLDER, ContainerInfo, ContainerSpec
 from .stack import RunningPod, Stack
 from .watch import REBUILD, RESTART, SourceChange, change_sets, classify, watched_folders
@@ -421,7 +421,7 @@ def _holder_gone(stack: Stack, service: str) -> bool:
 
 class SidecarRestarter:
     """Restarts run off the supervisor's thread (a back-off must not hold up Ctrl-C or the logs);
-    their outcome comes back on the tracker's queue as SidecarRestarted."""
+    their outcome comes back on the tracker's queue as Restarted."""
 
     def __init__(self, stack: Stack, stop: threading.Event, emit: Callable[[Any], None],
                  policy: RestartPolicy | None = None):
@@ -431,7 +431,7 @@ class SidecarRestarter:
     def exited(self, service: str, role: str) -> None:
         delay = self.policy.delay((service, role), time.monotonic())
         if delay is None:
-            self.emit(SidecarRestarted(service, role, 0.0, gave_up=(
+            self.emit(Restarted(service, role, 0.0, gave_up=(
                 f"it exited {self.policy.limit} times within {self.policy.window:g}s")))
             return
         threading.Thread(target=self._restart, args=(service, role, delay), name=f"restart-{service}-{role}",
@@ -452,9 +452,9 @@ class SidecarRestarter:
                 self.stack.restart_sidecar(service, role)
         except MeshctlError as exc:
             if not self.stop.is_set():
-                self.emit(SidecarRestarted(service, role, time.monotonic() - started, error=exc))
+                self.emit(Restarted(service, role, time.monotonic() - started, error=exc))
             return
-        self.emit(SidecarRestarted(service, role, time.monotonic() - started))
+        self.emit(Restarted(service, role, time.monotonic() - started))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interru
             continue
         if isinstance(event, (LogLine, Reloaded, Phase)):
             on_event(event)
-        elif isinstance(event, SidecarRestarted):
+        elif isinstance(event, Restarted):
             on_event(event)
             if event.role == HOLDER and event.error is not None:    # the pod could not be rebuilt
                 teardown(stack, interrupts, on_event, tracker=tracker)

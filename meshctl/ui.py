@@ -21,7 +21,7 @@ from rich.text import Text
 
 from .errors import MeshctlError
 from .events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded,
-                     SidecarRestarted)
+                     Restarted)
 from .plan import Plan, describe
 from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
 from .stack import RunningPod
@@ -113,7 +113,7 @@ class Ui:
                 self.err.print(f"[green]✓[/] {escape(event.service)} {state} in {event.seconds:.2f}s")
         elif isinstance(event, Exited):
             self.exited(event)
-        elif isinstance(event, SidecarRestarted):
+        elif isinstance(event, Restarted):
             self.restarted(event)
         elif isinstance(event, Reloaded):
             self.reloaded(event)
@@ -179,7 +179,7 @@ class Ui:
         for line in event.tail:
             self.err.print(Text(f"    {line}", style="dim"))
 
-    def restarted(self, event: SidecarRestarted) -> None:
+    def restarted(self, event: Restarted) -> None:
         service = escape(event.service)
         if event.role == "pod":
             if event.error is None:

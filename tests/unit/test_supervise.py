@@ -17,7 +17,7 @@ from meshctl import certs
 from meshctl import supervise as supervise_module
 from meshctl.config import load_project
 from meshctl.errors import BuildError, ConfigError, EngineError, MeshctlError, StartError
-from meshctl.events import Exited, LogLine, Phase, Reloaded, SidecarRestarted
+from meshctl.events import Exited, LogLine, Phase, Reloaded, Restarted
 from meshctl.supervise import Interrupts, Reloader, RenewalTimer, Tracker, supervise
 from meshctl.watch import REBUILD, RESTART, SourceChange, classify, watched_folders
 from tests.unit.fake_engine import (SERVING, FakeEngine, Prober, built, calls, engine_with_images, pod_names, shop,
@@ -115,7 +115,7 @@ class Supervising:
 
 
 def restarted(s: Session, role: str) -> list:
-    return [e for e in s.shown(SidecarRestarted) if e.role == role]
+    return [e for e in s.shown(Restarted) if e.role == role]
 
 
 @pytest.mark.parametrize("sidecar", [PROXY, METRICS])
