@@ -3,7 +3,7 @@
 import json
 import os
 import signal
-import sys
+import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +49,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
-signal.signal(signal.SIGTERM, lambda *_: (server.shutdown(), sys.exit(0)))
+# shutdown() waits for serve_forever() to return: called in the signal handler, on the same thread,
+# it never did, and every stop waited out the 10 s grace period.
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 print(f"web: listening on {server.server_port}, calling {API}", flush=True)
-server.serve_forever()
+server.serve_forever(poll_interval=0.1)
