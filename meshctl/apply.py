@@ -247,7 +247,8 @@ class Executor:
         return host_ports_by_name(ports, self.engine.published_ports(holder))
 
     def _wait_ready(self, step: WaitReady, service: str | None) -> None:
-        what = (f"{step.service} ({step.readiness.path} through the pod)" if step.role == APP
+        through = step.readiness.path or step.readiness.describe()
+        what = (f"{step.service} ({through} through the pod)" if step.role == APP
                 else f"the {step.role} sidecar of {step.service}")
         if step.readiness.exec is not None:
             probe = exec_probe(self.engine, step.container, step.readiness.exec)
@@ -269,7 +270,7 @@ class Executor:
             raise failure
 
     def _announce(self, step: Announce, service: str | None) -> None:
-        urls = urls_for(self.host_ports(step.holder, step.ports))
+        urls = urls_for(self.host_ports(step.holder, step.ports), step.protocol)
         self.urls[step.service] = urls
         started = self._pod_started.get(step.service, time.monotonic())
         self.on_event(PodReady(step.service, urls, time.monotonic() - started, step.serving))
@@ -368,6 +369,12 @@ def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> di
     return {name: bound[int(pod_port)] for name, pod_port in named_ports.items() if bound.get(int(pod_port))}
 
 
-def urls_for(ports: dict[str, int]) -> dict[str, str]:
-    return {name: ("https" if name == "https" else "http") + f"://localhost:{port}"
-            + ("/metrics" if name == "metrics" else "/") for name, port in ports.items()}
+def urls_for(ports: dict[str, int], protocol: str = "http") -> dict[str, str]:
+    """A TCP service's https and http ports carry its own protocol, in TLS or in the clear."""
+    def url(name: str, port: int) -> str:
+        if name == "metrics":
+            return f"http://localhost:{port}/metrics"
+        if protocol == "tcp":
+            return ("tls" if name == "https" else "tcp") + f"://localhost:{port}"
+        return ("https" if name == "https" else "http") + f"://localhost:{port}/"
+    return {name: url(name, port) for name, port in ports.items()}

@@ -99,17 +99,30 @@ def http_probe(port: int, path: str, *, tls: ssl.SSLContext | None = None,
     return probe
 
 
-def tls_probe(port: int, tls: ssl.SSLContext) -> Probe:
+def tcp_connect(port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 2.0) -> None:
+    """A TCP connection to the port, and a verified TLS handshake on it when `tls` is given; no
+    byte of any application protocol is sent. Raises OSError (including ssl.SSLError)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        if tls is not None:
+            with tls.wrap_socket(raw, server_hostname="localhost"):
+                pass
+
+
+def tcp_probe(port: int, tls: ssl.SSLContext | None = None) -> Probe:
+    """The TCP wait strategy (a TCP service's readiness, a TLS listener's): tcp_connect succeeds."""
     def probe() -> str | None:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as raw:
-                with tls.wrap_socket(raw, server_hostname="localhost"):
-                    return None
+            tcp_connect(port, tls=tls)
+            return None
         except ssl.SSLCertVerificationError as exc:
             return f"certificate did not verify: {exc.verify_message}"
         except OSError as exc:
             return f"{type(exc).__name__}: {exc}"
     return probe
+
+
+def tls_probe(port: int, tls: ssl.SSLContext) -> Probe:
+    return tcp_probe(port, tls)
 
 
 def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025,

@@ -100,6 +100,7 @@ class MeshSettings:
     capture: bool = True                       # redirect the app's calls to other services through its proxy
     peers: tuple[tuple[str, int], ...] = ()    # the other services with a proxy: (name, app port)
     allow: tuple[str, ...] | None = None       # who may call this service; None: every service of the project
+    tcp_peers: tuple[tuple[str, int], ...] = ()   # the other services with a TCP proxy: (name, app port)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,10 @@ class ServiceSpec:
     # `source` mounted read-only at /app, its working directory.
     runtime: str | None = None
     source: Path | None = None
+    # http, or tcp: a TCP proxy (connection metrics, mTLS between pods, readiness by a TCP connect).
+    protocol: str = "http"
+    health_exec: tuple[str, ...] | None = None   # a TCP service's `health: {exec: [...]}`, run in the app
+    outside_mesh: bool = False                   # `sidecars: false` in a project with a mesh
 
     @property
     def identity(self) -> str | None:
@@ -385,7 +390,7 @@ def _with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: _Where) 
     mtls = raw.get("mtls", "strict")
     if mtls is False:          # YAML 1.1 reads a bare `off` as false
         mtls = "off"
-    if mtls not in MTLS_MODES:
+    if not isinstance(mtls, str) or mtls not in MTLS_MODES:
         raise where.error(("mesh", "mtls"), f"unknown mode {mtls!r}",
                           hint="strict (mTLS between pods, plaintext from other pods refused), permissive "
                                "(both accepted) or off (no mesh)")
@@ -407,18 +412,80 @@ def _with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: _Where) 
     meshed = [s for s in specs if s.tls_terminator == "proxy"]
     if mtls == "off" or len(meshed) < 2:
         return specs
+    if capture:
+        _reject_shared_ports(specs, meshed, where)
     out = []
     for spec in specs:
         if spec not in meshed:
-            out.append(spec)
+            # No sidecars: reached by name, in plain TCP, by everyone (`meshctl ps` says so).
+            out.append(replace(spec, outside_mesh=spec.proxy is None and spec.tls is None and spec.metrics is None))
             continue
-        peers = tuple((s.name, s.port) for s in meshed if s.name != spec.name)
-        out.append(replace(spec, mesh=MeshSettings(project, mtls, capture, peers, spec.allow)))
+        others = [s for s in meshed if s.name != spec.name]
+        peers = tuple((s.name, s.port) for s in others if s.protocol == "http")
+        tcp_peers = tuple((s.name, s.port) for s in others if s.protocol == "tcp")
+        out.append(replace(spec, mesh=MeshSettings(project, mtls, capture, peers, spec.allow, tcp_peers)))
     return out
 
 
-_SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "health", "env", "command", "metrics_path",
-                 "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow")
+def _reject_shared_ports(specs: list[ServiceSpec], meshed: list[ServiceSpec], where: _Where) -> None:
+    """Capture redirects by destination port, and a TCP connection carries no Host: so a TCP
+    service's port, and the port of a service outside the mesh, must be no other service's (HTTP
+    services may share one: their proxies route by Host)."""
+    by_port: dict[int, list[ServiceSpec]] = {}
+    for spec in specs:
+        by_port.setdefault(spec.port, []).append(spec)
+    for port, sharing in by_port.items():
+        routed_by_port = [s for s in sharing if s.protocol == "tcp" or s not in meshed]
+        if len(sharing) > 1 and routed_by_port:
+            spec = routed_by_port[0]
+            other = next(s for s in sharing if s is not spec)
+            what = "a TCP service" if spec in meshed else "outside the mesh"
+            raise where.error(("services", spec.name, "port"), f"port {port} is also {other.name}'s, and {spec.name} "
+                              f"is {what}: the mesh tells its connections apart by port alone",
+                              hint=f"make {spec.name} (or {other.name}) listen on another port, or set "
+                                   "`mesh: {capture: false}`")
+
+
+_SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "protocol", "health", "env", "command",
+                 "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow")
+PROTOCOLS = ("http", "tcp")
+_HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true} or health: {exec: [CMD, ...]}"
+
+
+def _parse_protocol(raw: dict, port: int, image: str | None, path: tuple, where: _Where) -> str:
+    """`protocol:` as written; else tcp where the port or image is plainly not HTTP, by the same
+    evidence `meshctl inject` weighs (inject/protocol.py), else http."""
+    if "protocol" in raw:
+        value = raw["protocol"]
+        if not isinstance(value, str) or value.lower() not in PROTOCOLS:
+            raise where.error(path + ("protocol",), f"unknown protocol {value!r}",
+                              hint="protocol: http (the default: an HTTP proxy) or protocol: tcp (any other "
+                                   "TCP protocol: a database, a line protocol)")
+        return value.lower()
+    # Imported here: the inject package's planner reads this module's constants.
+    from .inject.protocol import TCP, Facts, port_protocol
+    verdict, _why = port_protocol(port, Facts(image, labels={}))
+    return "tcp" if verdict == TCP else "http"
+
+
+def _parse_health(raw: dict, protocol: str, path: tuple, where: _Where) -> tuple[str, tuple[str, ...] | None]:
+    """(HTTP path, exec command). A TCP service is ready on a TCP connect through its chain
+    (`{tcp: true}`, the default) or a command in its app container; never an HTTP request."""
+    health = raw.get("health", "/" if protocol == "http" else {"tcp": True})
+    if protocol == "http":
+        if not isinstance(health, str) or not health.startswith("/"):
+            raise where.error(path + ("health",), "expected an HTTP path starting with /", hint=_HEALTH_HINT)
+        return health, None
+    if not isinstance(health, dict) or len(health) != 1 or next(iter(health)) not in ("tcp", "exec") \
+            or health.get("tcp", True) is not True:
+        raise where.error(path + ("health",), "a TCP service is checked by a TCP connect or a command, "
+                          f"not {health!r}", hint=_HEALTH_HINT)
+    if "exec" in health:
+        command = _parse_command(health["exec"], path + ("health", "exec"), where)
+        if not command:
+            raise where.error(path + ("health", "exec"), "expected a command", hint=_HEALTH_HINT)
+        return "/", command
+    return "/", None
 
 
 def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -> ServiceSpec:
@@ -447,9 +514,8 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
         raise where.error(path + ("port",), f"port {port} is one the sidecars use inside the pod (15000-15099)",
                           hint="make the app listen on another port")
 
-    health = raw.get("health", "/")
-    if not isinstance(health, str) or not health.startswith("/"):
-        raise where.error(path + ("health",), "expected an HTTP path starting with /", hint="health: /healthz")
+    protocol = _parse_protocol(raw, port, image, path, where)
+    health, health_exec = _parse_health(raw, protocol, path, where)
     metrics_path = raw.get("metrics_path")
     if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path.startswith("/")):
         raise where.error(path + ("metrics_path",), "expected an HTTP path starting with /",
@@ -473,7 +539,10 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
     spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
                        env=env_pairs, command=command, metrics_path=metrics_path,
                        stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
-                       source=source, **sidecars)
+                       source=source, protocol=protocol, health_exec=health_exec, **sidecars)
+    if protocol == "tcp" and checks and any(isinstance(c, HttpCheck) for c in checks):
+        raise where.error(path + ("checks",), "HTTP checks need an HTTP service; this one is protocol: tcp",
+                          hint="use `exec:` checks for a TCP service")
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
     if raw_ports is not None:
@@ -590,6 +659,8 @@ def _parse_sidecars(raw: Any, path: tuple, where: _Where, root: Path) -> dict[st
                                 "user_sidecars": ()}
     if raw is None:
         return settings
+    if raw is False:           # a stock image (a database) as it is: no sidecars at all
+        return {**settings, "tls": None, "proxy": None, "metrics": None}
     if not isinstance(raw, dict):
         raise where.error(path, f"expected a mapping of sidecar names, found {_kind(raw)}",
                           hint="sidecars: {proxy: {timeout: 15s}, tls: {}, metrics: {}, cache: {image: redis:7}}")

@@ -13,6 +13,7 @@ APP = "app"
 INSTALL = "install"  # the one-shot container that installs a run-mode app's dependencies
 DEPS = "deps"        # the role of a dependency cache volume
 CONFIG_HASH = "meshctl.config-hash"   # the container's own settings: a change means replace it
+OUTSIDE_MESH = "outside"   # a holder's meshctl.mesh label: a service with no sidecars in a project with a mesh
 
 
 TRUST_DOMAIN = "meshctl.local"

@@ -145,6 +145,7 @@ class Announce:
     holder: str
     ports: dict[str, int]
     serving: bool
+    protocol: str = "http"
 
 
 @dataclass(frozen=True)
@@ -589,7 +590,7 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
     capture = ([_capture_step(pod, "a new pod namespace" if HOLDER in creating else "its rules changed")]
                if pod.capture is not None and (HOLDER in creating or CAPTURE in refreshed) else [])
     if not plan.create:
-        return steps + capture + [Announce(service.name, pod.holder.name, ports, serving=True)]
+        return steps + capture + [Announce(service.name, pod.holder.name, ports, serving=True, protocol=service.protocol)]
     hints = pod.port_hints()
     if HOLDER in creating:
         steps.append(StartContainers(service.name, (creating[HOLDER],), plan.why[pod.holder.name], hints))
@@ -607,7 +608,8 @@ def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[
         steps.append(StartContainers(service.name, (creating[APP],), plan.why[pod.app.name], hints))
     if settings.wait_serving:
         steps.append(_wait_serving(pod))
-    steps.append(Announce(service.name, pod.holder.name, ports, serving=settings.wait_serving))
+    steps.append(Announce(service.name, pod.holder.name, ports, serving=settings.wait_serving,
+                          protocol=service.protocol))
     return steps
 
 
@@ -638,10 +640,14 @@ def _reasons(plan: PodPlan) -> str:
 
 def _wait_serving(pod: Pod) -> WaitReady:
     service = pod.service
-    return WaitReady(service.name, APP, pod.holder.name, published_ports(service), serving_readiness(service),
-                     hint=f"the app must answer {service.health} on port {service.port} inside the pod; "
+    readiness = serving_readiness(service)
+    answer = (f"accept TCP connections on port {service.port}" if service.protocol == "tcp"
+              else f"answer {service.health} on port {service.port}")
+    return WaitReady(service.name, APP, pod.holder.name, published_ports(service), readiness,
+                     hint=f"the app must {answer} inside the pod; "
                           f"check services.{service.name}.port and .health in mesh.yaml, or raise --timeout "
-                          f"(waited for it through {chain_of(service)})")
+                          f"(waited for it through {chain_of(service)})",
+                     container=pod.holder.name if readiness.exec_in == "pod" else pod.app.name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
-from .model import APP, CONFIG_HASH, HOLDER, INSTALL, ContainerSpec, container_name, labels, network_name
+from .model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
 from .runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
 from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
 
@@ -53,7 +53,9 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     holder = ContainerSpec(
         name=holder_name, image=holder_image,
         labels=labels(name, service.name, HOLDER, mode="attached" if tied else "detached",
-                      ports=json.dumps({k: ports[k] for k in ports})),
+                      ports=json.dumps({k: ports[k] for k in ports}),
+                      **({"mesh": OUTSIDE_MESH} if service.outside_mesh else {}),
+                      **({"protocol": "tcp"} if service.protocol == "tcp" else {})),
         # Attached: exits when the CLI's end of stdin closes, and with it the whole PID namespace.
         entrypoint=("sh", "-c"), command=("exec cat >/dev/null",) if tied else ("exec sleep infinity",),
         user=user, network=network_name(name), aliases=(service.name,),

@@ -31,6 +31,7 @@ EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sid
 READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
 MESH_PORT = 15008            # the inbound mesh listener: mutual TLS from other pods' proxies
 OUTBOUND_PORT = 15001        # loopback: the app's captured calls to other services arrive here
+OUTBOUND_TCP_PORT = 15002    # loopback: the same for calls to TCP services (routed by port, not Host)
 MESH_GID = 15999             # the proxy's group: capture leaves its own connections alone
 
 # The folder each sidecar's config is mounted from, read-only.
@@ -112,6 +113,8 @@ def chain_of(service: ServiceSpec) -> str:
 
 def render_proxy(project: str, service: ServiceSpec) -> str:
     assert service.proxy is not None
+    if service.protocol == "tcp":
+        return render_tcp_service(project, service)
     access_log, events_ring = access_log_targets(service)
     tls = service.tls_terminator == "proxy"
     return template("haproxy-proxy.cfg").substitute(
@@ -126,15 +129,46 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
         tls_bind=f"    bind :{TLS_PORT} {TLS_BIND}" if tls else "    # No HTTPS listener: the tls sidecar is off in mesh.yaml.")
 
 
+def render_tcp_service(project: str, service: ServiceSpec) -> str:
+    """The proxy of a `protocol: tcp` service: TCP mode throughout (templates/haproxy-proxy-tcp.cfg)."""
+    assert service.proxy is not None
+    access_log, events_ring = access_log_targets(service)
+    tls = service.tls_terminator == "proxy"
+    return template("haproxy-proxy-tcp.cfg").substitute(
+        project=project, service=service.name, access_log=access_log, events_ring=events_ring,
+        connect_timeout=_seconds(service.proxy.connect_timeout), idle_timeout=_seconds(TCP_IDLE_TIMEOUT),
+        retries=connection_retries(service), proxy_port=PROXY_PORT, app_port=service.port,
+        stats_port=PROXY_STATS_PORT, tcp_log_format=TCP_LOG_FORMAT,
+        tls_globals=TLS_GLOBALS if tls else "    # No TLS: the tls sidecar is off in mesh.yaml.",
+        mesh=render_mesh(service) if service.mesh else "",
+        tls_bind=f"    bind :{TLS_PORT} ssl crt {CERT_BUNDLE}" if tls
+        else "    # No TLS listener: the tls sidecar is off in mesh.yaml.")
+
+
 # One access line per request, what the metrics agent parses (the mesh listener adds the caller).
 ACCESS_LOG_FORMAT = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r"
+# One per TCP connection, at its close: `tcp` where a request line has its status, then the bytes
+# from the client (%U) and to it (%B), and how it ended (%ts: -- closed normally, PR denied by a rule).
+TCP_LOG_FORMAT = "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt tcp %U %B %ts"
 
 
 def render_mesh(service: ServiceSpec) -> str:
-    """The mesh listeners. Inbound: mutual TLS with meshctl's CA, callers of this project only
-    (and of `allow`), the caller's identity to the app as Envoy's X-Forwarded-Client-Cert (a
-    client's own is removed). Outbound: calls captured from the app, routed by Host to the callee's
-    inbound listener over mutual TLS; any other destination goes where it was going."""
+    """The mesh listeners: inbound, mutual TLS from this project's proxies in the service's own
+    protocol (one port, :MESH_PORT: a service has one protocol, and its callers' proxies know it from
+    mesh.yaml, so no ALPN or second port is needed); outbound, the app's captured calls."""
+    mesh = service.mesh
+    assert mesh is not None
+    inbound = _mesh_in_tcp(service) if service.protocol == "tcp" else _mesh_in_http(service)
+    return inbound + _mesh_out(mesh) + "\nresolvers docker\n    nameserver dns 127.0.0.11:53\n    hold valid 1s\n"
+
+
+def _client_tls(alpn: bool) -> str:
+    return f"ssl crt {CERT_BUNDLE} ca-file {CONFIG_MOUNT}/ca.pem verify required" + (" alpn http/1.1" if alpn else "")
+
+
+def _mesh_in_http(service: ServiceSpec) -> str:
+    """Callers of this project only (and of `allow`, else 403), the caller's identity to the app as
+    Envoy's X-Forwarded-Client-Cert (a client's own is removed)."""
     mesh = service.mesh
     assert mesh is not None
     if mesh.allow is None:
@@ -143,38 +177,85 @@ def render_mesh(service: ServiceSpec) -> str:
         allow = f"    http-request deny status 403 unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
     else:
         allow = "    http-request deny status 403\n"       # allow: [] lets no one in
-    client_tls = f"ssl crt {CERT_BUNDLE} ca-file {CONFIG_MOUNT}/ca.pem verify required alpn http/1.1"
-    routes = "".join(f"    use_backend to_{name} if {{ req.hdr(host),field(1,:) -m str {name} }}\n"
-                     for name, _ in mesh.peers)
-    backends = "".join(
-        f"\nbackend to_{name}\n"
-        f"    server {name} {name}:{MESH_PORT} {client_tls} verifyhost {name} sni str({name}) "
-        "resolvers docker init-addr none\n"
-        for name, _ in mesh.peers)
     return f"""
 frontend mesh_in
-    bind :{MESH_PORT} {client_tls}
+    mode http
+    bind :{MESH_PORT} {_client_tls(alpn=True)}
     log-format "{ACCESS_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
     http-request del-header x-forwarded-client-cert
     # Only this project's workloads: the CA is shared by every project on this machine.
     http-request deny status 403 unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
 {allow}    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[ssl_c_s_dn(CN)]')}"
     default_backend app
+"""
 
+
+def _mesh_in_tcp(service: ServiceSpec) -> str:
+    """The same gate for a TCP service, after the handshake: a caller of another project, or not in
+    `allow`, gets its connection closed (logged with %ts PR, counted as denied)."""
+    mesh = service.mesh
+    assert mesh is not None
+    allow = ("" if mesh.allow is None else
+             f"    tcp-request content reject unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
+             if mesh.allow else "    tcp-request content reject\n")
+    return f"""
+frontend mesh_in
+    mode tcp
+    bind :{MESH_PORT} {_client_tls(alpn=False)}
+    log-format "{TCP_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
+    # Only this project's workloads: the CA is shared by every project on this machine.
+    tcp-request content reject unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
+{allow}    default_backend app
+"""
+
+
+def _mesh_out(mesh: MeshSettings) -> str:
+    """Calls captured from the app. HTTP ones arrive on OUTBOUND_PORT and are routed by Host to the
+    callee's mesh listener; TCP has no Host, so capture sends TCP services' ports to a listener of
+    their own (OUTBOUND_TCP_PORT) that routes by the original destination port (SO_ORIGINAL_DST;
+    config.py keeps a TCP service's port unique in the project). Both open mutual TLS with this
+    workload's certificate; any other destination goes where it was going."""
+    out = ""
+    if mesh.peers:
+        routes = "".join(f"    use_backend to_{name} if {{ req.hdr(host),field(1,:) -m str {name} }}\n"
+                         for name, _ in mesh.peers)
+        out += f"""
 frontend mesh_out
+    mode http
     bind 127.0.0.1:{OUTBOUND_PORT}
     log-format "{ACCESS_LOG_FORMAT}"
     http-request del-header x-forwarded-client-cert
 {routes}    default_backend passthrough
 
 backend passthrough
+    mode http
     # 0.0.0.0: the connection's original destination (SO_ORIGINAL_DST after the redirect).
     server original 0.0.0.0:0
-{backends}
-resolvers docker
-    nameserver dns 127.0.0.11:53
-    hold valid 1s
-"""
+""" + "".join(_to_peer(name, "http") for name, _ in mesh.peers)
+    if mesh.tcp_peers:
+        routes = "".join(f"    use_backend to_{name} if {{ dst_port {port} }}\n" for name, port in mesh.tcp_peers)
+        out += f"""
+frontend mesh_out_tcp
+    mode tcp
+    bind 127.0.0.1:{OUTBOUND_TCP_PORT}
+    log-format "{TCP_LOG_FORMAT}"
+    no option dontlognull
+    timeout client {_seconds(TCP_IDLE_TIMEOUT)}
+{routes}    default_backend passthrough_tcp
+
+backend passthrough_tcp
+    mode tcp
+    timeout server {_seconds(TCP_IDLE_TIMEOUT)}
+    server original 0.0.0.0:0
+""" + "".join(_to_peer(name, "tcp") for name, _ in mesh.tcp_peers)
+    return out
+
+
+def _to_peer(name: str, mode: str) -> str:
+    idle = f"    timeout server {_seconds(TCP_IDLE_TIMEOUT)}\n" if mode == "tcp" else ""
+    return (f"\nbackend to_{name}\n    mode {mode}\n{idle}"
+            f"    server {name} {name}:{MESH_PORT} {_client_tls(alpn=mode == 'http')} verifyhost {name} sni str({name}) "
+            "resolvers docker init-addr none\n")
 
 
 CAPTURE = "capture"          # the one-shot step's role, image folder and config folder
@@ -184,18 +265,22 @@ def captures(service: ServiceSpec) -> bool:
     return service.mesh is not None and service.mesh.capture
 
 
-def _captured_ports(mesh: MeshSettings) -> str:
-    """The peers' app ports, as iptables' multiport list."""
-    return ",".join(str(p) for p in sorted({port for _, port in mesh.peers}))
+def _captured(mesh: MeshSettings) -> list[tuple[str, int]]:
+    """(the peers' app ports as iptables' multiport list, the outbound listener they go to)."""
+    out = []
+    for peers, listener in ((mesh.peers, OUTBOUND_PORT), (mesh.tcp_peers, OUTBOUND_TCP_PORT)):
+        if peers:
+            out.append((",".join(str(p) for p in sorted({port for _, port in peers})), listener))
+    return out
 
 
 def capture_rules(service: ServiceSpec) -> tuple[str, ...]:
     """What the capture step installs, in words (`meshctl up --dry-run` shows them)."""
     mesh = service.mesh
     assert mesh is not None
-    ports = _captured_ports(mesh)
     rules = [f"the app's TCP connections to the project's network on ports {ports} → its proxy's "
-             f"outbound listener 127.0.0.1:{OUTBOUND_PORT} (the proxy's own, group {MESH_GID}, pass)"]
+             f"outbound listener 127.0.0.1:{listener} (the proxy's own, group {MESH_GID}, pass)"
+             for ports, listener in _captured(mesh)]
     if mesh.mtls == "strict":
         rules.append(f"new connections from other pods refused except to the mesh listener :{MESH_PORT} "
                      "(the host's published ports and loopback stay open)")
@@ -211,7 +296,10 @@ def render_capture(project: str, service: ServiceSpec) -> str:
     network's gateway) and loopback keep working."""
     mesh = service.mesh
     assert mesh is not None
-    ports = _captured_ports(mesh)
+    redirects = "".join(
+        f'iptables -t nat -A MESHCTL_OUT -d "$subnet" -p tcp -m multiport --dports {ports} -j REDIRECT --to-ports {listener}\n'
+        f'echo "capture: calls from ${{SERVICE}} to $subnet ports {ports} go through its proxy (:{listener})"\n'
+        for ports, listener in _captured(mesh))
     inbound = f"""
 iptables -N MESHCTL_IN 2>/dev/null || iptables -F MESHCTL_IN
 iptables -C INPUT -p tcp -j MESHCTL_IN 2>/dev/null || iptables -A INPUT -p tcp -j MESHCTL_IN
@@ -237,9 +325,7 @@ iptables -t nat -N MESHCTL_OUT 2>/dev/null || iptables -t nat -F MESHCTL_OUT
 iptables -t nat -C OUTPUT -p tcp -j MESHCTL_OUT 2>/dev/null || iptables -t nat -A OUTPUT -p tcp -j MESHCTL_OUT
 iptables -t nat -A MESHCTL_OUT -m owner --gid-owner {MESH_GID} -j RETURN
 iptables -t nat -A MESHCTL_OUT -d 127.0.0.0/8 -j RETURN
-iptables -t nat -A MESHCTL_OUT -d "$subnet" -p tcp -m multiport --dports {ports} -j REDIRECT --to-ports {OUTBOUND_PORT}
-echo "capture: calls from ${{SERVICE}} to $subnet ports {ports} go through its proxy"
-{inbound}"""
+{redirects}{inbound}"""
 
 
 MESH_FILE = "mesh.json"       # beside the proxy's config: what `meshctl ps` shows of the mesh
@@ -250,7 +336,8 @@ def mesh_summary(service: ServiceSpec) -> str:
     assert mesh is not None
     return json.dumps({"identity": service.identity, "mtls": mesh.mtls, "capture": mesh.capture,
                        "allow": list(mesh.allow) if mesh.allow is not None else None,
-                       "calls": [name for name, _ in mesh.peers]}, indent=2) + "\n"
+                       "protocol": service.protocol,
+                       "calls": [name for name, _ in (*mesh.peers, *mesh.tcp_peers)]}, indent=2) + "\n"
 
 
 def connection_retries(service: ServiceSpec) -> int:
@@ -333,11 +420,13 @@ class Readiness:
     accept: str = "2xx"          # "2xx", or "below 500" for the default health path "/"
     exec: tuple[str, ...] | None = None
     exec_in: str = "self"        # "self": the container checked; "pod": the holder (bash, in every meshctl image)
-    label: str = ""              # what an exec check means, for plans and messages
+    label: str = ""              # what an exec check (or a TCP service's handshake) means, for plans and messages
 
     def describe(self) -> str:
+        if self.label:
+            return self.label
         if self.exec is not None:
-            return self.label or " ".join(self.exec)
+            return " ".join(self.exec)
         if self.path is None:
             return f"a verified TLS handshake on {self.port}"
         scheme = "HTTPS" if self.tls else "HTTP"
@@ -347,10 +436,26 @@ class Readiness:
 def serving_readiness(service: ServiceSpec) -> Readiness:
     """Ready = the health path answers through the whole chain (proxy or tls → app): an explicit
     health path with a 2xx, the default "/" with anything below 500."""
+    if service.protocol == "tcp":
+        return tcp_readiness(service)
     accept = "2xx" if service.health != "/" else "below 500"
     if service.tls_terminator is not None:
         return Readiness("https", service.health, tls=True, accept=accept)
     return Readiness("http", service.health, accept=accept)
+
+
+def tcp_readiness(service: ServiceSpec) -> Readiness:
+    """A TCP service is never sent HTTP. Ready = its `health: {exec}` exits 0 in the app; or, with
+    the proxy serving TLS, a verified handshake on the published port, which the proxy completes
+    only once its own TCP connect to the app has succeeded (templates/haproxy-proxy-tcp.cfg): a TCP
+    connect through the whole chain; else a TCP connect to the app inside the pod."""
+    if service.health_exec is not None:
+        return Readiness(exec=service.health_exec, label=f"`{' '.join(service.health_exec)}` exits 0 in the app")
+    if service.tls_terminator == "proxy":
+        return Readiness("https", None, tls=True,
+                         label="a TCP connection through TLS → proxy → app (a verified handshake)")
+    return Readiness(exec=("bash", "-c", shell_tcp_check(service.port)), exec_in="pod",
+                     label=f"port {service.port} accepts a TCP connection inside the pod")
 
 
 def shell_tcp_check(port: int) -> str:
@@ -404,7 +509,11 @@ class SidecarKind:
 
 
 def _proxy_ready(service: ServiceSpec) -> Readiness:
-    # The proxy answers its readiness path itself, over verified HTTPS when it terminates TLS.
+    # The proxy answers its readiness path itself, over verified HTTPS when it terminates TLS. A TCP
+    # proxy has no HTTP port, and closes connections until the app is up: it is ready once it listens.
+    if service.protocol == "tcp":
+        return Readiness(exec=("bash", "-c", shell_tcp_check(PROXY_PORT)), exec_in="pod",
+                         label=f"the TCP proxy listens on {PROXY_PORT} inside the pod")
     if service.tls_terminator == "proxy":
         return Readiness("https", READY_PATH, tls=True)
     return Readiness("http", READY_PATH)
@@ -423,7 +532,8 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
         env=lambda service: metrics_env(service),
         compose_health=shell_http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]')),
     SidecarKind(
-        role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT, MESH_PORT, OUTBOUND_PORT),
+        role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT, MESH_PORT, OUTBOUND_PORT,
+                                                  OUTBOUND_TCP_PORT),
         runs=lambda service: service.proxy is not None,
         ready=_proxy_ready, command=HAPROXY_COMMAND,
         render=lambda project, service: {"haproxy.cfg": render_proxy(project, service),

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .certs import default_sans
-from .checks import HttpAnswer, http_request, tls_context
+from .checks import HttpAnswer, http_request, tcp_connect, tls_context
 from .config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
 from .engine import Engine
 from .errors import Cancelled, MeshctlError
@@ -135,6 +135,7 @@ class Target:
     # A container in the pod to reach the proxy from when it has no host port (an injected
     # compose service publishes only TLS and metrics).
     proxy_inside: str | None = None
+    protocol: str = "http"                 # tcp: TCP connects through the chain, never an HTTP request
 
     def port(self, name: str) -> int:
         return urlsplit(self.urls[name]).port or 0
@@ -158,8 +159,8 @@ def targets_for(project: ProjectSpec, urls: dict[str, dict[str, str]] | None = N
         out.append(Target(
             service=service.name, urls=service_urls, health=service.health,
             hostnames=default_sans(service.name, service.tls.hosts) if service.tls else (),
-            checks=service.checks, counts_requests=bool(service.proxy and service.metrics),
-            app_container=(app_containers or {}).get(service.name)))
+            checks=service.checks, counts_requests=bool(service.proxy and service.metrics) and service.protocol == "http",
+            app_container=(app_containers or {}).get(service.name), protocol=service.protocol))
     return out
 
 
@@ -181,7 +182,8 @@ class _Session:
     def run(self, ready_seconds: float) -> list[CheckResult]:
         t = self.target
         results = [self._result("ready", "builtin", PASSED, ready_seconds,
-                                f"{t.health} answered through the whole chain")]
+                                "a TCP connection went through the whole chain" if t.protocol == "tcp"
+                                else f"{t.health} answered through the whole chain")]
         self.emit(CheckDone(results[0]))
         baseline = self._requests_counted() if "metrics" in t.urls else None
         steps: list[tuple[str, str, Callable[[], tuple[str, str, str]]]] = []
@@ -215,14 +217,30 @@ class _Session:
 
     # -- built in -------------------------------------------------------------------------------
 
+    def _tcp(self, name: str) -> tuple[str, str, str]:
+        """A TCP service's https or http endpoint: a connection (a verified TLS handshake on https)."""
+        tls = self.context if name == "https" else None
+        what = f"a TCP connection to {self.target.urls[name]}" + (" (verified TLS → proxy → app)" if tls else "")
+        try:
+            tcp_connect(self.target.port(name), tls=tls, timeout=5.0)
+        except ssl.SSLCertVerificationError as exc:
+            return FAILED, f"{what}: the certificate did not verify: {exc.verify_message}", ""
+        except OSError as exc:
+            return FAILED, f"{what}: {_describe(exc)}", ""
+        return PASSED, what, ""
+
     def _https(self) -> tuple[str, str, str]:
         t = self.target
+        if t.protocol == "tcp":
+            return self._tcp("https")
         return self._below_500(f"GET {t.health} over https (HTTPS → proxy → app)",
                                lambda: http_request(t.port("https"), t.health, tls=self.context,
                                                     server_hostname="localhost"))
 
     def _http(self) -> tuple[str, str, str]:
         t = self.target
+        if t.protocol == "tcp" and "http" in t.urls:
+            return self._tcp("http")
         if "http" not in t.urls:
             return self._http_inside()
         return self._below_500(f"GET {t.health} over plain http", lambda: http_request(t.port("http"), t.health))

@@ -10,7 +10,7 @@ from typing import Any
 
 from .apply import host_ports_by_name, urls_for
 from .engine import Engine
-from .model import HOLDER, ContainerInfo
+from .model import HOLDER, OUTSIDE_MESH, ContainerInfo
 from .sidecars import MESH_FILE, start_rank
 
 
@@ -77,7 +77,8 @@ def status(engine: Engine, project: str | None = None, *, home: Path | None = No
         urls: dict[str, str] = {}
         if holder is not None:
             try:
-                urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports))
+                urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports),
+                                holder.label("protocol") or "http")
             except ValueError:
                 pass
         states = {c.state for c in members}
@@ -85,6 +86,8 @@ def status(engine: Engine, project: str | None = None, *, home: Path | None = No
             ("stopped" if "running" not in states else "degraded")
         containers = [{"name": c.name, "role": c.role, "state": c.state}
                       for c in sorted(members, key=lambda c: start_rank(c.role))]
-        out.append(ServiceStatus(proj, service, state, urls, containers,
-                                 mesh_of(home, proj, service) if home is not None else None))
+        mesh = mesh_of(home, proj, service) if home is not None else None
+        if holder is not None and holder.label("mesh") == OUTSIDE_MESH:
+            mesh = {"outside": True, "identity": None, "mtls": "off", "allow": None, "calls": []}
+        out.append(ServiceStatus(proj, service, state, urls, containers, mesh))
     return out

@@ -267,6 +267,10 @@ class Ui:
             groups.append((f"{s.project}/{s.service} ({state})", s.urls))
         self.out.print(self._urls_table(None, groups))
         for s in (s for s in statuses if s.mesh):
+            if s.mesh.get("outside"):
+                self.out.print(f"{escape(s.project)}/{escape(s.service)}: outside the mesh (no sidecars): reached "
+                               "by name in plain TCP, without mTLS or identity")
+                continue
             allow = s.mesh.get("allow")
             callers = "every service of the project" if allow is None else ", ".join(allow) or "no one"
             self.out.print(f"{escape(s.project)}/{escape(s.service)}: {escape(s.mesh.get('identity') or '')}, "

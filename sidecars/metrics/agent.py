@@ -48,6 +48,10 @@ class AccessStats:
         self.duration_count = 0
         self.events = 0
         self.malformed = 0
+        # TCP connections, counted at their close: (direction, source, destination, outcome) -> count,
+        # and (direction, source, destination) -> [bytes from the client, bytes to it].
+        self.tcp_connections = {}
+        self.tcp_bytes = {}
 
     def record_line(self, line):
         return self.record_lines([line])
@@ -60,6 +64,8 @@ class AccessStats:
         with self.lock:
             requests, buckets = self.requests, self.bucket_counts
             for line in lines:
+                if self._record_tcp(line):
+                    continue
                 parts = line.split(" ", 7)
                 try:
                     total_ms = int(parts[4].rsplit("/", 1)[1])
@@ -67,7 +73,7 @@ class AccessStats:
                     int(code)
                     rest = parts[7] if len(parts) > 7 else ""
                     method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
-                    edge = _edge(parts[2], parts[3], rest)
+                    edge = _edge(parts[2], parts[3], rest.rsplit('"', 1)[-1].strip() if '"' in rest else "")
                 except (IndexError, ValueError):
                     self.malformed += 1
                     other.append(line)
@@ -83,23 +89,50 @@ class AccessStats:
                     self.duration_count += 1
         return other
 
+    def _record_tcp(self, line):
+        """A TCP connection's line (sidecars.TCP_LOG_FORMAT, `tcp` in the status's place):
+        client [date] frontend backend/server Tw/Tc/Tt tcp bytes_in bytes_out termination [caller].
+        Called with the lock held; False when the line is not one."""
+        parts = line.split(" ")
+        if len(parts) < 9 or parts[5] != "tcp":
+            return False
+        try:
+            received, sent = int(parts[6]), int(parts[7])
+        except ValueError:
+            return False
+        edge = _edge(parts[2], parts[3], parts[9] if len(parts) > 9 else "")
+        state = parts[8]
+        # --: closed normally; PR: the proxy refused it by a rule (not this project's, not in allow).
+        outcome = "ok" if state.startswith("--") else "denied" if state.startswith("PR") else "error"
+        self.events += 1
+        key = (*edge, outcome)
+        self.tcp_connections[key] = self.tcp_connections.get(key, 0) + 1
+        counted = self.tcp_bytes.setdefault(edge, [0, 0])
+        counted[0] += received
+        counted[1] += sent
+        return True
+
+    def tcp_snapshot(self):
+        with self.lock:
+            return dict(self.tcp_connections), {k: tuple(v) for k, v in self.tcp_bytes.items()}
+
     def snapshot(self):
         with self.lock:
             return (dict(self.requests), list(self.bucket_counts), self.duration_sum_ms,
                     self.duration_count, self.events, self.malformed)
 
 
-def _edge(frontend, backend_server, rest):
-    """(direction, source, destination) from the frontend that took the request: `mesh_out` is the
-    app calling another service (the backend names it: to_<service>, or passthrough), `mesh_in` a
-    mesh caller (its certificate's name ends the line), anything else a client from outside."""
+def _edge(frontend, backend_server, caller):
+    """(direction, source, destination) from the frontend that took the request or connection:
+    `mesh_out` (HTTP) and `mesh_out_tcp` are the app calling another service (the backend names it:
+    to_<service>, or passthrough), `mesh_in` a mesh caller (`caller`: its certificate's name, which
+    ends the line), anything else a client from outside."""
     frontend = frontend.rstrip("~")           # HAProxy marks a TLS frontend with ~
-    if frontend == "mesh_out":
+    if frontend in ("mesh_out", "mesh_out_tcp"):
         backend = backend_server.split("/", 1)[0]
         return "outbound", "", backend[3:] if backend.startswith("to_") else "unknown"
     if frontend == "mesh_in":
-        source = rest.rsplit('"', 1)[-1].strip() if '"' in rest else ""
-        return "inbound", source if source and source != "-" else "unknown", ""
+        return "inbound", caller if caller and caller != "-" else "unknown", ""
     return "inbound", "", ""
 
 
@@ -126,6 +159,7 @@ class MeshCollector:
             cumulative.append((_le(bound), running))
         histogram.add_metric([self.service], cumulative, sum_value=sum_ms / 1000.0)
         yield histogram
+        yield from self.collect_tcp()
         received = CounterMetricFamily("meshctl_access_events", "Access events received from the proxy",
                                        labels=["service", "result"])
         received.add_metric([self.service, "parsed"], events)
@@ -136,6 +170,25 @@ class MeshCollector:
                                    labels=["service"])
             up.add_metric([self.service], 1.0 if self.app_status["up"] else 0.0)
             yield up
+
+
+    def collect_tcp(self):
+        """Istio's TCP series, by meshctl's labels: connections by how they ended, and bytes each way
+        ("received": from the side that opened the connection; "sent": to it)."""
+        connections, counted = self.stats.tcp_snapshot()
+        edge = ["service", "direction", "source", "destination"]
+        total = CounterMetricFamily("meshctl_tcp_connections", "TCP connections through the proxy sidecar, counted "
+                                    "when they close, by direction, peer and outcome (ok, denied: refused by the "
+                                    "mesh's rules, error)", labels=[*edge, "outcome"])
+        for key, value in sorted(connections.items()):
+            total.add_metric([self.service, *key], value)
+        yield total
+        for index, name, what in ((0, "received", "from the client"), (1, "sent", "to the client")):
+            family = CounterMetricFamily(f"meshctl_tcp_{name}_bytes", f"Bytes of TCP connections {what}, "
+                                         "counted when they close", labels=edge)
+            for key, values in sorted(counted.items()):
+                family.add_metric([self.service, *key], values[index])
+            yield family
 
 
 def _le(bound):
