@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -22,6 +23,17 @@ def call(url: str) -> tuple[int, str]:
         return 0, f"{type(error).__name__}: {error}"
 
 
+def tcp_call(host: str, port: int, line: str) -> dict:
+    """One line to a TCP service and the line it answers; `closed` when the connection ended first."""
+    try:
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(line.encode() + b"\n")
+            reply = conn.makefile("rb").readline().decode().rstrip("\n")
+            return {"reply": reply, "closed": not reply}
+    except OSError as error:
+        return {"reply": "", "closed": True, "error": f"{type(error).__name__}: {error}"}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
@@ -33,6 +45,13 @@ class Handler(BaseHTTPRequestHandler):
             target = parse_qs(url.query).get("url", [f"{API}/whoami"])[0]
             status, body = call(target)
             return self._send(200, {"url": target, "status": status, "body": body})
+        if url.path == "/tcp":           # GET /tcp?host=kv&port=7000&line=PING: a plain TCP client
+            query = parse_qs(url.query)
+            host, port = query.get("host", ["kv"])[0], int(query.get("port", ["7000"])[0])
+            return self._send(200, {"host": host, "port": port, **tcp_call(host, port, query.get("line", ["PING"])[0])})
+        if url.path == "/visits":        # web → api → kv
+            status, body = call(f"{API}/visits")
+            return self._send(200 if status == 200 else 502, {"web": "visits", "api_said": body, "api_status": status})
         status, body = call(f"{API}/whoami")
         return self._send(200 if status == 200 else 502, {"web": "hello", "api_said": body, "api_status": status})
 
