@@ -171,3 +171,19 @@ def test_a_service_without_sidecars_is_reached_by_name_in_plain_tcp(tcp_shop, en
     assert roles == ["app", "pod"], roles
     shown = run_meshctl("ps", "-p", project, check=True).stdout
     assert f"{project}/db: outside the mesh" in shown, shown
+
+
+def test_a_tcp_app_that_never_listens_is_never_ready(tmp_path, engine, sidecar_images):
+    """The proxy accepts TCP on its own; readiness must still wait for the app behind it."""
+    folder = tmp_path / "deaf"
+    shutil.copytree(SHOP / "kv", folder)
+    project = unique_project("deaf")
+    (folder / "mesh.yaml").write_text(f"name: {project}\nservices:\n  kv:\n    build: .\n    port: 7000\n"
+                                      f"    protocol: tcp\n    command: [sleep, infinity]\n{PORTS}")
+    result = run_meshctl("up", "-d", "--timeout", "15", str(folder), timeout=600)
+    try:
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "was not ready after 15s" in result.stderr and "TCP connection through TLS" in result.stderr
+    finally:
+        run_meshctl("down", str(folder))
+    assert running_containers(engine, project) == []
