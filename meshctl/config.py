@@ -464,7 +464,7 @@ def _parse_protocol(raw: dict, port: int, image: str | None, path: tuple, where:
         return value.lower()
     # Imported here: the inject package's planner reads this module's constants.
     from .inject.protocol import TCP, Facts, port_protocol
-    verdict, _why = port_protocol(port, Facts(image, labels={}))
+    verdict, _why = port_protocol(port, Facts(image))
     return "tcp" if verdict == TCP else "http"
 
 
@@ -540,9 +540,12 @@ def _parse_service(name: str, raw: Any, index: int, root: Path, where: _Where) -
                        env=env_pairs, command=command, metrics_path=metrics_path,
                        stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
                        source=source, protocol=protocol, health_exec=health_exec, **sidecars)
-    if protocol == "tcp" and checks and any(isinstance(c, HttpCheck) for c in checks):
+    if protocol == "tcp" and any(isinstance(c, HttpCheck) for c in checks):
         raise where.error(path + ("checks",), "HTTP checks need an HTTP service; this one is protocol: tcp",
                           hint="use `exec:` checks for a TCP service")
+    if protocol == "tcp" and metrics_path is not None:
+        raise where.error(path + ("metrics_path",), "the metrics sidecar reads an app's own metrics over HTTP; "
+                          "this one is protocol: tcp", hint="remove metrics_path (its connections are counted anyway)")
     ports = _default_ports(index, spec)
     raw_ports = raw.get("ports")
     if raw_ports is not None:

@@ -411,7 +411,8 @@ def config_roles() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Readiness:
     """How to know a container is ready: an HTTP answer on a path, or (path None) a verified TLS
-    handshake, on one of the pod's published ports (https, http, metrics); or (`exec`) a command
+    handshake (a TCP service's connect through its chain), on one of the pod's published ports
+    (https, http, metrics); or (`exec`) a command
     that exits 0, run in the container itself or in the holder (the pod's loopback, for a port
     that is not published: a user sidecar's)."""
     port: str = ""

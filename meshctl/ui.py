@@ -273,8 +273,9 @@ class Ui:
                 continue
             allow = s.mesh.get("allow")
             callers = "every service of the project" if allow is None else ", ".join(allow) or "no one"
+            tcp = " (TCP)" if s.mesh.get("protocol") == "tcp" else ""
             self.out.print(f"{escape(s.project)}/{escape(s.service)}: {escape(s.mesh.get('identity') or '')}, "
-                           f"mTLS {escape(s.mesh.get('mtls') or '')}, callers: {escape(callers)}")
+                           f"mTLS {escape(s.mesh.get('mtls') or '')}{tcp}, callers: {escape(callers)}")
 
     @staticmethod
     def _urls_table(title: str | None, groups: list[tuple[str, dict[str, str]]]) -> Table:

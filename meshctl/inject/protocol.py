@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import split_image_ref
@@ -133,7 +133,7 @@ class Facts:
     """What a service says about its ports, read from the compose file."""
     image: str | None
     health_http: tuple[int, ...] = ()        # ports its healthcheck asks for a URL
-    labels: Mapping[int, str] = None         # type: ignore[assignment]   port → protocol by a Traefik label
+    labels: Mapping[int, str] = field(default_factory=dict)   # port → protocol by a Traefik label
     bind_http: tuple[int, ...] = ()          # ports an environment URL binds HTTP on
 
 

@@ -45,6 +45,8 @@ SHOP = ("name: shop\nservices:\n"
      "mesh.yaml:6: services.a.health", "a TCP service is checked by a TCP connect or a command"),
     ("services:\n  a:\n    image: x\n    port: 7000\n    protocol: tcp\n    checks: [{request: /}]\n",
      "mesh.yaml:6: services.a.checks", "HTTP checks need an HTTP service"),
+    ("services:\n  a:\n    image: x\n    port: 7000\n    protocol: tcp\n    metrics_path: /metrics\n",
+     "mesh.yaml:6: services.a.metrics_path", "over HTTP"),
     ("services:\n  web: {image: x, port: 8080}\n  kv:\n    image: x\n    port: 8080\n    protocol: tcp\n",
      "mesh.yaml:5: services.kv.port", "tells its connections apart by port alone"),
     ("services:\n  web: {image: x, port: 9000}\n  api: {image: x, port: 8080}\n"
@@ -168,3 +170,29 @@ def test_the_agent_counts_tcp_connections_and_bytes_on_both_sides_and_promtool_a
     if promtool:       # installed by .ci/setup; the real-engine tests lint live expositions too
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_meshctl_tests_tcp_endpoints_with_a_connection_and_sends_no_http():
+    import socket
+    import threading
+
+    from meshctl.smoke import FAILED, PASSED, Target, _Session
+
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            received.append(conn.recv(100))
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    session = _Session(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
+    outcome, message, _ = session._http()
+    thread.join(5)
+    server.close()
+    assert outcome == PASSED and "a TCP connection to tcp://localhost:" in message
+    assert received == [b""], "nothing but a connection and its close"
+    closed = _Session(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
+    assert closed._http()[0] == FAILED
