@@ -268,7 +268,8 @@ def load_project(path: Path | str = ".", *, image: str | None = None, port: int 
                               hint=f"meshctl up --image {image} --port 8080   (or run a command in your folder: "
                                    f"meshctl up --image {image} -- CMD)")
         service_name = _sanitize(split_image_ref(image)[0].rpartition("/")[2]) or "app"
-        spec = ServiceSpec(name=service_name, image=image, port=_parse_port(port, "--port", None))
+        spec = ServiceSpec(name=service_name, image=image, port=_parse_port(port, "--port", None),
+                           protocol=inferred_protocol(port, image))
         spec = _with_ports(spec, _default_ports(0, spec))
         return ProjectSpec(name=name or service_name, root=path if path.is_dir() else Path.cwd(),
                            services=(spec,))
@@ -462,6 +463,11 @@ def _parse_protocol(raw: dict, port: int, image: str | None, path: tuple, where:
                               hint="protocol: http (the default: an HTTP proxy) or protocol: tcp (any other "
                                    "TCP protocol: a database, a line protocol)")
         return value.lower()
+    return inferred_protocol(port, image)
+
+
+def inferred_protocol(port: int, image: str | None) -> str:
+    """tcp where the port or the image plainly is not HTTP (5432, redis:7…), else http."""
     # Imported here: the inject package's planner reads this module's constants.
     from .inject.protocol import TCP, Facts, port_protocol
     verdict, _why = port_protocol(port, Facts(image))

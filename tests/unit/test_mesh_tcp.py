@@ -68,6 +68,14 @@ def test_protocol_is_inferred_as_inject_does_and_an_explicit_one_wins(tmp_path):
         "web": "http", "cache": "tcp", "pg": "tcp", "odd": "http", "told": "http"}
 
 
+def test_wrapping_a_stock_database_image_infers_tcp(tmp_path):
+    from meshctl.config import load_project
+    [redis] = load_project(tmp_path, image="redis:7", port=6379).services
+    [web] = load_project(tmp_path, image="nginx:1.25", port=80).services
+    assert (redis.protocol, web.protocol) == ("tcp", "http")
+    assert serving_readiness(redis).path is None
+
+
 def test_a_tcp_service_gets_a_tcp_proxy_with_mtls_on_its_mesh_listener(tmp_path):
     project = shop(tmp_path, SHOP)
     kv = project.service("kv")
