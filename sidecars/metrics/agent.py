@@ -52,6 +52,9 @@ class AccessStats:
         # and (direction, source, destination) -> [bytes from the client, bytes to it].
         self.tcp_connections = {}
         self.tcp_bytes = {}
+        # HTTP requests the mesh listener refused by rule (403: not this project's, not in allow):
+        # (direction, source, destination) -> count. TCP's are tcp_connections' outcome="denied".
+        self.denied = {}
 
     def record_line(self, line):
         return self.record_lines([line])
@@ -83,6 +86,9 @@ class AccessStats:
                 self.events += 1
                 key = (*edge, code, method)
                 requests[key] = requests.get(key, 0) + 1
+                # PR: the proxy refused the request by a rule (termination state, before the request).
+                if edge[1] and code == "403" and rest.startswith("PR"):
+                    self.denied[edge] = self.denied.get(edge, 0) + 1
                 if total_ms >= 0:
                     buckets[bisect.bisect_left(BUCKETS_MS, total_ms)] += 1
                     self.duration_sum_ms += total_ms
@@ -115,6 +121,10 @@ class AccessStats:
     def tcp_snapshot(self):
         with self.lock:
             return dict(self.tcp_connections), {k: tuple(v) for k, v in self.tcp_bytes.items()}
+
+    def denied_snapshot(self):
+        with self.lock:
+            return dict(self.denied)
 
     def snapshot(self):
         with self.lock:
@@ -159,6 +169,12 @@ class MeshCollector:
             cumulative.append((_le(bound), running))
         histogram.add_metric([self.service], cumulative, sum_value=sum_ms / 1000.0)
         yield histogram
+        denied = CounterMetricFamily("meshctl_requests_denied", "Mesh callers' HTTP requests the proxy refused "
+                                     "with 403 by the mesh's rules (a caller of another project, or not in allow); "
+                                     "also in meshctl_requests_total", labels=["service", "direction", "source", "destination"])
+        for key, value in sorted(self.stats.denied_snapshot().items()):
+            denied.add_metric([self.service, *key], value)
+        yield denied
         yield from self.collect_tcp()
         received = CounterMetricFamily("meshctl_access_events", "Access events received from the proxy",
                                        labels=["service", "result"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import docker
@@ -61,6 +62,21 @@ def outside_call(project: str, host: str, port: int) -> int:
     return 0 if b"open" in output else 1
 
 
+def counted(project: str, service: str, family: str = "meshctl_requests_total", **labels: str) -> float:
+    """A service's metrics sidecar's sum of `family` samples with these labels, once it is non-zero
+    (the agent counts in batches) or after 30 s."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 30
+    while True:
+        text = http_request(port_of(urls(project)[service]["metrics"]), "/metrics").body.decode()
+        value = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == family and all(s.labels.get(k) == v for k, v in labels.items()))
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def strict_shop(tmp_path, engine, sidecar_images):
     folder, project = shop(tmp_path)
@@ -81,19 +97,8 @@ def test_a_plain_call_between_services_crosses_the_mesh_with_the_callers_identit
     assert api_said["xfcc"] == (f"By=spiffe://meshctl.local/ns/{project}/sa/api;"
                                 f"URI=spiffe://meshctl.local/ns/{project}/sa/web")
     # Both sides of the edge in metrics: web counts it outbound to api, api inbound from web.
-    import time
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def requests(service: str, **labels) -> float:
-        text = http_request(port_of(urls(project)[service]["metrics"]), "/metrics").body.decode()
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == "meshctl_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (requests("web", direction="outbound", destination="api")
-                                               and requests("api", direction="inbound", source="web")):
-        time.sleep(0.2)
-    assert requests("web", direction="outbound", destination="api", code="200") >= 1
-    assert requests("api", direction="inbound", source="web", code="200") >= 1
+    assert counted(project, "web", direction="outbound", destination="api", code="200") >= 1
+    assert counted(project, "api", direction="inbound", source="web", code="200") >= 1
 
 
 def test_a_spoofed_client_certificate_header_is_stripped(strict_shop, engine):
@@ -108,6 +113,8 @@ def test_a_caller_that_is_not_allowed_gets_403(strict_shop, engine):
     intruder = port_of(urls(project)["intruder"]["https"])
     denied = get_json(intruder, "/call?url=http://api:8080/whoami")
     assert denied["status"] == 403, denied
+    # Counted as refused by the mesh's rules, with the caller.
+    assert counted(project, "api", "meshctl_requests_denied_total", source="intruder") == 1
     allowed_back = get_json(intruder, "/call?url=http://web:8080/healthz")   # web allows every service
     assert allowed_back["status"] == 200, allowed_back
 
@@ -148,7 +155,6 @@ def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path
     """The caller's proxy settings apply to its outbound calls; the callee's proxy holds requests
     while its app restarts: web → api stays whole while api reloads."""
     import threading
-    import time
 
     from tests.conftest import Foreground
 

@@ -8,6 +8,8 @@ import io
 import socket
 import threading
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from meshctl.sidecars import data_dir
 
 spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
@@ -91,3 +93,17 @@ def test_both_sides_of_a_mesh_edge_are_labelled_with_direction_and_peer():
     assert stats.record_lines([outbound, inbound, elsewhere]) == []
     assert stats.snapshot()[0] == {("outbound", "", "api", "200", "GET"): 1, ("inbound", "intruder", "", "403", "GET"): 1,
                                    ("outbound", "", "unknown", "200", "GET"): 1}
+
+
+def test_a_mesh_caller_refused_by_rule_is_counted_as_denied_and_the_apps_own_403_is_not():
+    refused = ('172.18.0.5:5152 [27/Nov/2026:16:11:21.486] mesh_in~ mesh_in/<NOSRV> 0/-1/-1/-1/0 403 192 PR-- '
+               '"GET /whoami HTTP/1.1" intruder')
+    apps_own = '172.18.0.2:5151 [27/Nov/2026:16:11:21.486] mesh_in~ app/app 0/0/0/1/1 403 50 ---- "GET /x HTTP/1.1" web'
+    from_host = '127.0.0.1:5153 [27/Nov/2026:16:11:21.486] proxy~ proxy/<NOSRV> 0/-1/-1/-1/0 403 192 PR-- "GET / HTTP/1.1"'
+    stats = agent.AccessStats()
+    assert stats.record_lines([refused, refused, apps_own, from_host]) == []
+    assert stats.denied_snapshot() == {("inbound", "intruder", ""): 2}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(agent.MeshCollector("api", stats, {"url": None, "up": False}))
+    text = generate_latest(registry).decode()
+    assert 'meshctl_requests_denied_total{destination="",direction="inbound",service="api",source="intruder"} 2.0' in text
