@@ -40,6 +40,7 @@ LOG_LINES = 50                  # per container of a failing service, on stderr 
 EXCERPT_CHARS = 600             # of a response body or a command's output, in a failure message
 METRICS_SETTLE = 5.0            # seconds the proxy's access events may take to reach the metrics sidecar
 REQUESTS_METRIC = "meshctl_requests_total"
+TCP_CONNECTIONS_METRIC = "meshctl_tcp_connections_total"   # a TCP service's count
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
@@ -159,7 +160,7 @@ def targets_for(project: ProjectSpec, urls: dict[str, dict[str, str]] | None = N
         out.append(Target(
             service=service.name, urls=service_urls, health=service.health,
             hostnames=default_sans(service.name, service.tls.hosts) if service.tls else (),
-            checks=service.checks, counts_requests=bool(service.proxy and service.metrics) and service.protocol == "http",
+            checks=service.checks, counts_requests=bool(service.proxy and service.metrics),
             app_container=(app_containers or {}).get(service.name), protocol=service.protocol))
     return out
 
@@ -227,6 +228,7 @@ class _Session:
             return FAILED, f"{what}: the certificate did not verify: {exc.verify_message}", ""
         except OSError as exc:
             return FAILED, f"{what}: {_describe(exc)}", ""
+        self.proxied += 1
         return PASSED, what, ""
 
     def _https(self) -> tuple[str, str, str]:
@@ -304,20 +306,28 @@ class _Session:
                 return FAILED, f"GET {url}: not Prometheus text: {exc}", excerpt(answer.body)
             if not self.target.counts_requests or not self.proxied:
                 return PASSED, f"{len(samples)} samples of Prometheus text (no proxied requests to count)", ""
-            counted = requests_counted(samples, self.target.service) - (baseline or 0)
+            metric, what = self._counted_as()
+            counted = requests_counted(samples, self.target.service, metric) - (baseline or 0)
             if counted >= self.proxied:
-                return PASSED, (f"{len(samples)} samples of Prometheus text; {REQUESTS_METRIC} counted the "
-                                f"{self.proxied} requests the checks made"), ""
+                return PASSED, (f"{len(samples)} samples of Prometheus text; {metric} counted the "
+                                f"{self.proxied} {what} the checks made"), ""
             if time.monotonic() >= deadline:
-                return FAILED, (f"{REQUESTS_METRIC}{{service=\"{self.target.service}\"}} grew by {counted:g}, "
-                                f"but the checks made {self.proxied} requests through the proxy"), \
+                return FAILED, (f"{metric}{{service=\"{self.target.service}\"}} grew by {counted:g}, "
+                                f"but the checks made {self.proxied} {what} through the proxy"), \
                     excerpt(answer.body)
             time.sleep(0.05)
+
+    def _counted_as(self) -> tuple[str, str]:
+        """The counter the checks' traffic lands in: requests, or a TCP service's connections."""
+        if self.target.protocol == "tcp":
+            return TCP_CONNECTIONS_METRIC, "connections"
+        return REQUESTS_METRIC, "requests"
 
     def _requests_counted(self) -> float | None:
         try:
             answer = http_request(self.target.port("metrics"), urlsplit(self.target.urls["metrics"]).path)
-            return requests_counted(parse_prometheus(answer.body.decode("utf-8", "replace")), self.target.service)
+            return requests_counted(parse_prometheus(answer.body.decode("utf-8", "replace")), self.target.service,
+                                    self._counted_as()[0])
         except (OSError, ValueError):
             return None
 
@@ -485,8 +495,8 @@ def parse_prometheus(text: str) -> list[Any]:
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def requests_counted(samples: list[Any], service: str) -> float:
-    return sum(s.value for s in samples if s.name == REQUESTS_METRIC and s.labels.get("service") == service)
+def requests_counted(samples: list[Any], service: str, metric: str = REQUESTS_METRIC) -> float:
+    return sum(s.value for s in samples if s.name == metric and s.labels.get("service") == service)
 
 
 def excerpt(data: bytes | str, *, tail: bool = False) -> str:

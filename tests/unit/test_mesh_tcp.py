@@ -146,9 +146,11 @@ def test_tcp_urls_and_smoke_targets_say_tcp():
     assert urls_for({"https": 1})["https"] == "https://localhost:1/"
 
 
-def test_smoke_targets_of_a_tcp_service_count_no_http_requests(tmp_path):
+def test_smoke_targets_of_a_tcp_service_count_its_connections(tmp_path):
+    from meshctl.smoke import TCP_CONNECTIONS_METRIC, _Session
     [_, _, kv, _] = targets_for(shop(tmp_path, SHOP))
-    assert kv.protocol == "tcp" and not kv.counts_requests
+    assert kv.protocol == "tcp" and kv.counts_requests
+    assert _Session(kv, None, None, lambda e: None)._counted_as()[0] == TCP_CONNECTIONS_METRIC
 
 
 TCP_IN = "172.18.0.4:40100 [02/Dec/2026:19:00:00.100] mesh_in~ app/app 0/0/12 tcp {u} {b} {ts} {cn}"
