@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from .certs import CertificateAuthority, atomic_write
-from .checks import Probe, http_probe, tls_context, tls_probe, wait_for
+from .checks import Probe, http_probe, tcp_probe, tls_context, wait_for
 from .engine import Engine
 from .errors import BuildError, Cancelled, MeshctlError, StartError
 from .events import BuildEvent, LogLine, OnEvent, Phase, PodReady
@@ -338,7 +338,7 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
     context = tls_context(ca_path) if readiness.tls else None
     if readiness.path is None:
         assert context is not None
-        return tls_probe(port, context)
+        return tcp_probe(port, context)
     accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
     return http_probe(port, readiness.path, tls=context, accept=accept)
 

@@ -121,10 +121,6 @@ def tcp_probe(port: int, tls: ssl.SSLContext | None = None) -> Probe:
     return probe
 
 
-def tls_probe(port: int, tls: ssl.SSLContext) -> Probe:
-    return tcp_probe(port, tls)
-
-
 def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025,
              abort: Callable[[], None] | None = None, hint: str | None = None,
              failing_window: float = FAILING_WINDOW) -> float:

@@ -112,37 +112,31 @@ def chain_of(service: ServiceSpec) -> str:
 
 
 def render_proxy(project: str, service: ServiceSpec) -> str:
-    assert service.proxy is not None
+    """The proxy's config: templates/haproxy-proxy.cfg, or haproxy-proxy-tcp.cfg for a `protocol:
+    tcp` service (TCP mode throughout); both take the fields `_proxy_fields` gives."""
     if service.protocol == "tcp":
-        return render_tcp_service(project, service)
-    access_log, events_ring = access_log_targets(service)
-    tls = service.tls_terminator == "proxy"
+        return template("haproxy-proxy-tcp.cfg").substitute(
+            _proxy_fields(project, service, tls_bind=f"ssl crt {CERT_BUNDLE}"),
+            idle_timeout=_seconds(TCP_IDLE_TIMEOUT), tcp_log_format=TCP_LOG_FORMAT)
+    assert service.proxy is not None
     return template("haproxy-proxy.cfg").substitute(
-        project=project, service=service.name, access_log=access_log, events_ring=events_ring,
-        connect_timeout=_seconds(service.proxy.connect_timeout), timeout=_seconds(service.proxy.timeout),
-        retries=connection_retries(service), proxy_port=PROXY_PORT, app_port=service.port,
-        stats_port=PROXY_STATS_PORT,
-        tls_globals=TLS_GLOBALS if tls else "    # No TLS: the tls sidecar is off in mesh.yaml.",
-        strip_client_cert="    http-request del-header x-forwarded-client-cert" if service.mesh else "",
-        access_log_format=ACCESS_LOG_FORMAT,
-        mesh=render_mesh(service) if service.mesh else "",
-        tls_bind=f"    bind :{TLS_PORT} {TLS_BIND}" if tls else "    # No HTTPS listener: the tls sidecar is off in mesh.yaml.")
+        _proxy_fields(project, service, tls_bind=TLS_BIND),
+        timeout=_seconds(service.proxy.timeout), access_log_format=ACCESS_LOG_FORMAT,
+        strip_client_cert="    http-request del-header x-forwarded-client-cert" if service.mesh else "")
 
 
-def render_tcp_service(project: str, service: ServiceSpec) -> str:
-    """The proxy of a `protocol: tcp` service: TCP mode throughout (templates/haproxy-proxy-tcp.cfg)."""
+def _proxy_fields(project: str, service: ServiceSpec, *, tls_bind: str) -> dict[str, str]:
+    """What the HTTP and the TCP proxy templates share: the access log, timeouts, ports, TLS, mesh."""
     assert service.proxy is not None
     access_log, events_ring = access_log_targets(service)
     tls = service.tls_terminator == "proxy"
-    return template("haproxy-proxy-tcp.cfg").substitute(
+    return dict(
         project=project, service=service.name, access_log=access_log, events_ring=events_ring,
-        connect_timeout=_seconds(service.proxy.connect_timeout), idle_timeout=_seconds(TCP_IDLE_TIMEOUT),
-        retries=connection_retries(service), proxy_port=PROXY_PORT, app_port=service.port,
-        stats_port=PROXY_STATS_PORT, tcp_log_format=TCP_LOG_FORMAT,
+        connect_timeout=_seconds(service.proxy.connect_timeout), retries=str(connection_retries(service)),
+        proxy_port=str(PROXY_PORT), app_port=str(service.port), stats_port=str(PROXY_STATS_PORT),
         tls_globals=TLS_GLOBALS if tls else "    # No TLS: the tls sidecar is off in mesh.yaml.",
         mesh=render_mesh(service) if service.mesh else "",
-        tls_bind=f"    bind :{TLS_PORT} ssl crt {CERT_BUNDLE}" if tls
-        else "    # No TLS listener: the tls sidecar is off in mesh.yaml.")
+        tls_bind=f"    bind :{TLS_PORT} {tls_bind}" if tls else "    # No TLS listener: the tls sidecar is off in mesh.yaml.")
 
 
 # One access line per request, what the metrics agent parses (the mesh listener adds the caller).
