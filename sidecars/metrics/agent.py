@@ -67,9 +67,11 @@ class AccessStats:
         with self.lock:
             requests, buckets = self.requests, self.bucket_counts
             for line in lines:
-                if self._record_tcp(line):
-                    continue
                 parts = line.split(" ", 7)
+                # A TCP connection's line has `tcp` where a request's has its status: only those are
+                # split again (this loop runs once per request).
+                if len(parts) > 5 and parts[5] == "tcp" and self._record_tcp(line):
+                    continue
                 try:
                     total_ms = int(parts[4].rsplit("/", 1)[1])
                     code = parts[5]
