@@ -169,7 +169,10 @@ class DockerEngine:
     def create(self, spec: ContainerSpec) -> str:
         api = self.api
         host_config = api.create_host_config(
-            auto_remove=True,
+            # Docker refuses a restart policy on an auto-remove container: one that restarts is
+            # removed by stop() (and by down, as every container of a project).
+            auto_remove=not spec.restarts_on_failure,
+            restart_policy={"Name": "on-failure"} if spec.restarts_on_failure else None,
             network_mode=f"container:{spec.namespace_of}" if spec.namespace_of else spec.network,
             pid_mode=f"container:{spec.namespace_of}" if spec.namespace_of else None,
             port_bindings={port: (("127.0.0.1", host) if host else ("127.0.0.1",))
@@ -216,14 +219,15 @@ class DockerEngine:
                                 hint=f"stop what listens on 127.0.0.1:{port}, or change {option} (0 = a free port)") from exc
             raise
 
-    def watch_exit(self, container_id: str) -> Callable[[], int | None]:
+    def watch_exit(self, container_id: str, *, restarts: bool = False) -> Callable[[], int | None]:
         """Register a wait for the container's removal now; the returned function blocks until it
         is gone and gives its exit code (None if unknown). Call before start() so that even an app
-        that exits at once is seen (the CLI's `docker run` does the same)."""
+        that exits at once is seen (the CLI's `docker run` does the same). `restarts`: a container
+        that restarts on failure is not removed: the wait ends at its next exit."""
         api = self.api
         with _translated("watch a container"):
             response = api._post(api._url("/containers/{0}/wait", container_id),
-                                 params={"condition": "removed"}, stream=True, timeout=None)
+                                 params={"condition": "next-exit" if restarts else "removed"}, stream=True, timeout=None)
         if response.status_code >= 400:
             response.close()
             return lambda: None
@@ -241,12 +245,14 @@ class DockerEngine:
 
     def stop(self, container_id: str, timeout: float | None = None) -> None:
         """SIGTERM (or the image's stop signal), then SIGKILL after `timeout` seconds; None uses
-        the grace period the container was created with."""
+        the grace period the container was created with. Then it is gone: auto-removed, or (a
+        container that restarts on failure, stopped by hand so Docker leaves it) removed here."""
         try:
             with _translated(f"stop container {container_id[:12]}"):
                 self.api.stop(container_id, timeout=None if timeout is None else max(0, int(round(timeout))))
         except (_NotFound, _Conflict):
             pass
+        self.remove(container_id)      # an auto-remove one is already going: NotFound or Conflict
 
     def restart(self, container_id: str, timeout: float) -> None:
         """Stop and start in place; the engine keeps an auto-remove container through it."""

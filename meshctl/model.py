@@ -56,6 +56,9 @@ class ContainerSpec:
     no_new_privileges: bool = False
     tmpfs: tuple[str, ...] = ()
     tied_to_caller: bool = False          # stdin held open by this process (the lifecycle tie)
+    # Docker starts it again when it dies (not auto-removed then): a detached pod's sidecars, which
+    # no meshctl process is left to restart. Attached pods' sidecars are restarted by the supervisor.
+    restarts_on_failure: bool = False
     stop_timeout: int = 10
 
     @property

@@ -85,6 +85,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
             mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
             read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
             tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
+            restarts_on_failure=not tied,
         ))
     env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
     trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()

@@ -69,7 +69,7 @@ class Tracker:
     def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None:
         """Called before the container starts, so an immediate exit is still seen."""
         tracked = Tracked(spec.service, spec.role, container_id, spec.name, expected=expected)
-        result = self.engine.watch_exit(container_id)
+        result = self.engine.watch_exit(container_id, restarts=spec.restarts_on_failure)
         with self._lock:
             self.containers[spec.name] = tracked
             self._by_id[container_id] = tracked

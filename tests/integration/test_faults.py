@@ -215,3 +215,47 @@ def test_a_killed_user_sidecar_is_restarted_in_place_too(tmp_path, engine, sidec
     finally:
         up.kill()
         run_meshctl("down", str(folder))
+
+
+def test_a_detached_pods_killed_sidecars_are_started_again_in_place_and_down_leaves_nothing(detached_hello, engine):
+    """`up -d` leaves no meshctl process to supervise the pod: Docker restarts its sidecars (a
+    restart policy, as compose's `restart: on-failure`), in place, with the app left alone."""
+    folder, project, entry = detached_hello
+    https, metrics = port_of(entry["urls"]["https"]), port_of(entry["urls"]["metrics"])
+    context = tls_context(ca_path())
+    client = docker.from_env()
+    app = container_of(engine, project, "app")
+    for role in ("proxy", "metrics"):
+        before = container_of(engine, project, role)
+        # A crash, as the kernel's OOM killer or a bug makes one: the process dies by SIGKILL (137).
+        # (`docker kill` would not do: Docker takes it for a stop by hand and leaves it stopped.)
+        os.kill(client.api.inspect_container(before.id)["State"]["Pid"], signal.SIGKILL)
+        poll(lambda: client.api.inspect_container(before.id)["RestartCount"] >= 1
+             and client.api.inspect_container(before.id)["State"]["Running"], f"the {role} sidecar running again")
+        assert container_of(engine, project, role).id == before.id
+    poll(lambda: _answers(https, context), "HTTPS answering again")
+    # Counting again (from zero: a Prometheus counter reset) the requests since it came back.
+    poll(lambda: _counted(metrics) >= 1, "the answered requests counted")
+    assert container_of(engine, project, "app").id == app.id
+    assert [e["state"] for e in ps_json(project)] == ["running"]
+    # Still no capability in any long-running container, restart policy or not.
+    for c in engine.containers({"meshctl.project": project}, all=False):
+        assert not client.api.inspect_container(c.id)["HostConfig"]["CapAdd"], c.name
+
+    run_meshctl("down", str(folder), check=True)
+    # Nothing left, not even a stopped container: a sidecar that restarts is not auto-removed.
+    assert engine.containers({"meshctl.project": project}, all=True) == []
+
+
+def _answers(port: int, context) -> bool:
+    try:
+        return http_request(port, "/", tls=context, server_hostname="localhost", timeout=5).status == 200
+    except OSError:
+        return False
+
+
+def _counted(port: int) -> float:
+    try:
+        return counter(http_request(port, "/metrics").body.decode(), "meshctl_requests_total", code="200")
+    except OSError:          # listening again only a moment after its container runs
+        return -1

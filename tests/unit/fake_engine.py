@@ -176,7 +176,7 @@ class FakeEngine:
         elif c["spec"].role == "capture":           # a one-shot step: it does its work and exits
             self._gone(container_id, self.capture_exit)
 
-    def watch_exit(self, container_id: str):
+    def watch_exit(self, container_id: str, *, restarts: bool = False):
         c = self.containers_[container_id]
 
         def result() -> int | None:
