@@ -168,18 +168,21 @@ def _mesh_in_http(service: ServiceSpec) -> str:
     if mesh.allow is None:
         allow = ""
     elif mesh.allow:
-        allow = f"    http-request deny status 403 unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
+        allow = f"    http-request deny status 403 unless {{ var(sess.caller) -m str {' '.join(mesh.allow)} }}\n"
     else:
         allow = "    http-request deny status 403\n"       # allow: [] lets no one in
     return f"""
 frontend mesh_in
     mode http
     bind :{MESH_PORT} {_client_tls(alpn=True)}
-    log-format "{ACCESS_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
+    # The caller's certificate, read once per connection (after the handshake), not per request.
+    tcp-request session set-var(sess.caller) ssl_c_s_dn(CN)
+    tcp-request session set-var(sess.caller_project) ssl_c_s_dn(OU)
+    log-format "{ACCESS_LOG_FORMAT} %[var(sess.caller)]"
     http-request del-header x-forwarded-client-cert
     # Only this project's workloads: the CA is shared by every project on this machine.
-    http-request deny status 403 unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
-{allow}    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[ssl_c_s_dn(CN)]')}"
+    http-request deny status 403 unless {{ var(sess.caller_project) -m str {mesh.project} }}
+{allow}    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[var(sess.caller)]')}"
     default_backend app
 """
 
