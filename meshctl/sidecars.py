@@ -160,29 +160,30 @@ def _client_tls(alpn: bool) -> str:
     return f"ssl crt {CERT_BUNDLE} ca-file {CONFIG_MOUNT}/ca.pem verify required" + (" alpn http/1.1" if alpn else "")
 
 
+def _caller_gate(mesh: MeshSettings, refuse: str) -> str:
+    """Who may call, for either protocol: `refuse` is how the listener turns a caller away."""
+    gate = ("    # Only this project's workloads: the CA is shared by every project on this machine.\n"
+            f"    {refuse} unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}\n")
+    if mesh.allow is None:
+        return gate
+    if not mesh.allow:
+        return gate + f"    {refuse}\n"       # allow: [] lets no one in
+    return gate + f"    {refuse} unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
+
+
 def _mesh_in_http(service: ServiceSpec) -> str:
     """Callers of this project only (and of `allow`, else 403), the caller's identity to the app as
     Envoy's X-Forwarded-Client-Cert (a client's own is removed)."""
     mesh = service.mesh
     assert mesh is not None
-    if mesh.allow is None:
-        allow = ""
-    elif mesh.allow:
-        allow = f"    http-request deny status 403 unless {{ var(sess.caller) -m str {' '.join(mesh.allow)} }}\n"
-    else:
-        allow = "    http-request deny status 403\n"       # allow: [] lets no one in
     return f"""
 frontend mesh_in
     mode http
     bind :{MESH_PORT} {_client_tls(alpn=True)}
-    # The caller's certificate, read once per connection (after the handshake), not per request.
-    tcp-request session set-var(sess.caller) ssl_c_s_dn(CN)
-    tcp-request session set-var(sess.caller_project) ssl_c_s_dn(OU)
-    log-format "{ACCESS_LOG_FORMAT} %[var(sess.caller)]"
+    log-format "{ACCESS_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
     http-request del-header x-forwarded-client-cert
-    # Only this project's workloads: the CA is shared by every project on this machine.
-    http-request deny status 403 unless {{ var(sess.caller_project) -m str {mesh.project} }}
-{allow}    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[var(sess.caller)]')}"
+{_caller_gate(mesh, "http-request deny status 403")}\
+    http-request set-header x-forwarded-client-cert "By={spiffe_id(mesh.project, service.name)};URI={spiffe_id(mesh.project, '%[ssl_c_s_dn(CN)]')}"
     default_backend app
 """
 
@@ -192,17 +193,13 @@ def _mesh_in_tcp(service: ServiceSpec) -> str:
     `allow`, gets its connection closed (logged with %ts PR, counted as denied)."""
     mesh = service.mesh
     assert mesh is not None
-    allow = ("" if mesh.allow is None else
-             f"    tcp-request content reject unless {{ ssl_c_s_dn(CN) -m str {' '.join(mesh.allow)} }}\n"
-             if mesh.allow else "    tcp-request content reject\n")
     return f"""
 frontend mesh_in
     mode tcp
     bind :{MESH_PORT} {_client_tls(alpn=False)}
     log-format "{TCP_LOG_FORMAT} %[ssl_c_s_dn(CN)]"
-    # Only this project's workloads: the CA is shared by every project on this machine.
-    tcp-request content reject unless {{ ssl_c_s_dn(OU) -m str {mesh.project} }}
-{allow}    default_backend app
+{_caller_gate(mesh, "tcp-request content reject")}\
+    default_backend app
 """
 
 
