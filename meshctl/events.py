@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .errors import MeshctlError
-    from .smoke import CheckResult
+from .errors import MeshctlError
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,30 @@ class Reloaded:
     changed: tuple[str, ...]
     action: str
     seconds: float
-    error: "MeshctlError | None" = None
+    error: MeshctlError | None = None
+
+
+# A check's outcome: passed and skipped are ok.
+PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    service: str
+    name: str
+    kind: str                  # "builtin", "http" or "exec"
+    outcome: str               # passed, failed, error (could not run), skipped
+    seconds: float = 0.0
+    message: str = ""          # one line: what was expected and what came
+    excerpt: str = ""          # the response body or the command's output, shortened
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (PASSED, SKIPPED)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "outcome": self.outcome,
+                "seconds": round(self.seconds, 4), "message": self.message, "excerpt": self.excerpt}
 
 
 @dataclass(frozen=True)
@@ -93,7 +114,7 @@ class CheckStarted:
 
 @dataclass(frozen=True)
 class CheckDone:
-    result: "CheckResult"
+    result: CheckResult
 
 
 Event = Any

@@ -41,10 +41,10 @@ def meshctl_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine():
-    from meshctl._docker import DockerEngine as Engine
+    from meshctl.engine.docker import DockerEngine as Engine
     from meshctl.errors import MeshctlError
-    from meshctl.stack import down_project
-    from meshctl.status import project_names
+    from meshctl.runtime.stack import down_project
+    from meshctl.runtime.status import project_names
 
     eng = Engine()
     try:
@@ -73,7 +73,7 @@ def engine():
 @pytest.fixture(scope="session")
 def sidecar_images(engine) -> dict[str, str]:
     """Build the sidecar images once per session (a no-op when their content hash is built)."""
-    from meshctl.stack import ensure_sidecar_images
+    from meshctl.runtime.stack import ensure_sidecar_images
 
     return ensure_sidecar_images(engine, ("tls", "proxy", "metrics"), lambda event: None)
 
@@ -197,7 +197,7 @@ def compose_cmd(*args: str) -> list[str]:
     """`docker compose ARGS` for tests: the Compose meshctl itself would run (compose_cli's lookup),
     so never the venv's always-0 `docker-compose` wrapper, and never whatever PATH holds first.
     No Compose v2 fails the test (never skips)."""
-    from meshctl.compose_cli import compose_command
+    from meshctl.engine.compose import compose_command
     from meshctl.errors import MeshctlError
 
     try:

@@ -16,7 +16,8 @@ from . import document as doc
 from .document import Document
 from .names import GENERATED_ROLES, MARK, PARKED, sidecar_name, split_sidecar_name
 from .ports import PortEntry, parse_entry
-from .protocol import HTTP, TCP, choose, facts
+from ..config.protocol import HTTP, TCP, facts
+from .protocol import choose
 
 # Keys a user may set in a service's x-meshctl block.
 SETTINGS = ("inject", "protocol", "port", "health", "hosts", "metrics_path", "tls_port", "metrics_port",

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import docker
 import pytest
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import (Foreground, hello_project, meshctl_cmd, project_of, ps_json, run_meshctl,
                             running_containers)
 from tests.integration.test_up import ca_path, counter, port_of

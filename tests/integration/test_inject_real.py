@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import ROOT, compose_cmd, run_meshctl, unique_project
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,8 @@ APP_IMAGE = "meshctl-compose-app:dev"
 @pytest.fixture(scope="module")
 def app_image(engine, sidecar_images) -> str:
     """The example's image, built once here (`docker compose up` then finds it and builds nothing)."""
-    from meshctl.images import build_network
-    from meshctl.stack import ensure_base_image
+    from meshctl.planning.images import build_network
+    from meshctl.runtime.stack import ensure_base_image
 
     ensure_base_image(engine)
     engine.build(EXAMPLE / "web", APP_IMAGE, labels={"meshctl.test": "inject"}, network_mode=build_network())

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import ps_json, run_meshctl, running_containers, unique_project
 from tests.integration.test_up import ca_path, port_of
 

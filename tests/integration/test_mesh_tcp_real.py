@@ -10,13 +10,12 @@ import json
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import docker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshctl.checks import http_request
+from meshctl.runtime.probes import http_request
 from tests.conftest import ps_json, run_meshctl, running_containers, unique_project
 from tests.integration.test_mesh import SHOP, get_json, outside_call, urls
 from tests.integration.test_up import port_of

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import Foreground, hello_project, ps_json, run_meshctl, running_containers, unique_project
 
 pytestmark = pytest.mark.integration

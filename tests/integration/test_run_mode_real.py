@@ -8,12 +8,11 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from pathlib import Path
 
 import docker
 import pytest
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import ROOT, Foreground, ps_json, run_meshctl, running_containers, unique_project
 from tests.integration.test_up import ca_path, port_of
 

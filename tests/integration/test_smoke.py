@@ -296,7 +296,7 @@ def test_bad_checks_exit_2_before_anything_starts(tmp_path, engine):
 
 
 def test_compose_mode_checks_an_injected_stack_and_leaves_a_running_one_running(tmp_path, engine, sidecar_images):
-    from meshctl.compose_cli import ComposeCli
+    from meshctl.engine.compose import ComposeCli
 
     name = unique_project("compose")
     hello_project(tmp_path)                       # tmp_path/hello: the app's build folder

@@ -14,7 +14,7 @@ import docker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import (Foreground, hello_project, project_of, ps_json, run_meshctl, running_containers,
                             unique_project)
 

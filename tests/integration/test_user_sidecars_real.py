@@ -10,7 +10,7 @@ import time
 import docker
 import pytest
 
-from meshctl.checks import http_request, tls_context
+from meshctl.runtime.probes import http_request, tls_context
 from tests.conftest import Foreground, hello_project, project_of, ps_json, run_meshctl, running_containers, unique_project
 from tests.integration.test_up import ca_path, die_order, port_of
 

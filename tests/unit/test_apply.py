@@ -15,16 +15,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from meshctl import apply, certs, cli
+from meshctl.runtime import apply
+from meshctl import certs
+from meshctl.cli import app as cli
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, WatchSettings
 from meshctl.errors import BuildError, Cancelled, ConfigError, EngineError, StartError
 from meshctl.events import BuildEvent, Phase, PodReady
-from meshctl.images import BASE_IMAGE, sidecar_images
-from meshctl.plan import IssueCertificate, plan_renewal
+from meshctl.planning.images import BASE_IMAGE, sidecar_images
+from meshctl.planning.plan import IssueCertificate, plan_renewal
 from meshctl.sidecars import Readiness
-from meshctl.stack import Removed, down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
-from meshctl.supervise import Tracker
+from meshctl.runtime.stack import Removed, down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
+from meshctl.runtime.supervise import Tracker
 from tests.unit.fake_engine import (METRICS_READY, PROXY_READY, SERVING, FakeEngine, Prober, assert_in_phases, built,
                                     calls, engine_with_images, meshctl, pod_names, shop, stack_on, web)
 
@@ -447,7 +449,7 @@ def test_a_killed_meshctl_leaves_a_network_that_down_all_down_and_up_remove(tmp_
     for cid in list(engine.containers_):          # SIGKILL: the pods die with their tie, the network stays
         engine._gone(cid, 137)
     assert list(engine.networks_) == ["meshctl-shop"]
-    from meshctl.doctor import diagnose
+    from meshctl.runtime.doctor import diagnose
     from meshctl.certs import CertificateAuthority
     [finding] = [f for f in diagnose(engine, CertificateAuthority(home)) if f.name == "meshctl networks"]
     assert not finding.ok and "meshctl-shop" in finding.detail and "down --all" in finding.detail

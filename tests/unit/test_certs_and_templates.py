@@ -10,8 +10,8 @@ from cryptography import x509
 from meshctl import certs
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, ServiceSpec
-from meshctl.images import folder_hash
-from meshctl.sidecars import chain_of, data_dir, render_configs, render_proxy, render_tls
+from meshctl.planning.images import folder_hash
+from meshctl.sidecars import chain_of, data_dir, render_configs, render_proxy, render_tls, roles_of
 
 
 def test_ca_and_leaf(tmp_path):
@@ -65,7 +65,7 @@ def test_proxy_template_carries_the_settings():
 
 def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
     service = ServiceSpec(name="web", port=8081)
-    assert service.tls_terminator == "proxy" and service.roles == ("metrics", "proxy")
+    assert service.tls_terminator == "proxy" and roles_of(service) == ("metrics", "proxy")
     assert chain_of(service) == "proxy (HTTPS) → app"
     assert [r.role for r in render_configs("shop", service)] == ["proxy"]
     text = render_proxy("shop", service)
@@ -77,7 +77,7 @@ def test_the_proxy_terminates_tls_itself_and_no_tls_sidecar_runs():
 
 def test_without_tls_the_proxy_has_no_https_listener():
     service = ServiceSpec(name="web", port=8081, tls=None)
-    assert service.tls_terminator is None and service.roles == ("metrics", "proxy")
+    assert service.tls_terminator is None and roles_of(service) == ("metrics", "proxy")
     assert chain_of(service) == "proxy → app"
     text = render_proxy("shop", service)
     assert "ssl" not in text and ":15443" not in text and "$" not in text
@@ -90,7 +90,7 @@ def test_configured_retries_are_a_floor():
 
 def test_tls_sidecar_runs_only_without_a_proxy_and_goes_to_the_app():
     service = ServiceSpec(name="web", port=8081, proxy=None)
-    assert service.tls_terminator == "tls" and service.roles == ("metrics", "tls")
+    assert service.tls_terminator == "tls" and roles_of(service) == ("metrics", "tls")
     assert chain_of(service) == "tls → app"
     assert [r.role for r in render_configs("shop", service)] == ["tls"]
     text = render_tls("shop", service)
@@ -111,8 +111,8 @@ def test_configs_go_to_the_tls_terminator_and_a_retired_tls_folder_goes(tmp_path
     """A stack started before the proxy served HTTPS had a tls folder with a private key; the next
     `up` writes the certificate into the proxy's folder and removes the old one."""
     from meshctl.config import ProjectSpec
-    from meshctl.images import sidecar_images
-    from meshctl.stack import Stack
+    from meshctl.planning.images import sidecar_images
+    from meshctl.runtime.stack import Stack
     from tests.unit.fake_engine import FakeEngine, always_ready
 
     engine = FakeEngine(images=set(sidecar_images().values()) | {"web:1"})

@@ -5,7 +5,7 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from meshctl.compose_check import InjectedService, compose_targets, injected_services, parse_ps, planned_targets
+from meshctl.testing.compose_mode import InjectedService, compose_targets, injected_services, parse_ps, planned_targets
 from meshctl.errors import ConfigError, UsageError
 from meshctl.inject import InjectOptions, Machine, inject_text
 from meshctl.inject import document as doc

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import compose_cli
-from meshctl.compose_cli import ComposeCli, compose_command, reports_failure
+from meshctl.engine import compose as compose_cli
+from meshctl.engine.compose import ComposeCli, compose_command, reports_failure
 from meshctl.errors import ConfigError, StartError, UsageError
 
 BROKEN = 'services:\n  web:\n    image: web:1\n    ports: ["notaport:::"]\n'

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from meshctl.sidecars import roles_of
 from meshctl.config import load_project, parse_duration, parse_project
 from meshctl.errors import ConfigError
 
@@ -42,7 +43,7 @@ services:
     assert web.proxy.timeout == 15.0 and web.proxy.retries == 3
     assert web.tls.hosts == ("shop.local",)
     assert web.host_ports == {"https": 9443, "http": 9080, "metrics": 9091}
-    assert web.roles == ("metrics", "proxy")   # in start order; the proxy serves HTTPS: no tls container
+    assert roles_of(web) == ("metrics", "proxy")   # in start order; the proxy serves HTTPS: no tls container
 
 
 def test_defaults_first_service_gets_fixed_ports_later_ones_free(tmp_path):
@@ -58,7 +59,7 @@ def test_defaults_first_service_gets_fixed_ports_later_ones_free(tmp_path):
 def test_dropping_a_sidecar_drops_its_port(tmp_path):
     project = parse(tmp_path, "services:\n  a: {build: ., sidecars: {tls: false, metrics: false}}\n")
     [a] = project.services
-    assert a.roles == ("proxy",)
+    assert roles_of(a) == ("proxy",)
     assert a.host_ports == {"http": 8080}
 
 
@@ -187,4 +188,4 @@ services:
     assert (notes.user, notes.read_only, notes.cap_add) == ("0", False, ("NET_BIND_SERVICE",))
     assert probe.ready.exec == ("sh", "-c", "test -f /tmp/up")
     assert web.proxy.timeout == 5.0
-    assert web.roles == ("metrics", "proxy", "cache", "notes", "probe")
+    assert roles_of(web) == ("metrics", "proxy", "cache", "notes", "probe")

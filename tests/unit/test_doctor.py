@@ -6,8 +6,8 @@ import socket
 import stat
 
 from meshctl.certs import CertificateAuthority
-from meshctl.doctor import diagnose, port_free
-from meshctl.images import BASE_IMAGE, sidecar_refs
+from meshctl.runtime.doctor import diagnose, port_free
+from meshctl.planning.images import BASE_IMAGE, sidecar_refs
 from tests.unit.fake_engine import FakeEngine
 
 

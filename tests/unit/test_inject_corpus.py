@@ -13,7 +13,7 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from meshctl.compose_cli import ComposeCli
+from meshctl.engine.compose import ComposeCli
 from meshctl.errors import ConfigError
 from meshctl.inject import InjectOptions, Machine, inject_text, uninject_text
 from meshctl.sidecars import METRICS_PORT, PROXY_PORT, TLS_PORT

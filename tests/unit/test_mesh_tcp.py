@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from meshctl.apply import urls_for
+from meshctl.runtime.apply import urls_for
 from meshctl.config import parse_project
 from meshctl.errors import ConfigError
-from meshctl.plan import Observed, WaitReady
-from meshctl.sidecars import capture_rules, kind_of, render_capture, render_proxy, serving_readiness
-from meshctl.smoke import targets_for
+from meshctl.planning.plan import Observed, WaitReady
+from meshctl.sidecars import capture_rules, kind_of, render_capture, render_proxy, roles_of, serving_readiness
+from meshctl.testing.session import targets_for
 from tests.unit.test_metrics_agent import agent
 from tests.unit.test_plan import plan_for
 
@@ -111,7 +111,7 @@ def test_callers_route_tcp_by_original_port_to_the_callees_mesh_listener(tmp_pat
 def test_a_service_without_sidecars_stands_outside_the_mesh(tmp_path):
     project = shop(tmp_path, SHOP)
     db = project.service("db")
-    assert db.roles == () and db.mesh is None and db.outside_mesh and db.protocol == "tcp"
+    assert roles_of(db) == () and db.mesh is None and db.outside_mesh and db.protocol == "tcp"
     plan = plan_for(project, Observed(), tmp_path)
     db_steps = dict(plan.pods)["db"]
     started = [spec for s in db_steps if type(s).__name__ == "StartContainers" for spec in s.specs]
@@ -147,7 +147,7 @@ def test_tcp_urls_and_smoke_targets_say_tcp():
 
 
 def test_smoke_targets_of_a_tcp_service_count_its_connections(tmp_path):
-    from meshctl.smoke import TCP_CONNECTIONS_METRIC, _Session
+    from meshctl.testing.session import TCP_CONNECTIONS_METRIC, _Session
     [_, _, kv, _] = targets_for(shop(tmp_path, SHOP))
     assert kv.protocol == "tcp" and kv.counts_requests
     assert _Session(kv, None, None, lambda e: None)._counted_as()[0] == TCP_CONNECTIONS_METRIC
@@ -186,7 +186,7 @@ def test_meshctl_tests_tcp_endpoints_with_a_connection_and_sends_no_http():
     import socket
     import threading
 
-    from meshctl.smoke import FAILED, PASSED, Target, _Session
+    from meshctl.testing.session import FAILED, PASSED, Target, _Session
 
     server = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from meshctl.cli import app
+from meshctl.cli.app import app
 from meshctl.config import load_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_certs_ca_prints_the_path_and_keeps_the_key_private(tmp_path, monkeypatc
 def test_output_to_a_closed_pipe_is_dropped_instead_of_raising():
     import os
 
-    from meshctl.ui import PipeSafe, Ui
+    from meshctl.cli.ui import PipeSafe, Ui
     from meshctl.events import Phase
     read_end, write_end = os.pipe()
     os.close(read_end)                     # tee is gone

@@ -1,10 +1,11 @@
 from dataclasses import replace
 from pathlib import Path
 
-from meshctl._docker import ContainerInfo
+from meshctl.sidecars import roles_of
+from meshctl.engine.docker import ContainerInfo
 from meshctl.config import ProjectSpec, ServiceSpec
-from meshctl.plan import plan_pod, stop_order, stop_phases
-from meshctl.pod import build_pod
+from meshctl.planning.plan import plan_pod, stop_order, stop_phases
+from meshctl.planning.pod import build_pod
 
 
 def make_pod(tied: bool = True, **service_changes):
@@ -13,7 +14,7 @@ def make_pod(tied: bool = True, **service_changes):
     service = replace(service, **service_changes)
     project = ProjectSpec(name="shop", root=Path("/tmp"), services=(service,))
     images = {"tls": "meshctl-haproxy:abc", "proxy": "meshctl-haproxy:abc", "metrics": "meshctl-metrics:def"}
-    return build_pod(project, service, app_image="web:1", sidecar_images={r: images[r] for r in service.roles},
+    return build_pod(project, service, app_image="web:1", sidecar_images={r: images[r] for r in roles_of(service)},
                      state_dir=Path("/state/shop/web"), tied=tied, user="1000:1000")
 
 

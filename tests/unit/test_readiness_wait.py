@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from meshctl.checks import AppFailing, http_probe, wait_for
+from meshctl.runtime.probes import AppFailing, http_probe, wait_for
 from meshctl.errors import StartError
 
 
@@ -61,7 +61,7 @@ def test_steady_server_errors_fail_before_the_timeout_with_the_last_answers(serv
 
 
 def test_a_failing_streak_starts_again_after_any_other_answer(monkeypatch):
-    from meshctl import checks
+    from meshctl.runtime import probes as checks
     now = iter(range(1000))          # one second per reading of the clock
     monkeypatch.setattr(checks.time, "monotonic", lambda: float(next(now)))
     failing = AppFailing(500, b"x")

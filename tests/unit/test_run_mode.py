@@ -10,14 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
-from meshctl import runtimes
+from meshctl.config import runtimes
 from meshctl.config import load_project, parse_project
 from meshctl.errors import BuildError, ConfigError
 from meshctl.events import BuildEvent
-from meshctl.images import runtime_image_ref
-from meshctl.plan import BuildImage, InstallDependencies
-from meshctl.stack import down_project
-from meshctl.watch import CONVERGE, RESTART, classify
+from meshctl.planning.images import runtime_image_ref
+from meshctl.planning.plan import BuildImage, InstallDependencies
+from meshctl.runtime.stack import down_project
+from meshctl.planning.watch import CONVERGE, RESTART, classify
 from tests.unit.fake_engine import engine_with_images, meshctl, stack_on
 
 NODE = runtime_image_ref("node")
@@ -231,7 +231,8 @@ def test_down_keeps_the_cache_and_down_volumes_removes_it(tmp_path, home):
 
 
 def test_the_cli_takes_the_command_after_dashes(tmp_path, monkeypatch):
-    from meshctl import apply, cli
+    from meshctl.runtime import apply
+    from meshctl.cli import app as cli
     from tests.unit.fake_engine import Prober
 
     engine = engine_with_images()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from meshctl.checks import HttpAnswer
+from meshctl.runtime.probes import HttpAnswer
 from meshctl.config import ExecCheck, HttpCheck, ProjectSpec, ServiceSpec
 from meshctl.errors import StartError
-from meshctl.smoke import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
+from meshctl.testing.session import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
                            Report, ServiceReport, Target, exec_problems, excerpt, http_problems, isolated,
                            json_field, parse_prometheus, render_junit, requests_counted, run_checks, same_json,
                            with_logs)
@@ -262,7 +262,7 @@ def test_run_checks_reports_every_check_in_order_and_counts_requests(fake_app):
 
 
 def test_metrics_that_miss_the_requests_fail(monkeypatch):
-    monkeypatch.setattr("meshctl.smoke.METRICS_SETTLE", 0.2)
+    monkeypatch.setattr("meshctl.testing.session.METRICS_SETTLE", 0.2)
     frozen = FakeApp(counts=False)   # the proxy's counter never moves
     try:
         target = Target("web", {"http": frozen.url + "/", "metrics": frozen.url + "/metrics"})

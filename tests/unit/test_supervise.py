@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from meshctl import certs
-from meshctl import supervise as supervise_module
+from meshctl.runtime import supervise as supervise_module
 from meshctl.config import load_project
 from meshctl.errors import BuildError, ConfigError, EngineError, MeshctlError, StartError
 from meshctl.events import Exited, LogLine, Phase, Reloaded, Restarted
-from meshctl.supervise import Interrupts, Reloader, RenewalTimer, Tracker, supervise
-from meshctl.watch import REBUILD, RESTART, SourceChange, classify, watched_folders
+from meshctl.runtime.supervise import Interrupts, Reloader, RenewalTimer, Tracker, supervise
+from meshctl.planning.watch import REBUILD, RESTART, SourceChange, classify, watched_folders
 from tests.unit.fake_engine import (SERVING, FakeEngine, Prober, built, calls, engine_with_images, pod_names, shop,
                                     stack_on)
 from tests.unit.fake_engine import write_mesh_yaml as mesh_yaml
@@ -138,7 +138,7 @@ def test_a_sidecar_that_exits_is_restarted_in_place_and_the_app_is_left_alone(se
 
 
 def test_a_sidecar_in_a_crash_loop_is_given_up_on_and_the_app_keeps_running(session):
-    from meshctl.supervise import RestartPolicy
+    from meshctl.runtime.supervise import RestartPolicy
     s = session()
     running = Supervising(s, restarts=RestartPolicy(limit=3, first_delay=0.01))
     for attempt in range(1, 4):
@@ -167,7 +167,7 @@ def test_a_pod_whose_holder_is_gone_is_rebuilt(session):
 
 
 def test_meshctl_down_from_elsewhere_ends_the_foreground_side_with_0(session):
-    from meshctl.stack import down_project
+    from meshctl.runtime.stack import down_project
     s = session()
     running = Supervising(s)
     down_project(s.engine, "shop", home=s.root / "home")
@@ -432,7 +432,7 @@ def test_the_renewal_timer_runs_until_stopped(session, monkeypatch):
 
 
 def test_logs_follow_uses_the_trackers_pumps_and_ends_when_every_stream_ends(tmp_path):
-    from meshctl.supervise import follow_logs
+    from meshctl.runtime.supervise import follow_logs
     session = Session(tmp_path)
     running = [c for c in session.engine.containers({"meshctl.project": "shop"}, all=False) if c.role != "pod"]
     got = list(follow_logs(session.engine, running, tail=10))

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from meshctl.config import ReadySpec, UserSidecar, parse_project
 from meshctl.errors import StartError
-from meshctl.images import folder_hash
-from meshctl.plan import BuildImage, WaitReady
+from meshctl.planning.images import folder_hash
+from meshctl.planning.plan import BuildImage, WaitReady
 from meshctl.sidecars import start_rank
-from meshctl.status import status
-from meshctl.watch import CONVERGE, REBUILD, classify
+from meshctl.runtime.status import status
+from meshctl.planning.watch import CONVERGE, REBUILD, classify
 from tests.unit.fake_engine import (METRICS_READY, PROXY_READY, SERVING, FakeEngine, assert_in_phases, engine_with_images,
                                     pod_names, shop, stack_on, web)
 
@@ -113,7 +113,7 @@ def test_a_user_sidecar_that_never_gets_ready_tears_everything_down_with_its_fie
 
 
 def test_a_user_sidecar_that_exits_before_it_is_ready_is_the_news(tmp_path, home):
-    from meshctl.supervise import Tracker
+    from meshctl.runtime.supervise import Tracker
 
     engine = engine_with_images("cache:1", exec_codes={POD: 1}, exit_on_start={CACHE: 4})
     tracker = Tracker(engine)
@@ -198,7 +198,7 @@ services:
 
 
 def test_a_user_sidecar_that_exited_is_restarted_in_place_and_waited_for(tmp_path, home):
-    from meshctl.plan import StartContainers, plan_restart_sidecar
+    from meshctl.planning.plan import StartContainers, plan_restart_sidecar
 
     engine = engine_with_images("cache:1")
     project = shop(tmp_path, web(user_sidecars=with_sidecars(tmp_path)[:1]))
@@ -212,7 +212,7 @@ def test_a_user_sidecar_that_exited_is_restarted_in_place_and_waited_for(tmp_pat
 
 
 def test_a_converge_that_replaces_a_sidecar_is_not_failed_by_the_app_it_stopped_first(tmp_path, home):
-    from meshctl.supervise import Tracker
+    from meshctl.runtime.supervise import Tracker
 
     engine = engine_with_images("cache:1")
     tracker = Tracker(engine)

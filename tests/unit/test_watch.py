@@ -3,7 +3,7 @@ from pathlib import Path
 from watchfiles import Change
 
 from meshctl.config import parse_project
-from meshctl.watch import REBUILD, RESTART, change_filter, classify, net_changes, watched_folders
+from meshctl.planning.watch import REBUILD, RESTART, change_filter, classify, net_changes, watched_folders
 
 
 def project(tmp_path: Path, watch: str = ""):

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, StartError, UsageError
+from ..errors import ConfigError, StartError, UsageError
 
 # Valid YAML that no Compose accepts (a port with no number): a candidate must exit non-zero on it.
 _BROKEN = 'services:\n  probe:\n    image: meshctl-probe\n    ports: ["notaport:::"]\n'

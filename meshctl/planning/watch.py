@@ -14,8 +14,8 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from .config import ProjectSpec, ServiceSpec
-from .runtimes import is_dependency_file
+from ..config import ProjectSpec, ServiceSpec
+from ..config.runtimes import is_dependency_file
 
 # What a service needs, from the cheapest to the most expensive; a change set takes the most.
 RESTART = "restart"      # sync mode: the mounted source changed; restart the app container

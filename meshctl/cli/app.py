@@ -10,18 +10,19 @@ from typing import Optional
 import typer
 import typer.core
 
-from . import __version__
-from ._docker import DockerEngine
-from .certs import CertificateAuthority, atomic_write, meshctl_home
-from . import runtimes
-from .config import CONFIG_NAMES, _sanitize, find_config, load_project
-from .errors import Cancelled, MeshctlError, UsageError
-from .model import HOLDER
-from .images import sidecar_refs
-from .sidecars import data_dir
-from .stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
-from .status import project_names, status
-from .supervise import Interrupts, Reloader, Tracker, follow_logs, supervise
+from .. import __version__
+from ..engine.docker import DockerEngine
+from ..certs import CertificateAuthority, atomic_write, meshctl_home
+from ..config import runtimes
+from ..config import CONFIG_NAMES, find_config, load_project
+from ..config.load import _sanitize
+from ..errors import Cancelled, MeshctlError, UsageError
+from ..model import HOLDER
+from ..planning.images import sidecar_refs
+from ..sidecars import data_dir
+from ..runtime.stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
+from ..runtime.status import project_names, status
+from ..runtime.supervise import Interrupts, Reloader, Tracker, follow_logs, supervise
 from .ui import Ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -143,7 +144,7 @@ def test_(ctx: typer.Context, path: Path = PathArg,
           ) -> None:
     """Bring the stack up, run the built-in and mesh.yaml checks, write the report, tear it all down.
     Exit 0: all passed; 1: a check failed; 2: bad configuration or usage; 3: the stack could not start."""
-    from . import smoke
+    from ..testing import session as smoke
 
     ui = Ui()
     if as_json:
@@ -191,7 +192,7 @@ def _writable(target: Path, option: str) -> None:
 
 
 def _compose_test(compose: Path, interrupts: Interrupts, ui: Ui, timeout: float):
-    from .compose_check import run_compose_test
+    from ..testing.compose_mode import run_compose_test
 
     return run_compose_test(DockerEngine(), _compose_file(compose), interrupts=interrupts, on_event=ui,
                             ready_timeout=timeout)
@@ -245,7 +246,7 @@ def logs(service: Optional[str] = typer.Argument(None, help="Only this service."
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
          tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
     """Logs of a stack's containers, prefixed by service and role."""
-    from .events import LogLine
+    from ..events import LogLine
 
     ui = Ui()
 
@@ -288,7 +289,8 @@ def init(path: Path = typer.Argument(Path("."), help="The folder to write mesh.y
         target = path / "mesh.yaml"
         if target.exists() and not force:
             raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
-        from .config import _sanitize, dockerfile_exposed_port
+        from ..config import dockerfile_exposed_port
+        from ..config.load import _sanitize
         dockerfile = path / "Dockerfile"
         port = dockerfile_exposed_port(dockerfile.read_text()) if dockerfile.is_file() else None
         name = _sanitize(path.resolve().name) or "app"
@@ -307,7 +309,7 @@ def doctor() -> None:
     ui = Ui()
 
     def body() -> int:
-        from .doctor import diagnose
+        from ..runtime.doctor import diagnose
 
         found = diagnose(DockerEngine(), CertificateAuthority())
         ui.doctor([(f.name, f.ok, f.detail) for f in found])
@@ -348,9 +350,9 @@ def inject(file: Optional[str] = ComposeFileArg,
     def body() -> int:
         import os
 
-        from .errors import EngineError
-        from .inject import ROLES, InjectOptions, Machine, inject_text
-        from .inject_files import write_sidecar_files
+        from ..errors import EngineError
+        from ..inject import ROLES, InjectOptions, Machine, inject_text
+        from ..inject.files import write_sidecar_files
 
         if undo:
             return _uninject(ui, file, output, in_place)
@@ -395,7 +397,7 @@ def uninject(file: Optional[str] = ComposeFileArg, output: Optional[Path] = Outp
 
 
 def _uninject(ui: Ui, file: Optional[str], output: Optional[Path], in_place: bool) -> int:
-    from .inject import uninject_text
+    from ..inject import uninject_text
 
     text, source, path = _read_compose(file, output, in_place)
     result = uninject_text(text, source)

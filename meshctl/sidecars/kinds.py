@@ -14,13 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .errors import MeshctlError
-from .model import APP, HOLDER, spiffe_id
+from ..errors import MeshctlError
+from ..model import APP, HOLDER, spiffe_id
 
-if TYPE_CHECKING:
-    from .config import MeshSettings, ReadySpec, ServiceSpec, UserSidecar
+from ..config import MeshSettings, ReadySpec, ServiceSpec, UserSidecar
 
 # Ports inside the pod (the shared network namespace). The holder publishes the first three.
 TLS_PORT = 15443
@@ -44,7 +42,7 @@ def data_dir(kind: str) -> Path:
     packaged = resources.files("meshctl") / "_data" / kind
     if packaged.is_dir():
         return Path(str(packaged))
-    source = Path(__file__).resolve().parent.parent / kind
+    source = Path(__file__).resolve().parents[2] / kind   # the repo: meshctl/sidecars/kinds.py → ../../
     if source.is_dir():
         return source
     raise MeshctlError(f"meshctl's {kind}/ folder is missing from this installation",
@@ -580,6 +578,11 @@ def user_kind(sidecar: UserSidecar) -> SidecarKind:
 def kinds_for(service: ServiceSpec) -> list[SidecarKind]:
     """The sidecar containers a service runs, in start order: meshctl's, then the user's own."""
     return [kind for kind in KINDS.values() if kind.runs(service)] + [user_kind(s) for s in service.user_sidecars]
+
+
+def roles_of(service: ServiceSpec) -> tuple[str, ...]:
+    """The sidecar containers that run, in start order; tls only as the one serving HTTPS."""
+    return tuple(kind.role for kind in kinds_for(service))
 
 
 def kind_of(service: ServiceSpec, role: str) -> SidecarKind | None:

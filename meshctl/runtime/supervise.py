@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import load_project
-from .engine import Engine
-from .errors import BuildError, MeshctlError, StartError
-from .events import Exited, LogLine, Phase, Reloaded, Restarted
-from .model import APP, HOLDER, ContainerInfo, ContainerSpec
+from ..config import load_project
+from ..engine.protocol import Engine
+from ..errors import BuildError, MeshctlError, StartError
+from ..events import Exited, LogLine, Phase, Reloaded, Restarted
+from ..model import APP, HOLDER, ContainerInfo, ContainerSpec
 from .stack import RunningPod, Stack
-from .watch import REBUILD, RESTART, SourceChange, change_sets, classify, watched_folders
+from ..planning.watch import REBUILD, RESTART, SourceChange, change_sets, classify, watched_folders
 
 LOG_TAIL = 50
 

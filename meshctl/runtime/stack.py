@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, NullWatch, Watch
-from .certs import CertificateAuthority, meshctl_home
-from .config import ProjectSpec
-from .engine import Engine
-from .errors import Cancelled, ConfigError, MeshctlError
-from .events import OnEvent, Phase
-from .images import BASE_IMAGE, build_network, sidecar_images
-from .plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, RemoveVolume, Settings, image_refs,
+from ..certs import CertificateAuthority, meshctl_home
+from ..config import ProjectSpec
+from ..engine.protocol import Engine
+from ..errors import Cancelled, ConfigError, MeshctlError
+from ..events import OnEvent, Phase
+from ..planning.images import BASE_IMAGE, build_network, sidecar_images
+from ..planning.plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, RemoveVolume, Settings, image_refs,
                    plan_down, plan_images, plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar,
                    plan_up, pull_base_image, service_sans, wanted_folders)
-from .sidecars import KINDS, config_roles, data_dir, tls_kind
+from ..sidecars import KINDS, config_roles, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks, project_volumes
 
 

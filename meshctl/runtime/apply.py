@@ -16,17 +16,17 @@ from pathlib import Path
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
-from .certs import CertificateAuthority, atomic_write
-from .checks import Probe, http_probe, tcp_probe, tls_context, wait_for
-from .engine import Engine
-from .errors import BuildError, Cancelled, MeshctlError, StartError
-from .events import BuildEvent, LogLine, OnEvent, Phase, PodReady
-from .images import build_network
-from .model import APP, HOLDER, ContainerInfo, ContainerSpec
-from .plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Keep, Plan,
+from ..certs import CertificateAuthority, atomic_write
+from .probes import Probe, http_probe, tcp_probe, tls_context, wait_for
+from ..engine.protocol import Engine
+from ..errors import BuildError, Cancelled, MeshctlError, StartError
+from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
+from ..planning.images import build_network
+from ..model import APP, HOLDER, ContainerInfo, ContainerSpec
+from ..planning.plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Keep, Plan,
                    PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume, RestartContainer, RunOnce,
                    SignalReload, StartContainers, Step, WaitReady, WriteFiles)
-from .sidecars import Readiness
+from ..sidecars import Readiness
 
 
 class Watch(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StartError
+from ..errors import StartError
 
 Probe = Callable[[], "str | None"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .model import ContainerInfo, ContainerSpec
+from ..model import ContainerInfo, ContainerSpec
 
 
 class Engine(Protocol):

@@ -19,13 +19,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .errors import MeshctlError
-from .events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded,
+from ..errors import MeshctlError
+from ..events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded,
                      Restarted)
-from .plan import Plan, describe
-from .smoke import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
-from .stack import RunningPod
-from .status import ServiceStatus
+from ..planning.plan import Plan, describe
+from ..testing.session import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
+from ..runtime.stack import RunningPod
+from ..runtime.status import ServiceStatus
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}

@@ -9,11 +9,11 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .config import ProjectSpec, ServiceSpec
+from ..config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
-from .model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
-from .runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
-from .sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
+from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
+from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
+from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
 
 
 @dataclass(frozen=True)

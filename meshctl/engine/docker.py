@@ -16,8 +16,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from .errors import BuildError, EngineError, MeshctlError, PortInUse
-from .model import ContainerInfo, ContainerSpec, split_image_ref
+from ..errors import BuildError, EngineError, MeshctlError, PortInUse
+from ..model import ContainerInfo, ContainerSpec, split_image_ref
 
 
 class DockerEngine:

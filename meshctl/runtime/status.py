@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .apply import host_ports_by_name, urls_for
-from .engine import Engine
-from .model import HOLDER, OUTSIDE_MESH, ContainerInfo
-from .sidecars import MESH_FILE, start_rank
+from ..engine.protocol import Engine
+from ..model import HOLDER, OUTSIDE_MESH, ContainerInfo
+from ..sidecars import MESH_FILE, start_rank
 
 
 def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:

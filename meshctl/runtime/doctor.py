@@ -6,12 +6,12 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from .certs import CertificateAuthority
-from .config import DEFAULT_HOST_PORTS
-from .engine import Engine
-from .errors import MeshctlError
-from .images import BASE_IMAGE, sidecar_refs
-from .sidecars import KINDS
+from ..certs import CertificateAuthority
+from ..config import DEFAULT_HOST_PORTS
+from ..engine.protocol import Engine
+from ..errors import MeshctlError
+from ..planning.images import BASE_IMAGE, sidecar_refs
+from ..sidecars import KINDS
 from .status import orphan_networks
 
 

@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .certs import default_sans
-from .checks import HttpAnswer, http_request, tcp_connect, tls_context
-from .config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
-from .engine import Engine
-from .errors import Cancelled, MeshctlError
-from .events import CheckDone, ChecksPlanned, CheckStarted
-from .model import APP
-from .sidecars import PROXY_PORT
+from ..certs import default_sans
+from ..runtime.probes import HttpAnswer, http_request, tcp_connect, tls_context
+from ..config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
+from ..engine.protocol import Engine
+from ..errors import Cancelled, MeshctlError
+from ..events import ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted, PodReady
+from ..model import APP
+from ..runtime.stack import Stack
+from ..runtime.supervise import Tracker, teardown
+from ..sidecars import PROXY_PORT
 
 LOG_LINES = 50                  # per container of a failing service, on stderr and in the report
 EXCERPT_CHARS = 600             # of a response body or a command's output, in a failure message
@@ -42,30 +44,10 @@ METRICS_SETTLE = 5.0            # seconds the proxy's access events may take to 
 REQUESTS_METRIC = "meshctl_requests_total"
 TCP_CONNECTIONS_METRIC = "meshctl_tcp_connections_total"   # a TCP service's count
 
-PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
 
 # ---------------------------------------------------------------------------------------------
 # Results
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    service: str
-    name: str
-    kind: str                  # "builtin", "http" or "exec"
-    outcome: str               # passed, failed, error (could not run), skipped
-    seconds: float = 0.0
-    message: str = ""          # one line: what was expected and what came
-    excerpt: str = ""          # the response body or the command's output, shortened
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in (PASSED, SKIPPED)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "outcome": self.outcome,
-                "seconds": round(self.seconds, 4), "message": self.message, "excerpt": self.excerpt}
 
 
 @dataclass(frozen=True)
@@ -657,9 +639,6 @@ def _start_failure(harness: Harness, target: Target, exc: MeshctlError) -> Servi
 def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_event: Callable[[Any], None],
                    ready_timeout: float) -> Report:
     """`meshctl test PATH`: a Stack tied to this process (SIGKILL takes it down too)."""
-    from .events import PodReady
-    from .stack import Stack
-    from .supervise import Tracker, teardown
 
     ready: dict[str, float] = {}
 

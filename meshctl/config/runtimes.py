@@ -15,10 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .config import ServiceSpec
+from .spec import ServiceSpec
 
 APP_DIR = "/app"
 # Where the install container sees a CA bundle the machine's TLS goes through (MESHCTL_INSTALL_CA).

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine
-from .certs import CertificateAuthority, default_sans
-from .compose_cli import ComposeCli
-from .errors import MeshctlError, ConfigError, UsageError
-from .events import Phase
-from .inject import MARK, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
-from .inject.names import POD, split_sidecar_name
-from .sidecars import METRICS_PORT, TLS_PORT
-from .smoke import LOG_LINES, Harness, Report, Target, run_harness
+from ..engine.protocol import Engine
+from ..certs import CertificateAuthority, default_sans
+from ..engine.compose import ComposeCli
+from ..errors import MeshctlError, ConfigError, UsageError
+from ..events import Phase
+from ..inject import MARK, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
+from ..inject.names import POD, split_sidecar_name
+from ..sidecars import METRICS_PORT, TLS_PORT
+from .session import LOG_LINES, Harness, Report, Target, run_harness
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def parse_ps(output: str) -> list[dict[str, Any]]:
 
 def run_compose_test(engine: Engine, file: Path, *, interrupts: Any, on_event: Callable[[Any], None],
                      ready_timeout: float) -> Report:
-    from .inject import document as compose_document
+    from ..inject import document as compose_document
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file", hint="pass the compose file `meshctl inject` wrote")

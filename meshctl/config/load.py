@@ -10,195 +10,25 @@ import difflib
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..errors import ConfigError, located, yaml_syntax_error
+from ..model import split_image_ref
 from . import runtimes
-from .errors import ConfigError, located, yaml_syntax_error
-from .model import spiffe_id, split_image_ref
-from .sidecars import kinds_for
-
-CONFIG_NAMES = ("mesh.yaml", "mesh.yml")
-# The keys of a service's `sidecars:` settings (which containers run is sidecars.KINDS' business).
-SIDECAR_SETTINGS = ("tls", "proxy", "metrics")
-PORT_NAMES = ("https", "http", "metrics")
-# Host ports of the first service when mesh.yaml says nothing; later services get free ports.
-DEFAULT_HOST_PORTS = {"https": 8443, "http": 8080, "metrics": 9090}
-# Ports the sidecars use inside the pod; an app may not listen on them.
-RESERVED_POD_PORTS = range(15000, 15100)
+from .protocol import TCP, Facts, port_protocol
+from .spec import (
+    CONFIG_NAMES, DEFAULT_HOST_PORTS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS, SIDECAR_SETTINGS, CheckSpec,
+    ExecCheck, HttpCheck, MeshSettings, MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, ServiceSpec,
+    TlsSettings, UserSidecar, WatchSettings,
+)
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    timeout: float = 15.0          # seconds the proxy waits for the app's answer
-    retries: int = 2               # retries when the app refuses the connection
-    # Per attempt, and HAProxy's pause between retries: loopback connects answer at once.
-    connect_timeout: float = 0.2
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    hosts: tuple[str, ...] = ()    # extra SANs beyond localhost, 127.0.0.1, ::1 and the service name
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    pass
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    sync: tuple[tuple[str, str], ...] = ()   # (local folder relative to the build context, path in the container)
-    rebuild: tuple[str, ...] = ()            # globs that need a rebuild even in sync mode
-    ignore: tuple[str, ...] = ()             # globs never watched
-
-
-@dataclass(frozen=True)
-class HttpCheck:
-    """A declared request and what its answer must show (`meshctl test`)."""
-    name: str
-    path: str
-    method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes | None = None
-    via: str = "https"                         # the endpoint: https (HTTPS → proxy → app) or http
-    status: tuple[int, ...] = ()               # empty: any status below 400
-    body_contains: str | None = None
-    body_matches: str | None = None            # a regular expression, searched anywhere
-    json: tuple[tuple[str, Any], ...] = ()     # dotted field path ("items.0.id") → expected value
-    max_latency: float | None = None           # seconds
-    timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class ExecCheck:
-    """A command run in the app's container and the exit code it must end with."""
-    name: str
-    command: tuple[str, ...]
-    exit_code: int = 0
-    output_contains: str | None = None
-    timeout: float = 30.0
-
-
-CheckSpec = HttpCheck | ExecCheck
-
-
-MTLS_MODES = ("strict", "permissive", "off")
-@dataclass(frozen=True)
-class MeshSettings:
-    """The project's mesh as one service's proxy sees it (set only when its project has other
-    services to call or be called by, and mTLS is not off)."""
-    project: str
-    mtls: str = "strict"                       # strict | permissive (mTLS between pods; off: no mesh)
-    capture: bool = True                       # redirect the app's calls to other services through its proxy
-    peers: tuple[tuple[str, int], ...] = ()    # the other services with a proxy: (name, app port)
-    allow: tuple[str, ...] | None = None       # who may call this service; None: every service of the project
-    tcp_peers: tuple[tuple[str, int], ...] = ()   # the other services with a TCP proxy: (name, app port)
-
-
-@dataclass(frozen=True)
-class ReadySpec:
-    """A user sidecar's `ready:`: exactly one of a TCP port, an HTTP path on a port, a command."""
-    tcp: int | None = None
-    http: str | None = None
-    port: int | None = None
-    exec: tuple[str, ...] | None = None
-
-    def ports(self) -> tuple[int, ...]:
-        return tuple(p for p in (self.tcp, self.port) if p is not None)
-
-
-@dataclass(frozen=True)
-class UserSidecar:
-    """A sidecar of the user's own: joins the pod's namespaces, starts after meshctl's sidecars,
-    is ready before the app starts, stops after it. Least privilege unless a field asks for more:
-    `user` (default: your uid:gid), `read_only: false`, `cap_add`."""
-    name: str
-    image: str | None = None
-    build: Path | None = None
-    command: tuple[str, ...] | None = None       # the image's CMD, replaced (as in compose)
-    entrypoint: tuple[str, ...] | None = None    # the image's ENTRYPOINT, replaced
-    env: tuple[tuple[str, str], ...] = ()
-    ready: ReadySpec | None = None
-    user: str | None = None
-    read_only: bool = True
-    cap_add: tuple[str, ...] = ()
-    stop_grace_period: float = 5.0
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    port: int
-    build: Path | None = None
-    image: str | None = None
-    health: str = "/"
-    env: tuple[tuple[str, str], ...] = ()
-    command: tuple[str, ...] | None = None
-    metrics_path: str | None = None
-    proxy: ProxySettings | None = field(default_factory=ProxySettings)
-    tls: TlsSettings | None = field(default_factory=TlsSettings)
-    metrics: MetricsSettings | None = field(default_factory=MetricsSettings)
-    # Host ports on 127.0.0.1 by name; 0 asks for a free one. Only enabled sidecars have one.
-    ports: tuple[tuple[str, int], ...] = ()
-    stop_grace_period: float = 10.0
-    watch: WatchSettings = field(default_factory=WatchSettings)
-    checks: tuple[CheckSpec, ...] = ()
-    mesh: MeshSettings | None = None
-    allow: tuple[str, ...] | None = None       # as written in mesh.yaml (mesh.allow is what applies)
-    user_sidecars: tuple[UserSidecar, ...] = ()
-    # Run mode (`meshctl up -- CMD`, or `runtime:`/`source:` in mesh.yaml): no Dockerfile; the
-    # command runs in a runtime image (node, python, go: runtimes.RUNTIMES) or in `image`, with
-    # `source` mounted read-only at /app, its working directory.
-    runtime: str | None = None
-    source: Path | None = None
-    # http, or tcp: a TCP proxy (connection metrics, mTLS between pods, readiness by a TCP connect).
-    protocol: str = "http"
-    health_exec: tuple[str, ...] | None = None   # a TCP service's `health: {exec: [...]}`, run in the app
-    outside_mesh: bool = False                   # `sidecars: false` in a project with a mesh
-
-    @property
-    def identity(self) -> str | None:
-        return spiffe_id(self.mesh.project, self.name) if self.mesh else None
-
-    @property
-    def tls_terminator(self) -> str | None:
-        """The role whose container serves HTTPS (and holds the certificate), if any: the proxy
-        when there is one (one stage fewer per request), else a tls sidecar in front of the app."""
-        if self.tls is None:
-            return None
-        return "proxy" if self.proxy else "tls"
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        """The sidecar containers that run, in start order; tls only as the one serving HTTPS."""
-        return tuple(kind.role for kind in kinds_for(self))
-
-    @property
-    def host_ports(self) -> dict[str, int]:
-        return dict(self.ports)
-
-
-@dataclass(frozen=True)
-class ProjectSpec:
-    name: str
-    root: Path                     # the folder relative paths are resolved from
-    services: tuple[ServiceSpec, ...]
-    source: Path | None = None     # the mesh.yaml it came from, if any
-
-    def service(self, name: str) -> ServiceSpec:
-        for s in self.services:
-            if s.name == name:
-                return s
-        raise ConfigError(f"no service named {name!r} in project {self.name!r}",
-                          hint="services: " + ", ".join(s.name for s in self.services))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,8 +298,6 @@ def _parse_protocol(raw: dict, port: int, image: str | None, path: tuple, where:
 
 def inferred_protocol(port: int, image: str | None) -> str:
     """tcp where the port or the image plainly is not HTTP (5432, redis:7…), else http."""
-    # Imported here: the inject package's planner reads this module's constants.
-    from .inject.protocol import TCP, Facts, port_protocol
     verdict, _why = port_protocol(port, Facts(image))
     return "tcp" if verdict == TCP else "http"
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .certs import default_sans
-from .config import ProjectSpec, ServiceSpec
+from ..certs import default_sans
+from ..config import ProjectSpec, ServiceSpec
 from .images import (BASE_IMAGE, app_image_ref, build_labels, kind_image, runtime_build_labels, sidecar_build_labels,
                      user_sidecar_image_ref)
-from .model import APP, CONFIG_HASH, DEPS, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
+from ..model import APP, CONFIG_HASH, DEPS, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod, install_container
-from .runtimes import dependency_cache
-from .sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles,
+from ..config.runtimes import dependency_cache
+from ..sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles,
                        data_dir, kind_of, kinds_for, published_ports, render_configs, serving_readiness, stop_group,
                        tls_kind)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .certs import CertificateAuthority, atomic_write
-from .inject import InjectResult
+from ..certs import CertificateAuthority, atomic_write
+from . import InjectResult
 
 
 def write_sidecar_files(result: InjectResult, ca: CertificateAuthority) -> None:

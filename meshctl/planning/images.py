@@ -8,9 +8,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from . import __version__
-from .config import ServiceSpec
-from .sidecars import CAPTURE, KINDS, SidecarKind, data_dir
+from .. import __version__
+from ..config import ServiceSpec
+from ..sidecars import CAPTURE, KINDS, SidecarKind, data_dir
 
 BASE_IMAGE = "debian:bookworm-slim"
 

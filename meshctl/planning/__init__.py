@@ -1,0 +1,4 @@
+"""Pure decisions: from a ProjectSpec and what was observed, a Plan of typed steps (plan.py), the
+containers of each pod (pod.py), the images to build or pull and their tags (images.py), and what a
+set of changed files needs (watch.py). Nothing here talks to Docker or prints.
+May import: meshctl.sidecars, meshctl.config, meshctl.certs, meshctl.model, meshctl.events, meshctl.errors."""
