@@ -16,7 +16,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from ..errors import BuildError, EngineError, MeshctlError, PortInUse
+from ..errors import BuildError, EngineError, PortInUse
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
 
 
@@ -323,11 +323,14 @@ class DockerEngine:
 # Error translation
 
 
-class _NotFound(MeshctlError):
+# Engine errors (exit 3) that callers here catch by kind: a missing object is often fine (already
+# removed), a conflict sometimes (already stopping). Those that escape are the engine's refusal, not
+# a failed check: under `meshctl test`, exit 1 means a check failed.
+class _NotFound(EngineError):
     pass
 
 
-class _Conflict(MeshctlError):
+class _Conflict(EngineError):
     pass
 
 
