@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 
 from . import __version__
 
+# Labels are meshctl's only record of what exists (compose's habit): every container, network,
+# volume and image it creates carries them, and every query reads them back. The keys, once:
+LABEL_PREFIX = "meshctl."
+PROJECT_LABEL = "meshctl.project"
+SERVICE_LABEL = "meshctl.service"
+ROLE_LABEL = "meshctl.role"
+VERSION_LABEL = "meshctl.version"
+
 HOLDER = "pod"      # the role of the container that owns a pod's namespaces and published ports
 APP = "app"
 INSTALL = "install"  # the one-shot container that installs a run-mode app's dependencies
@@ -63,11 +71,11 @@ class ContainerSpec:
 
     @property
     def role(self) -> str:
-        return self.labels["meshctl.role"]
+        return self.labels[ROLE_LABEL]
 
     @property
     def service(self) -> str:
-        return self.labels.get("meshctl.service", "")
+        return self.labels.get(SERVICE_LABEL, "")
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class ContainerInfo:
     image_id: str = ""                    # the image it was created from, as Docker resolved the tag then
 
     def label(self, key: str) -> str:
-        return self.labels.get(f"meshctl.{key}", "")
+        return self.labels.get(label_key(key), "")
 
     @property
     def role(self) -> str:
@@ -99,11 +107,27 @@ def container_name(project: str, service: str, role: str) -> str:
     return f"{project}-{service}-{role}"
 
 
-def labels(project: str, service: str | None = None, role: str | None = None, **extra: str) -> dict[str, str]:
-    out = {"meshctl.project": project, "meshctl.version": __version__}
+def label_key(name: str) -> str:
+    """`config_hash` → `meshctl.config-hash`."""
+    return LABEL_PREFIX + name.replace("_", "-")
+
+
+def labels(project: str | None, service: str | None = None, role: str | None = None, *,
+           version: bool = True, **extra: str) -> dict[str, str]:
+    """The one label builder: what a container, network, volume or image of meshctl's carries
+    (`version=False` for an app image's build labels, which name the project but no release)."""
+    out = {PROJECT_LABEL: project} if project is not None else {}
+    if version:
+        out[VERSION_LABEL] = __version__
     if service:
-        out["meshctl.service"] = service
+        out[SERVICE_LABEL] = service
     if role:
-        out["meshctl.role"] = role
-    out.update({f"meshctl.{k.replace('_', '-')}": v for k, v in extra.items()})
+        out[ROLE_LABEL] = role
+    out.update({label_key(k): v for k, v in extra.items()})
     return out
+
+
+def selector(project: str | None = None, **wanted: str) -> dict[str, str]:
+    """Labels to query by: the project's (any meshctl project's when it is None or ""), and each
+    other label given (`role="pod"`). An empty value asks only that the label exists."""
+    return {PROJECT_LABEL: project or "", **{label_key(k): v for k, v in wanted.items()}}

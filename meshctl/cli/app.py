@@ -17,7 +17,7 @@ from ..config import runtimes
 from ..config import CONFIG_NAMES, find_config, load_project
 from ..config.load import _sanitize
 from ..errors import Cancelled, MeshctlError, UsageError
-from ..model import HOLDER
+from ..model import HOLDER, selector
 from ..planning.images import sidecar_refs
 from ..sidecars import data_dir
 from ..runtime.stack import Stack, down_all, down_project, ensure_sidecar_images, plan_down_project
@@ -253,10 +253,8 @@ def logs(service: Optional[str] = typer.Argument(None, help="Only this service."
     def body() -> int:
         engine = DockerEngine()
         project = name or _project_name(path, running_fallback=engine)
-        labels = {"meshctl.project": project}
-        if service:
-            labels["meshctl.service"] = service
-        containers = [c for c in engine.containers(labels, all=False) if c.role != HOLDER]
+        wanted = selector(project, service=service) if service else selector(project)
+        containers = [c for c in engine.containers(wanted, all=False) if c.role != HOLDER]
         if not containers:
             raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else ""),
                              hint="`meshctl ps` lists what runs")

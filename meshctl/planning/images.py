@@ -8,7 +8,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from .. import __version__
 from ..config import ServiceSpec
 from ..sidecars import CAPTURE, KINDS, SidecarKind, data_dir
 
@@ -46,14 +45,6 @@ def sidecar_images(folders: set[str] | None = None) -> dict[str, str]:
     return {name: sidecar_image_ref(name) for name in sorted(folders or every)}
 
 
-def sidecar_build_labels(folder: str) -> dict[str, str]:
-    return {"meshctl.sidecar": folder, "meshctl.version": __version__}
-
-
-def build_labels(project: str, service: str, **extra: str) -> dict[str, str]:
-    return {"meshctl.project": project, "meshctl.service": service, **{f"meshctl.{k}": v for k, v in extra.items()}}
-
-
 def user_sidecar_image_ref(project: str, service: str, kind: SidecarKind) -> str:
     """A user sidecar's image: theirs, or built from their folder and tagged by its content hash
     (a changed folder is rebuilt, an unchanged one never)."""
@@ -71,10 +62,6 @@ def kind_image(project: str, service: str, kind: SidecarKind, sidecar_images: di
 def runtime_image_ref(runtime: str) -> str:
     """A runtime image (runtimes/NAME, built from the base image), tagged by a hash of its folder."""
     return f"meshctl-runtime-{runtime}:{folder_hash(data_dir('runtimes') / runtime)}"
-
-
-def runtime_build_labels(runtime: str) -> dict[str, str]:
-    return {"meshctl.runtime": runtime, "meshctl.version": __version__}
 
 
 def app_image_ref(project: str, service: ServiceSpec) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..certs import default_sans
 from ..config import ProjectSpec, ServiceSpec
-from .images import (BASE_IMAGE, app_image_ref, build_labels, kind_image, runtime_build_labels, sidecar_build_labels,
+from .images import (BASE_IMAGE, app_image_ref, kind_image,
                      user_sidecar_image_ref)
 from ..model import APP, CONFIG_HASH, DEPS, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
 from .pod import Pod, build_pod, install_container
@@ -348,7 +348,7 @@ def plan_images(image_folders: Iterable[str], observed: Observed, sidecar_images
         steps.append(pull_base_image())
     steps += [step for step in apps if isinstance(step, PullImage)]
     for folder in missing:
-        steps.append(BuildImage(sidecar_images[folder], sidecar_dirs / folder, sidecar_build_labels(folder),
+        steps.append(BuildImage(sidecar_images[folder], sidecar_dirs / folder, labels(None, sidecar=folder),
                                 f"not built yet (its tag is a hash of sidecars/{folder})"))
     return steps + list(app_builds)
 
@@ -400,11 +400,11 @@ def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -
     if service.runtime is not None:
         if ref in observed.images:
             return None
-        return BuildImage(ref, data_dir("runtimes") / service.runtime, runtime_build_labels(service.runtime),
+        return BuildImage(ref, data_dir("runtimes") / service.runtime, labels(None, runtime=service.runtime),
                           f"the {service.runtime} runtime is not built yet (its tag is a hash of runtimes/"
                           f"{service.runtime}; Debian's packages, once)")
     if service.build is not None:
-        return BuildImage(ref, service.build, build_labels(project.name, service.name),
+        return BuildImage(ref, service.build, labels(project.name, service.name, version=False),
                           f"services.{service.name}.build (Docker reuses cached layers)", service.name)
     if ref in observed.images:
         return None
@@ -423,7 +423,7 @@ def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[Build
                 continue
             field_path = f"services.{service.name}.sidecars.{kind.role}"
             if kind.user_build is not None:
-                steps.append(BuildImage(ref, kind.user_build, build_labels(project.name, service.name, sidecar=kind.role),
+                steps.append(BuildImage(ref, kind.user_build, labels(project.name, service.name, version=False, sidecar=kind.role),
                                         f"{field_path}.build: not built yet (its tag is a hash of the folder)",
                                         service.name))
             else:
@@ -694,7 +694,7 @@ def plan_rebuild_app(project: ProjectSpec, service: str, observed: Observed, set
     assert spec.build is not None
     current = [c for c in observed.containers if c.service == service and c.role == APP]
     steps: list[Step] = [BuildImage(app_image_ref(project.name, spec), spec.build,
-                                    build_labels(project.name, service), "its build folder changed", service)]
+                                    labels(project.name, service, version=False), "its build folder changed", service)]
     steps += _removals(current, "replaced by the new build")
     steps += [StartContainers(service, (pod.app,), "the new build", pod.port_hints(), reloading=True),
               _wait_serving(pod)]

@@ -18,6 +18,7 @@ from ..certs import CertificateAuthority, meshctl_home
 from ..config import ProjectSpec
 from ..engine.protocol import Engine
 from ..errors import Cancelled, ConfigError, MeshctlError
+from ..model import PROJECT_LABEL, selector
 from ..events import OnEvent, Phase
 from ..planning.images import BASE_IMAGE, build_network, sidecar_images
 from ..planning.plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, RemoveVolume, Settings, image_refs,
@@ -292,7 +293,7 @@ def down_all(engine: Engine, *, force: bool = False, volumes: bool = False) -> d
     dependency cache)."""
     names = set(project_names(engine))
     if volumes:
-        names |= {v.get("Labels", {}).get("meshctl.project", "") for v in engine.volumes({"meshctl.project": ""})}
+        names |= {v.get("Labels", {}).get(PROJECT_LABEL, "") for v in engine.volumes(selector())}
     return {name: down_project(engine, name, force=force, volumes=volumes) for name in sorted(names) if name}
 
 

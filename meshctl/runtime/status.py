@@ -10,7 +10,7 @@ from typing import Any
 
 from .apply import host_ports_by_name, urls_for
 from ..engine.protocol import Engine
-from ..model import HOLDER, OUTSIDE_MESH, ContainerInfo
+from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector
 from ..sidecars import MESH_FILE, start_rank
 
 
@@ -18,30 +18,29 @@ def managed_containers(engine: Engine, project: str | None = None, **labels: str
     """Containers of meshctl's own stacks. Sidecars that `meshctl inject` wrote into a compose
     file carry meshctl.* labels too (meshctl.source=compose), but compose owns them: `down`, `ps`
     and plans leave them alone."""
-    wanted = {"meshctl.project": project or "", **{f"meshctl.{k}": v for k, v in labels.items()}}
-    return [c for c in engine.containers(wanted) if c.label("source") != "compose"]
+    return [c for c in engine.containers(selector(project, **labels)) if c.label("source") != "compose"]
 
 
 def project_networks(engine: Engine, project: str) -> list[str]:
-    return sorted(n["Name"] for n in engine.networks({"meshctl.project": project}))
+    return sorted(n["Name"] for n in engine.networks(selector(project)))
 
 
 def project_volumes(engine: Engine, project: str) -> list[str]:
     """A project's dependency caches (run mode): `down` keeps them, `down --volumes` removes them."""
-    return sorted(v["Name"] for v in engine.volumes({"meshctl.project": project}))
+    return sorted(v["Name"] for v in engine.volumes(selector(project)))
 
 
 def project_names(engine: Engine) -> list[str]:
     names = {c.label("project") for c in managed_containers(engine)}
-    names |= {n.get("Labels", {}).get("meshctl.project", "") for n in engine.networks({"meshctl.project": ""})}
+    names |= {n.get("Labels", {}).get(PROJECT_LABEL, "") for n in engine.networks(selector())}
     return sorted(n for n in names if n)
 
 
 def orphan_networks(engine: Engine) -> list[str]:
     """meshctl networks whose project has no container left (a meshctl that was SIGKILLed)."""
     live = {c.label("project") for c in managed_containers(engine) if c.state == "running"}
-    return sorted(n["Name"] for n in engine.networks({"meshctl.project": ""})
-                  if n.get("Labels", {}).get("meshctl.project") not in live)
+    return sorted(n["Name"] for n in engine.networks(selector())
+                  if n.get("Labels", {}).get(PROJECT_LABEL) not in live)
 
 
 @dataclass(frozen=True)

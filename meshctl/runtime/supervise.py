@@ -20,7 +20,7 @@ from ..config import load_project
 from ..engine.protocol import Engine
 from ..errors import BuildError, MeshctlError, StartError
 from ..events import Exited, LogLine, Phase, Reloaded, Restarted
-from ..model import APP, HOLDER, ContainerInfo, ContainerSpec
+from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector
 from .stack import RunningPod, Stack
 from ..planning.watch import REBUILD, RESTART, SourceChange, change_sets, classify, watched_folders
 
@@ -414,8 +414,7 @@ class RestartPolicy:
 def _holder_gone(stack: Stack, service: str) -> bool:
     """Asked of the engine, not the tracker: when a holder dies, the kernel kills everything in
     its PID namespace, and those exits may be reported before the holder's own."""
-    holders = [c for c in stack.engine.containers({"meshctl.project": stack.project.name,
-                                                   "meshctl.service": service, "meshctl.role": HOLDER})]
+    holders = stack.engine.containers(selector(stack.project.name, service=service, role=HOLDER))
     return not any(c.state == "running" for c in holders)
 
 

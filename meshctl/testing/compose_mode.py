@@ -25,6 +25,7 @@ from ..errors import MeshctlError, ConfigError, UsageError
 from ..events import Phase
 from ..inject import MARK, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
 from ..inject.names import POD, split_sidecar_name
+from ..model import ROLE_LABEL
 from ..sidecars import METRICS_PORT, TLS_PORT
 from .session import LOG_LINES, Harness, Report, Target, run_harness
 
@@ -64,7 +65,7 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
         if app is not None:
             block = service[MARK]
             service_labels = service.get("labels") or {}
-            role = service_labels.get("meshctl.role") if isinstance(service_labels, dict) else None
+            role = service_labels.get(ROLE_LABEL) if isinstance(service_labels, dict) else None
             if role:
                 if role != POD:
                     roles.setdefault(app, []).append(str(role))
