@@ -1,7 +1,7 @@
 """What the user asked for, typed and checked: mesh.yaml, a bare Dockerfile or `--image`/`--port`
 become one frozen ProjectSpec, and every mistake becomes a ConfigError naming file:line and field.
 
-spec.py holds the dataclasses (no parsing, no I/O); load.py reads and validates; protocol.py is the
+spec.py holds the dataclasses (no parsing, no I/O); load.py reads and validates; port_protocol.py is the
 HTTP-or-TCP evidence shared with inject; runtimes.py says which runtime (node, python, go) runs a
 command without a Dockerfile. May import: meshctl.errors, meshctl.model. Nothing above it."""
 

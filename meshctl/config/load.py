@@ -19,7 +19,7 @@ import yaml
 from ..errors import ConfigError, located, yaml_syntax_error
 from ..model import split_image_ref
 from . import runtimes
-from .protocol import TCP, Facts, port_protocol
+from .port_protocol import TCP, Facts, port_protocol
 from .spec import (
     CONFIG_NAMES, DEFAULT_HOST_PORTS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS, SIDECAR_SETTINGS, CheckSpec,
     ExecCheck, HttpCheck, MeshSettings, MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, ServiceSpec,
@@ -285,7 +285,7 @@ _HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true
 
 def _parse_protocol(raw: dict, port: int, image: str | None, path: tuple, where: _Where) -> str:
     """`protocol:` as written; else tcp where the port or image is plainly not HTTP, by the same
-    evidence `meshctl inject` weighs (inject/protocol.py), else http."""
+    evidence `meshctl inject` weighs (config/port_protocol.py), else http."""
     if "protocol" in raw:
         value = raw["protocol"]
         if not isinstance(value, str) or value.lower() not in PROTOCOLS:

@@ -1,4 +1,4 @@
-"""A recording fake of the Engine protocol (protocol.py): apply, reload, supervision and teardown
+"""A recording fake of the Engine protocol (base.py): apply, reload, supervision and teardown
 run against it with no daemon, and tests assert the calls and their order. It ships in the
 package as httpx ships MockTransport. It keeps just enough state to behave like the engine:
 images, networks, containers with labels and states, bound host ports, exits that wait for removal."""

@@ -9,8 +9,8 @@ the original bytes.
     names.py     the names written and read back (x-meshctl, NAME-mesh-ROLE, x-meshctl-KEY)
     document.py  the file as libyaml nodes with positions; values read as Compose reads them
     ports.py     the published-port grammar
-    protocol.py  HTTP only on evidence, TCP otherwise; which port
-    plan.py      which services, which port and protocol, what moves to the holder
+    port_choice.py  which port to wrap, HTTP only on evidence (config/port_protocol.py), TCP otherwise
+    inject_plan.py  which services, which port and protocol, what moves to the holder
     render.py    the plan written into the text
     uninject.py  every edit taken out again
 """
@@ -24,7 +24,7 @@ import re
 from ..errors import ConfigError
 from . import document as doc
 from .names import GENERATED_ROLES, MARK, ROLES, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
-from .plan import InjectOptions, Machine, Skipped, plan, services_of
+from .inject_plan import InjectOptions, Machine, Skipped, plan, services_of
 from .render import InjectResult, Injected, render
 from .uninject import UninjectResult, uninject
 

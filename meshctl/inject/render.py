@@ -28,9 +28,9 @@ from .document import Document
 from .emit import Layout, Merge, Raw
 from .names import (GENERATED_BY, MARK, PARKED, POD, ROLES, SIDECAR_OF, TERMINATES_TLS, holder_name, sidecar_name,
                     split_sidecar_name)
-from .plan import EMPTY, MOVED, Machine, ServicePlan
+from .inject_plan import EMPTY, MOVED, Machine, ServicePlan
 from .ports import as_written, new_entry, retargeted
-from .protocol import HTTP
+from ..config.port_protocol import HTTP
 
 HEALTH_INTERVAL = "2s"
 # The holder: a shell that waits, and exits at once on SIGTERM (PID 1 ignores signals it does not handle).

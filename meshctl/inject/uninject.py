@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from . import document as doc
 from .document import Document
 from .names import GENERATED_BY, MARK, PARKED, SIDECAR_OF, holder_name
-from .plan import MOVED, services_of
+from .inject_plan import MOVED, services_of
 from .render import Edit, apply, content_end
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..certs import CertificateAuthority, atomic_write
 from .probes import Probe, http_probe, tcp_probe, tls_context, wait_for
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from ..planning.images import build_network

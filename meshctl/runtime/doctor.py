@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..certs import CertificateAuthority
 from ..config import DEFAULT_HOST_PORTS
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..errors import MeshctlError
 from ..planning.images import BASE_IMAGE, sidecar_refs
 from ..sidecars import KINDS

@@ -16,7 +16,7 @@ from typing import Any
 from .apply import Executor, NullWatch, Watch
 from ..certs import CertificateAuthority, meshctl_home
 from ..config import ProjectSpec
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..errors import Cancelled, ConfigError, MeshctlError
 from ..model import PROJECT_LABEL, selector
 from ..events import OnEvent, Phase

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .apply import host_ports_by_name, urls_for
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector
 from ..sidecars import MESH_FILE, start_rank
 

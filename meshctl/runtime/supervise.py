@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_project
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..errors import BuildError, MeshctlError, StartError
 from ..events import Exited, LogLine, Phase, Reloaded, Restarted
 from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector

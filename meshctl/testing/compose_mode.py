@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..certs import CertificateAuthority, default_sans
 from ..engine.compose import ComposeCli
 from ..errors import MeshctlError, ConfigError, UsageError

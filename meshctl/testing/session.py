@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from ..certs import default_sans
 from ..runtime.probes import HttpAnswer, http_request, tcp_connect, tls_context
 from ..config import CheckSpec, ExecCheck, HttpCheck, ProjectSpec
-from ..engine.protocol import Engine
+from ..engine.base import Engine
 from ..errors import Cancelled, MeshctlError
 from ..events import ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted, PodReady
 from ..model import APP

@@ -1,4 +1,4 @@
-"""Which port of a compose service to wrap, and how: the evidence itself (config/protocol.py)
+"""Which port of a compose service to wrap, and how: the evidence itself (config/port_protocol.py)
 is shared with mesh.yaml's `protocol:` inference; this module picks among a service's ports."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config.protocol import HTTP, TCP, Facts, port_protocol
+from ..config.port_protocol import HTTP, TCP, Facts, port_protocol
 from .ports import PortEntry
 
 

@@ -16,8 +16,8 @@ from . import document as doc
 from .document import Document
 from .names import GENERATED_ROLES, MARK, PARKED, sidecar_name, split_sidecar_name
 from .ports import PortEntry, parse_entry
-from ..config.protocol import HTTP, TCP, facts
-from .protocol import choose
+from ..config.port_protocol import HTTP, TCP, facts
+from .port_choice import choose
 
 # Keys a user may set in a service's x-meshctl block.
 SETTINGS = ("inject", "protocol", "port", "health", "hosts", "metrics_path", "tls_port", "metrics_port",

@@ -6,8 +6,8 @@ import pytest
 
 from meshctl.inject import document as doc
 from meshctl.inject.ports import parse_entry, split_short
-from meshctl.config.protocol import HTTP, TCP, facts, image_name, port_protocol
-from meshctl.inject.protocol import choose
+from meshctl.config.port_protocol import HTTP, TCP, facts, image_name, port_protocol
+from meshctl.inject.port_choice import choose
 
 
 def service(text: str) -> dict:
