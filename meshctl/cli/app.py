@@ -145,6 +145,7 @@ def test_(ctx: typer.Context, path: Path = PathArg,
     """Bring the stack up, run the built-in and mesh.yaml checks, write the report, tear it all down.
     Exit 0: all passed; 1: a check failed; 2: bad configuration or usage; 3: the stack could not start."""
     from ..testing import session as smoke
+    from ..testing.junit import render_junit
 
     ui = Ui()
     if as_json:
@@ -169,7 +170,7 @@ def test_(ctx: typer.Context, path: Path = PathArg,
         finally:
             interrupts.restore()
         if junit is not None:
-            atomic_write(junit, smoke.render_junit(report).encode(), mode=0o644)
+            atomic_write(junit, render_junit(report).encode(), mode=0o644)
             ui.report_written("JUnit", str(junit))
         ui.test_report(report, as_json=as_json)
         if report.error is not None:

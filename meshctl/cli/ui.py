@@ -20,10 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import MeshctlError
-from ..events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady, Reloaded,
-                     Restarted)
+from ..events import (ERROR, FAILED, PASSED, SKIPPED, BuildEvent, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
+                     Exited, LogLine, Phase, PodReady, Reloaded, Restarted)
 from ..planning.plan import Plan, describe
-from ..testing.session import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Report
+from ..testing.report import Report
 from ..runtime.stack import RunningPod
 from ..runtime.status import ServiceStatus
 

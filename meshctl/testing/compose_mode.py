@@ -27,7 +27,9 @@ from ..inject import MARK, TERMINATES_TLS, holder_name, sidecar_name, sidecar_of
 from ..inject.names import POD, split_sidecar_name
 from ..model import ROLE_LABEL
 from ..sidecars import METRICS_PORT, TLS_PORT
-from .session import LOG_LINES, Harness, Report, Target, run_harness
+from .report import LOG_LINES, Report
+from .session import Harness, run_harness
+from .targets import Target
 
 
 @dataclass(frozen=True)

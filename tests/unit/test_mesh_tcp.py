@@ -16,7 +16,7 @@ from meshctl.config import parse_project
 from meshctl.errors import ConfigError
 from meshctl.planning.plan import Observed, WaitReady
 from meshctl.sidecars import capture_rules, kind_of, render_capture, render_proxy, roles_of, serving_readiness
-from meshctl.testing.session import targets_for
+from meshctl.testing.targets import targets_for
 from tests.unit.test_metrics_agent import agent
 from tests.unit.test_plan import plan_for
 
@@ -147,10 +147,11 @@ def test_tcp_urls_and_smoke_targets_say_tcp():
 
 
 def test_smoke_targets_of_a_tcp_service_count_its_connections(tmp_path):
-    from meshctl.testing.session import TCP_CONNECTIONS_METRIC, _Session
+    from meshctl.testing.checks import ServiceChecks
+    from meshctl.testing.evaluate import TCP_CONNECTIONS_METRIC
     [_, _, kv, _] = targets_for(shop(tmp_path, SHOP))
     assert kv.protocol == "tcp" and kv.counts_requests
-    assert _Session(kv, None, None, lambda e: None)._counted_as()[0] == TCP_CONNECTIONS_METRIC
+    assert ServiceChecks(kv, None, None, lambda e: None)._counted_as()[0] == TCP_CONNECTIONS_METRIC
 
 
 TCP_IN = "172.18.0.4:40100 [02/Dec/2026:19:00:00.100] mesh_in~ app/app 0/0/12 tcp {u} {b} {ts} {cn}"
@@ -186,7 +187,9 @@ def test_meshctl_tests_tcp_endpoints_with_a_connection_and_sends_no_http():
     import socket
     import threading
 
-    from meshctl.testing.session import FAILED, PASSED, Target, _Session
+    from meshctl.events import FAILED, PASSED
+    from meshctl.testing.checks import ServiceChecks
+    from meshctl.testing.targets import Target
 
     server = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
@@ -198,11 +201,11 @@ def test_meshctl_tests_tcp_endpoints_with_a_connection_and_sends_no_http():
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     port = server.getsockname()[1]
-    session = _Session(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
+    session = ServiceChecks(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
     outcome, message, _ = session._http()
     thread.join(5)
     server.close()
     assert outcome == PASSED and "a TCP connection to tcp://localhost:" in message
     assert received == [b""], "nothing but a connection and its close"
-    closed = _Session(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
+    closed = ServiceChecks(Target("kv", {"http": f"tcp://localhost:{port}"}, protocol="tcp"), None, None, lambda e: None)
     assert closed._http()[0] == FAILED

@@ -14,10 +14,14 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 from meshctl.runtime.probes import HttpAnswer
 from meshctl.config import ExecCheck, HttpCheck, ProjectSpec, ServiceSpec
 from meshctl.errors import StartError
-from meshctl.testing.session import (ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
-                           Report, ServiceReport, Target, exec_problems, excerpt, http_problems, isolated,
-                           json_field, parse_prometheus, render_junit, requests_counted, run_checks, same_json,
-                           with_logs)
+from meshctl.events import ERROR, FAILED, PASSED, SKIPPED, CheckDone, CheckResult, ChecksPlanned, CheckStarted
+from meshctl.testing.checks import run_checks
+from meshctl.testing.evaluate import (exec_problems, excerpt, http_problems, json_field, parse_prometheus,
+                                      requests_counted, same_json)
+from meshctl.testing.junit import render_junit
+from meshctl.testing.report import Report, ServiceReport, with_logs
+from meshctl.testing.session import isolated
+from meshctl.testing.targets import Target
 
 
 def answer(status=200, body=b"", elapsed=0.01) -> HttpAnswer:
@@ -262,7 +266,7 @@ def test_run_checks_reports_every_check_in_order_and_counts_requests(fake_app):
 
 
 def test_metrics_that_miss_the_requests_fail(monkeypatch):
-    monkeypatch.setattr("meshctl.testing.session.METRICS_SETTLE", 0.2)
+    monkeypatch.setattr("meshctl.testing.checks.METRICS_SETTLE", 0.2)
     frozen = FakeApp(counts=False)   # the proxy's counter never moves
     try:
         target = Target("web", {"http": frozen.url + "/", "metrics": frozen.url + "/metrics"})
