@@ -1,16 +1,25 @@
 """The sidecars meshctl runs beside an app: one definition per kind (metrics, proxy, tls, and a
 user's own), the containers' readiness as data, and every sidecar config rendered from templates/.
 Pod building, planning, readiness, stop order, `ps` and inject all read these definitions.
+
+  kinds.py      SidecarKind, KINDS, a user's kind, which kinds a service runs, start/stop order
+  readiness.py  Readiness, the readiness of apps, proxies and user sidecars, the shell probes
+  haproxy.py    every HAProxy config (proxy, mesh listeners, tls, inject's TCP proxy), the log formats
+  capture.py    traffic capture: its rules in words and its script
+  addresses.py  ports and paths inside a pod
+  data.py       the sidecars/ and templates/ folders
+
 May import: meshctl.config, meshctl.model, meshctl.errors."""
 
-from .kinds import (
-    ACCESS_LOG_FORMAT, CAPTURE, CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, KINDS, MESH_FILE, MESH_GID,
-    MESH_PORT, METRICS_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH,
-    Readiness, SIDECAR_STOP_TIMEOUT, SidecarKind, TCP_LOG_FORMAT, TLS_PORT, capture_rules, captures,
-    chain_of, config_roles, data_dir, kind_of, kinds_for, metrics_env, proxy_stats_url, published_ports,
-    render_capture, render_configs, render_proxy, render_tcp_proxy, render_tls, roles_of, serving_readiness,
-    shell_http_check, shell_tls_chain_check, start_rank, stop_group, template, tls_kind, user_kind
-)
+from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_GID, MESH_PORT, METRICS_PORT,
+                        OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT,
+                        proxy_stats_url, published_ports)
+from .capture import CAPTURE, capture_rules, captures, render_capture
+from .data import data_dir, template
+from .haproxy import ACCESS_LOG_FORMAT, TCP_LOG_FORMAT, render_proxy, render_tcp_proxy, render_tls
+from .kinds import (KINDS, SIDECAR_STOP_TIMEOUT, SidecarKind, chain_of, config_roles, kind_of, kinds_for,
+                    metrics_env, render_configs, roles_of, start_rank, stop_group, tls_kind, user_kind)
+from .readiness import Readiness, serving_readiness, shell_http_check, shell_tls_chain_check
 
 __all__ = [
     "ACCESS_LOG_FORMAT", "CAPTURE", "CERT_BUNDLE", "CONFIG_MOUNT", "EVENTS_PORT", "KINDS", "MESH_FILE",

@@ -1,0 +1,36 @@
+"""Where things are inside a pod (the shared network namespace): the sidecars' ports, the folder
+their config is mounted from, the proxy's own readiness path, and the URLs built from them.
+Constants only, so templates, readiness, capture and the kinds all read one set."""
+
+from __future__ import annotations
+
+from ..config import ServiceSpec
+
+# Ports inside the pod. The holder publishes the first three.
+TLS_PORT = 15443
+PROXY_PORT = 15080
+METRICS_PORT = 15090
+PROXY_STATS_PORT = 15021     # HAProxy's own Prometheus exporter, loopback only
+EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sidecar
+READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
+MESH_PORT = 15008            # the inbound mesh listener: mutual TLS from other pods' proxies
+OUTBOUND_PORT = 15001        # loopback: the app's captured calls to other services arrive here
+OUTBOUND_TCP_PORT = 15002    # loopback: the same for calls to TCP services (routed by port, not Host)
+MESH_GID = 15999             # the proxy's group: capture leaves its own connections alone
+
+# The folder each sidecar's config is mounted from, read-only.
+CONFIG_MOUNT = "/etc/meshctl"
+CERT_BUNDLE = f"{CONFIG_MOUNT}/bundle.pem"
+MESH_FILE = "mesh.json"       # beside the proxy's config: what `meshctl ps` shows of the mesh
+
+
+def published_ports(service: ServiceSpec) -> dict[str, int]:
+    """Host port name → the port inside the pod it reaches."""
+    targets = {"https": TLS_PORT, "metrics": METRICS_PORT,
+               "http": PROXY_PORT if service.proxy else service.port}
+    return {name: targets[name] for name, _ in service.ports}
+
+
+def proxy_stats_url() -> str:
+    """HAProxy's own Prometheus exporter inside the pod (connection counts in TCP mode)."""
+    return f"http://127.0.0.1:{PROXY_STATS_PORT}/metrics?scope=frontend&scope=backend"
