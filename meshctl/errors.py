@@ -4,7 +4,8 @@
     ├── ConfigError        mesh.yaml or flags are wrong (file:line, field)          exit 2
     ├── UsageError         a command was called in a way that cannot work           exit 2
     ├── EngineError        the Docker engine is unreachable or refused a request    exit 3
-    │   └── PortInUse      a host port is already taken                             exit 3
+    │   ├── PortInUse      a host port is already taken                             exit 3
+    │   └── ExecTimeout    a command run in a container outlived its timeout        exit 3
     ├── BuildError         an image failed to build (carries the build log's tail)  exit 3
     ├── StartError         the stack did not come up: app exited, not ready in time exit 3
     └── Cancelled          Ctrl-C or SIGTERM: waits and builds stop, then teardown  exit 130
@@ -43,6 +44,10 @@ class EngineError(MeshctlError):
 
 class PortInUse(EngineError):
     pass
+
+
+class ExecTimeout(EngineError):
+    """The engine's exec returned at its bound; the command may still be running."""
 
 
 class BuildError(MeshctlError):

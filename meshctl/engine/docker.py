@@ -5,8 +5,12 @@ boundary, errors translated where they cross it)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +20,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from ..errors import BuildError, EngineError, PortInUse
+from ..errors import BuildError, EngineError, ExecTimeout, PortInUse
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
+from .wire import demultiplexed, namespace_pid, owned_by, read_until
 
 
 class DockerEngine:
@@ -303,11 +308,50 @@ class DockerEngine:
             return  # the container went away mid-stream
 
     def exec(self, container_id: str, command: list[str], *, timeout: float | None = None) -> tuple[int, str]:
+        """Run a command in a running container: (exit code, stdout and stderr). With `timeout`,
+        ExecTimeout when it has not ended by then; the command is killed where this host can."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with _translated(f"run a command in {container_id[:12]}"):
-            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)
-            output = self.api.exec_start(exec_id)
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+            if deadline is None:
+                output = self.api.exec_start(exec_id)
+            else:
+                sock = self.api.exec_start(exec_id, socket=True)
+                try:
+                    raw = read_until(sock, deadline)
+                finally:
+                    _close(sock)
+                if raw is None:
+                    raise ExecTimeout(f"`{' '.join(command)}` did not finish within {timeout:g}s; "
+                                      + self._kill_exec(exec_id))
+                output = demultiplexed(raw)
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return (code if code is not None else -1), output.decode("utf-8", "replace")
+
+    def _kill_exec(self, exec_id: str) -> str:
+        """Docker's API cannot stop an exec (there is no kill for one; it ends with its process or
+        its container). When the engine runs on this host, kill its process: by pid, or, without
+        the right to, from inside the container. Says what became of it."""
+        try:
+            with _translated("inspect a command"):
+                info = self.api.exec_inspect(exec_id)
+            pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
+            if not info.get("Running") or pid <= 0:
+                return "it has ended since"
+            if owned_by(pid, container):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    return "it was killed"
+                except ProcessLookupError:
+                    return "it has ended since"
+                except PermissionError:
+                    inner = namespace_pid(pid)
+                    if inner is not None:
+                        self.exec(container, ["sh", "-c", f"kill -KILL {inner}"], timeout=5)
+                        return "it was killed"
+        except EngineError:
+            pass
+        return "it may still be running in the container (Docker cannot stop a command it runs)"
 
     def signal(self, container_id: str, signal: str) -> None:
         with _translated(f"signal container {container_id[:12]}"):
@@ -346,6 +390,18 @@ def _translated(doing: str):
         raise EngineError(f"could not {doing}: {_explain(exc)}") from exc
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
         raise _engine_error(doing, exc) from exc
+
+
+def _close(sock: Any) -> None:
+    """Close an exec's hijacked connection for good (the response object keeps the socket alive)."""
+    for end in (getattr(sock, "_sock", None), sock):
+        try:
+            if end is not None and hasattr(end, "shutdown"):
+                end.shutdown(socket.SHUT_RDWR)
+            if end is not None:
+                end.close()
+        except OSError:
+            pass
 
 
 def _engine_error(doing: str, exc: Exception) -> EngineError:

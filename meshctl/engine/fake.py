@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, EngineError
+from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec
 
 
@@ -20,10 +20,12 @@ class FakeEngine:
                  log_lines: dict[str, list[str]] | None = None, exit_on_start: dict[str, int] | None = None,
                  slow_stop: set[str] | None = None, build_gate: threading.Event | None = None,
                  fail_stop: set[str] | None = None, fail_remove: set[str] | None = None,
-                 unreachable: bool = False, exec_codes: dict[str, int] | None = None):
+                 unreachable: bool = False, exec_codes: dict[str, int] | None = None,
+                 hanging_exec: set[str] | None = None):
         self.unreachable = unreachable                      # version() fails as with no daemon
         self.capture_exit = 0                                # the capture step's exit code
         self.exec_codes = exec_codes or {}                  # container name → what an exec in it exits with
+        self.hanging_exec = hanging_exec or set()           # container names where an exec never ends
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, str]] = {}
@@ -222,12 +224,16 @@ class FakeEngine:
         return iter(self.log_lines.get(c["spec"].name, ()))
 
     def exec(self, container_id: str, command: list[str], *, timeout=None) -> tuple[int, str]:
-        """By id or by name, as Docker's; `exec_codes` (container name → exit code) says what it ends with."""
+        """By id or by name, as Docker's; `exec_codes` (container name → exit code) says what it
+        ends with, `hanging_exec` where it hangs until its timeout."""
         c = self.containers_.get(container_id) or self.by_name(container_id)
         if c is None or c["state"] != "running":
             raise EngineError(f"could not run a command in {container_id}: not running")
         name = c["spec"].name
         self._record("exec", name, tuple(command))
+        if name in self.hanging_exec:     # as the real engine: bounded by `timeout`, then killed
+            threading.Event().wait(30 if timeout is None else timeout)
+            raise ExecTimeout(f"`{' '.join(command)}` did not finish within {timeout:g}s; it was killed")
         code = self.exec_codes.get(name, 0)
         return code, "" if code == 0 else "connection refused"
 

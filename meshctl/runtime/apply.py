@@ -251,7 +251,7 @@ class Executor:
         what = (f"{step.service} ({through} through the pod)" if step.role == APP
                 else f"the {step.role} sidecar of {step.service}")
         if step.readiness.exec is not None:
-            probe = exec_probe(self.engine, step.container, step.readiness.exec)
+            probe = exec_probe(self.engine, step.container, step.readiness.exec, bound=min(5.0, self.ready_timeout))
         else:
             ports = self.host_ports(step.holder, step.ports)
             if step.readiness.port not in ports:
@@ -343,9 +343,11 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
     return http_probe(port, readiness.path, tls=context, accept=accept)
 
 
-def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: float = 0.25) -> Probe:
+def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: float = 0.25,
+               bound: float = 5.0) -> Probe:
     """Ready when the command exits 0 in the container (a user sidecar's `ready:`); polled at
-    most every `every` seconds, since each poll is an exec."""
+    most every `every` seconds, since each poll is an exec, and each bounded by `bound` seconds
+    (a hung command is a poll that failed, so the wait still ends at its timeout)."""
     last = [0.0]
 
     def probe() -> str | None:
@@ -354,7 +356,7 @@ def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: 
             time.sleep(pause)
         last[0] = time.monotonic()
         try:
-            code, output = engine.exec(container, list(command), timeout=5)
+            code, output = engine.exec(container, list(command), timeout=bound)
         except MeshctlError as exc:
             return exc.message
         if code == 0:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..config import ExecCheck, HttpCheck
 from ..engine.base import Engine
-from ..errors import Cancelled
+from ..errors import Cancelled, ExecTimeout
 from ..events import ERROR, FAILED, PASSED, CheckDone, CheckResult, ChecksPlanned, CheckStarted
 from ..runtime.probes import HttpAnswer, http_request, tcp_connect, tls_context
 from ..sidecars import PROXY_PORT
@@ -214,22 +214,10 @@ class ServiceChecks:
     def _exec(self, check: ExecCheck) -> tuple[str, str, str]:
         if self.engine is None or self.target.app_container is None:
             return ERROR, "no app container to run the command in", ""
-        done: queue.Queue = queue.Queue()
-
-        def run() -> None:
-            try:
-                done.put(self.engine.exec(self.target.app_container, list(check.command)))
-            except BaseException as exc:  # handed to the waiting thread
-                done.put(exc)
-
-        threading.Thread(target=run, name=f"exec-{check.name}", daemon=True).start()
         try:
-            outcome = done.get(timeout=check.timeout)
-        except queue.Empty:
+            code, output = self.engine.exec(self.target.app_container, list(check.command), timeout=check.timeout)
+        except ExecTimeout:
             return FAILED, f"`{_shell(check.command)}` did not finish within {check.timeout:g}s", ""
-        if isinstance(outcome, BaseException):
-            raise outcome
-        code, output = outcome
         problems = exec_problems(check, code, output)
         if problems:
             return FAILED, f"`{_shell(check.command)}`: " + "; ".join(problems), excerpt(output, tail=True)

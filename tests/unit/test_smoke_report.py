@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from meshctl.testing.junit import render_junit
 from meshctl.testing.report import Report, ServiceReport, with_logs
 from meshctl.testing.session import isolated
 from meshctl.testing.targets import Target
+from tests.unit.fake_engine import engine_with_images, meshctl, use_on_the_cli
 
 
 def answer(status=200, body=b"", elapsed=0.01) -> HttpAnswer:
@@ -230,7 +232,7 @@ class FakeEngine:
     def __init__(self):
         self.commands = []
 
-    def exec(self, container_id, command):
+    def exec(self, container_id, command, *, timeout=None):
         self.commands.append((container_id, command))
         return (0, "ok\n") if command[0] == "true" else (1, "it broke\n")
 
@@ -296,3 +298,17 @@ def test_services_run_side_by_side_and_report_in_their_order():
     assert [r.service for r in reports] == ["web", "api"]
     assert all(r.ok and [c.name for c in r.results] == ["ready", "http", "greets"] for r in reports)
     assert first.requests == second.requests == 2
+
+
+def test_an_exec_check_that_hangs_fails_at_its_timeout_and_the_run_goes_on(tmp_path, monkeypatch):
+    """The bound is the engine's (the fake's hanging exec ends at the timeout it is given), not a
+    thread of the checks' own: a command that hangs cannot outlive its check."""
+    engine = use_on_the_cli(tmp_path, monkeypatch, engine_with_images(hanging_exec={"shop-test-web-app"}))
+    with (tmp_path / "mesh.yaml").open("a") as mesh:
+        mesh.write("    checks:\n      - {name: hangs, exec: sleep 60, timeout: 0.5s}\n")
+    started = time.monotonic()
+    result = meshctl("test", str(tmp_path))
+    assert time.monotonic() - started < 30
+    assert "hangs: `sleep 60` did not finish within 0.5s" in result.output, result.output
+    assert ("exec", "shop-test-web-app", ("sh", "-c", "sleep 60")) in engine.calls
+    assert result.exit_code == 1 and engine.is_empty()

@@ -5,6 +5,7 @@ recording fake engine: no daemon."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,6 +110,20 @@ def test_a_user_sidecar_that_never_gets_ready_tears_everything_down_with_its_fie
     assert "connection refused" in caught.value.message
     assert "services.web.sidecars.cache.ready" in caught.value.hint
     assert ("create", APP) not in engine.calls          # the app never started
+    assert engine.is_empty()
+
+
+def test_a_readiness_command_that_hangs_fails_the_start_at_its_timeout(tmp_path, home):
+    """Each exec poll is bounded at the engine (the fake's hanging exec ends at its timeout, as
+    the real one's is killed), so a hung `ready:` command cannot outlive --timeout."""
+    engine = engine_with_images("cache:1", hanging_exec={POD})
+    stack = stack_on(engine, shop(tmp_path, web(user_sidecars=with_sidecars(tmp_path)[:1])), home, ready_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StartError) as caught:
+        stack.up()
+    assert time.monotonic() - started < 5
+    assert "the cache sidecar of web was not ready after 0.5s" in caught.value.message
+    assert "did not finish within 0.5s" in caught.value.message
     assert engine.is_empty()
 
 
