@@ -14,8 +14,7 @@ from .. import __version__
 from ..engine.docker import DockerEngine
 from ..certs import CertificateAuthority, atomic_write, meshctl_home
 from ..config import runtimes
-from ..config import CONFIG_NAMES, find_config, load_project
-from ..config.load import _sanitize
+from ..config import CONFIG_NAMES, find_config, load_project, sanitize_name
 from ..errors import Cancelled, MeshctlError, UsageError
 from ..model import HOLDER, selector
 from ..planning.images import sidecar_refs
@@ -289,10 +288,9 @@ def init(path: Path = typer.Argument(Path("."), help="The folder to write mesh.y
         if target.exists() and not force:
             raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
         from ..config import dockerfile_exposed_port
-        from ..config.load import _sanitize
         dockerfile = path / "Dockerfile"
         port = dockerfile_exposed_port(dockerfile.read_text()) if dockerfile.is_file() else None
-        name = _sanitize(path.resolve().name) or "app"
+        name = sanitize_name(path.resolve().name) or "app"
         text = (data_dir("templates") / "mesh.yaml").read_text().replace("{name}", name).replace(
             "{port}", str(port or 8080))
         atomic_write(target, text.encode())
@@ -493,7 +491,7 @@ def _project_name(path: Path, running_fallback: DockerEngine | None = None) -> s
     if find_config(path) is not None or (path / "Dockerfile").is_file():
         return load_project(path).name
     if path.is_dir() and runtimes.detect(path.resolve(), None) is not None:
-        return _sanitize(path.resolve().name) or "app"     # what `up -- CMD` named it
+        return sanitize_name(path.resolve().name) or "app"     # what `up -- CMD` named it
     if running_fallback is not None:
         names = project_names(running_fallback)
         if len(names) == 1:
