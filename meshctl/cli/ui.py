@@ -22,7 +22,7 @@ from rich.text import Text
 from ..errors import MeshctlError
 from ..events import (ERROR, FAILED, PASSED, SKIPPED, BuildEvent, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
                      Exited, LogLine, Phase, PodReady, Reloaded, Restarted)
-from ..planning.plan import Plan, describe
+from ..planning.steps import Plan, describe
 from ..testing.report import Report
 from ..runtime.stack import RunningPod
 from ..runtime.status import ServiceStatus

@@ -1,247 +1,33 @@
-"""Plans: what a command changes, as a list of typed steps for the whole project, computed purely
-from the spec and what was observed (Docker's containers, networks and images by label; the
-certificates and rendered files on disk). apply.py's Executor runs a plan and decides nothing;
-`--dry-run` prints one. As in Compose v2's convergence: compute first, then execute.
+"""Plans: what a command changes, as a list of typed steps (steps.py) for the whole project,
+computed purely from the spec and what was observed (Docker's containers, networks and images by
+label; the certificates and rendered files on disk). apply.py's Executor runs a plan and decides
+nothing; `--dry-run` prints one. As in Compose v2's convergence: compute first, then execute.
 
-    plan_up        `up`, `up -d` over a running stack, a mesh.yaml reload (converge)
+    plan_up        `up`, `up -d` over a running stack, a mesh.yaml reload (converge; each pod: converge.py)
     plan_restart_app / plan_rebuild_app    a hot reload of one app
+    plan_restart_sidecar                   a sidecar that exited, started again in its pod
     plan_renewal   certificates near expiry: re-issue, reload in place
     plan_down      `down`
     plan_images    sidecar images only (`meshctl inject`, the tests' fixtures)
-
-A plan is `steps` (run in order) then `pods` (each service's steps in order, pods in parallel)."""
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..certs import default_sans
 from ..config import ProjectSpec, ServiceSpec
-from .images import (BASE_IMAGE, app_image_ref, kind_image,
-                     user_sidecar_image_ref)
-from ..model import APP, CONFIG_HASH, DEPS, HOLDER, ContainerInfo, ContainerSpec, labels, network_name
-from .pod import Pod, build_pod, install_container
 from ..config.runtimes import dependency_cache
-from ..sidecars import (CAPTURE, Readiness, SidecarKind, capture_rules, captures, chain_of, config_roles,
-                       data_dir, kind_of, kinds_for, published_ports, render_configs, serving_readiness, stop_group,
-                       tls_kind)
-
-# ---------------------------------------------------------------------------------------------
-# Steps: each maps to one job of the executor; `why` is what a dry run prints beside it
-
-
-@dataclass(frozen=True)
-class EnsureNetwork:
-    name: str
-    labels: dict[str, str]
-    why: str = "missing"
-
-
-@dataclass(frozen=True)
-class PullImage:
-    ref: str
-    why: str
-    hint: str                     # said when the pull fails (no registry, a wrong name)
-    service: str | None = None
-
-
-@dataclass(frozen=True)
-class BuildImage:
-    ref: str
-    context: Path
-    labels: dict[str, str]
-    why: str
-    service: str | None = None    # None: a sidecar image
-
-
-@dataclass(frozen=True)
-class EnsureCA:
-    why: str = "meshctl's local CA does not exist yet"
-
-
-@dataclass(frozen=True)
-class WriteFiles:
-    folder: Path
-    files: dict[str, str]         # file name → content
-    why: str
-
-
-@dataclass(frozen=True)
-class RemoveFolder:
-    folder: Path
-    why: str
-
-
-@dataclass(frozen=True)
-class IssueCertificate:
-    folder: Path
-    sans: tuple[str, ...]
-    common_name: str
-    why: str
-    unit: str | None = None          # the subject's OU: the project, for a mesh identity
-
-
-@dataclass(frozen=True)
-class RemoveContainers:
-    """Stopped and removed together (in parallel); successive steps give the stop order."""
-    containers: tuple[ContainerInfo, ...]
-    why: str
-    force: bool = False           # kill at once instead of SIGTERM and the grace period
-
-
-@dataclass(frozen=True)
-class StartContainers:
-    """Created, watched and started together (in parallel)."""
-    service: str
-    specs: tuple[ContainerSpec, ...]
-    why: str
-    port_hints: dict[int, str] = field(default_factory=dict)
-    reloading: bool = False       # part of a hot reload: its exit until it serves is the reload's failure
-
-
-@dataclass(frozen=True)
-class RunOnce:
-    """A one-shot container (traffic capture): created, started, waited for; exit 0 or the plan fails."""
-    service: str
-    spec: ContainerSpec
-    why: str
-    hint: str = ""
-    does: tuple[str, ...] = ()       # what it installs, in words
-
-
-@dataclass(frozen=True)
-class RestartContainer:
-    service: str
-    container: ContainerInfo
-    timeout: float
-    why: str
-
-
-@dataclass(frozen=True)
-class SignalReload:
-    container: ContainerInfo
-    signal: str
-    why: str
-
-
-@dataclass(frozen=True)
-class WaitReady:
-    service: str
-    role: str
-    holder: str                   # whose published ports the readiness port names refer to
-    ports: dict[str, int]         # port name → pod port
-    readiness: Readiness
-    hint: str | None = None
-    container: str = ""           # the container an exec readiness runs in
-
-
-@dataclass(frozen=True)
-class Announce:
-    """The pod's URLs, once its other steps are done (PodReady)."""
-    service: str
-    holder: str
-    ports: dict[str, int]
-    serving: bool
-    protocol: str = "http"
-
-
-@dataclass(frozen=True)
-class Keep:
-    """Nothing to do; listed so a dry run says what stays and why."""
-    container: ContainerInfo
-    why: str
-
-
-@dataclass(frozen=True)
-class RemoveNetwork:
-    name: str
-    why: str
-
-
-@dataclass(frozen=True)
-class InstallDependencies:
-    """A run-mode app's dependencies, installed into a new cache volume by a one-shot container;
-    a failed install removes the volume again."""
-    service: str
-    volume: str
-    labels: dict[str, str]
-    spec: ContainerSpec
-    files: tuple[str, ...]
-    why: str
-
-
-@dataclass(frozen=True)
-class RemoveVolume:
-    name: str
-    why: str
-
-
-Step = (EnsureNetwork | PullImage | BuildImage | EnsureCA | WriteFiles | RemoveFolder | IssueCertificate
-        | RemoveContainers | StartContainers | RunOnce | RestartContainer | SignalReload | WaitReady | Announce
-        | Keep | RemoveNetwork | InstallDependencies | RemoveVolume)
-
-
-@dataclass(frozen=True)
-class Plan:
-    project: str
-    steps: tuple[Step, ...] = ()
-    pods: tuple[tuple[str, tuple[Step, ...]], ...] = ()    # (service, its steps)
-
-    def split_images(self) -> tuple[Plan, Plan]:
-        """(the image pulls and builds, the rest): run the first, observe, plan again and run the
-        rest, so containers are compared with the IDs the builds produced."""
-        images = tuple(s for s in self.steps if isinstance(s, (PullImage, BuildImage)))
-        rest = tuple(s for s in self.steps if not isinstance(s, (PullImage, BuildImage)))
-        return Plan(self.project, images), Plan(self.project, rest, self.pods)
-
-    def all_steps(self) -> list[tuple[str | None, Step]]:
-        return [(None, s) for s in self.steps] + [(service, s) for service, steps in self.pods for s in steps]
-
-    @property
-    def changes(self) -> bool:
-        return any(not isinstance(s, (Keep, Announce, WaitReady)) for _, s in self.all_steps())
-
-    def as_json(self) -> dict[str, Any]:
-        return {"project": self.project, "changes": self.changes,
-                "steps": [{"service": service, **describe(step)} for service, step in self.all_steps()]}
-
-
-def describe(step: Step) -> dict[str, Any]:
-    """One step for people and scripts: its kind, what it acts on, why."""
-    kind = type(step).__name__
-    if isinstance(step, (EnsureNetwork, RemoveNetwork, RemoveVolume)):
-        target: Any = step.name
-    elif isinstance(step, InstallDependencies):
-        target = f"{step.volume} from {', '.join(step.files)}"
-    elif isinstance(step, (PullImage, BuildImage)):
-        target = step.ref
-    elif isinstance(step, EnsureCA):
-        target = "CA"
-    elif isinstance(step, (WriteFiles, RemoveFolder)):
-        target = str(step.folder) + (f" ({', '.join(sorted(step.files))})" if isinstance(step, WriteFiles) else "")
-    elif isinstance(step, IssueCertificate):
-        target = f"{step.folder} for {', '.join(step.sans)}"
-    elif isinstance(step, RemoveContainers):
-        target = [c.name for c in step.containers]
-    elif isinstance(step, StartContainers):
-        target = [s.name for s in step.specs]
-    elif isinstance(step, RunOnce):
-        return {"step": kind, "target": step.spec.name, "why": "; ".join((step.why, *step.does))}
-    elif isinstance(step, (RestartContainer, Keep)):
-        target = step.container.name
-    elif isinstance(step, SignalReload):
-        target = f"{step.container.name} ({step.signal})"
-    elif isinstance(step, WaitReady):
-        target = f"{step.service}/{step.role}"
-        return {"step": kind, "target": target, "why": step.readiness.describe()}
-    elif isinstance(step, Announce):
-        return {"step": kind, "target": step.service, "why": "show its URLs"}
-    else:  # pragma: no cover - every step type is listed above
-        target = ""
-    return {"step": kind, "target": target, "why": step.why}
+from ..model import APP, DEPS, ContainerInfo, labels, network_name
+from ..sidecars import CAPTURE, captures, config_roles, data_dir, kind_of, kinds_for, render_configs, tls_kind
+from .converge import pod_steps, removals, serving_wait, sidecar_wait
+from .images import BASE_IMAGE, app_image_ref, kind_image, user_sidecar_image_ref
+from .pod import Pod, build_pod, install_container
+from .steps import (BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Plan, PullImage,
+                    RemoveFolder, RemoveNetwork, RemoveVolume, RestartContainer, SignalReload, StartContainers, Step,
+                    WriteFiles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,14 +171,16 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
         steps += file_steps
     wanted = {s.name for s in project.services}
     gone = [c for c in observed.containers if c.service not in wanted]
-    steps += _removals(gone, "its service is no longer in mesh.yaml")
+    steps += removals(gone, "its service is no longer in mesh.yaml")
     project_dir = settings.project_dir(project.name)
     steps += [RemoveFolder(Path(folder), "its service is no longer in mesh.yaml: no config or key stays")
               for folder in sorted(observed.folders)
               if Path(folder).parent == project_dir and Path(folder).name not in wanted]
-    pod_steps = tuple((pod.service.name, tuple(_pod_steps(pod, observed, settings, refreshed[pod.service.name])))
-                      for pod in pods)
-    return Plan(project.name, tuple(steps), pod_steps)
+    per_pod = tuple((pod.service.name, tuple(pod_steps(pod, observed.containers, observed.images,
+                                                       refreshed[pod.service.name],
+                                                       wait_serving=settings.wait_serving)))
+                    for pod in pods)
+    return Plan(project.name, tuple(steps), per_pod)
 
 
 def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -> BuildImage | PullImage | None:
@@ -474,182 +262,6 @@ def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) 
     return steps, refreshed
 
 
-def _removals(containers: Iterable[ContainerInfo], why: str, *, force: bool = False) -> list[Step]:
-    """Stop order as successive steps: apps (their grace period), then sidecars, then holders;
-    each group in parallel. `force` kills everything at once."""
-    containers = sorted(containers, key=lambda c: c.name)
-    if not containers:
-        return []
-    if force:
-        return [RemoveContainers(tuple(containers), why, force=True)]
-    return [RemoveContainers(tuple(group), why) for group in stop_phases(containers)]
-
-
-def stop_phases(containers: Iterable[ContainerInfo]) -> list[list[ContainerInfo]]:
-    """Groups to stop one after the other; the members of a group can stop in parallel."""
-    phases: dict[int, list[ContainerInfo]] = {0: [], 1: [], 2: []}
-    for c in sorted(containers, key=lambda c: c.name):
-        phases[stop_group(c.role)].append(c)
-    return [phases[k] for k in (0, 1, 2) if phases[k]]
-
-
-def stop_order(containers: Iterable[ContainerInfo]) -> list[ContainerInfo]:
-    return [c for phase in stop_phases(containers) for c in phase]
-
-
-@dataclass(frozen=True)
-class PodPlan:
-    """The containers of one pod: what to remove, create, keep, and reload in place."""
-    pod: Pod
-    remove: tuple[ContainerInfo, ...]     # stale containers of this pod, removed first (app first)
-    create: tuple[ContainerSpec, ...]     # then created and started, in start order
-    keep: tuple[ContainerInfo, ...]       # already running as desired
-    reload: tuple[ContainerInfo, ...] = ()   # running as desired but with new config files
-    why: dict[str, str] = field(default_factory=dict)   # container name → why it is replaced or created
-
-    @property
-    def unchanged(self) -> bool:
-        return not self.remove and not self.create and not self.reload
-
-
-def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[str] = (),
-             image_ids: Mapping[str, str] | None = None) -> PodPlan:
-    """Keep what runs with the same config hash; replace what differs. A replaced holder takes
-    the whole pod with it: containers in a lost namespace keep only a loopback interface.
-    `refreshed`: roles whose mounted files this plan rewrites (config, certificate): a kept
-    container of theirs reloads in place. (Decided from the files, not a label: a label cannot
-    change on a running container, so it would stay stale after the first reload.)
-    `image_ids`: ref → the ID its tag names now; a container created from another ID is replaced
-    (a rebuilt app keeps its tag, so its settings alone cannot tell)."""
-    image_ids = image_ids or {}
-
-    def same(current: ContainerInfo, spec: ContainerSpec) -> bool:
-        return _difference(current, spec, image_ids) is None
-
-    mine = {c.name: c for c in observed if c.service == pod.service.name}
-    why: dict[str, str] = {}
-    holder = mine.get(pod.holder.name)
-    if holder is None or not same(holder, pod.holder):
-        why.update({s.name: "new" for s in pod.containers})
-        if holder is not None:
-            why.update({s.name: "the holder changed, and with it the pod's namespace" for s in pod.containers})
-            why[pod.holder.name] = _difference(holder, pod.holder, image_ids)
-        return PodPlan(pod, remove=tuple(stop_order(mine.values())), create=pod.containers, keep=(), why=why)
-    remove, create, keep, reload = [], [], [holder], []
-    for spec in pod.containers[1:]:
-        current = mine.pop(spec.name, None)
-        if current is not None and same(current, spec):
-            keep.append(current)
-            if spec.role in refreshed:
-                reload.append(current)
-            continue
-        if current is not None:
-            remove.append(current)
-        why[spec.name] = "new" if current is None else _difference(current, spec, image_ids)
-        create.append(spec)
-    mine.pop(pod.holder.name, None)
-    remove.extend(mine.values())  # containers of roles no longer wanted
-    # The app starts after its sidecars; if a sidecar is recreated, restart the app after it too.
-    if any(spec.role != APP for spec in create) and pod.app not in create:
-        current_app = next((c for c in keep if c.name == pod.app.name), None)
-        if current_app is not None:
-            keep.remove(current_app)
-            remove.append(current_app)
-        why[pod.app.name] = "its sidecars are recreated: it starts after them"
-        create.append(pod.app)
-    reload = [c for c in reload if c in keep]
-    return PodPlan(pod, remove=tuple(stop_order(remove)), create=tuple(create), keep=tuple(keep),
-                   reload=tuple(reload), why=why)
-
-
-def _difference(current: ContainerInfo, spec: ContainerSpec, image_ids: Mapping[str, str]) -> str | None:
-    """Why the running container is not what the spec asks for; None when it is."""
-    if current.state != "running":
-        return f"it is {current.state or 'not running'}"
-    if current.labels.get(CONFIG_HASH) != spec.labels[CONFIG_HASH]:
-        return "its settings changed"
-    wanted = image_ids.get(spec.image)
-    if wanted and current.image_id and current.image_id != wanted:
-        return f"its image {spec.image} was rebuilt"
-    return None
-
-
-def _pod_steps(pod: Pod, observed: Observed, settings: Settings, refreshed: set[str]) -> list[Step]:
-    service = pod.service
-    plan = plan_pod(pod, observed.containers, refreshed, observed.images)
-    ports = published_ports(service)
-    steps: list[Step] = []
-    steps += [Keep(c, "unchanged") for c in plan.keep if c not in plan.reload]
-    steps += _removals(plan.remove, f"replaced: {_reasons(plan)}")
-    for current in plan.reload:
-        kind = kind_of(service, current.role)
-        if kind is not None and kind.reload_signal:
-            steps.append(SignalReload(current, kind.reload_signal, "its config or certificate changed"))
-    creating = {spec.role: spec for spec in plan.create}
-    # The rules live in the holder's namespace: installed with a new one, again when they change.
-    capture = ([_capture_step(pod, "a new pod namespace" if HOLDER in creating else "its rules changed")]
-               if pod.capture is not None and (HOLDER in creating or CAPTURE in refreshed) else [])
-    if not plan.create:
-        return steps + capture + [Announce(service.name, pod.holder.name, ports, serving=True, protocol=service.protocol)]
-    hints = pod.port_hints()
-    if HOLDER in creating:
-        steps.append(StartContainers(service.name, (creating[HOLDER],), plan.why[pod.holder.name], hints))
-    steps += capture
-    sidecars = [spec for spec in plan.create if spec.role not in (HOLDER, APP)]
-    kinds = {kind.role: kind for kind in kinds_for(service)}
-    for group in sorted({kinds[s.role].start_group for s in sidecars}):
-        members = tuple(s for s in sidecars if kinds[s.role].start_group == group)
-        steps.append(StartContainers(service.name, members, "; ".join(sorted({plan.why[s.name] for s in members})),
-                                     hints))
-        # The app starts only once its sidecars answer (Linkerd's proxy-await); the app may rely
-        # on a user's sidecar at its first line.
-        steps += [wait for s in members if (wait := _sidecar_wait(pod, kinds[s.role], s)) is not None]
-    if APP in creating:
-        steps.append(StartContainers(service.name, (creating[APP],), plan.why[pod.app.name], hints))
-    if settings.wait_serving:
-        steps.append(_wait_serving(pod))
-    steps.append(Announce(service.name, pod.holder.name, ports, serving=settings.wait_serving,
-                          protocol=service.protocol))
-    return steps
-
-
-def _capture_step(pod: Pod, why: str) -> RunOnce:
-    assert pod.capture is not None
-    return RunOnce(pod.service.name, pod.capture, f"traffic capture: {why}", does=capture_rules(pod.service),
-                   hint="capture needs iptables (nft) with NET_ADMIN in the pod's namespace; to run the "
-                        "mesh without it (calls between services then go direct, unencrypted), set "
-                        "`mesh: {capture: false}` in mesh.yaml")
-
-
-def _sidecar_wait(pod: Pod, kind: SidecarKind, spec: ContainerSpec) -> WaitReady | None:
-    """The wait for one sidecar to be ready (None: it has no readiness, a user's without `ready:`).
-    An exec readiness runs in the holder (the pod's loopback) or in the sidecar itself."""
-    service = pod.service
-    readiness = kind.ready(service)
-    if readiness is None:
-        return None
-    hint = (f"check services.{service.name}.sidecars.{kind.role}.ready in mesh.yaml and the sidecar's last "
-            "log lines above, or raise --timeout") if kind.user else None
-    return WaitReady(service.name, kind.role, pod.holder.name, published_ports(service), readiness, hint=hint,
-                     container=pod.holder.name if readiness.exec_in == "pod" else spec.name)
-
-
-def _reasons(plan: PodPlan) -> str:
-    return "; ".join(sorted({plan.why.get(c.name, "no longer wanted") for c in plan.remove}))
-
-
-def _wait_serving(pod: Pod) -> WaitReady:
-    service = pod.service
-    readiness = serving_readiness(service)
-    answer = (f"accept TCP connections on port {service.port}" if service.protocol == "tcp"
-              else f"answer {service.health} on port {service.port}")
-    return WaitReady(service.name, APP, pod.holder.name, published_ports(service), readiness,
-                     hint=f"the app must {answer} inside the pod; "
-                          f"check services.{service.name}.port and .health in mesh.yaml, or raise --timeout "
-                          f"(waited for it through {chain_of(service)})",
-                     container=pod.holder.name if readiness.exec_in == "pod" else pod.app.name)
-
-
 # ---------------------------------------------------------------------------------------------
 # Hot reload of one app, certificate renewal
 
@@ -668,7 +280,7 @@ def plan_restart_app(project: ProjectSpec, service: str, observed: Observed, set
     else:
         first = StartContainers(service, (pod.app,), "a synced file changed; the last version had exited",
                                 pod.port_hints(), reloading=True)
-    return Plan(project.name, pods=((service, (first, _wait_serving(pod))),))
+    return Plan(project.name, pods=((service, (first, serving_wait(pod))),))
 
 
 def plan_restart_sidecar(project: ProjectSpec, service: str, role: str, observed: Observed,
@@ -678,10 +290,10 @@ def plan_restart_sidecar(project: ProjectSpec, service: str, role: str, observed
     pod = _pod(project, project.service(service), settings)
     spec = next(s for s in pod.sidecars if s.role == role)
     left = [c for c in observed.containers if c.name == spec.name]    # still being removed
-    steps: list[Step] = _removals(left, "it exited", force=True)
+    steps: list[Step] = removals(left, "it exited", force=True)
     kind = kind_of(pod.service, role)
     assert kind is not None
-    wait = _sidecar_wait(pod, kind, spec)
+    wait = sidecar_wait(pod, kind, spec)
     steps += [StartContainers(service, (spec,), "it exited", pod.port_hints()), *([wait] if wait else [])]
     return Plan(project.name, pods=((service, tuple(steps)),))
 
@@ -695,9 +307,9 @@ def plan_rebuild_app(project: ProjectSpec, service: str, observed: Observed, set
     current = [c for c in observed.containers if c.service == service and c.role == APP]
     steps: list[Step] = [BuildImage(app_image_ref(project.name, spec), spec.build,
                                     labels(project.name, service, version=False), "its build folder changed", service)]
-    steps += _removals(current, "replaced by the new build")
+    steps += removals(current, "replaced by the new build")
     steps += [StartContainers(service, (pod.app,), "the new build", pod.port_hints(), reloading=True),
-              _wait_serving(pod)]
+              serving_wait(pod)]
     return Plan(project.name, pods=((service, tuple(steps)),))
 
 
@@ -729,7 +341,7 @@ def plan_down(project: str, observed: Observed, state_dir: Path | None, *, force
     """Every container (apps first), the project's networks, then its rendered configs and leaf
     keys (the CA stays: it is what users trust). Dependency caches stay (they are caches) unless
     `volumes` (`down --volumes`)."""
-    steps: list[Step] = _removals(observed.containers, "meshctl down", force=force)
+    steps: list[Step] = removals(observed.containers, "meshctl down", force=force)
     steps += [RemoveNetwork(name, "meshctl down") for name in sorted(observed.networks)]
     if volumes:
         steps += [RemoveVolume(name, "meshctl down --volumes") for name in sorted(observed.volumes)]

@@ -13,7 +13,7 @@ from ..config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
 from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
 from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
-from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, captures, kinds_for, published_ports
+from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, captures, kinds_for, published_ports
 
 
 @dataclass(frozen=True)
@@ -43,61 +43,75 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
     their mounted keys (0600). `deps`: a run-mode app's dependency cache, mounted in the app."""
     name = project.name
-    holder_name = container_name(name, service.name, HOLDER)
     kinds = kinds_for(service)
-    # Any image of meshctl's sidecars has sh, cat and bash (the in-pod readiness checks of the
+    # Any image of meshctl's sidecars has sh, cat and bash (the in-pod readiness probes of the
     # user's sidecars run there); the base image has them too, when none of meshctl's runs.
     own = [kind for kind in kinds if not kind.user]
-    holder_image = sidecar_images[own[0].role] if own else BASE_IMAGE
-    ports = published_ports(service)
-    holder = ContainerSpec(
-        name=holder_name, image=holder_image,
-        labels=labels(name, service.name, HOLDER, mode="attached" if tied else "detached",
-                      ports=json.dumps({k: ports[k] for k in ports}),
-                      **({"mesh": OUTSIDE_MESH} if service.outside_mesh else {}),
-                      **({"protocol": "tcp"} if service.protocol == "tcp" else {})),
-        # Attached: exits when the CLI's end of stdin closes, and with it the whole PID namespace.
-        entrypoint=("sh", "-c"), command=("exec cat >/dev/null",) if tied else ("exec sleep infinity",),
-        user=user, network=network_name(name), aliases=(service.name,),
-        ports={pod_port: dict(service.ports)[host_name] for host_name, pod_port in ports.items()},
-        read_only=True, cap_drop=("ALL",), no_new_privileges=True, tied_to_caller=tied, stop_timeout=1,
-    )
+    holder = _holder(name, service, sidecar_images[own[0].role] if own else BASE_IMAGE, tied=tied, user=user)
     config_dirs = {kind.role: state_dir / kind.role for kind in kinds if kind.render is not None}
     capture = None
     if captures(service):
         config_dirs[CAPTURE] = state_dir / CAPTURE
-        capture = _hashed(ContainerSpec(
-            name=container_name(name, service.name, CAPTURE), image=sidecar_images[CAPTURE],
-            labels=labels(name, service.name, CAPTURE), namespace_of=holder_name,
-            # iptables needs uid 0 and NET_ADMIN in the pod's namespace; nothing else, and it exits.
-            user="0:0", cap_drop=("ALL",), cap_add=("NET_ADMIN",), no_new_privileges=True, read_only=True,
-            tmpfs=("/run", "/tmp"), mounts=((str(config_dirs[CAPTURE]), CONFIG_MOUNT, True),), stop_timeout=1))
-    sidecars = []
-    for kind in kinds:
-        # Capture leaves the proxy's own connections alone by its group: the proxy of a mesh runs
-        # in MESH_GID (its files are readable by the user, whatever the group).
-        sidecar_user = f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture else (kind.run_as or user)
-        sidecars.append(ContainerSpec(
-            name=container_name(name, service.name, kind.role), image=sidecar_images[kind.role],
-            labels=labels(name, service.name, kind.role),
-            user=sidecar_user, namespace_of=holder_name, command=kind.command, entrypoint=kind.entrypoint,
-            env=kind.env(service) if kind.env else {},
-            mounts=((str(config_dirs[kind.role]), CONFIG_MOUNT, True),) if kind.role in config_dirs else (),
-            read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
-            tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
-            restarts_on_failure=not tied,
-        ))
+        capture = _hashed(_capture(name, service, sidecar_images[CAPTURE], holder.name, config_dirs[CAPTURE]))
+    # Capture leaves the proxy's own connections alone by its group: the proxy of a mesh runs
+    # in MESH_GID (its files are readable by the user, whatever the group).
+    sidecars = [_sidecar(name, service, kind, sidecar_images[kind.role], holder.name, config_dirs.get(kind.role),
+                         user=f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture
+                         else (kind.run_as or user), tied=tied)
+                for kind in kinds]
     env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
     trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
-        command=service.command, env=env, namespace_of=holder_name, mounts=(*sync_mounts(project, service), *trust),
+        command=service.command, env=env, namespace_of=holder.name, mounts=(*sync_mounts(project, service), *trust),
         stop_timeout=int(round(service.stop_grace_period)),
     )
     if service.source is not None:
         app = _run_mode_app(app, service, deps, user)
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
                app=_hashed(app), config_dirs=config_dirs, capture=capture)
+
+
+def _holder(project: str, service: ServiceSpec, image: str, *, tied: bool, user: str) -> ContainerSpec:
+    """The container that owns the pod's namespaces and its published ports; it runs nothing."""
+    ports = published_ports(service)
+    return ContainerSpec(
+        name=container_name(project, service.name, HOLDER), image=image,
+        labels=labels(project, service.name, HOLDER, mode="attached" if tied else "detached",
+                      ports=json.dumps({k: ports[k] for k in ports}),
+                      **({"mesh": OUTSIDE_MESH} if service.outside_mesh else {}),
+                      **({"protocol": "tcp"} if service.protocol == "tcp" else {})),
+        # Attached: exits when the CLI's end of stdin closes, and with it the whole PID namespace.
+        entrypoint=("sh", "-c"), command=("exec cat >/dev/null",) if tied else ("exec sleep infinity",),
+        user=user, network=network_name(project), aliases=(service.name,),
+        ports={pod_port: dict(service.ports)[host_name] for host_name, pod_port in ports.items()},
+        read_only=True, cap_drop=("ALL",), no_new_privileges=True, tied_to_caller=tied, stop_timeout=1,
+    )
+
+
+def _capture(project: str, service: ServiceSpec, image: str, holder: str, config_dir: Path) -> ContainerSpec:
+    """The one-shot container that installs the pod's traffic capture rules."""
+    return ContainerSpec(
+        name=container_name(project, service.name, CAPTURE), image=image,
+        labels=labels(project, service.name, CAPTURE), namespace_of=holder,
+        # iptables needs uid 0 and NET_ADMIN in the pod's namespace; nothing else, and it exits.
+        user="0:0", cap_drop=("ALL",), cap_add=("NET_ADMIN",), no_new_privileges=True, read_only=True,
+        tmpfs=("/run", "/tmp"), mounts=((str(config_dir), CONFIG_MOUNT, True),), stop_timeout=1)
+
+
+def _sidecar(project: str, service: ServiceSpec, kind: SidecarKind, image: str, holder: str,
+             config_dir: Path | None, *, user: str, tied: bool) -> ContainerSpec:
+    return ContainerSpec(
+        name=container_name(project, service.name, kind.role), image=image,
+        labels=labels(project, service.name, kind.role),
+        user=user, namespace_of=holder, command=kind.command, entrypoint=kind.entrypoint,
+        env=kind.env(service) if kind.env else {},
+        mounts=((str(config_dir), CONFIG_MOUNT, True),) if config_dir is not None else (),
+        read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
+        tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
+        # Detached (no meshctl left to supervise): Docker's policy restarts a sidecar that dies.
+        restarts_on_failure=not tied,
+    )
 
 
 APP_CA_BUNDLE = "/etc/meshctl/ca-bundle.pem"

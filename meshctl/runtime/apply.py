@@ -23,9 +23,9 @@ from ..errors import BuildError, Cancelled, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from ..planning.images import build_network
 from ..model import APP, HOLDER, ContainerInfo, ContainerSpec
-from ..planning.plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Keep, Plan,
-                   PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume, RestartContainer, RunOnce,
-                   SignalReload, StartContainers, Step, WaitReady, WriteFiles)
+from ..planning.steps import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate,
+                              Keep, Plan, PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume,
+                              RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles)
 from ..sidecars import Readiness
 
 

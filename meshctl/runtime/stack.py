@@ -21,9 +21,10 @@ from ..errors import Cancelled, ConfigError, MeshctlError
 from ..model import PROJECT_LABEL, selector
 from ..events import OnEvent, Phase
 from ..planning.images import BASE_IMAGE, build_network, sidecar_images
-from ..planning.plan import (IssueCertificate, Observed, Plan, RemoveContainers, RemoveNetwork, RemoveVolume, Settings, image_refs,
-                   plan_down, plan_images, plan_rebuild_app, plan_renewal, plan_restart_app, plan_restart_sidecar,
-                   plan_up, pull_base_image, service_sans, wanted_folders)
+from ..planning.plan import (Observed, Settings, image_refs, plan_down, plan_images, plan_rebuild_app, plan_renewal,
+                             plan_restart_app, plan_restart_sidecar, plan_up, pull_base_image, service_sans,
+                             wanted_folders)
+from ..planning.steps import IssueCertificate, Plan, RemoveContainers, RemoveNetwork, RemoveVolume
 from ..sidecars import KINDS, config_roles, data_dir, tls_kind
 from .status import managed_containers, project_names, project_networks, project_volumes
 

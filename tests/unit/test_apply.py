@@ -23,7 +23,8 @@ from meshctl.config import ProxySettings, WatchSettings
 from meshctl.errors import BuildError, Cancelled, ConfigError, EngineError, StartError
 from meshctl.events import BuildEvent, Phase, PodReady
 from meshctl.planning.images import BASE_IMAGE, sidecar_images
-from meshctl.planning.plan import IssueCertificate, plan_renewal
+from meshctl.planning.plan import plan_renewal
+from meshctl.planning.steps import IssueCertificate
 from meshctl.sidecars import Readiness
 from meshctl.runtime.stack import Removed, down_all, down_project, ensure_base_image, ensure_sidecar_images, plan_down_project
 from meshctl.runtime.supervise import Tracker

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from meshctl.runtime.apply import urls_for
 from meshctl.config import parse_project
 from meshctl.errors import ConfigError
-from meshctl.planning.plan import Observed, WaitReady
+from meshctl.planning.plan import Observed
+from meshctl.planning.steps import WaitReady
 from meshctl.sidecars import capture_rules, kind_of, render_capture, render_proxy, roles_of, serving_readiness
 from meshctl.testing.targets import targets_for
 from tests.unit.test_metrics_agent import agent

@@ -10,10 +10,11 @@ from pathlib import Path
 from meshctl.config import ProjectSpec
 from meshctl.planning.images import BASE_IMAGE
 from meshctl.model import ContainerInfo
-from meshctl.planning.plan import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, Observed, PullImage,
-                          RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, Settings, SignalReload,
-                          StartContainers, WaitReady, WriteFiles, describe, plan_down, plan_rebuild_app,
-                          plan_restart_app, plan_renewal, plan_up, pods_for)
+from meshctl.planning.plan import (Observed, Settings, plan_down, plan_rebuild_app, plan_renewal, plan_restart_app,
+                                   plan_up, pods_for)
+from meshctl.planning.steps import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, PullImage,
+                                    RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, SignalReload,
+                                    StartContainers, WaitReady, WriteFiles, describe)
 from meshctl.sidecars import data_dir
 from tests.unit.fake_engine import built, meshctl, pod_names, shop, stack_on, web
 
@@ -216,7 +217,7 @@ def two_services(tmp_path, extra: str = "", mesh: str = ""):
 
 
 def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_the_app(tmp_path):
-    from meshctl.planning.plan import RunOnce, StartContainers
+    from meshctl.planning.steps import RunOnce, StartContainers
     project = two_services(tmp_path)
     plan = plan_for(project, Observed(), tmp_path)
     for service, steps in plan.pods:
@@ -236,7 +237,7 @@ def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_
     web_capture = writes[str(tmp_path / "home/projects/shop/web/capture")]["capture.sh"]
     assert "--dports 9000 -j REDIRECT --to-ports 15001" in web_capture      # web calls api on 9000
     assert "--gid-owner 15999 -j RETURN" in web_capture and "REJECT" in web_capture    # strict by default
-    from meshctl.planning.plan import describe
+    from meshctl.planning.steps import describe
     [shown] = [describe(s)["why"] for _, s in plan.all_steps() if isinstance(s, RunOnce) and s.service == "web"]
     assert "ports 9000 → its proxy's outbound listener" in shown and "refused except to the mesh listener" in shown
 

@@ -4,7 +4,7 @@ from pathlib import Path
 from meshctl.sidecars import roles_of
 from meshctl.engine.docker import ContainerInfo
 from meshctl.config import ProjectSpec, ServiceSpec
-from meshctl.planning.plan import plan_pod, stop_order, stop_phases
+from meshctl.planning.converge import plan_pod, stop_order, stop_phases
 from meshctl.planning.pod import build_pod
 
 

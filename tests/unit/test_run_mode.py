@@ -15,7 +15,7 @@ from meshctl.config import load_project, parse_project
 from meshctl.errors import BuildError, ConfigError
 from meshctl.events import BuildEvent
 from meshctl.planning.images import runtime_image_ref
-from meshctl.planning.plan import BuildImage, InstallDependencies
+from meshctl.planning.steps import BuildImage, InstallDependencies
 from meshctl.runtime.stack import down_project
 from meshctl.planning.watch import CONVERGE, RESTART, classify
 from tests.unit.fake_engine import engine_with_images, meshctl, stack_on

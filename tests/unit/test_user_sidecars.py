@@ -13,7 +13,7 @@ import pytest
 from meshctl.config import ReadySpec, UserSidecar, parse_project
 from meshctl.errors import StartError
 from meshctl.planning.images import folder_hash
-from meshctl.planning.plan import BuildImage, WaitReady
+from meshctl.planning.steps import BuildImage, WaitReady
 from meshctl.sidecars import start_rank
 from meshctl.runtime.status import status
 from meshctl.planning.watch import CONVERGE, REBUILD, classify
@@ -213,7 +213,8 @@ services:
 
 
 def test_a_user_sidecar_that_exited_is_restarted_in_place_and_waited_for(tmp_path, home):
-    from meshctl.planning.plan import StartContainers, plan_restart_sidecar
+    from meshctl.planning.plan import plan_restart_sidecar
+    from meshctl.planning.steps import StartContainers
 
     engine = engine_with_images("cache:1")
     project = shop(tmp_path, web(user_sidecars=with_sidecars(tmp_path)[:1]))
