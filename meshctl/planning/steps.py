@@ -176,6 +176,10 @@ class Plan:
         rest = tuple(s for s in self.steps if not isinstance(s, (PullImage, BuildImage)))
         return Plan(self.project, images), Plan(self.project, rest, self.pods)
 
+    def only(self, service: str) -> Plan:
+        """The project's own steps and one pod's: the others are left as they are."""
+        return Plan(self.project, self.steps, tuple(pod for pod in self.pods if pod[0] == service))
+
     def all_steps(self) -> list[tuple[str | None, Step]]:
         return [(None, s) for s in self.steps] + [(service, s) for service, steps in self.pods for s in steps]
 

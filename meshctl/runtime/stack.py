@@ -161,10 +161,12 @@ class Stack:
             self.executor.run(plan_restart_sidecar(self.project, service, role, self.observe(), self.settings))
 
     def rebuild_pod(self, service: str) -> None:
-        """Its holder is gone and with it the namespace: every container of the pod anew."""
+        """Its holder is gone and with it the namespace: every container of the pod anew. Only
+        that pod: another pod's sidecar that exited meanwhile is restarted in place by its own
+        supervision, not converged here (which would restart its app too)."""
         with self._change:
             _, rest = self.plan_up().split_images()
-            self.executor.run(rest)
+            self.executor.run(rest.only(service))
 
     def removed_elsewhere(self) -> bool:
         """`meshctl down` from another shell is taking (or took) this stack away."""

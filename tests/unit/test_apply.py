@@ -347,6 +347,22 @@ def test_restart_app_starts_the_app_afresh_when_it_had_exited(tmp_path, engine, 
     assert calls(engine, before) == [("create", APP), ("start", APP), SERVING]
 
 
+def test_rebuild_pod_starts_that_pod_anew_and_leaves_the_other_pods_alone(tmp_path, engine, home):
+    """A lost holder takes its pod's containers with it; the rebuild starts that pod only. Another
+    pod whose sidecar exited at the same moment waits for its own in-place restart (its app is not
+    restarted behind it), and no other pod is announced again."""
+    events: list = []
+    stack, _ = running_shop(engine, tmp_path, home, web(), web("api"), events=events)
+    for name in (APP, METRICS, PROXY, POD):
+        engine.exit(name, 137)
+    engine.exit("shop-api-metrics", 1)
+    before, shown = len(engine.calls), len(events)
+    stack.rebuild_pod("web")
+    assert_in_phases(calls(engine, before), *the_pod_starts())
+    assert not [c for c in calls(engine, before) if "shop-api" in str(c[1:])]
+    assert [e.service for e in events[shown:] if isinstance(e, PodReady)] == ["web"]
+
+
 def test_rebuild_app_builds_then_replaces_only_the_app(tmp_path, engine, home):
     stack, before = running_shop(engine, tmp_path, home, built(tmp_path / "src"))
     old_app = engine.by_name(APP)["spec"]
