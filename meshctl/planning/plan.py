@@ -221,7 +221,7 @@ def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[Build
 
 
 def image_refs(project: ProjectSpec, settings: Settings) -> set[str]:
-    """Every image reference a project's plan may need: what the observer checks is present."""
+    """Every image reference a project's plan may need: what the observer looks up."""
     refs = {*settings.sidecar_images.values(), BASE_IMAGE, *(app_image_ref(project.name, s) for s in project.services)}
     refs |= {user_sidecar_image_ref(project.name, s.name, k) for s in project.services for k in kinds_for(s) if k.user}
     return refs

@@ -258,12 +258,13 @@ class Executor:
                 raise StartError(f"{step.service}: no host port for {step.readiness.port}, so its readiness "
                                  "cannot be checked", hint="`meshctl ps` shows the pod's ports")
             probe = self.prober(step.readiness, ports[step.readiness.port], self.ca.cert_path)
-        wait_for(what, probe, timeout=self.ready_timeout, abort=lambda: self._abort_check(step.service),
+        wait_for(what, probe, timeout=self.ready_timeout, abort=lambda: self._abort_wait(step.service),
                  hint=step.hint)
         if step.role == APP:
             self.watch.serving(step.service)
 
-    def _abort_check(self, service: str) -> None:
+    def _abort_wait(self, service: str) -> None:
+        """Ends a readiness wait early: a signal, or a container of the pod exited (the watch saw it)."""
         self._raise_if_cancelled()
         failure = self.watch.failure(service)
         if failure is not None:

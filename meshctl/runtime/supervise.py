@@ -347,10 +347,10 @@ class Reloader:
 
 
 class RenewalTimer:
-    """Every CHECK_EVERY seconds, leaf certificates near expiry are re-issued and reloaded in
+    """Every INTERVAL seconds, leaf certificates near expiry are re-issued and reloaded in
     place; on a timer of its own, never concurrent with a reload (the stack runs one change at a time)."""
 
-    CHECK_EVERY = 600.0
+    INTERVAL = 600.0
 
     def __init__(self, stack: Stack, stop: threading.Event, emit: Callable[[Any], None]):
         self.stack = stack
@@ -363,7 +363,7 @@ class RenewalTimer:
         return self
 
     def run(self) -> None:
-        while not self.stop.wait(self.CHECK_EVERY):
+        while not self.stop.wait(self.INTERVAL):
             self.renew()
 
     def renew(self) -> None:

@@ -244,9 +244,9 @@ def run_checks(targets: list[Target], *, engine: Engine | None, ca_path: Path | 
     on_event(ChecksPlanned(tuple((t.service, name) for t in targets for name in t.check_names())))
 
     def worker(target: Target) -> None:
-        session = ServiceChecks(target, engine, context, events.put)
+        checks = ServiceChecks(target, engine, context, events.put)
         try:
-            results[target.service] = session.run((ready_seconds or {}).get(target.service, 0.0))
+            results[target.service] = checks.run((ready_seconds or {}).get(target.service, 0.0))
         finally:
             events.put(("finished", target.service))
 

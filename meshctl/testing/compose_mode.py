@@ -5,7 +5,7 @@ The file says which services were injected (their `x-meshctl.injected` record, t
 or a `tls` sidecar in files injected before the proxy terminated TLS) and with which settings
 (health path, extra host names); `docker compose ps` says where their published ports landed. A
 stack that is not running is started here with `docker compose up -d --wait` and taken down after,
-always; one already running is left as found. Compose itself is run through compose_cli.ComposeCli.
+always; one already running is left as found. Compose itself is run through engine/compose.py's ComposeCli.
 Unlike `meshctl test PATH`, nothing ties a compose stack to this process: after a SIGKILL,
 `docker compose -f FILE down` removes it."""
 

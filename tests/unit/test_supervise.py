@@ -424,7 +424,7 @@ def test_the_renewal_timer_runs_until_stopped(session, monkeypatch):
     s = session()
     near_expiry(monkeypatch)
     timer = RenewalTimer(s.stack, s.interrupts.stop, s.emitted.put)
-    timer.CHECK_EVERY = 0.01
+    timer.INTERVAL = 0.01
     timer.start()
     assert s.reloaded().action == "re-issued, TLS reloaded in place"
     s.interrupts.stop.set()
