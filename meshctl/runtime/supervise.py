@@ -62,6 +62,7 @@ class Tracker:
         self.queue: queue.Queue = queue.Queue()
         self.containers: dict[str, Tracked] = {}        # name → the latest container of that name
         self._by_id: dict[str, Tracked] = {}
+        self._held: deque = deque()                     # events drain_logs took off the queue, in order
         self._lock = threading.Lock()
 
     # -- the Watch protocol --------------------------------------------------------------------
@@ -171,16 +172,26 @@ class Tracker:
         return out
 
     def drain_logs(self, on_event: Callable[[Any], None]) -> None:
-        """Show the log lines already queued, so an exit message comes after the app's last words."""
-        pending = []
+        """Show the log lines already queued, so an exit message comes after the app's last words.
+        Every other event is held, in order, for next_event: two sidecars that exit together are
+        two exits, and both are restarted."""
         while True:
             try:
-                pending.append(self.queue.get_nowait())
+                event = self.queue.get_nowait()
             except queue.Empty:
-                break
-        for event in pending:
+                return
             if isinstance(event, LogLine):
                 on_event(event)
+            else:
+                with self._lock:
+                    self._held.append(event)
+
+    def next_event(self, timeout: float) -> Any:
+        """The next event for the supervisor: those drain_logs held first; queue.Empty after `timeout`."""
+        with self._lock:
+            if self._held:
+                return self._held.popleft()
+        return self.queue.get(timeout=timeout)
 
 
 def follow_logs(engine: Engine, containers: list[ContainerInfo], *, tail: int | str,
@@ -452,6 +463,10 @@ class SidecarRestarter:
         except MeshctlError as exc:
             if not self.stop.is_set():
                 self.emit(Restarted(service, role, time.monotonic() - started, error=exc))
+                if role != HOLDER:
+                    # A failed restart counts as one more exit: tried again after the back-off
+                    # (a sibling sidecar that exited at the same moment fails this one's wait).
+                    self.exited(service, role)
             return
         self.emit(Restarted(service, role, time.monotonic() - started))
 
@@ -477,7 +492,7 @@ def supervise(stack: Stack, tracker: Tracker, running: list[RunningPod], interru
             teardown(stack, interrupts, on_event, tracker=tracker)
             return 0
         try:
-            event = tracker.queue.get(timeout=0.1)
+            event = tracker.next_event(timeout=0.1)
         except queue.Empty:
             continue
         if isinstance(event, (LogLine, Reloaded, Phase)):

@@ -137,6 +137,25 @@ def test_a_sidecar_that_exits_is_restarted_in_place_and_the_app_is_left_alone(se
     assert running.stop() == 0 and s.engine.is_empty()
 
 
+def test_two_sidecars_that_exit_together_are_both_restarted(session):
+    """Showing the log lines queued before an exit must not swallow the other exit queued with them."""
+    s = session()
+    s.engine.exit(PROXY, 137)
+    s.engine.exit(METRICS, 137)
+    queued = lambda: [e for e in list(s.tracker.queue.queue) if isinstance(e, Exited)]  # noqa: E731
+    for _ in range(WAIT * 50):
+        if len(queued()) == 2:
+            break
+        threading.Event().wait(0.02)
+    assert len(queued()) == 2, "both exits queued before supervision reads them"
+    running = Supervising(s)
+    ok = lambda role: [e for e in restarted(s, role) if e.error is None]  # noqa: E731
+    running.until(lambda: ok("proxy") and ok("metrics"), "both sidecars restarted")
+    assert sorted((e.role, e.code) for e in s.shown(Exited)) == [("metrics", 137), ("proxy", 137)]
+    assert {c["spec"].name for c in s.engine.containers_.values()} == {POD, METRICS, PROXY, APP}
+    assert running.stop() == 0 and s.engine.is_empty()
+
+
 def test_a_sidecar_in_a_crash_loop_is_given_up_on_and_the_app_keeps_running(session):
     from meshctl.runtime.supervise import RestartPolicy
     s = session()
