@@ -1,5 +1,6 @@
-"""The command line: typer commands (app.py) and the one module that prints (ui.py). Only here
-are MeshctlErrors turned into a red message and an exit code. May import everything in meshctl."""
+"""The command line: app.py (the typer app and its one error funnel, the only place a MeshctlError
+becomes a red message and an exit code), commands/ (one module per command group), common.py (what
+the commands share) and ui.py (the one module that prints). May import everything in meshctl."""
 
 from .app import main
 

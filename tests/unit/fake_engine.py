@@ -83,24 +83,29 @@ services:
 def use_on_the_cli(folder: Path, monkeypatch, engine: FakeEngine | None = None) -> FakeEngine:
     """`meshctl` commands run against `engine` (one with every image, by default), with readiness
     recorded instead of probed, MESHCTL_HOME in folder/home and the default mesh.yaml in `folder`."""
-    from meshctl.cli import app as cli
+    from meshctl.cli import common
     from meshctl.runtime import apply
 
     engine = engine or engine_with_images()
     write_mesh_yaml(folder)
-    monkeypatch.setattr(cli, "DockerEngine", lambda: engine)
+    monkeypatch.setattr(common, "DockerEngine", lambda: engine)
     monkeypatch.setattr(apply, "probe_for", Prober(engine))
     monkeypatch.setenv("MESHCTL_HOME", str(folder / "home"))
     return engine
 
 
-def meshctl(*args: str):
-    """Run a meshctl command in-process (typer's CliRunner)."""
+def meshctl(*args: str, input: str | None = None, env: dict[str, str] | None = None, check: bool = False):
+    """Run a meshctl command in-process (typer's CliRunner): `input` is its stdin; with `check`, a
+    non-zero exit fails the test with the command's output."""
     from typer.testing import CliRunner
 
     from meshctl.cli.app import app
 
-    return CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), input=input, env=env)
+    if check and result.exit_code != 0:
+        raise AssertionError(f"meshctl {' '.join(args)} exited {result.exit_code}\nstdout:\n{result.stdout}\n"
+                             f"stderr:\n{result.stderr}\nexception: {result.exception!r}")
+    return result
 
 
 def web(name: str = "web", **changes: Any) -> ServiceSpec:

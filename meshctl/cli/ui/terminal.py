@@ -1,88 +1,52 @@
-"""Everything meshctl shows a person: build progress, the status table, interleaved logs,
-errors. The only module that prints."""
+"""Ui: what meshctl shows a person, on stdout (results, logs) and stderr (progress, notes, errors)."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import sys
 import threading
 import time
 import zlib
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import MeshctlError
-from ..events import (ERROR, FAILED, PASSED, SKIPPED, BuildEvent, CheckDone, CheckResult, ChecksPlanned, CheckStarted,
-                     Exited, LogLine, Phase, PodReady, Reloaded, Restarted)
-from ..planning.steps import Plan, describe
-from ..testing.report import Report
-from ..runtime.stack import RunningPod
-from ..runtime.status import ServiceStatus
+from ...errors import MeshctlError
+from ...events import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    BuildEvent,
+    CheckDone,
+    ChecksPlanned,
+    CheckStarted,
+    Exited,
+    LogLine,
+    Phase,
+    PodReady,
+    Reloaded,
+    Restarted,
+)
+from ...planning.steps import Plan, describe
+from ...runtime.stack import RunningPod
+from ...runtime.status import ServiceStatus
+from ...testing.report import Report
+from .checks import CheckTable
+from .streams import PipeSafe
 
 SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}
 
 
-class PipeSafe(io.TextIOBase):
-    """stdout or stderr that a closed pipe cannot break. `meshctl up | tee log` and Ctrl-C: the
-    signal reaches tee too, and every later write fails with EPIPE; a print must never stop the
-    teardown that follows. After the first EPIPE, output goes to /dev/null (also what the
-    interpreter flushes at exit, so it does not complain either)."""
-
-    def __init__(self, stream: Any):
-        self.stream = stream
-        self.broken = False
-
-    def _lost(self) -> None:
-        self.broken = True
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, io.UnsupportedOperation):
-            pass
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                self.stream.write(text)
-            except (BrokenPipeError, ValueError):     # ValueError: the stream was closed
-                self._lost()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                self._lost()
-
-    def isatty(self) -> bool:
-        try:
-            return not self.broken and self.stream.isatty()
-        except ValueError:
-            return False
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.stream, "encoding", None) or "utf-8"
-
-
 class Ui:
     def __init__(self, *, quiet: bool = False):
-        self.out = Console(file=PipeSafe(sys.stdout), highlight=False, soft_wrap=True)
-        self.err = Console(file=PipeSafe(sys.stderr), highlight=False, soft_wrap=True)
+        self.out = Console(file=cast(IO[str], PipeSafe(sys.stdout)), highlight=False, soft_wrap=True)
+        self.err = Console(file=cast(IO[str], PipeSafe(sys.stderr)), highlight=False, soft_wrap=True)
         self.quiet = quiet
         self._progress: Progress | None = None
         self._tasks: dict[str, Any] = {}
@@ -266,16 +230,22 @@ class Ui:
                 f"{c['role']} {c['state']}" for c in s.containers)
             groups.append((f"{s.project}/{s.service} ({state})", s.urls))
         self.out.print(self._urls_table(None, groups))
-        for s in (s for s in statuses if s.mesh):
-            if s.mesh.get("outside"):
-                self.out.print(f"{escape(s.project)}/{escape(s.service)}: outside the mesh (no sidecars): reached "
-                               "by name in plain TCP, without mTLS or identity")
-                continue
-            allow = s.mesh.get("allow")
-            callers = "every service of the project" if allow is None else ", ".join(allow) or "no one"
-            tcp = " (TCP)" if s.mesh.get("protocol") == "tcp" else ""
-            self.out.print(f"{escape(s.project)}/{escape(s.service)}: {escape(s.mesh.get('identity') or '')}, "
-                           f"mTLS {escape(s.mesh.get('mtls') or '')}{tcp}, callers: {escape(callers)}")
+        for s in statuses:
+            self._mesh_line(s)
+
+    def _mesh_line(self, s: ServiceStatus) -> None:
+        """Where a service stands in the mesh: its identity, mTLS and callers, or outside it."""
+        if not s.mesh:
+            return
+        if s.mesh.get("outside"):
+            self.out.print(f"{escape(s.project)}/{escape(s.service)}: outside the mesh (no sidecars): reached "
+                           "by name in plain TCP, without mTLS or identity")
+            return
+        allow = s.mesh.get("allow")
+        callers = "every service of the project" if allow is None else ", ".join(allow) or "no one"
+        tcp = " (TCP)" if s.mesh.get("protocol") == "tcp" else ""
+        self.out.print(f"{escape(s.project)}/{escape(s.service)}: {escape(s.mesh.get('identity') or '')}, "
+                       f"mTLS {escape(s.mesh.get('mtls') or '')}{tcp}, callers: {escape(callers)}")
 
     @staticmethod
     def _urls_table(title: str | None, groups: list[tuple[str, dict[str, str]]]) -> Table:
@@ -284,7 +254,7 @@ class Ui:
         for column in ("service", "endpoint", "url"):
             table.add_column(column, no_wrap=True, overflow="ignore")
         for label, urls in groups:
-            kinds = [k for k in ("https", "http", "metrics") if k in urls] or ["–"]
+            kinds: list[str] = [k for k in ("https", "http", "metrics") if k in urls] or ["–"]
             for index, kind in enumerate(kinds):
                 table.add_row(label if index == 0 else "", kind, urls.get(kind, "–"))
         return table
@@ -320,6 +290,11 @@ class Ui:
     def plain(self, text: str) -> None:
         print(text)
 
+    def document(self, text: str) -> None:
+        """A whole file on stdout, byte for byte (inject's output, for a pipe or a redirect)."""
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
     def error(self, exc: MeshctlError) -> None:
         self.stop_progress()
         if exc.details:
@@ -332,78 +307,6 @@ class Ui:
         for name, ok, detail in results:
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
             self.out.print(f"{mark} {escape(name)}: {escape(detail)}")
-
-
-_OUTCOME_MARKS = {PASSED: "[green]✓ passed[/]", FAILED: "[red]✗ failed[/]", ERROR: "[red]! error[/]",
-                  SKIPPED: "[dim]– skipped[/]"}
-
-
-class CheckTable:
-    """The live table of `meshctl test`: one row per check, updated as results come in. On a
-    terminal it redraws in place; in a CI log it prints once, when the checks are done."""
-
-    def __init__(self, names: tuple[tuple[str, str], ...], console: Console):
-        self.rows: dict[tuple[str, str], list[str]] = {key: ["[dim]· waiting[/]", "", ""] for key in names}
-        self.pending = set(names)
-        self.console = console
-        self.stopped = False
-        self.live: Live | None = None
-        if console.is_terminal:
-            self.live = Live(get_renderable=self.render, console=console, refresh_per_second=8,
-                             redirect_stdout=False, redirect_stderr=False)
-            self.live.start()
-
-    def update(self, event: Any) -> None:
-        if isinstance(event, CheckStarted):
-            self.rows[(event.service, event.name)] = ["[yellow]… running[/]", "", ""]
-        elif isinstance(event, CheckDone):
-            r = event.result
-            self.rows[(r.service, r.name)] = _row(r)
-            self.pending.discard((r.service, r.name))
-            if not self.pending:
-                self.stop()     # before teardown prints its phases below it
-
-    def render(self) -> Table:
-        return _checks_table(self.rows, self.console.width)
-
-    def stop(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        if self.live is not None:
-            self.live.stop()
-        else:
-            self.console.print(self.render())
-
-    @staticmethod
-    def final(report: Report, console: Console) -> None:
-        rows = {(s.service, r.name): _row(r) for s in report.services for r in s.results}
-        console.print(_checks_table(rows, console.width))
-
-
-def _row(result: CheckResult) -> list[str]:
-    seconds = f"{result.seconds * 1000:.0f} ms" if result.seconds < 1 else f"{result.seconds:.2f} s"
-    return [_OUTCOME_MARKS.get(result.outcome, result.outcome), seconds, result.message]
-
-
-def _checks_table(rows: dict[tuple[str, str], list[str]], width: int) -> Table:
-    # Fixed widths: rich's own squeezing hides whole columns when every column is no_wrap.
-    service_w = max([len(key[0]) for key in rows] + [7])
-    check_w = max([len(key[1]) for key in rows] + [5])
-    detail_w = max(20, width - service_w - check_w - 9 - 7 - 4 * 3)
-    table = Table(title="meshctl test", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("service", no_wrap=True, width=service_w)
-    table.add_column("check", no_wrap=True, width=check_w)
-    table.add_column("result", no_wrap=True, width=9)
-    table.add_column("time", justify="right", no_wrap=True, width=7)
-    table.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=detail_w)
-    previous = None
-    for (service, name), (mark, seconds, detail) in rows.items():
-        table.add_row(escape(service) if service != previous else "", escape(name), mark, seconds,
-                      escape(detail.splitlines()[0] if detail else ""))
-        previous = service
-    return table
-
 
 
 def _message(error: Exception) -> str:

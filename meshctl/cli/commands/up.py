@@ -1,0 +1,129 @@
+"""`meshctl up`, `down`, `ps` and `logs`: a stack's life on the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ...certs import meshctl_home
+from ...config import load_project
+from ...errors import UsageError
+from ...events import LogLine
+from ...model import HOLDER, selector
+from ...runtime.stack import Stack, down_all, down_project, plan_down_project
+from ...runtime.status import project_names, status
+from ...runtime.supervise import Interrupts, Reloader, Tracker, follow_logs, supervise
+from ..common import (
+    CommandAfterDashes,
+    PathArg,
+    RuntimeOption,
+    app_command,
+    engine,
+    project_name,
+    ui_of,
+)
+
+commands = typer.Typer()
+
+
+@commands.command(cls=CommandAfterDashes)
+def up(ctx: typer.Context, path: Path = PathArg,
+       detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; leave the stack running."),
+       wait: bool = typer.Option(True, "--wait/--no-wait",
+                                 help="With -d: return only once every service serves through HTTPS → proxy → app "
+                                      "(the default; non-zero if not in --timeout), or as soon as all is started."),
+       image: str | None = typer.Option(None, help="Wrap an existing image instead of a folder; with -- CMD, "
+                                           "run CMD in it with the folder mounted at /app."),
+       runtime: str | None = RuntimeOption,
+       port: int | None = typer.Option(None, help="The port the app listens on inside the pod (with -- CMD: 8080)."),
+       name: str | None = typer.Option(None, "--project", "-p", help="Project name (default: mesh.yaml's name or the folder's)."),
+       timeout: float = typer.Option(60.0, help="Seconds to wait for the stack to be ready."),
+       no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
+       dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would be built, created, "
+                                    "replaced, reloaded or kept, and why) and change nothing."),
+       as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+       ) -> int:
+    """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything.
+    `meshctl up [PATH] -- CMD` runs CMD with no Dockerfile, in the folder's runtime."""
+    ui = ui_of(ctx)
+    if not wait and not detach:
+        raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
+    project = load_project(path, image=image, port=port, name=name, command=app_command(ctx), runtime=runtime)
+    docker = engine()
+    if dry_run:
+        plan = Stack(docker, project, on_event=ui, tied=not detach, wait_serving=wait).plan_up()
+        ui.plan([plan], as_json=as_json)
+        return 0
+    interrupts = Interrupts().install()
+    tracker = Tracker(docker)
+    stack = Stack(docker, project, on_event=ui, tied=not detach, watch=tracker, ready_timeout=timeout,
+                  wait_serving=wait, cancel=interrupts.stop, force=interrupts.force)
+    reloader = None if detach or no_watch else Reloader(stack, interrupts.stop, tracker.queue.put).start()
+    try:
+        running = stack.up()
+        ui.status_table(running, str(stack.ca.cert_path), detached=detach)
+        if detach:
+            return 0
+        return supervise(stack, tracker, running, interrupts, ui, reloader=reloader)
+    finally:
+        interrupts.restore()
+
+
+@commands.command()
+def down(ctx: typer.Context, path: Path = PathArg,
+         all_: bool = typer.Option(False, "--all", help="Remove every meshctl stack on this engine."),
+         name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of PATH."),
+         force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be removed, and remove nothing."),
+         as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+         volumes: bool = typer.Option(False, "--volumes", "-v", help="Also remove the dependency caches "
+                                      "(`up -- CMD` keeps them between runs)."),
+         ) -> None:
+    """Stop and remove a stack (idempotent). Dependency caches stay unless --volumes."""
+    ui = ui_of(ctx)
+    docker = engine()
+    if dry_run:
+        names = project_names(docker) if all_ else [name or project_name(path)]
+        ui.plan([plan_down_project(docker, n, force=force, volumes=volumes) for n in names], as_json=as_json)
+        return
+    if all_:
+        removed = {project: r for project, r in down_all(docker, force=force, volumes=volumes).items() if r}
+        for project, what in removed.items():
+            ui.note(f"{project}: {what.summary()}")
+        ui.success(f"removed {sum(r.containers for r in removed.values())} containers of {len(removed)} projects"
+                   if removed else "no meshctl stacks were running")
+        return
+    project = name or project_name(path)
+    ui.success(f"{project}: {down_project(docker, project, force=force, volumes=volumes).summary()}")
+
+
+@commands.command()
+def ps(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+       name: str | None = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
+    """Projects, services, containers, their state and URLs."""
+    ui_of(ctx).ps(status(engine(), name, home=meshctl_home()), as_json=as_json)
+
+
+@commands.command()
+def logs(ctx: typer.Context, service: str | None = typer.Argument(None, help="Only this service."),
+         path: Path = typer.Option(Path("."), "--path", help="The project's folder."),
+         name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
+         tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
+    """Logs of a stack's containers, prefixed by service and role."""
+    ui = ui_of(ctx)
+    docker = engine()
+    project = name or project_name(path, running_fallback=docker)
+    wanted = selector(project, service=service) if service else selector(project)
+    containers = [c for c in docker.containers(wanted, all=False) if c.role != HOLDER]
+    if not containers:
+        raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else ""),
+                         hint="`meshctl ps` lists what runs")
+    if not follow:
+        for c in containers:
+            for line in docker.logs(c.id, follow=False, tail=tail):
+                ui.log_line(LogLine(c.service, c.role, line))
+        return
+    for event in follow_logs(docker, containers, tail=tail):
+        ui.log_line(event)
