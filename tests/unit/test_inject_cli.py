@@ -1,5 +1,6 @@
 """`meshctl inject` and `meshctl uninject` as a user runs them: files, stdin, stdout, exit codes.
---no-build keeps these daemon-free; certificates go to the session's MESHCTL_HOME."""
+In-process (typer's CliRunner), but for the shell's redirect of stdout into the input file, which
+needs a real process. --no-build keeps these daemon-free; certificates go to the session's MESHCTL_HOME."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 
-from tests.conftest import meshctl_cmd, run_meshctl
+from tests.conftest import meshctl_cmd
+from tests.unit.fake_engine import meshctl
 
 COMPOSE = """\
 # shop
@@ -36,7 +38,7 @@ def write(tmp_path: Path, text: str = COMPOSE, name: str = "compose.yaml") -> Pa
 
 def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
     path = write(tmp_path)
-    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    result = meshctl("inject", "--no-build", str(path), check=True)
     services = yaml.safe_load(result.stdout)["services"]
     assert {"web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics", "db-mesh-pod", "db-mesh-proxy",
             "db-mesh-metrics"} <= set(services)
@@ -52,7 +54,7 @@ def test_stdout_by_default_with_one_line_per_service_on_stderr(tmp_path):
 
 def test_certificates_and_configs_are_written_for_the_sidecars(tmp_path):
     path = write(tmp_path)
-    services = yaml.safe_load(run_meshctl("inject", "--no-build", str(path), check=True).stdout)["services"]
+    services = yaml.safe_load(meshctl("inject", "--no-build", str(path), check=True).stdout)["services"]
     # The proxy terminates TLS: its folder holds its config and the certificate.
     proxy_dir = Path(services["web-mesh-proxy"]["volumes"][0]["source"])
     assert proxy_dir.name == "proxy" and not (proxy_dir.parent / "tls").exists()
@@ -69,34 +71,33 @@ def test_certificates_and_configs_are_written_for_the_sidecars(tmp_path):
     assert "mode tcp" in (tcp_dir / "haproxy.cfg").read_text() and not (tcp_dir / "bundle.pem").exists()
 
 
-def test_stdin_and_output_file(tmp_path):
+def test_stdin_and_output_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)       # stdin's compose project is named after the current folder
     out = tmp_path / "compose.mesh.yaml"
-    result = subprocess.run(meshctl_cmd("inject", "--no-build", "-", "-o", str(out)), input=COMPOSE,
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = meshctl("inject", "--no-build", "-", "-o", str(out), input=COMPOSE, check=True)
     assert result.stdout == ""
     assert "web-mesh-proxy" in out.read_text()
     # Injecting the injected file changes no byte; uninject gives the original back.
-    again = run_meshctl("inject", "--no-build", str(out), check=True).stdout
+    again = meshctl("inject", "--no-build", str(out), check=True).stdout
     assert again == out.read_text()
-    assert run_meshctl("uninject", str(out), check=True).stdout == COMPOSE
-    assert run_meshctl("inject", "--uninject", str(out), check=True).stdout == COMPOSE
+    assert meshctl("uninject", str(out), check=True).stdout == COMPOSE
+    assert meshctl("inject", "--uninject", str(out), check=True).stdout == COMPOSE
 
 
 def test_in_place_is_atomic_keeps_a_backup_and_is_idempotent(tmp_path):
     path = write(tmp_path)
     path.chmod(0o640)
-    result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
+    result = meshctl("inject", "--no-build", "--in-place", str(path), check=True)
     assert "wrote" in result.stderr
     injected = path.read_text()
     assert "web-mesh-proxy" in injected
     assert (tmp_path / "compose.yaml.bak").read_text() == COMPOSE
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    result = run_meshctl("inject", "--no-build", "--in-place", str(path), check=True)
+    result = meshctl("inject", "--no-build", "--in-place", str(path), check=True)
     assert "unchanged" in result.stderr
     assert path.read_text() == injected
     assert (tmp_path / "compose.yaml.bak").read_text() == COMPOSE     # still the true original
-    run_meshctl("uninject", "-i", str(path), check=True)
+    meshctl("uninject", "-i", str(path), check=True)
     assert path.read_text() == COMPOSE
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -104,8 +105,8 @@ def test_in_place_is_atomic_keeps_a_backup_and_is_idempotent(tmp_path):
 def test_an_error_writes_nothing(tmp_path):
     broken = COMPOSE.replace("image: acme/worker", "image: acme/worker\n    ports: [80]\n    x-meshctl: {protocol: udp}")
     path = write(tmp_path, broken)
-    result = run_meshctl("inject", "--no-build", "--in-place", str(path))
-    assert result.returncode == 2
+    result = meshctl("inject", "--no-build", "--in-place", str(path))
+    assert result.exit_code == 2
     assert "compose.yaml:13: services.worker.x-meshctl.protocol: expected http or tcp" in result.stderr
     assert path.read_text() == broken
     assert not (tmp_path / "compose.yaml.bak").exists()
@@ -113,17 +114,18 @@ def test_an_error_writes_nothing(tmp_path):
 
 
 def test_not_yaml_and_not_compose_exit_2_with_the_line(tmp_path):
-    result = run_meshctl("inject", "--no-build", str(write(tmp_path, "services:\n  web:\n    image: [nginx\n")))
-    assert result.returncode == 2
-    assert "compose.yaml:4:1: not valid YAML" in result.stderr and "Traceback" not in result.stderr
-    result = run_meshctl("inject", "--no-build", str(write(tmp_path, "apiVersion: v1\nkind: Pod\n")))
-    assert result.returncode == 2
+    result = meshctl("inject", "--no-build", str(write(tmp_path, "services:\n  web:\n    image: [nginx\n")))
+    assert result.exit_code == 2
+    assert "compose.yaml:4:1: not valid YAML" in result.stderr and isinstance(result.exception, SystemExit)
+    result = meshctl("inject", "--no-build", str(write(tmp_path, "apiVersion: v1\nkind: Pod\n")))
+    assert result.exit_code == 2
     assert "not a compose file" in result.stderr
-    result = run_meshctl("inject", "--no-build", str(tmp_path / "missing.yaml"))
-    assert result.returncode == 2 and "no such file" in result.stderr
+    result = meshctl("inject", "--no-build", str(tmp_path / "missing.yaml"))
+    assert result.exit_code == 2 and "no such file" in result.stderr
 
 
 def test_redirecting_stdout_into_the_input_is_caught(tmp_path):
+    """A real process: its stdout is the file the shell opened (and emptied), exit 2 seen by the shell."""
     path = write(tmp_path)
     with open(path, "w") as stdout:      # what `meshctl inject compose.yaml > compose.yaml` does
         result = subprocess.run(meshctl_cmd("inject", "--no-build", str(path)), stdout=stdout,
@@ -134,64 +136,63 @@ def test_redirecting_stdout_into_the_input_is_caught(tmp_path):
 
 def test_usage_errors(tmp_path):
     path = write(tmp_path)
-    assert run_meshctl("inject", "--no-build", "-i", "-").returncode == 2
-    assert run_meshctl("inject", "--no-build", "-i", str(path), "-o", str(tmp_path / "x")).returncode == 2
-    result = run_meshctl("inject", "--no-build", "--service", "nope", str(path))
-    assert result.returncode == 2 and "no service named 'nope'" in result.stderr
+    assert meshctl("inject", "--no-build", "-i", "-").exit_code == 2
+    assert meshctl("inject", "--no-build", "-i", str(path), "-o", str(tmp_path / "x")).exit_code == 2
+    result = meshctl("inject", "--no-build", "--service", "nope", str(path))
+    assert result.exit_code == 2 and "no service named 'nope'" in result.stderr
 
 
-def test_finds_compose_yaml_in_the_current_folder(tmp_path):
+def test_finds_compose_yaml_in_the_current_folder(tmp_path, monkeypatch):
     write(tmp_path)
-    result = run_meshctl("inject", "--no-build", "--service", "web", cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    result = meshctl("inject", "--no-build", "--service", "web", check=True)
     assert "web-mesh-proxy" in result.stdout and "db-mesh-proxy" not in result.stdout
 
 
 def test_a_folder_means_its_compose_file_as_docker_compose_finds_it(tmp_path):
     write(tmp_path, name="docker-compose.yml")
-    result = run_meshctl("inject", "--no-build", str(tmp_path), check=True)
+    result = meshctl("inject", "--no-build", str(tmp_path), check=True)
     assert "web-mesh-proxy" in result.stdout
     empty = tmp_path / "adir"
     empty.mkdir()
     (empty / "stack.yml").write_text(COMPOSE)
-    result = run_meshctl("inject", "--no-build", str(empty))
-    assert result.returncode == 2 and result.stdout == ""
+    result = meshctl("inject", "--no-build", str(empty))
+    assert result.exit_code == 2 and result.stdout == ""
     assert f"{empty} is a folder, and it has no compose file (compose.yaml, compose.yml" in result.stderr
     assert "stack.yml" in result.stderr and "no such file" not in result.stderr
-    missing = run_meshctl("inject", "--no-build", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+    missing = meshctl("inject", "--no-build", str(tmp_path / "nope.yaml"))
+    assert missing.exit_code == 2 and "nope.yaml: no such file" in missing.stderr
     # `meshctl test --compose` finds the file in a folder the same way.
-    checked = run_meshctl("test", "--compose", str(empty), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
-    assert checked.returncode == 2 and f"{empty} is a folder, and it has no compose file" in checked.stderr
+    checked = meshctl("test", "--compose", str(empty), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert checked.exit_code == 2 and f"{empty} is a folder, and it has no compose file" in checked.stderr
 
 
 def test_nothing_to_inject_says_so(tmp_path):
     path = write(tmp_path, "services: {}\n")
-    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    result = meshctl("inject", "--no-build", str(path), check=True)
     assert result.stdout == "services: {}\n" and "nothing was injected: it has no services" in result.stderr
     path = write(tmp_path, "services:\n  worker:\n    image: x\n")
-    result = run_meshctl("inject", "--no-build", str(path), check=True)
+    result = meshctl("inject", "--no-build", str(path), check=True)
     assert "worker: left alone: publishes no ports" in result.stderr and "nothing was injected" in result.stderr
 
 
 LEGACY = Path(__file__).resolve().parent.parent / "compose_corpus" / "legacy"
 
 
-def test_a_file_injected_with_a_tls_sidecar_uninjects_and_re_injects_in_place(tmp_path):
+def test_a_file_injected_with_a_tls_sidecar_uninjects_and_re_injects_in_place(tmp_path, monkeypatch):
     """Its web-mesh-tls services go; the proxy takes over the TLS port and gets the certificate."""
+    monkeypatch.chdir(tmp_path)
     original = (LEGACY / "original.yaml").read_text()
     old = (LEGACY / "injected-with-tls-sidecar.yaml").read_text()
     path = write(tmp_path, old, "compose.mesh.yaml")
-    assert run_meshctl("uninject", str(path), check=True).stdout == original
+    assert meshctl("uninject", str(path), check=True).stdout == original
 
-    made = subprocess.run(meshctl_cmd("inject", "--no-build", "-"), input=original, capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
-    fresh = made.stdout
+    fresh = meshctl("inject", "--no-build", "-", input=original, check=True).stdout
     # What the old injection left on disk: the tls sidecar's config and private key.
     old_tls_dir = Path(yaml.safe_load(fresh)["services"]["web-mesh-proxy"]["volumes"][0]["source"]).parent / "tls"
     old_tls_dir.mkdir(parents=True, exist_ok=True)
     (old_tls_dir / "key.pem").write_text("old key")
-    result = run_meshctl("inject", "--no-build", "-i", str(path), check=True)
+    result = meshctl("inject", "--no-build", "-i", str(path), check=True)
     assert not old_tls_dir.exists()       # no unused private key is left behind
     assert "wrote" in result.stderr and "web-mesh-tls is gone" in result.stderr and "--remove-orphans" in result.stderr
     assert path.read_text() == fresh and "-mesh-tls" not in fresh
@@ -200,5 +201,5 @@ def test_a_file_injected_with_a_tls_sidecar_uninjects_and_re_injects_in_place(tm
     assert services["web-mesh-pod"]["ports"][0] == "8080:15443"
     proxy_dir = Path(services["web-mesh-proxy"]["volumes"][0]["source"])
     assert stat.S_IMODE((proxy_dir / "bundle.pem").stat().st_mode) == 0o600
-    assert "unchanged" in run_meshctl("inject", "--no-build", "-i", str(path), check=True).stderr
-    assert run_meshctl("uninject", str(path), check=True).stdout == original
+    assert "unchanged" in meshctl("inject", "--no-build", "-i", str(path), check=True).stderr
+    assert meshctl("uninject", str(path), check=True).stdout == original

@@ -28,10 +28,17 @@ def test_a_wheel_carries_sidecars_templates_and_runtimes_and_finds_them(tmp_path
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
+    installed = {**os.environ, "PYTHONPATH": str(target)}
     found = subprocess.run([sys.executable, "-c", "from meshctl.sidecars import data_dir; print(data_dir('sidecars'))"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path,
-                           env={**os.environ, "PYTHONPATH": str(target)}).stdout.strip()
+                           capture_output=True, text=True, check=True, cwd=tmp_path, env=installed).stdout.strip()
     assert Path(found) == target / "meshctl" / "_data" / "sidecars"
+    # The installed entry point (meshctl.cli:main), as a shell sees it: an expected failure is a
+    # red message and exit 2, never a traceback.
+    (tmp_path / "mesh.yaml").write_text("name: x\n")
+    shell = subprocess.run([str(target / "bin" / "meshctl"), "init", str(tmp_path)], capture_output=True,
+                           text=True, cwd=tmp_path, env=installed)
+    assert shell.returncode == 2 and "mesh.yaml already exists" in shell.stderr
+    assert "Traceback" not in shell.stderr and shell.stdout == ""
 
 
 def test_init_writes_a_mesh_yaml_that_parses(tmp_path):
