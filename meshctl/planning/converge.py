@@ -75,7 +75,7 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[st
         why.update({s.name: "new" for s in pod.containers})
         if holder is not None:
             why.update({s.name: "the holder changed, and with it the pod's namespace" for s in pod.containers})
-            why[pod.holder.name] = _difference(holder, pod.holder, image_ids)
+            why[pod.holder.name] = _difference(holder, pod.holder, image_ids) or ""
         return PodPlan(pod, remove=tuple(stop_order(mine.values())), create=pod.containers, keep=(), why=why)
     remove, create, keep, reload = [], [], [holder], []
     for spec in pod.containers[1:]:
@@ -87,7 +87,7 @@ def plan_pod(pod: Pod, observed: Iterable[ContainerInfo], refreshed: Iterable[st
             continue
         if current is not None:
             remove.append(current)
-        why[spec.name] = "new" if current is None else _difference(current, spec, image_ids)
+        why[spec.name] = (_difference(current, spec, image_ids) if current is not None else None) or "new"
         create.append(spec)
     mine.pop(pod.holder.name, None)
     remove.extend(mine.values())  # containers of roles no longer wanted

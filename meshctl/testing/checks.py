@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,9 +57,9 @@ class ServiceChecks:
             steps.append(("http", "builtin", self._http))
         for check in t.checks:
             if isinstance(check, HttpCheck):
-                steps.append((check.name, "http", lambda c=check: self._declared_http(c)))
+                steps.append((check.name, "http", partial(self._declared_http, check)))
             else:
-                steps.append((check.name, "exec", lambda c=check: self._exec(c)))
+                steps.append((check.name, "exec", partial(self._exec, check)))
         if "metrics" in t.urls:
             steps.append(("metrics", "builtin", lambda: self._metrics(baseline)))
         for name, kind, step in steps:
@@ -138,6 +139,8 @@ class ServiceChecks:
         return PASSED, f"{what}: HTTP {answer.status} in {answer.elapsed * 1000:.0f} ms", ""
 
     def _certificate(self) -> tuple[str, str, str]:
+        if self.context is None:
+            return ERROR, "no CA to verify the certificate against", ""
         port = self.target.port("https")
         problems, subject = [], ""
         for name in self.target.hostnames:
@@ -228,7 +231,7 @@ def verify_certificate(port: int, hostname: str, context: ssl.SSLContext) -> str
     """Handshake with `hostname` as SNI and verify the chain and the name; return the subject."""
     with socket.create_connection(("127.0.0.1", port), timeout=5.0) as raw:
         with context.wrap_socket(raw, server_hostname=hostname) as tls:
-            cert = tls.getpeercert() or {}
+            cert: dict[str, Any] = tls.getpeercert() or {}
     return ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
 
 

@@ -26,8 +26,9 @@ def render_junit(report: Report) -> str:
     for service in report.services:
         counts = {"tests": len(service.results), "failures": service.count(FAILED),
                   "errors": service.count(ERROR), "skipped": service.count(SKIPPED)}
-        suite = ET.SubElement(root, "testsuite", name=service.service, timestamp=timestamp, hostname="localhost",
-                              time=f"{service.seconds:.3f}", **{k: str(v) for k, v in counts.items()})
+        suite = ET.SubElement(root, "testsuite", {"name": service.service, "timestamp": timestamp,
+                                                  "hostname": "localhost", "time": f"{service.seconds:.3f}",
+                                                  **{k: str(v) for k, v in counts.items()}})
         properties = ET.SubElement(suite, "properties")
         ET.SubElement(properties, "property", name="project", value=report.project)
         logs = _logs_text(service)
