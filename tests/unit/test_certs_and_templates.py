@@ -1,6 +1,7 @@
 import datetime as dt
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from dataclasses import replace
@@ -9,9 +10,12 @@ from cryptography import x509
 
 from meshctl import certs
 from meshctl.certs import CertificateAuthority, default_sans
-from meshctl.config import ProxySettings, ServiceSpec
+from meshctl.config import ProxySettings, ServiceSpec, load_project
 from meshctl.planning.images import folder_hash
+from meshctl.sidecars import data
 from meshctl.sidecars import chain_of, data_dir, render_configs, render_proxy, render_tls, roles_of
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ca_and_leaf(tmp_path):
@@ -133,3 +137,24 @@ def test_configs_go_to_the_tls_terminator_and_a_retired_tls_folder_goes(tmp_path
     # Without a proxy the tls sidecar gets it, and the proxy folder goes.
     assert up(replace(service, proxy=None)) == {"pod", "metrics", "tls", "app"}
     assert not (state / "proxy").exists() and (state / "tls" / "bundle.pem").exists()
+
+
+def test_a_file_of_parts_keeps_each_part_exactly_and_drops_the_notes(tmp_path, monkeypatch):
+    (tmp_path / "parts.cfg").write_text("## what the file holds\n## part one\n\nfrontend ${name}\n## a note\n"
+                                        "    bind :1\n## part two\n## part three\n    x\n")
+    (tmp_path / "plain.cfg").write_text("## a note\nglobal\n    ## indented: written\n")
+    monkeypatch.setattr(data, "data_dir", lambda kind: tmp_path)
+    parts = data.template_parts("parts.cfg")
+    assert {name: part.template for name, part in parts.items()} == {
+        "": "", "one": "\nfrontend ${name}\n    bind :1\n", "two": "", "three": "    x\n"}
+    assert data.template("plain.cfg").template == "global\n    ## indented: written\n"
+
+
+@pytest.mark.parametrize("example", ["hello", "shop", "node"])
+def test_rendered_configs_carry_no_template_note_or_unfilled_field(example):
+    project = load_project(ROOT / "examples" / example)
+    for service in project.services:
+        for rendered in render_configs(project.name, service):
+            for name, text in rendered.files.items():
+                assert not name.endswith(".cfg") or "${" not in text      # a shell script has its own
+                assert not any(line.startswith("##") for line in text.splitlines())
