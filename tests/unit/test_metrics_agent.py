@@ -5,22 +5,62 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import socket
 import threading
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from meshctl.sidecars import data_dir
+from meshctl.config import load_project
+from meshctl.sidecars import ACCESS_LOG_FORMAT, data_dir, render_configs
 
 spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
 agent = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(agent)
 
-LINE = '192.168.1.1:5050 [27/Nov/2026:16:11:21.486] proxy app/app 0/0/0/{ms}/{ms} {code} 168 ---- "{method} /x HTTP/1.1"'
+ROOT = Path(__file__).resolve().parents[2]
+
+# The access lines the agent is fed are written by the format meshctl ships, as HAProxy would write
+# them: a test line typed by hand would keep passing after the format changed under the agent.
+# HAProxy's log-format: %var, %{flags}var (+Q: quoted), %[sample fetch].
+LOG_FIELD = re.compile(r"%(?:\{(?P<flags>[^}]*)\})?(?P<var>[A-Za-z]+)|%\[(?P<sample>[^\]]+)\]")
+
+
+def render_log_line(log_format: str, values: dict[str, object]) -> str:
+    """The line HAProxy writes for `log_format` with these values of its variables (a KeyError
+    names a variable the test gave no value)."""
+    def field(match: re.Match[str]) -> str:
+        if match["sample"]:
+            return str(values[match["sample"]])
+        value = str(values[match["var"]])
+        return f'"{value}"' if "+Q" in (match["flags"] or "") else value
+    return LOG_FIELD.sub(field, log_format)
+
+
+def log_formats(config: str) -> dict[str, str]:
+    """Each frontend's log-format in a rendered HAProxy config: frontend name → format."""
+    formats, frontend = {}, ""
+    for text in config.splitlines():
+        if not text.startswith(" "):
+            frontend = text.split()[1] if text.startswith("frontend ") else ""
+        elif frontend and text.strip().startswith("log-format "):
+            formats[frontend] = text.split('"', 1)[1].rsplit('"', 1)[0]
+    return formats
+
+
+# Every variable of meshctl's formats, each with a value no other has, so two fields swapped in a
+# format read as another value.
+HTTP_VALUES = {"ci": "172.18.0.9", "cp": "40123", "tr": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
+               "s": "app", "TR": 11, "Tw": 12, "Tc": 13, "Tr": 14, "Ta": 37, "ST": 201, "B": 5120,
+               "tsc": "----", "r": "POST /orders HTTP/1.1"}
+TCP_VALUES = {"ci": "172.18.0.9", "cp": "40124", "t": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
+              "s": "app", "Tw": 21, "Tc": 22, "Tt": 23000, "U": 120, "B": 4096, "ts": "--"}
 
 
 def line(code=200, method="GET", ms=1):
-    return LINE.format(code=code, method=method, ms=ms)
+    return render_log_line(ACCESS_LOG_FORMAT, {**HTTP_VALUES, "ST": code, "r": f"{method} /x HTTP/1.1",
+                                               "Tr": ms, "Ta": ms})
 
 
 def test_batches_count_codes_methods_and_latency_buckets():
@@ -107,3 +147,51 @@ def test_a_mesh_caller_refused_by_rule_is_counted_as_denied_and_the_apps_own_403
     registry.register(agent.MeshCollector("api", stats, {"url": None, "up": False}))
     text = generate_latest(registry).decode()
     assert 'meshctl_requests_denied_total{destination="",direction="inbound",service="api",source="intruder"} 2.0' in text
+
+
+def shipped_formats() -> dict[tuple[str, str], str]:
+    """(service, frontend) → log-format, from the proxy configs rendered for examples/shop: web
+    (HTTP, calls api over HTTP and kv over TCP), api (HTTP, allow: [web]), kv (TCP, allow: [api])."""
+    project = load_project(ROOT / "examples" / "shop")
+    return {(service.name, frontend): log_format
+            for service in project.services for rendered in render_configs(project.name, service)
+            if rendered.role == "proxy"
+            for frontend, log_format in log_formats(rendered.files["haproxy.cfg"]).items()}
+
+
+def test_the_agent_reads_every_field_of_the_access_lines_meshctls_proxy_writes():
+    formats = shipped_formats()
+    assert set(formats) == {("web", "proxy"), ("web", "mesh_in"), ("web", "mesh_out"), ("web", "mesh_out_tcp"),
+                            ("api", "proxy"), ("api", "mesh_in"), ("api", "mesh_out"), ("api", "mesh_out_tcp"),
+                            ("kv", "proxy"), ("kv", "mesh_in"), ("kv", "mesh_out")}
+    http = [
+        render_log_line(formats["api", "proxy"], HTTP_VALUES),                   # from the host, over HTTPS
+        render_log_line(formats["api", "mesh_in"], {**HTTP_VALUES, "ft": "mesh_in~", "ST": 403, "tsc": "PR--",
+                                                    "r": "DELETE /orders/7 HTTP/1.1", "ssl_c_s_dn(CN)": "intruder"}),
+        render_log_line(formats["api", "mesh_in"], {**HTTP_VALUES, "ft": "mesh_in~", "ST": 200, "Ta": 1200,
+                                                    "r": "GET /orders HTTP/1.1", "ssl_c_s_dn(CN)": "web"}),
+        render_log_line(formats["web", "mesh_out"], {**HTTP_VALUES, "ft": "mesh_out", "b": "to_api", "s": "api",
+                                                     "ST": 504, "Ta": 3, "r": "PUT /cart HTTP/1.1"}),
+    ]
+    tcp = [
+        render_log_line(formats["web", "mesh_out_tcp"], {**TCP_VALUES, "ft": "mesh_out_tcp", "b": "to_kv", "s": "kv"}),
+        render_log_line(formats["kv", "mesh_in"], {**TCP_VALUES, "ft": "mesh_in~", "U": 7, "B": 9,
+                                                   "ssl_c_s_dn(CN)": "api"}),
+        render_log_line(formats["kv", "mesh_in"], {**TCP_VALUES, "ft": "mesh_in~", "U": 0, "B": 0, "ts": "PR",
+                                                   "ssl_c_s_dn(CN)": "web"}),
+        render_log_line(formats["kv", "proxy"], {**TCP_VALUES, "ts": "SD", "U": 5, "B": 0}),
+    ]
+    stats = agent.AccessStats()
+    assert stats.record_lines(http + tcp) == []
+    requests, buckets, sum_ms, count, events, malformed = stats.snapshot()
+    assert requests == {("inbound", "", "", "201", "POST"): 1, ("inbound", "intruder", "", "403", "DELETE"): 1,
+                        ("inbound", "web", "", "200", "GET"): 1, ("outbound", "", "api", "504", "PUT"): 1}
+    assert (sum_ms, count, events, malformed) == (37 + 37 + 1200 + 3, 4, 8, 0)      # %Ta, the total time
+    assert buckets[agent.BUCKETS_MS.index(50)] == 2 and buckets[agent.BUCKETS_MS.index(2500)] == 1
+    assert buckets[agent.BUCKETS_MS.index(5)] == 1
+    assert stats.denied_snapshot() == {("inbound", "intruder", ""): 1}
+    connections, counted = stats.tcp_snapshot()
+    assert connections == {("outbound", "", "kv", "ok"): 1, ("inbound", "api", "", "ok"): 1,
+                           ("inbound", "web", "", "denied"): 1, ("inbound", "", "", "error"): 1}
+    assert counted == {("outbound", "", "kv"): (120, 4096), ("inbound", "api", ""): (7, 9),    # %U in, %B out
+                       ("inbound", "web", ""): (0, 0), ("inbound", "", ""): (5, 0)}
