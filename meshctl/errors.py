@@ -8,6 +8,7 @@
     │   └── ExecTimeout    a command run in a container outlived its timeout        exit 3
     ├── BuildError         an image failed to build (carries the build log's tail)  exit 3
     ├── StartError         the stack did not come up: app exited, not ready in time exit 3
+    ├── ProjectBusy        another meshctl command is changing the same project     exit 3
     └── Cancelled          Ctrl-C or SIGTERM: waits and builds stop, then teardown  exit 130
 
 Signal handlers only set an Event; the waits and builds that see it raise Cancelled.
@@ -55,6 +56,10 @@ class BuildError(MeshctlError):
 
 
 class StartError(MeshctlError):
+    exit_code = 3
+
+
+class ProjectBusy(MeshctlError):
     exit_code = 3
 
 

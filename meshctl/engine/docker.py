@@ -103,27 +103,28 @@ class DockerEngine:
 
     # -- networks -------------------------------------------------------------------------------
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_network(self, name: str, labels: dict[str, str]) -> str:
+        """The ID of the network with this name and these labels, created if there is none. Where
+        two exist (two commands created them at one moment: Docker allows it), the oldest is used
+        and the others are removed if nothing is attached to them."""
+        same = [n for n in self.networks(labels) if n.get("Name") == name]
+        if same:
+            keep, *extra = sorted(same, key=lambda n: (n.get("Created", ""), n["Id"]))
+            for network in extra:
+                self.remove_network(network["Id"])
+            return keep["Id"]
         with _translated(f"create network {name}"):
-            if self.api.networks(names=[name]):
-                for net in self.api.networks(names=[name]):
-                    if net["Name"] == name:
-                        return
-            try:
-                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:
-                    raise
+            return self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
 
     def networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         with _translated("list networks"):
             return self.api.networks(filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
 
-    def remove_network(self, name: str) -> bool:
-        """Remove a network; False when containers still use it."""
+    def remove_network(self, network_id: str) -> bool:
+        """Remove a network by ID; False when containers still use it."""
         try:
-            with _translated(f"remove network {name}"):
-                self.api.remove_network(name)
+            with _translated(f"remove network {network_id[:12]}"):
+                self.api.remove_network(network_id)
             return True
         except _NotFound:
             return True

@@ -28,7 +28,7 @@ class FakeEngine:
         self.hanging_exec = hanging_exec or set()           # container names where an exec never ends
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
-        self.networks_: dict[str, dict[str, str]] = {}
+        self.networks_: dict[str, dict[str, Any]] = {}        # id → Id, Name, Labels
         self.volumes_: dict[str, dict[str, str]] = {}
         self.gone_: dict[str, dict[str, Any]] = {}
         self.containers_: dict[str, dict[str, Any]] = {}     # id → {spec, state, ports}
@@ -94,17 +94,31 @@ class FakeEngine:
 
     # -- networks ---------------------------------------------------------------------------------
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_network(self, name: str, labels: dict[str, str]) -> str:
+        """As the real one: the oldest of the networks with this name and labels (the others
+        removed), or a new one."""
         self._record("ensure_network", name)
-        self.networks_.setdefault(name, labels)
+        same = [n for n in self.networks(labels) if n["Name"] == name]
+        for extra in same[1:]:
+            self.remove_network(extra["Id"])
+        return same[0]["Id"] if same else self.add_network(name, labels)
+
+    def add_network(self, name: str, labels: dict[str, str]) -> str:
+        """A network as `docker network create` makes one: a new ID, even for a name in use."""
+        number = next(self._ids)
+        network_id = f"net{number}"
+        self.networks_[network_id] = {"Id": network_id, "Name": name, "Labels": labels, "Created": f"{number:09d}"}
+        return network_id
 
     def networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
-        return [{"Name": n, "Labels": lab} for n, lab in self.networks_.items()
-                if all(lab.get(k) == v or (v == "" and k in lab) for k, v in labels.items())]
+        return [dict(n) for n in self.networks_.values() if all_match(n["Labels"], labels)]
 
-    def remove_network(self, name: str) -> bool:
-        self._record("remove_network", name)
-        self.networks_.pop(name, None)
+    def remove_network(self, network_id: str) -> bool:
+        network = self.networks_.get(network_id)
+        self._record("remove_network", network["Name"] if network else network_id)
+        if network is not None and any(c["spec"].network == network_id for c in self.containers_.values()):
+            return False
+        self.networks_.pop(network_id, None)
         return True
 
     # -- volumes ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ supervise.Tracker in a real run, NullWatch where nobody listens (`down`)."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from ..planning.images import build_network
-from ..model import APP, HOLDER, ContainerInfo, ContainerSpec
+from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector
 from ..planning.steps import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate,
                               Keep, Plan, PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume,
                               RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles)
@@ -85,6 +86,7 @@ class Executor:
             InstallDependencies: self._install, RemoveVolume: self._remove_volume,
         }
         self._pod_started: dict[str, float] = {}
+        self.network_ids: dict[str, str] = {}          # project network name → the ID this run uses
         self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
 
     def run(self, plan: Plan) -> dict[str, dict[str, str]]:
@@ -164,7 +166,16 @@ class Executor:
     # -- the jobs --------------------------------------------------------------------------------
 
     def _ensure_network(self, step: EnsureNetwork, service: str | None) -> None:
-        self.engine.ensure_network(step.name, step.labels)
+        self.network_ids[step.name] = self.engine.ensure_network(step.name, step.labels)
+
+    def _on_network(self, spec: ContainerSpec) -> ContainerSpec:
+        """The spec with its project network given by ID: two networks may share the name (two
+        commands created them at one moment), and Docker refuses an ambiguous name."""
+        if not spec.network or spec.namespace_of:
+            return spec
+        network_id = self.network_ids.get(spec.network) or next(
+            (n["Id"] for n in _oldest_first(self.engine.networks(selector())) if n["Name"] == spec.network), None)
+        return replace(spec, network=network_id) if network_id else spec
 
     def _pull(self, step: PullImage, service: str | None) -> None:
         self.on_event(BuildEvent(step.ref, "start", "pulling"))
@@ -214,7 +225,7 @@ class Executor:
             self.on_event(Phase(f"{service}: starting {roles}"))
 
         def start(spec: ContainerSpec) -> None:
-            container_id = self.engine.create(spec)
+            container_id = self.engine.create(self._on_network(spec))
             self.watch.created(spec, container_id, expected=step.reloading)
             if spec.tied_to_caller:
                 self.ties.append(self.engine.attach_stdin(container_id))
@@ -277,8 +288,11 @@ class Executor:
         self.on_event(PodReady(step.service, urls, time.monotonic() - started, step.serving))
 
     def _remove_network(self, step: RemoveNetwork, service: str | None) -> None:
-        # Containers just removed may still hold an endpoint for a moment.
-        _retry(lambda: self.engine.remove_network(step.name))
+        """Every meshctl network of that name, by ID (there may be two)."""
+        for network in self.engine.networks(selector()):
+            if network["Name"] == step.name:
+                # Containers just removed may still hold an endpoint for a moment.
+                _retry(lambda network_id=network["Id"]: self.engine.remove_network(network_id))
 
     def _remove_volume(self, step: RemoveVolume, service: str | None) -> None:
         _retry(lambda: self.engine.remove_volume(step.name))
@@ -326,6 +340,11 @@ class Executor:
             _retry(lambda: self.engine.remove_volume(step.volume))
             raise
         self.on_event(BuildEvent(what, "done", action="install"))
+
+
+def _oldest_first(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The order ensure_network picks in: the oldest network of a name is the one kept."""
+    return sorted(networks, key=lambda n: (n.get("Created", ""), n["Id"]))
 
 
 def _retry(attempt: Callable[[], bool], times: int = 20, pause: float = 0.1) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..planning.plan import (Observed, Settings, image_refs, plan_down, plan_ima
                              wanted_folders)
 from ..planning.steps import IssueCertificate, Plan, RemoveContainers, RemoveNetwork, RemoveVolume
 from ..sidecars import KINDS, config_roles, data_dir, tls_kind
+from .lock import project_lock
 from .status import managed_containers, project_names, project_networks, project_volumes
 
 
@@ -105,7 +107,13 @@ class Stack:
         self.force = force or threading.Event()        # set by a second signal: kill at once
         self.executor = Executor(engine, self.ca, on_event=on_event, watch=self.watch, cancel=self.cancel,
                                  ready_timeout=ready_timeout, prober=prober)
-        self._change = threading.Lock()     # one reload (or renewal) at a time
+        self._change = threading.Lock()     # one reload (or renewal) at a time in this process…
+        self._lock = project_lock(self.home, project.name)     # …and one command at a time (lock.py)
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        with self._change, self._lock.held():
+            yield
 
     def observe(self, project: ProjectSpec | None = None) -> Observed:
         return observe(self.engine, self.ca, project or self.project, self.settings)
@@ -126,15 +134,18 @@ class Stack:
         return self.executor.run(rest)
 
     def up(self) -> list[RunningPod]:
-        plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
-        try:
-            urls = self._apply_up(self.project, plan)
-            return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
-        except BaseException as exc:
-            self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
-                                + ": removing what was started"))
-            self.teardown()
-            raise
+        """Start (or converge) the project; another command changing it is waited for briefly,
+        then ProjectBusy (nothing of its is touched)."""
+        with self._changing():
+            plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
+            try:
+                urls = self._apply_up(self.project, plan)
+                return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
+            except BaseException as exc:
+                self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
+                                    + ": removing what was started"))
+                self.teardown()
+                raise
 
     # -- changes to a running stack ---------------------------------------------------------------
 
@@ -147,24 +158,24 @@ class Stack:
             raise ConfigError(f"{where}name: changed from {self.project.name!r} to {project.name!r} while the stack runs",
                               hint=f"set name back to {self.project.name!r}, or stop meshctl (Ctrl-C) and run "
                                    "`meshctl up` again to start the project under its new name")
-        with self._change:
+        with self._changing():
             plan = self.plan_up(project)     # a plan that cannot be made changes nothing
             self.project = project
             self._apply_up(project, plan)
 
     def restart_app(self, service: str) -> None:
-        with self._change:
+        with self._changing():
             self.executor.run(plan_restart_app(self.project, service, self.observe(), self.settings))
 
     def restart_sidecar(self, service: str, role: str) -> None:
-        with self._change:
+        with self._changing():
             self.executor.run(plan_restart_sidecar(self.project, service, role, self.observe(), self.settings))
 
     def rebuild_pod(self, service: str) -> None:
         """Its holder is gone and with it the namespace: every container of the pod anew. Only
         that pod: another pod's sidecar that exited meanwhile is restarted in place by its own
         supervision, not converged here (which would restart its app too)."""
-        with self._change:
+        with self._changing():
             _, rest = self.plan_up().split_images()
             self.executor.run(rest.only(service))
 
@@ -174,12 +185,12 @@ class Stack:
         return (project_dir / DOWN_MARKER).exists() or not project_dir.is_dir()
 
     def rebuild_app(self, service: str) -> None:
-        with self._change:
+        with self._changing():
             self.executor.run(plan_rebuild_app(self.project, service, self.observe(), self.settings))
 
     def renew_certificates(self) -> list[str]:
         """Re-issue leaf certificates that near expiry; reload the sidecars that serve them."""
-        with self._change:
+        with self._changing():
             plan = plan_renewal(self.project, self.observe(), self.settings)
             self.executor.run(plan)
             return [step.common_name for step in plan.steps if isinstance(step, IssueCertificate)]
@@ -280,12 +291,13 @@ def down_project(engine: Engine, project: str, *, force: bool = False, home: Pat
     SIGKILLed meshctl leaves one, and Docker's address pools hold only about 30), then its
     rendered configs and leaf keys (the CA stays)."""
     home = home or meshctl_home()
-    plan = plan_down_project(engine, project, force=force, home=home, volumes=volumes)
-    state = state_dir_of(home, project)
-    if state is not None and state.is_dir() and plan.changes:
-        # A foreground `up` of this project sees its pods go: this tells it why (see removed_elsewhere).
-        (state / DOWN_MARKER).touch()
-    Executor(engine, CertificateAuthority(home), on_event=lambda event: None, watch=watch).run(plan)
+    with project_lock(home, project).held():
+        plan = plan_down_project(engine, project, force=force, home=home, volumes=volumes)
+        state = state_dir_of(home, project)
+        if state is not None and state.is_dir() and plan.changes:
+            # A foreground `up` of this project sees its pods go: this tells it why (see removed_elsewhere).
+            (state / DOWN_MARKER).touch()
+        Executor(engine, CertificateAuthority(home), on_event=lambda event: None, watch=watch).run(plan)
     return Removed(sum(len(s.containers) for s in plan.steps if isinstance(s, RemoveContainers)),
                    tuple(s.name for s in plan.steps if isinstance(s, RemoveNetwork)),
                    tuple(s.name for s in plan.steps if isinstance(s, RemoveVolume)))

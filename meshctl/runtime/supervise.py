@@ -118,9 +118,7 @@ class Tracker:
                 tracked.settle()
                 what = "the app" if tracked.role == APP else f"the {tracked.role} sidecar"
                 return StartError(f"{service}: {what} exited with code {tracked.code} before it was ready",
-                                  hint="its last log lines are above" if tracked.tail else
-                                  "it printed nothing; check the image's command and the port",
-                                  details=tracked.last_lines())
+                                  hint=_exit_hint(tracked), details=tracked.last_lines())
         return None
 
     # -- queries ---------------------------------------------------------------------------------
@@ -192,6 +190,15 @@ class Tracker:
             if self._held:
                 return self._held.popleft()
         return self.queue.get(timeout=timeout)
+
+
+def _exit_hint(tracked: Tracked) -> str:
+    if tracked.code in (137, 143):      # 128 + SIGKILL or SIGTERM: something outside stopped it
+        return ("it was stopped from outside meshctl (`docker stop`, `docker kill` or `docker rm -f` of the "
+                "container, or the engine restarting), not by its own error: run meshctl up again")
+    if tracked.tail:
+        return "its last log lines are above"
+    return "it printed nothing; check the image's command and the port"
 
 
 def follow_logs(engine: Engine, containers: list[ContainerInfo], *, tail: int | str,

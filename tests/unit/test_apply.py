@@ -107,7 +107,8 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
         assert labels["meshctl.project"] == "shop" and labels["meshctl.service"] == "web"
         assert {"meshctl.role", "meshctl.version", "meshctl.config-hash"} <= set(labels)
         assert c["state"] == "running"
-    assert engine.networks_["meshctl-shop"]["meshctl.project"] == "shop"
+    [network] = engine.networks_.values()
+    assert network["Name"] == "meshctl-shop" and network["Labels"]["meshctl.project"] == "shop"
     # The proxy's config is readable, its certificate's key is not.
     folder = home / "projects" / "shop" / "web" / "proxy"
     modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
@@ -465,7 +466,7 @@ def test_a_killed_meshctl_leaves_a_network_that_down_all_down_and_up_remove(tmp_
     running_shop(engine, tmp_path, home, tied=True)
     for cid in list(engine.containers_):          # SIGKILL: the pods die with their tie, the network stays
         engine._gone(cid, 137)
-    assert list(engine.networks_) == ["meshctl-shop"]
+    assert [n["Name"] for n in engine.networks_.values()] == ["meshctl-shop"]
     from meshctl.runtime.doctor import diagnose
     from meshctl.certs import CertificateAuthority
     [finding] = [f for f in diagnose(engine, CertificateAuthority(home)) if f.name == "meshctl networks"]
