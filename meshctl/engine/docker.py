@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +20,8 @@ import requests.exceptions
 
 from ..errors import BuildError, EngineError, ExecTimeout, PortInUse
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
-from .wire import demultiplexed, namespace_pid, owned_by, read_until
+from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, label_filter, namespace_pid,
+                   owned_by, port_from_error, port_map, read_until)
 
 
 class DockerEngine:
@@ -93,10 +92,10 @@ class DockerEngine:
                 if "error" in chunk:
                     tail.append(chunk["error"].strip())
                     raise BuildError(f"building {tag} from {context} failed: {chunk['error'].strip().splitlines()[-1]}",
-                                     hint=_build_hint(chunk["error"]), details="\n".join(tail[-25:]))
+                                     hint=build_hint(chunk["error"]), details="\n".join(tail[-25:]))
         except (docker.errors.APIError, docker.errors.BuildError) as exc:
-            raise BuildError(f"building {tag} from {context} failed: {_explain(exc)}",
-                             hint=_build_hint(str(exc)), details="\n".join(tail[-25:])) from exc
+            raise BuildError(f"building {tag} from {context} failed: {explain(exc)}",
+                             hint=build_hint(str(exc)), details="\n".join(tail[-25:])) from exc
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise _engine_error("build an image", exc) from exc
         return image_id or tag
@@ -118,7 +117,7 @@ class DockerEngine:
 
     def networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         with _translated("list networks"):
-            return self.api.networks(filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+            return self.api.networks(filters=label_filter(labels))
 
     def remove_network(self, network_id: str) -> bool:
         """Remove a network by ID; False when containers still use it."""
@@ -137,7 +136,7 @@ class DockerEngine:
 
     def volumes(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         with _translated("list volumes"):
-            found = self.api.volumes(filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+            found = self.api.volumes(filters=label_filter(labels))
         return list((found or {}).get("Volumes") or [])
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
@@ -158,8 +157,8 @@ class DockerEngine:
 
     def containers(self, labels: dict[str, str], *, all: bool = True) -> list[ContainerInfo]:
         with _translated("list containers"):
-            found = self.api.containers(all=all, filters={"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
-        return [_info(c) for c in found]
+            found = self.api.containers(all=all, filters=label_filter(labels))
+        return [container_info(c) for c in found]
 
     def inspect(self, name_or_id: str) -> dict[str, Any] | None:
         try:
@@ -170,7 +169,7 @@ class DockerEngine:
 
     def published_ports(self, name_or_id: str) -> dict[int, int]:
         attrs = self.inspect(name_or_id) or {}
-        return _port_map((attrs.get("NetworkSettings") or {}).get("Ports") or {})
+        return port_map((attrs.get("NetworkSettings") or {}).get("Ports") or {})
 
     def create(self, spec: ContainerSpec) -> str:
         api = self.api
@@ -217,7 +216,7 @@ class DockerEngine:
             with _translated(f"start container {name or container_id}"):
                 self.api.start(container_id)
         except EngineError as exc:
-            port = _port_from_error(exc.message)
+            port = port_from_error(exc.message)
             if port is not None:
                 option = (port_hints or {}).get(port, "the ports in mesh.yaml")
                 what = f"host port {port}" if port > 0 else "a host port of this pod"
@@ -264,13 +263,6 @@ class DockerEngine:
         """Stop and start in place; the engine keeps an auto-remove container through it."""
         with _translated(f"restart container {container_id[:12]}"):
             self.api.restart(container_id, timeout=max(0, int(round(timeout))))
-
-    def kill(self, container_id: str) -> None:
-        try:
-            with _translated(f"kill container {container_id[:12]}"):
-                self.api.kill(container_id)
-        except (_NotFound, _Conflict):
-            pass
 
     def remove(self, container_id: str) -> None:
         try:
@@ -321,7 +313,7 @@ class DockerEngine:
                 try:
                     raw = read_until(sock, deadline)
                 finally:
-                    _close(sock)
+                    close_hijacked(sock)
                 if raw is None:
                     raise ExecTimeout(f"`{' '.join(command)}` did not finish within {timeout:g}s; "
                                       + self._kill_exec(exec_id))
@@ -384,25 +376,13 @@ def _translated(doing: str):
     try:
         yield
     except docker.errors.NotFound as exc:
-        raise _NotFound(f"could not {doing}: {_explain(exc)}") from exc
+        raise _NotFound(f"could not {doing}: {explain(exc)}") from exc
     except docker.errors.APIError as exc:
         if exc.status_code == 409:
-            raise _Conflict(f"could not {doing}: {_explain(exc)}") from exc
-        raise EngineError(f"could not {doing}: {_explain(exc)}") from exc
+            raise _Conflict(f"could not {doing}: {explain(exc)}") from exc
+        raise EngineError(f"could not {doing}: {explain(exc)}") from exc
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
         raise _engine_error(doing, exc) from exc
-
-
-def _close(sock: Any) -> None:
-    """Close an exec's hijacked connection for good (the response object keeps the socket alive)."""
-    for end in (getattr(sock, "_sock", None), sock):
-        try:
-            if end is not None and hasattr(end, "shutdown"):
-                end.shutdown(socket.SHUT_RDWR)
-            if end is not None:
-                end.close()
-        except OSError:
-            pass
 
 
 def _engine_error(doing: str, exc: Exception) -> EngineError:
@@ -413,54 +393,3 @@ def _engine_error(doing: str, exc: Exception) -> EngineError:
                            hint="start Docker (`sudo systemctl start docker`, or `dockerd &`), "
                                 "or point DOCKER_HOST at a running engine; `meshctl doctor` checks it")
     return EngineError(f"could not {doing}: {text}")
-
-
-def _explain(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode("utf-8", "replace")
-    return str(explanation or exc).strip()
-
-
-def _build_hint(error: str) -> str:
-    lowered = error.lower()
-    if "temporary failure resolving" in lowered or "could not resolve" in lowered:
-        return ("the build could not reach the network: set MESHCTL_BUILD_NETWORK=host "
-                "if the default bridge network has no DNS here")
-    if "pull access denied" in lowered or "not found" in lowered or "failed to resolve" in lowered \
-            or "no such image" in lowered:
-        return ("a base image is missing and could not be pulled: pull it, or seed debian:bookworm-slim "
-                "without a registry with `.ci/seed-base-image`")
-    return "fix the Dockerfile (the build log's tail is above) and run meshctl again"
-
-
-_PORT_RE = re.compile(r"(?:0\.0\.0\.0|127\.0\.0\.1|\[::\]|::):(\d+)")
-
-
-def _port_from_error(message: str) -> int | None:
-    if "port is already allocated" not in message and "address already in use" not in message:
-        return None
-    match = _PORT_RE.search(message)
-    return int(match.group(1)) if match else -1
-
-
-def _port_map(ports: dict[str, Any]) -> dict[int, int]:
-    out = {}
-    for key, bindings in ports.items():
-        if not bindings:
-            continue
-        for binding in bindings:
-            if binding.get("HostPort"):
-                out[int(key.split("/")[0])] = int(binding["HostPort"])
-                break
-    return out
-
-
-def _info(raw: dict[str, Any]) -> ContainerInfo:
-    ports = {}
-    for p in raw.get("Ports") or []:
-        if p.get("PublicPort"):
-            ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
-    name = (raw.get("Names") or ["/?"])[0].lstrip("/")
-    return ContainerInfo(id=raw["Id"], name=name, labels=raw.get("Labels") or {}, state=raw.get("State", ""),
-                         ports=ports, image_id=raw.get("ImageID", ""))

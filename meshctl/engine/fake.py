@@ -90,7 +90,7 @@ class FakeEngine:
         if tag in self.fail_build:
             raise BuildError(f"building {tag} from {context} failed: boom", details="Step 1/1\nboom")
         self.images.add(tag)
-        return self.image_id(tag)
+        return self.image_ids.get(tag, f"sha256:{tag}")
 
     # -- networks ---------------------------------------------------------------------------------
 

@@ -1,13 +1,17 @@
 """The Docker adapter's pure helpers (no `import docker`): reading what the engine sends back
-(an exec's multiplexed stream, port maps, container lists, error texts) and finding an exec's
-process on this host. Split from docker.py so the unit tier tests them with no daemon."""
+(an exec's multiplexed stream, port maps, container lists, error texts, label filters) and finding
+an exec's process on this host. Split from docker.py so the unit tier tests them with no daemon."""
 
 from __future__ import annotations
 
+import re
 import select
+import socket
 import struct
 import time
 from typing import Any
+
+from ..model import ContainerInfo
 
 
 def read_until(sock: Any, deadline: float) -> bytes | None:
@@ -58,3 +62,71 @@ def namespace_pid(pid: int, proc: str = "/proc") -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def close_hijacked(sock: Any) -> None:
+    """Close an exec's hijacked connection for good (the response object keeps the socket alive)."""
+    for end in (getattr(sock, "_sock", None), sock):
+        try:
+            if end is not None and hasattr(end, "shutdown"):
+                end.shutdown(socket.SHUT_RDWR)
+            if end is not None:
+                end.close()
+        except OSError:
+            pass
+
+
+def explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return str(explanation or exc).strip()
+
+
+def build_hint(error: str) -> str:
+    lowered = error.lower()
+    if "temporary failure resolving" in lowered or "could not resolve" in lowered:
+        return ("the build could not reach the network: set MESHCTL_BUILD_NETWORK=host "
+                "if the default bridge network has no DNS here")
+    if "pull access denied" in lowered or "not found" in lowered or "failed to resolve" in lowered \
+            or "no such image" in lowered:
+        return ("a base image is missing and could not be pulled: pull it, or seed debian:bookworm-slim "
+                "without a registry with `.ci/seed-base-image`")
+    return "fix the Dockerfile (the build log's tail is above) and run meshctl again"
+
+
+_PORT_RE = re.compile(r"(?:0\.0\.0\.0|127\.0\.0\.1|\[::\]|::):(\d+)")
+
+
+def port_from_error(message: str) -> int | None:
+    if "port is already allocated" not in message and "address already in use" not in message:
+        return None
+    match = _PORT_RE.search(message)
+    return int(match.group(1)) if match else -1
+
+
+def port_map(ports: dict[str, Any]) -> dict[int, int]:
+    out = {}
+    for key, bindings in ports.items():
+        if not bindings:
+            continue
+        for binding in bindings:
+            if binding.get("HostPort"):
+                out[int(key.split("/")[0])] = int(binding["HostPort"])
+                break
+    return out
+
+
+def container_info(raw: dict[str, Any]) -> ContainerInfo:
+    ports: dict[int, int] = {}
+    for p in raw.get("Ports") or []:
+        if p.get("PublicPort"):
+            ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
+    name = (raw.get("Names") or ["/?"])[0].lstrip("/")
+    return ContainerInfo(id=raw["Id"], name=name, labels=raw.get("Labels") or {}, state=raw.get("State", ""),
+                         ports=ports, image_id=raw.get("ImageID", ""))
+
+
+def label_filter(labels: dict[str, str]) -> dict[str, list[str]]:
+    """The engine's list filter for labels: `key=value`, or `key` alone for an empty value (any value)."""
+    return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}

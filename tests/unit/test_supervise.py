@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshctl import certs
-from meshctl.runtime import supervise as supervise_module
+from meshctl.runtime.supervise import reloader as supervise_module
 from meshctl.config import load_project
 from meshctl.errors import BuildError, ConfigError, EngineError, MeshctlError, StartError
 from meshctl.events import Exited, LogLine, Phase, Reloaded, Restarted
