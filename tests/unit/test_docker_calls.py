@@ -202,13 +202,12 @@ def test_a_port_taken_on_start_names_the_port_and_the_setting_to_change(monkeypa
 
 def test_what_is_already_gone_is_fine_and_what_is_in_use_is_said(monkeypatch):
     missing = docker.errors.NotFound("No such object")
-    engine, api = engine_on(monkeypatch, inspect_image=missing, inspect_container=missing, stop=missing,
-                            kill=refusal(409, "is not running"), remove_container=missing, remove_network=missing,
+    engine, api = engine_on(monkeypatch, inspect_image=missing, inspect_container=missing,
+                            stop=refusal(409, "is not running"), remove_container=missing, remove_network=missing,
                             remove_volume=refusal(409, "volume is in use"), logs=missing)
     assert engine.image_id("web:1") is None and engine.inspect("c1") is None
     assert engine.published_ports("c1") == {}
     engine.stop("c1", timeout=2.4)
-    engine.kill("c1")
     assert engine.remove_network("meshctl-shop") is True and engine.remove_volume("cache") is False
     assert list(engine.logs("c1", follow=False)) == []
     assert the_call(api, "stop") == (("c1",), {"timeout": 2})
