@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, yaml_syntax_error
+from ..errors import ConfigError
 from ..model import split_image_ref
+from . import yamlpos
 from .mesh import with_mesh
 from .run_mode import command_service
 from .services import (
@@ -108,13 +109,10 @@ def _from_dockerfile(folder: Path) -> ProjectSpec:
 def parse_project(text: str, *, source: Path | None = None, root: Path | None = None) -> ProjectSpec:
     """Parse and validate mesh.yaml text. Pure apart from checking that build folders exist."""
     label = str(source) if source else "mesh.yaml"
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise yaml_syntax_error(exc, label, hint="fix the YAML syntax at that line "
-                                                 "(indentation, a missing colon or quote)") from exc
+    hint = "fix the YAML syntax at that line (indentation, a missing colon or quote)"
+    node = yamlpos.compose(text, label, loader=yaml.SafeLoader, hint=hint, what="mesh.yaml")
     where = Where(source, line_map(node))
+    data = yamlpos.construct(node, label, loader=yaml.SafeLoader, hint=hint)
     root = root or (source.parent if source else Path.cwd())
     if data is None:
         raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")

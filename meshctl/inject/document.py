@@ -3,7 +3,8 @@ them and writes its changes at their positions, so every byte it does not change
 
 libyaml (PyYAML's C parser) composes a 300-service file in a few milliseconds. Scalars are read
 here the way Compose reads them (YAML 1.2: `80:80` is a string, `yes` is a string, `0755` is 755),
-not with PyYAML's YAML 1.1 resolver. Merge keys (`<<: *app`) are followed by `lookup`."""
+not with PyYAML's YAML 1.1 resolver. Merge keys (`<<: *app`) are followed by `lookup`. The text is
+composed by config/yamlpos.py, the reader mesh.yaml goes through too, which rejects a key written twice."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, located, yaml_syntax_error
+from ..config import yamlpos
+from ..config.yamlpos import MERGE
+from ..errors import ConfigError, located
 
 _TAGS = {yaml.ScalarNode: "tag:yaml.org,2002:str", yaml.SequenceNode: "tag:yaml.org,2002:seq",
          yaml.MappingNode: "tag:yaml.org,2002:map"}
@@ -31,11 +34,12 @@ class _Loader(getattr(yaml, "CBaseLoader", yaml.BaseLoader)):    # type: ignore[
 
     def ascend_resolver(self):
         pass
+
+
 Node = yaml.Node
 Mapping = yaml.MappingNode
 Sequence = yaml.SequenceNode
 Scalar = yaml.ScalarNode
-MERGE = "<<"
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,10 @@ class Document:
 
 
 def parse(text: str, source: str) -> Document:
-    """One YAML document with a block mapping at the top; a syntax error names the line."""
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        single = "expected a single document" in str(getattr(exc, "context", "") or "") \
-            or "but found another document" in str(getattr(exc, "problem", "") or "")
-        raise yaml_syntax_error(
-            exc, source, problem="more than one YAML document; a compose file is one" if single else None,
-            hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)") from exc
+    """One YAML document with a block mapping at the top, read by config's reader with this
+    module's resolver; a syntax error or a key written twice names the line."""
+    root = yamlpos.compose(text, source, loader=_Loader, what="a compose file",
+                           hint="fix the YAML at that line (indentation, a missing colon or quote, tabs)")
     hint = "a compose file has a top-level `services:` mapping"
     if root is None:
         raise ConfigError(f"{source}: the file is empty, not a compose file", hint=hint)
