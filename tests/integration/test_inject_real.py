@@ -180,16 +180,18 @@ def test_in_place_then_uninject_leaves_no_sidecar_behind(tmp_path, app_image, ca
                               capture_output=True, text=True).stdout.split()
         assert left == []
         plain = host_port(tmp_path, project, "web", 8080, file="compose.yaml")
-        assert http_request(plain, "/").status == 200
+        assert answers(plain, None) == b"hello\n"
     finally:
         down_and_check_nothing_is_left(tmp_path, project, file="compose.yaml")
 
 
-def https_answers(port: int, ca_path: Path, path: str = "/", timeout: float = 60) -> bytes:
-    """Polls until HTTPS through the pod answers 200; the body. Fails with the last error."""
+def answers(port: int, ca_path: Path | None, path: str = "/", timeout: float = 60) -> bytes:
+    """Polls until the port answers 200 (HTTPS through the pod, or plain HTTP with no ca_path: an
+    app with no healthcheck may not listen yet when `up --wait` returns); the body. Fails with the
+    last error."""
     import time
 
-    tls = tls_context(ca_path)
+    tls = tls_context(ca_path) if ca_path else None
     deadline, last = time.monotonic() + timeout, "no answer"
     while time.monotonic() < deadline:
         try:
@@ -200,7 +202,7 @@ def https_answers(port: int, ca_path: Path, path: str = "/", timeout: float = 60
         except OSError as exc:
             last = repr(exc)
         time.sleep(0.2)
-    raise AssertionError(f"HTTPS on {port} did not come back in {timeout}s: {last}")
+    raise AssertionError(f"{'HTTPS' if tls else 'HTTP'} on {port} did not come back in {timeout}s: {last}")
 
 
 def container_state(project: str, service: str) -> tuple[str, str]:
@@ -235,7 +237,7 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
     try:
         up(folder, project)
         https = host_port(folder, project, "web-mesh-pod", 15443)
-        assert https_answers(https, ca_path) == b"hello from compose\n"
+        assert answers(https, ca_path) == b"hello from compose\n"
         assert through_the_link() == b"hello from compose\n"
         kept = {s: container_state(project, s) for s in ("web-mesh-pod", "web-mesh-proxy", "web-mesh-metrics")}
         for service, (container, _) in kept.items():      # as the engine runs them: no capability, no socket
@@ -253,11 +255,11 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         result = compose(folder, project, "restart", "web")
         assert result.returncode == 0, result.stderr
         assert container_state(project, "web")[1] != app_before[1]           # the app did restart
-        assert https_answers(https, ca_path) == b"hello from compose\n"
+        assert answers(https, ca_path) == b"hello from compose\n"
         # Still by name to its peer (web → kv:7000), and web still answers to its name (kv's pod → web).
         assert http_request(https, "/kv/colour", tls=tls_context(ca_path), method="PUT", body=b"blue",
                             server_hostname="localhost").status == 200
-        assert https_answers(https, ca_path, "/kv/colour") == b"blue\n"
+        assert answers(https, ca_path, "/kv/colour") == b"blue\n"
         assert through_the_link() == b"hello from compose\n"
 
         # A crash: the app exits on its own; `restart: unless-stopped` brings it back in the same pod.
@@ -271,7 +273,7 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         while container_state(project, "web")[1] == app_now[1] and time.monotonic() < deadline:
             time.sleep(0.2)
         assert container_state(project, "web")[1] != app_now[1]
-        assert https_answers(https, ca_path) == b"hello from compose\n"
+        assert answers(https, ca_path) == b"hello from compose\n"
         # Neither restart touched the holder or the sidecars.
         assert {s: container_state(project, s) for s in kept} == kept
         names = subprocess.run(["docker", "exec", kept["web-mesh-proxy"][0], "getent", "hosts", "web"],
