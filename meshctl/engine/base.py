@@ -1,6 +1,7 @@
-"""The engine protocol: everything domain code may ask of a container engine. `_docker.py`'s
-DockerEngine is the real one; tests/unit/fake_engine.py records calls against it (httpx pairs
-BaseTransport with MockTransport the same way). Errors come out as MeshctlErrors."""
+"""The engine protocol: everything domain code may ask of a container engine. docker.py's
+DockerEngine is the real one; fake.py's FakeEngine records calls against it (httpx pairs
+BaseTransport with MockTransport the same way). Errors come out as MeshctlErrors (EngineError,
+exit 3, for what the engine refuses). Networks are addressed by ID: Docker lets two share a name."""
 
 from __future__ import annotations
 

@@ -303,6 +303,10 @@ class DockerEngine:
     def exec(self, container_id: str, command: list[str], *, timeout: float | None = None) -> tuple[int, str]:
         """Run a command in a running container: (exit code, stdout and stderr). With `timeout`,
         ExecTimeout when it has not ended by then; the command is killed where this host can."""
+        return self._exec(container_id, command, timeout, kill_inside=True)
+
+    def _exec(self, container_id: str, command: list[str], timeout: float | None, *,
+              kill_inside: bool) -> tuple[int, str]:
         deadline = None if timeout is None else time.monotonic() + timeout
         with _translated(f"run a command in {container_id[:12]}"):
             exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
@@ -316,15 +320,15 @@ class DockerEngine:
                     close_hijacked(sock)
                 if raw is None:
                     raise ExecTimeout(f"`{' '.join(command)}` did not finish within {timeout:g}s; "
-                                      + self._kill_exec(exec_id))
+                                      + self._kill_exec(exec_id, inside=kill_inside))
                 output = demultiplexed(raw)
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return (code if code is not None else -1), output.decode("utf-8", "replace")
 
-    def _kill_exec(self, exec_id: str) -> str:
-        """Docker's API cannot stop an exec (there is no kill for one; it ends with its process or
-        its container). When the engine runs on this host, kill its process: by pid, or, without
-        the right to, from inside the container. Says what became of it."""
+    def _kill_exec(self, exec_id: str, *, inside: bool) -> str:
+        """Docker's API cannot stop an exec (it ends with its process or its container). When the
+        engine runs on this host, kill its process: by pid, or, without the right to, once from
+        inside the container. Says what became of it."""
         try:
             with _translated("inspect a command"):
                 info = self.api.exec_inspect(exec_id)
@@ -339,8 +343,8 @@ class DockerEngine:
                     return "it has ended since"
                 except PermissionError:
                     inner = namespace_pid(pid)
-                    if inner is not None:
-                        self.exec(container, ["sh", "-c", f"kill -KILL {inner}"], timeout=5)
+                    if inside and inner is not None and self._exec(
+                            container, ["sh", "-c", f"kill -KILL {inner}"], 5, kill_inside=False)[0] == 0:
                         return "it was killed"
         except EngineError:
             pass

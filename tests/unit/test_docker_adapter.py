@@ -105,3 +105,41 @@ def test_pure_readers_of_the_engines_answers():
                                 "Ports": [{"PrivatePort": 8081, "PublicPort": 40000}, {"PrivatePort": 9}]})
     assert (info.name, info.ports, info.labels) == ("shop-web-app", {8081: 40000}, {})
     assert "MESHCTL_BUILD_NETWORK=host" in wire.build_hint("Temporary failure resolving deb.debian.org")
+
+
+class ExecApi:
+    """The SDK's exec calls: "hung" is a command still running as host pid 4242; every other
+    exec (the kill from inside) ends at once with code 0."""
+
+    def __init__(self):
+        self.commands = []
+
+    def exec_inspect(self, exec_id):
+        return {"Running": True, "Pid": 4242, "ContainerID": "c1"} if exec_id == "hung" else {"ExitCode": 0}
+
+    def exec_create(self, container, command, **options):
+        self.commands.append((container, command))
+        return {"Id": "kill"}
+
+    def exec_start(self, exec_id, socket=False):
+        ours, theirs = socket_pair()
+        theirs.close()
+        return ours
+
+
+socket_pair = socket.socketpair     # exec_start's own `socket` argument hides the module
+
+
+def test_without_the_right_to_signal_it_the_hung_command_is_killed_from_inside_once(monkeypatch):
+    engine = adapter.DockerEngine()
+    engine._client = type("Client", (), {"api": ExecApi()})()
+    monkeypatch.setattr(adapter, "owned_by", lambda pid, container: True)
+    monkeypatch.setattr(adapter, "namespace_pid", lambda pid: 7)
+
+    def refused(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(adapter.os, "kill", refused)
+    assert engine._kill_exec("hung", inside=True) == "it was killed"
+    assert engine.api.commands == [("c1", ["sh", "-c", "kill -KILL 7"])]
+    assert "may still be running" in engine._kill_exec("hung", inside=False)    # that kill is not killed in turn
