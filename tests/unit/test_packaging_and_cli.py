@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_wheel_carries_sidecars_templates_and_runtimes_and_finds_them(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
-                   check=True, capture_output=True)
+    # With the build backend at hand (the test extras carry it), pip need not fetch it into an
+    # isolated environment first: 3 s instead of 10 here.
+    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", *isolation, "-q", "-w",
+                    str(tmp_path)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("meshctl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in ("sidecars", "templates", "runtimes"):
