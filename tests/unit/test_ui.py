@@ -115,8 +115,8 @@ def test_the_supervisors_news():
         "! web: the proxy sidecar exited with code 137, printing nothing",
         "↻ web: the proxy sidecar restarted in place in 0.30s (the app was left alone)",
         "! web: restarting the metrics sidecar failed: no such image",
-        "✗ web: not restarting the proxy sidecar again: it exited 5 times in 30s. The app keeps running without "
-        "it; fix the cause and save mesh.yaml, or stop meshctl (Ctrl-C) and run `meshctl up` again",
+        ("✗ web: not restarting the proxy sidecar again: it exited 5 times in 30s. The app keeps running without "
+         "it; fix the cause and save mesh.yaml, or stop meshctl (Ctrl-C) and run `meshctl up` again"),
         "↻ web: pod rebuilt in 1.50s",
         "✗ web: the pod could not be rebuilt: holder gone"]
 

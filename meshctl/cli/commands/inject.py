@@ -141,7 +141,7 @@ def _write_compose(ui: Ui, text: str, original: str, path: Path | None, output: 
 
 def _compose_project_name(text: str, folder: Path) -> str:
     """What docker compose would call the project: `name:`, else the folder's name, normalized."""
-    declared = re.search(r"^name:[ \t]*['\"]?([^'\"#\s]+)", text, re.M)
+    declared = re.search(r"^name:[ \t]*['\"]?([^'\"#\s]+)", text, re.MULTILINE)
     raw = declared.group(1) if declared and "$" not in declared.group(1) else folder.name
     return re.sub(r"[^a-z0-9_-]", "", raw.lower()).lstrip("_-") or "default"
 
