@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from ..certs import CertificateAuthority, atomic_write
-from .probes import Probe, http_probe, tcp_probe, tls_context, wait_for
+from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for
 from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
@@ -361,29 +361,6 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
         return tcp_probe(port, context)
     accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
     return http_probe(port, readiness.path, tls=context, accept=accept)
-
-
-def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: float = 0.25,
-               bound: float = 5.0) -> Probe:
-    """Ready when the command exits 0 in the container (a user sidecar's `ready:`); polled at
-    most every `every` seconds, since each poll is an exec, and each bounded by `bound` seconds
-    (a hung command is a poll that failed, so the wait still ends at its timeout)."""
-    last = [0.0]
-
-    def probe() -> str | None:
-        pause = last[0] + every - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        last[0] = time.monotonic()
-        try:
-            code, output = engine.exec(container, list(command), timeout=bound)
-        except MeshctlError as exc:
-            return exc.message
-        if code == 0:
-            return None
-        tail = output.strip().splitlines()[-1:] or [""]
-        return f"exit code {code}" + (f": {tail[0][:120]}" if tail[0] else "")
-    return probe
 
 
 def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Readiness: small probes behind one poll loop (testcontainers' wait strategies). A probe
-returns None when ready, or a short reason why not; wait_for turns a timeout into StartError."""
+returns None when ready, or a short reason why not; wait_for turns a timeout into StartError.
+HTTP, TCP and TLS probes go over the published ports; an exec probe asks the engine."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StartError
+from ..engine.base import Engine
+from ..errors import MeshctlError, StartError
 
 Probe = Callable[[], "str | None"]
 
@@ -155,3 +157,26 @@ def wait_for(what: str, probe: Probe, *, timeout: float, interval: float = 0.025
             raise StartError(f"{what} was not ready after {timeout:g}s (last: {last})",
                              hint=hint or "look at the logs below; raise the timeout with --timeout")
         time.sleep(interval)
+
+
+def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: float = 0.25,
+               bound: float = 5.0) -> Probe:
+    """Ready when the command exits 0 in the container (a user sidecar's `ready:`); polled at
+    most every `every` seconds, since each poll is an exec, and each bounded by `bound` seconds
+    (a hung command is a poll that failed, so the wait still ends at its timeout)."""
+    last = [0.0]
+
+    def probe() -> str | None:
+        pause = last[0] + every - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        last[0] = time.monotonic()
+        try:
+            code, output = engine.exec(container, list(command), timeout=bound)
+        except MeshctlError as exc:
+            return exc.message
+        if code == 0:
+            return None
+        tail = output.strip().splitlines()[-1:] or [""]
+        return f"exit code {code}" + (f": {tail[0][:120]}" if tail[0] else "")
+    return probe
