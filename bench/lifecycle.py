@@ -2,7 +2,7 @@
 """Lifecycle timings of examples/hello, measured in one run beside docker compose; or of another
 example with all its services (examples/shop: web, api and whatever else it holds).
 
-    .venv/bin/python bench/lifecycle [--runs 5] [--cold] [--json FILE] [--example examples/shop]
+    .venv/bin/python bench/lifecycle.py [--runs 5] [--cold] [--json FILE] [--example examples/shop] [--prefix P]
 
 Rows (medians over --runs, images already built), examples/hello:
   meshctl up -d → first HTTPS 200     time from starting the command to a verified HTTPS 200
@@ -25,20 +25,15 @@ Prints a table and JSON; never asserts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import HELLO, MESHCTL, cleanup, copy_hello, emit_json, print_spread, seconds_until, sh, spread, timed
 
 from meshctl.engine.docker import DockerEngine as Engine  # noqa: E402
 from meshctl.certs import CertificateAuthority  # noqa: E402
@@ -49,32 +44,18 @@ from meshctl.planning.images import app_image_ref, sidecar_refs  # noqa: E402
 from meshctl.model import HOLDER  # noqa: E402
 from meshctl.sidecars import TLS_PORT  # noqa: E402
 
-MESHCTL = [sys.executable, "-m", "meshctl"]
 COMPOSE = compose_command()   # meshctl's lookup: a Compose v2 that reports failure (never the always-0 venv wrapper)
 HTTPS, HTTP, METRICS = 18443, 18080, 19090
 
 
-def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def first_https_200(port: int, context, started: float, timeout: float = 120, path: str = "/healthz") -> float:
-    while time.monotonic() - started < timeout:
-        try:
-            if http_request(port, path, tls=context, timeout=1).status == 200:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit(f"no HTTPS 200 on :{port} within {timeout}s")
+def first_https_200(port: int, context, started: float, path: str = "/healthz") -> float:
+    """Seconds from `started` to the first verified HTTPS 200 from `path`."""
+    return seconds_until(lambda: http_request(port, path, tls=context, timeout=1).status == 200, started,
+                         what=f"HTTPS 200 on :{port}{path}")
 
 
 def make_project(folder: Path, name: str) -> None:
-    shutil.copytree(ROOT / "examples" / "hello", folder)
-    (folder / "mesh.yaml").write_text(f"""\
+    copy_hello(folder, f"""\
 name: {name}
 services:
   hello:
@@ -121,8 +102,7 @@ def example_rows(engine: Engine, source: Path, name: str, runs: int, cold: bool,
               f"{', '.join(svc for svc, _ in answering)}", file=sys.stderr)
         try:
             if cold:
-                for ref in {*sidecar_refs(("proxy", "metrics", "capture")).values(), *built}:
-                    subprocess.run(["docker", "image", "rm", "-f", ref], capture_output=True)
+                cleanup(images={*sidecar_refs(("proxy", "metrics", "capture")).values(), *built})
                 results["meshctl first up, no image built → ready"] = []
             for run in range(runs + 1):
                 started = time.monotonic()
@@ -139,9 +119,7 @@ def example_rows(engine: Engine, source: Path, name: str, runs: int, cold: bool,
                 results[https_row].append(every)
                 results[down_row].append(down)
         finally:
-            subprocess.run(MESHCTL + ["down", str(folder)], capture_output=True)
-            for ref in built:
-                subprocess.run(["docker", "image", "rm", "-f", ref], capture_output=True)
+            cleanup(folders=[folder], images=built)
     return results
 
 
@@ -178,25 +156,20 @@ services:
 """
 
 
-def timed(cmd: list[str], **kw) -> float:
-    started = time.monotonic()
-    sh(cmd, **kw)
-    return time.monotonic() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cold", action="store_true", help="also time a first up with no image built")
     parser.add_argument("--json", type=Path, help="write the results here too")
-    parser.add_argument("--example", type=Path, default=ROOT / "examples" / "hello",
+    parser.add_argument("--example", type=Path, default=HELLO,
                         help="an example folder with a mesh.yaml (default examples/hello, timed beside compose)")
+    parser.add_argument("--prefix", default="bench-lifecycle", help="the project name starts with this")
     args = parser.parse_args()
     os.environ.setdefault("MESHCTL_BUILD_NETWORK", "host")
     engine = Engine()
     context = tls_context(CertificateAuthority().ensure())
-    name = f"bench-lifecycle-{os.getpid()}"
-    if args.example.resolve() != (ROOT / "examples" / "hello").resolve():
+    name = f"{args.prefix}-{os.getpid()}"
+    if args.example.resolve() != HELLO.resolve():
         try:
             results = example_rows(engine, args.example.resolve(), name, args.runs, args.cold, context)
         finally:
@@ -211,8 +184,7 @@ def main() -> None:
         app_image = f"meshctl-{name}-hello:dev"
         cold = None
         if args.cold:
-            for ref in {*sidecar_refs(("proxy", "metrics")).values(), app_image}:
-                subprocess.run(["docker", "image", "rm", "-f", ref], capture_output=True)
+            cleanup(images={*sidecar_refs(("proxy", "metrics")).values(), app_image})
             started = time.monotonic()
             sh(MESHCTL + ["up", "-d", str(folder)])
             cold = first_https_200(HTTPS, context, started)
@@ -237,9 +209,9 @@ def main() -> None:
                 results["compose up --wait → first HTTPS 200"].append(first_https_200(HTTPS, context, started))
                 results["compose down"].append(timed(compose + ["down"]))
         finally:
-            subprocess.run(MESHCTL + ["down", str(folder)], capture_output=True)
-            subprocess.run(compose + ["down"], capture_output=True)
-            subprocess.run(["docker", "image", "rm", "-f", app_image], capture_output=True)
+            cleanup(folders=[folder])
+            sh(compose + ["down"], check=False)
+            cleanup(images=[app_image])
     engine.close()
     if cold is not None:
         results["meshctl first up, no image built → first HTTPS 200"] = [cold]
@@ -247,26 +219,19 @@ def main() -> None:
 
 
 def report(results: dict[str, list[float]], args, example: str) -> None:
-    rows = {k: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3), "max_s": round(max(v), 3),
-                "runs": len(v)} for k, v in results.items() if v}
+    rows = {k: spread(v) for k, v in results.items() if v}
     targets = {"meshctl up -d → first HTTPS 200": 2.0, "meshctl down": 1.5,
                "meshctl first up, no image built → first HTTPS 200": 60.0}
-    width = max(len(k) for k in rows)
     print(f"{example}, {os.cpu_count()} cores")
-    print(f"{'step'.ljust(width)}  median    min      max      target")
-    for key, row in rows.items():
-        target = f"< {targets[key]:g} s" if key in targets and example == "examples/hello" else ""
-        print(f"{key.ljust(width)}  {row['median_s']:6.3f}s  {row['min_s']:6.3f}s  {row['max_s']:6.3f}s  {target}")
+    print_spread(rows, targets=targets if example == "examples/hello" else {})
     ratios = {}
     if "compose down" in rows:
         ratios = {"compose_over_meshctl_up": round(rows["compose up --wait → first HTTPS 200"]["median_s"]
                                                    / rows["meshctl up -d → first HTTPS 200"]["median_s"], 2),
                   "compose_over_meshctl_down": round(rows["compose down"]["median_s"] / rows["meshctl down"]["median_s"], 2)}
         print(f"compose/meshctl: up {ratios['compose_over_meshctl_up']:.2f}×, down {ratios['compose_over_meshctl_down']:.2f}×")
-    result = {"bench": "lifecycle", "example": example, "cores": os.cpu_count(), "rows": rows, "ratios": ratios}
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    emit_json({"bench": "lifecycle", "example": example, "cores": os.cpu_count(), "rows": rows, "ratios": ratios},
+              args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hot reload timings of examples/hello, measured in one run beside `docker compose watch`.
 
-    .venv/bin/python bench/reload [--saves 5] [--reloads-under-load 20] [--json FILE]
+    .venv/bin/python bench/reload.py [--saves 5] [--reloads-under-load 20] [--json FILE]
 
 Rows:
   meshctl, sync mode: save → first HTTPS response with the new code (HTTPS → proxy → app)
@@ -14,35 +14,27 @@ Targets (issue 3): sync < 1.0 s, rebuild < 10 s, failed requests 0. Prints; neve
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import HELLO, MESHCTL, cleanup, copy_hello, emit_json, poll, print_spread, seconds_until, spread
 
 from meshctl.certs import CertificateAuthority  # noqa: E402
 from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
 from meshctl.engine.compose import compose_command  # noqa: E402
 
-MESHCTL = [sys.executable, "-m", "meshctl"]
 COMPOSE = compose_command()   # meshctl's lookup: a Compose v2 that reports failure (never the always-0 venv wrapper)
 
 
-def copy_hello(folder: Path, name: str, *, sync: bool, https: int) -> Path:
-    shutil.copytree(ROOT / "examples" / "hello", folder)
+def hello_copy(folder: Path, name: str, *, sync: bool, https: int) -> Path:
     watch = '    watch: {sync: {".": /app}}\n' if sync else ""
-    (folder / "mesh.yaml").write_text(
-        f"name: {name}\nservices:\n  hello:\n    build: .\n    port: 8080\n    health: /healthz\n{watch}"
-        f"    ports: {{https: {https}, http: 0, metrics: 0}}\n")
-    return folder
+    return copy_hello(folder, f"name: {name}\nservices:\n  hello:\n    build: .\n    port: 8080\n"
+                              f"    health: /healthz\n{watch}    ports: {{https: {https}, http: 0, metrics: 0}}\n")
 
 
 def set_greeting(folder: Path, word: str) -> bytes:
@@ -57,17 +49,15 @@ def set_greeting(folder: Path, word: str) -> bytes:
 OUTPUT: Path | None = None   # the output of the command being measured
 
 
-def wait_for(fetch, body: bytes, started: float, timeout: float = 120) -> float:
-    while time.monotonic() - started < timeout:
-        try:
-            if fetch() == body:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.01)
+def output_tail() -> str:
     tail = "\n".join(OUTPUT.read_text(errors="replace").splitlines()[-40:]) if OUTPUT else ""
-    raise SystemExit(f"the new code never answered {body!r} within {timeout}s; the last lines of "
-                     f"{OUTPUT}:\n{tail}")
+    return f"the last lines of {OUTPUT}:\n{tail}"
+
+
+def wait_for(fetch, body: bytes, started: float) -> float:
+    """Seconds from `started` until the new code answers `body`."""
+    return seconds_until(lambda: fetch() == body, started, what=f"answer {body!r} from the new code",
+                         detail=output_tail)
 
 
 class Foreground:
@@ -78,17 +68,7 @@ class Foreground:
         self.output = OUTPUT
         with OUTPUT.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if ready():
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{' '.join(cmd)} exited {self.proc.returncode}")
-            time.sleep(0.1)
-        raise SystemExit(f"{' '.join(cmd)} was not ready in 180 s")
+        poll(ready, timeout=180, interval=0.1, what="ready", process=self.proc, detail=output_tail)
 
     def stop(self) -> None:
         self.proc.send_signal(2)
@@ -160,7 +140,7 @@ def main() -> None:
                 return fetch
 
             # meshctl, sync mode
-            sync_dir = copy_hello(tmp / "sync", f"bench-reload-sync-{tag}", sync=True, https=18443)
+            sync_dir = hello_copy(tmp / "sync", f"bench-reload-sync-{tag}", sync=True, https=18443)
             fetch = https_fetch(18443)
             up = Foreground(MESHCTL + ["up", str(sync_dir)], lambda: fetch(raw=True) == 200)
             try:
@@ -171,7 +151,7 @@ def main() -> None:
                 up.stop()
 
             # meshctl, rebuild mode
-            rebuild_dir = copy_hello(tmp / "rebuild", f"bench-reload-rebuild-{tag}", sync=False, https=18444)
+            rebuild_dir = hello_copy(tmp / "rebuild", f"bench-reload-rebuild-{tag}", sync=False, https=18444)
             fetch = https_fetch(18444)
             up = Foreground(MESHCTL + ["up", str(rebuild_dir)], lambda: fetch(raw=True) == 200)
             try:
@@ -182,7 +162,7 @@ def main() -> None:
 
             # docker compose watch, sync+restart, the app alone
             compose_dir = tmp / "compose"
-            shutil.copytree(ROOT / "examples" / "hello", compose_dir)
+            shutil.copytree(HELLO, compose_dir)
             (compose_dir / "compose.yaml").write_text(f"""\
 name: bench-reload-compose-{tag}
 services:
@@ -210,27 +190,16 @@ services:
                 subprocess.run(compose + ["down", "--rmi", "local"], capture_output=True)
     finally:
         # Also when a save never came through: no container, network or app image is left.
-        for name in (f"bench-reload-sync-{tag}", f"bench-reload-rebuild-{tag}"):
-            subprocess.run(MESHCTL + ["down", "--project", name], capture_output=True)
-            subprocess.run(["docker", "image", "rm", "-f", f"meshctl-{name}-hello:dev"], capture_output=True)
+        names = (f"bench-reload-sync-{tag}", f"bench-reload-rebuild-{tag}")
+        cleanup(projects=names, images=[f"meshctl-{name}-hello:dev" for name in names])
 
     targets = {"meshctl sync: save → new HTTPS answer": 1.0, "meshctl rebuild: save → new HTTPS answer": 10.0}
-    rows = {k: v for k, v in results.items() if isinstance(v, list)}
-    width = max(len(k) for k in rows)
-    print(f"{'path'.ljust(width)}  median    min      max      target")
-    summary = {}
-    for key, values in rows.items():
-        summary[key] = {"median_s": round(statistics.median(values), 3), "min_s": round(min(values), 3),
-                        "max_s": round(max(values), 3), "saves": len(values)}
-        target = f"< {targets[key]:g} s" if key in targets else ""
-        print(f"{key.ljust(width)}  {summary[key]['median_s']:6.3f}s  {summary[key]['min_s']:6.3f}s  "
-              f"{summary[key]['max_s']:6.3f}s  {target}")
+    summary = {k: spread(v, "saves") for k, v in results.items() if isinstance(v, list)}
+    print_spread(summary, first="path", targets=targets)
     load = results["under load"]
     print(f"failed requests during {load['reloads']} sync reloads at ~50 req/s: {load['failed']} of {load['requests']}"
           "  (target 0)")
-    print(json.dumps({"bench": "reload", "cores": os.cpu_count(), "rows": summary, "under_load": load}))
-    if args.json:
-        args.json.write_text(json.dumps({"rows": summary, "under_load": load}, indent=2))
+    emit_json({"bench": "reload", "cores": os.cpu_count(), "rows": summary, "under_load": load}, args.json)
 
 
 if __name__ == "__main__":

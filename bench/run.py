@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run mode (`meshctl up -- CMD`, no Dockerfile) and sidecars of the user's own, timed in one run.
 
-    .venv/bin/python bench/run [--saves 5] [--ups 3] [--warm] [--prefix bench-run] [--json FILE]
+    .venv/bin/python bench/run.py [--saves 5] [--ups 3] [--warm] [--prefix bench-run] [--json FILE]
 
 Rows:
   Python + requirements.txt, first `up -d` → first HTTPS 200: the runtime image built from the base
@@ -22,19 +22,16 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import MESHCTL, ROOT, cleanup, meshctl_urls, poll, port_of, seconds_until, sh
 
 from meshctl.certs import CertificateAuthority  # noqa: E402
 from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
 from meshctl.planning.images import runtime_image_ref  # noqa: E402
 
-MESHCTL = [sys.executable, "-m", "meshctl"]
 ENV = {**os.environ, "MESHCTL_BUILD_NETWORK": os.environ.get("MESHCTL_BUILD_NETWORK", "host"), "COLUMNS": "200"}
 bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
 if bundle and Path(bundle).is_file():
@@ -54,27 +51,17 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 '''
 
 
-def meshctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*MESHCTL, *args], capture_output=True, text=True, env=ENV, timeout=900)
-    if check and result.returncode != 0:
-        raise SystemExit(f"meshctl {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result
+def meshctl(*args: str) -> subprocess.CompletedProcess:
+    return sh([*MESHCTL, *args], env=ENV, timeout=900)
 
 
 def https_port(project: str) -> int:
-    [entry] = json.loads(meshctl("ps", "--json", "--project", project).stdout)
-    return int(entry["urls"]["https"].rsplit(":", 1)[1].rstrip("/"))
+    return port_of(meshctl_urls(project, env=ENV)["https"])
 
 
-def until(fetch, body: bytes, started: float, timeout: float = 120) -> float:
-    while time.monotonic() - started < timeout:
-        try:
-            if fetch() == body:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit(f"never answered {body!r} within {timeout}s")
+def until(fetch, body: bytes, started: float) -> float:
+    """Seconds from `started` until `fetch()` gives `body`."""
+    return seconds_until(lambda: fetch() == body, started, what=f"answer {body!r}")
 
 
 def timed_up(folder: Path, project: str, body: bytes, context) -> float:
@@ -94,13 +81,13 @@ def python_rows(work: Path, prefix: str, warm: bool, context) -> dict:
                                       "    ports: {https: 0, http: 0, metrics: 0}\n")
     image = runtime_image_ref("python")
     if not warm:
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+        cleanup(images=[image])
     try:
         first = timed_up(folder, project, b"six 1.16.0\n", context)
         meshctl("down", str(folder))
         second = timed_up(folder, project, b"six 1.16.0\n", context)
     finally:
-        meshctl("down", "--volumes", str(folder), check=False)
+        cleanup(folders=[folder], volumes=True)
     return {"python_first_up_s": round(first, 2), "python_second_up_s": round(second, 2),
             "python_first_up_built_runtime_image": not warm}
 
@@ -124,11 +111,8 @@ def node_rows(work: Path, prefix: str, saves: int, ups: int, context) -> dict:
             proc = subprocess.Popen([*MESHCTL, "up", str(folder), "--", "node", "server.js"], stdout=out,
                                     stderr=subprocess.STDOUT, env=ENV)
         try:
-            started = time.monotonic()
-            while "meshctl: ready" not in log.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() - started > 300:
-                    raise SystemExit(f"meshctl up did not get ready:\n{log.read_text()[-3000:]}")
-                time.sleep(0.05)
+            poll(lambda: "meshctl: ready" in log.read_text(errors="replace"), timeout=300, interval=0.05,
+                 what="'meshctl: ready'", process=proc, detail=lambda: log.read_text()[-3000:])
             port = https_port(project)
             server = folder / "server.js"
             original = server.read_text()
@@ -143,7 +127,7 @@ def node_rows(work: Path, prefix: str, saves: int, ups: int, context) -> dict:
             proc.terminate()
             proc.wait(60)
     finally:
-        meshctl("down", "--volumes", str(folder), check=False)
+        cleanup(folders=[folder], volumes=True)
     return {"node_save_to_new_code_s": round(statistics.median(reloads), 2), "node_saves": [round(r, 2) for r in reloads],
             "node_up_d_with_sidecar_s": round(statistics.median(up_times), 2),
             "node_ups": [round(u, 2) for u in up_times]}

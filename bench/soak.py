@@ -2,7 +2,7 @@
 """A soak of examples/hello in the foreground: steady HTTPS load, a hot reload every 30 s, a
 sidecar killed every 2 minutes (proxy and metrics in turn), for 20 minutes.
 
-    .venv/bin/python bench/soak [--minutes 20] [--rate 200] [--reload-every 30] [--kill-every 120] [--json FILE]
+    .venv/bin/python bench/soak.py [--minutes 20] [--rate 200] [--reload-every 30] [--kill-every 120] [--json FILE]
 
 Reports: requests sent and failed (and when they failed: while a killed proxy came back, during a
 reload, or elsewhere), how long HTTPS took to answer again after each proxy kill, the sidecars'
@@ -15,27 +15,22 @@ table and JSON; never asserts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import docker  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+import docker
+from _common import MESHCTL, cleanup, copy_hello, emit_json, meshctl_urls, poll, port_of
+from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.certs import CertificateAuthority  # noqa: E402
 from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
 
-MESHCTL = [sys.executable, "-m", "meshctl"]
 # The load runs this long before the first memory reading: the proxy's events ring (1 MiB) counts
 # as its memory page by page as it is first written, and at 200 requests/s it is written through
 # in under a minute. What grows after that grows with time.
@@ -55,14 +50,10 @@ class Log:
             self.lines.append((time.monotonic(), line.rstrip("\n")))
 
     def wait_for(self, text: str, after: float = 0.0, timeout: float = 300) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for at, line in list(self.lines):
-                if at >= after and text in line:
-                    return at
-            time.sleep(0.02)
-        raise SystemExit(f"no {text!r} in meshctl's output after {timeout}s:\n"
-                         + "\n".join(line for _, line in self.lines[-40:]))
+        """When the first line holding `text` arrived, at `after` or later."""
+        return poll(lambda: next((at for at, line in list(self.lines) if at >= after and text in line), None),
+                    timeout=timeout, interval=0.02, what=f"{text!r} in meshctl's output",
+                    detail=lambda: "\n".join(line for _, line in self.lines[-40:]))
 
 
 class Load:
@@ -152,7 +143,7 @@ def lifetimes(samples: list[tuple[str, str, float, float]], settled: float = 30.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--reload-every", type=float, default=30)
@@ -162,22 +153,18 @@ def main() -> None:
 
     api = docker.from_env().api
     work = Path(tempfile.mkdtemp(prefix="meshctl-soak-"))
-    folder = work / "hello"
-    shutil.copytree(ROOT / "examples" / "hello", folder)
     project = f"soak-{os.getpid()}"
-    (folder / "mesh.yaml").write_text(
-        f"name: {project}\nservices:\n  hello:\n    build: .\n    port: 8080\n    health: /healthz\n"
-        '    watch: {sync: {".": /app}}\n    ports: {https: 0, http: 0, metrics: 0}\n')
+    folder = copy_hello(work / "hello",
+                        f"name: {project}\nservices:\n  hello:\n    build: .\n    port: 8080\n    health: /healthz\n"
+                        '    watch: {sync: {".": /app}}\n    ports: {https: 0, http: 0, metrics: 0}\n')
     proc = subprocess.Popen([*MESHCTL, "up", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "COLUMNS": "200"})
     log = Log(proc)
     result: dict = {}
     try:
         log.wait_for("meshctl: ready")
-        ports = json.loads(subprocess.run([*MESHCTL, "ps", "--json", "-p", project], capture_output=True,
-                                          text=True, check=True).stdout)[0]["urls"]
-        https = int(ports["https"].rsplit(":", 1)[1].strip("/"))
-        metrics = int(ports["metrics"].rsplit(":", 1)[1].split("/")[0])
+        urls = meshctl_urls(project)
+        https, metrics = port_of(urls["https"]), port_of(urls["metrics"])
         load = Load(https, CertificateAuthority().cert_path, args.rate)
         time.sleep(WARM_UP_S)           # the first memory reading once fixed-size buffers are full
         memory_start = {role: memory_mib(api, project, role) for role in ("proxy", "metrics")}
@@ -267,7 +254,7 @@ def main() -> None:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        subprocess.run([*MESHCTL, "down", "-p", project], capture_output=True)
+        cleanup(projects=[project])
         shutil.rmtree(work, ignore_errors=True)
 
     def growth(role: str) -> str:
@@ -298,9 +285,7 @@ def main() -> None:
     print(f"| {'soak'.ljust(width)} | result |\n|{'-' * (width + 2)}|---|")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The access events' path under load: the proxy's ring → the metrics sidecar. Counts stay exact
 when the console access log is sampled, and every request is either printed or counted in a
-"not shown" line. (Timings are bench/datapath's business, never asserted here.)"""
+"not shown" line. (Timings are bench/datapath.py's business, never asserted here.)"""
 
 from __future__ import annotations
 

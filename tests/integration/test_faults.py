@@ -2,7 +2,7 @@
 its container, a crash loop is given up on without taking the app down, an app that answers 5xx
 fails readiness fast with its answers, and a closed
 stdout never stops a teardown. Waits are polls with generous deadlines; no timing is asserted
-(bench/soak measures how fast HTTPS comes back)."""
+(bench/soak.py measures how fast HTTPS comes back)."""
 
 from __future__ import annotations
 
