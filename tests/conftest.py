@@ -1,27 +1,15 @@
-"""Shared fixtures. Integration tests talk to the real Docker engine; when it is unreachable they
-fail (never skip), because CI must not pass without them."""
+"""Shared fixtures; the helpers test modules import are in tests/support.py. Integration tests talk
+to the real Docker engine; when it is unreachable they fail (never skip), because CI must not pass
+without them."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-HELLO = ROOT / "examples" / "hello"
-# Every project a test session starts is named mt-<session>-…: the safety net at the end of the
-# session removes only its own, never those of another session running beside it.
-# (Kept in the environment: pytest's conftest and `from tests.conftest import …` are two module
-# objects, and both must use the same prefix.)
-TEST_SESSION = os.environ.setdefault("MESHCTL_TEST_SESSION", uuid.uuid4().hex[:4])
-# MESHCTL_TEST_PROJECT_PREFIX names them otherwise (engineers sharing one engine keep to their own).
-TEST_PROJECT_PREFIX = os.environ.get("MESHCTL_TEST_PROJECT_PREFIX") or f"mt-{TEST_SESSION}-"
+from tests.support import TEST_PROJECT_PREFIX, hello_project, project_of, ps_json, run_meshctl
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,59 +66,6 @@ def sidecar_images(engine) -> dict[str, str]:
     return ensure_sidecar_images(engine, ("tls", "proxy", "metrics"), lambda event: None)
 
 
-def unique_project(stem: str = "p") -> str:
-    return f"{TEST_PROJECT_PREFIX}{stem}-{uuid.uuid4().hex[:4]}"
-
-
-def hello_project(tmp_path: Path, *, name: str | None = None, mesh_yaml: str | None = None,
-                  app_py: str | None = None, dockerfile: str | None = None) -> Path:
-    """A copy of examples/hello with a unique project name and free host ports (0)."""
-    folder = tmp_path / "hello"
-    shutil.copytree(HELLO, folder, dirs_exist_ok=True)
-    name = name or unique_project("hello")
-    (folder / "mesh.yaml").write_text(mesh_yaml if mesh_yaml is not None else f"""\
-name: {name}
-services:
-  hello:
-    build: .
-    port: 8080
-    health: /healthz
-    env: {{GREETING: hi}}
-    metrics_path: /metrics
-    stop_grace_period: 5s
-    ports: {{https: 0, http: 0, metrics: 0}}
-""")
-    if app_py is not None:
-        (folder / "app.py").write_text(app_py)
-    if dockerfile is not None:
-        (folder / "Dockerfile").write_text(dockerfile)
-    return folder
-
-
-def project_of(folder: Path) -> str:
-    """The project name hello_project wrote on mesh.yaml's first line."""
-    return (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
-
-
-def meshctl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "meshctl", *args]
-
-
-def run_meshctl(*args: str, timeout: float = 240, check: bool = False, cwd: Path | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(meshctl_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                            env={**os.environ, "COLUMNS": "200", **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"meshctl {' '.join(args)} exited {result.returncode}\n"
-                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
-    return result
-
-
-def ps_json(project: str) -> list[dict]:
-    result = run_meshctl("ps", "--json", "--project", project, check=True)
-    return json.loads(result.stdout)
-
-
 @pytest.fixture
 def detached_hello(tmp_path, engine, sidecar_images):
     """examples/hello brought up with `meshctl up -d`; yields (folder, project, ps entry); down after."""
@@ -142,65 +77,3 @@ def detached_hello(tmp_path, engine, sidecar_images):
         yield folder, name, entry
     finally:
         run_meshctl("down", str(folder))
-
-
-class Foreground:
-    """`meshctl up` in the foreground, as a user runs it; its output is collected as it comes."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
-        import threading
-
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(meshctl_cmd("up", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for_line(self, text: str, timeout: float = 180) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.proc.poll() is not None:
-                self._reader.join(2)
-                raise AssertionError(f"meshctl exited {self.proc.returncode} before {text!r}:\n{self.output}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {text!r} after {timeout}s:\n{self.output}")
-
-    def wait(self, timeout: float = 60) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def running_containers(engine, project: str) -> list:
-    return [c for c in engine.containers({"meshctl.project": project}, all=True)]
-
-
-def compose_cmd(*args: str) -> list[str]:
-    """`docker compose ARGS` for tests: the Compose meshctl itself would run (compose_cli's lookup),
-    so never the venv's always-0 `docker-compose` wrapper, and never whatever PATH holds first.
-    No Compose v2 fails the test (never skips)."""
-    from meshctl.engine.compose import compose_command
-    from meshctl.errors import MeshctlError
-
-    try:
-        return [*compose_command(), *args]
-    except MeshctlError as exc:
-        pytest.fail(f"this test needs Docker Compose v2: {exc.message} ({exc.hint})")

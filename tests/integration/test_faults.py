@@ -17,9 +17,9 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import (Foreground, hello_project, meshctl_cmd, project_of, ps_json, run_meshctl,
-                            running_containers)
-from tests.integration.test_up import ca_path, counter, port_of
+from tests.support import (APP_NEEDING_ITS_SIDECAR, Foreground, ca_path, counter, eventually, greeter_mesh_yaml,
+                           hello_project, meshctl_cmd, port_of, project_of, ps_json, run_meshctl, running_containers,
+                           unique_project)
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.integration
 def container_of(engine, project: str, role: str):
     found = [c for c in engine.containers({"meshctl.project": project, "meshctl.role": role}, all=False)]
     return found[0] if found else None
-
-
-def poll(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {what} in {timeout}s")
 
 
 class Load:
@@ -60,6 +50,9 @@ class Load:
 
     def succeeded_since(self, moment: float) -> bool:
         return any(ok for at, ok in self.outcomes if at > moment)
+
+    def sent_since(self, moment: float) -> int:
+        return sum(1 for at, _ in self.outcomes if at > moment)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -85,13 +78,14 @@ def test_a_killed_proxy_is_restarted_in_place_under_load_and_the_app_keeps_its_c
     app = container_of(engine, project, "app")
     load = Load(port_of(entry["urls"]["https"]))
     try:
-        poll(lambda: load.succeeded_since(0), "a first answer")
+        eventually(lambda: load.succeeded_since(0), 60, 0.05, what="a first answer")
         killed_at = time.monotonic()
         docker.from_env().api.kill(container_of(engine, project, "proxy").id)
         up.wait_for_line("the proxy sidecar restarted in place", timeout=60)
-        poll(lambda: load.succeeded_since(time.monotonic() - 0.2), "HTTPS answering again")
+        eventually(lambda: load.succeeded_since(time.monotonic() - 0.2), 60, 0.05, what="HTTPS answering again")
         settled = time.monotonic()
-        time.sleep(1)
+        # Requests after it came back, to see that every one of them is answered.
+        eventually(lambda: load.sent_since(settled) >= 50, 60, 0.05, what="50 requests since HTTPS answered again")
     finally:
         load.stop()
     assert up.proc.poll() is None, up.output                       # meshctl keeps running
@@ -120,8 +114,12 @@ def test_a_killed_metrics_sidecar_restarts_from_zero_without_counting_old_reques
         text = http_request(metrics, "/metrics").body.decode()
         return sum(counter(text, "meshctl_requests_total", code=code) for code in ("200",))
     # A Prometheus counter reset: it counts from zero, and the proxy's ring is not replayed into it.
-    poll(lambda: counted() >= sent, f"{sent} requests counted")
-    time.sleep(1)
+    eventually(lambda: counted() >= sent, 60, 0.05, what=f"{sent} requests counted")
+    # One more request, a 404, after them: the events come in order, so once it is counted anything
+    # the ring might have replayed before it would be counted too.
+    http_request(https, "/counted-last", tls=context, server_hostname="localhost")     # the app answers 404
+    eventually(lambda: counter(http_request(metrics, "/metrics").body.decode(), "meshctl_requests_total",
+                               code="404") >= 1, 60, 0.05, what="the last request counted")
     assert counted() == sent
     assert up.proc.poll() is None
 
@@ -132,8 +130,8 @@ def test_a_crash_loop_is_given_up_on_and_the_app_keeps_running(foreground_hello,
     api = docker.from_env().api
     killed: set[str] = set()
     for _ in range(5):
-        proxy = poll(lambda: (c := container_of(engine, project, "proxy")) and c.id not in killed and c,
-                     "the proxy running again")
+        proxy = eventually(lambda: (c := container_of(engine, project, "proxy")) and c.id not in killed and c,
+                           60, 0.05, what="the proxy running again")
         killed.add(proxy.id)
         api.kill(proxy.id)
     up.wait_for_line("not restarting the proxy sidecar again", timeout=60)
@@ -187,8 +185,9 @@ def test_ctrl_c_with_stdout_closed_still_removes_everything(tmp_path, engine, si
         reader.close()                            # tee is gone: every later write gets EPIPE
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
-        poll(lambda: not running_containers(engine, project)
-             and not engine.networks({"meshctl.project": project}), "no container and no network left")
+        eventually(lambda: not running_containers(engine, project)
+                   and not engine.networks({"meshctl.project": project}), 60, 0.05,
+                   what="no container and no network left")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -196,10 +195,8 @@ def test_ctrl_c_with_stdout_closed_still_removes_everything(tmp_path, engine, si
 
 
 def test_a_killed_user_sidecar_is_restarted_in_place_too(tmp_path, engine, sidecar_images):
-    from tests.integration.test_user_sidecars_real import APP_NEEDING_ITS_SIDECAR, mesh_yaml
-    from tests.conftest import unique_project
-    folder = hello_project(tmp_path, mesh_yaml=mesh_yaml(unique_project("side"), sidecar_images["metrics"],
-                                                         "{tcp: 7000}"), app_py=APP_NEEDING_ITS_SIDECAR)
+    folder = hello_project(tmp_path, mesh_yaml=greeter_mesh_yaml(unique_project("side"), sidecar_images["metrics"],
+                                                                 "{tcp: 7000}"), app_py=APP_NEEDING_ITS_SIDECAR)
     project = project_of(folder)
     up = Foreground(str(folder), "--no-watch")
     try:
@@ -230,12 +227,16 @@ def test_a_detached_pods_killed_sidecars_are_started_again_in_place_and_down_lea
         # A crash, as the kernel's OOM killer or a bug makes one: the process dies by SIGKILL (137).
         # (`docker kill` would not do: Docker takes it for a stop by hand and leaves it stopped.)
         os.kill(client.api.inspect_container(before.id)["State"]["Pid"], signal.SIGKILL)
-        poll(lambda: client.api.inspect_container(before.id)["RestartCount"] >= 1
-             and client.api.inspect_container(before.id)["State"]["Running"], f"the {role} sidecar running again")
+        eventually(lambda: client.api.inspect_container(before.id)["RestartCount"] >= 1
+                   and client.api.inspect_container(before.id)["State"]["Running"], 60, 0.05,
+                   what=f"the {role} sidecar running again")
         assert container_of(engine, project, role).id == before.id
-    poll(lambda: _answers(https, context), "HTTPS answering again")
-    # Counting again (from zero: a Prometheus counter reset) the requests since it came back.
-    poll(lambda: _counted(metrics) >= 1, "the answered requests counted")
+    eventually(lambda: http_request(https, "/", tls=context, server_hostname="localhost", timeout=5).status == 200,
+               60, 0.05, what="HTTPS answering again")
+    # Counting again (from zero: a Prometheus counter reset) the requests since it came back; its
+    # port listens again only a moment after its container runs.
+    eventually(lambda: counter(http_request(metrics, "/metrics").body.decode(), "meshctl_requests_total",
+                               code="200") >= 1, 60, 0.05, what="the answered requests counted")
     assert container_of(engine, project, "app").id == app.id
     assert [e["state"] for e in ps_json(project)] == ["running"]
     # Still no capability in any long-running container, restart policy or not.
@@ -246,16 +247,3 @@ def test_a_detached_pods_killed_sidecars_are_started_again_in_place_and_down_lea
     # Nothing left, not even a stopped container: a sidecar that restarts is not auto-removed.
     assert engine.containers({"meshctl.project": project}, all=True) == []
 
-
-def _answers(port: int, context) -> bool:
-    try:
-        return http_request(port, "/", tls=context, server_hostname="localhost", timeout=5).status == 200
-    except OSError:
-        return False
-
-
-def _counted(port: int) -> float:
-    try:
-        return counter(http_request(port, "/metrics").body.decode(), "meshctl_requests_total", code="200")
-    except OSError:          # listening again only a moment after its container runs
-        return -1

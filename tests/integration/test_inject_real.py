@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import ROOT, compose_cmd, run_meshctl, unique_project
+from tests.support import ROOT, compose_cmd, eventually, run_meshctl, unique_project
 
 pytestmark = pytest.mark.integration
 
@@ -189,20 +189,14 @@ def answers(port: int, ca_path: Path | None, path: str = "/", timeout: float = 6
     """Polls until the port answers 200 (HTTPS through the pod, or plain HTTP with no ca_path: an
     app with no healthcheck may not listen yet when `up --wait` returns); the body. Fails with the
     last error."""
-    import time
-
     tls = tls_context(ca_path) if ca_path else None
-    deadline, last = time.monotonic() + timeout, "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = http_request(port, path, tls=tls, server_hostname="localhost", timeout=2)
-            if answer.status == 200:
-                return answer.body
-            last = f"HTTP {answer.status}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    raise AssertionError(f"{'HTTPS' if tls else 'HTTP'} on {port} did not come back in {timeout}s: {last}")
+
+    def answered() -> bytes:
+        answer = http_request(port, path, tls=tls, server_hostname="localhost", timeout=2)
+        assert answer.status == 200, f"HTTP {answer.status}"
+        return answer.body
+    return eventually(answered, timeout, 0.2, what=f"{'HTTPS' if tls else 'HTTP'} on {port} back",
+                      ignore=(OSError, AssertionError))
 
 
 def container_state(project: str, service: str) -> tuple[str, str]:
@@ -267,12 +261,7 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         exited = subprocess.run(["docker", "exec", app_now[0], "python3", "-c",
                                  "import os, signal; os.kill(1, signal.SIGTERM)"], capture_output=True, timeout=30)
         assert exited.returncode == 0, exited.stderr
-        import time
-
-        deadline = time.monotonic() + 60
-        while container_state(project, "web")[1] == app_now[1] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert container_state(project, "web")[1] != app_now[1]
+        eventually(lambda: container_state(project, "web")[1] != app_now[1], 60, 0.2, what="web started again")
         assert answers(https, ca_path) == b"hello from compose\n"
         # Neither restart touched the holder or the sidecars.
         assert {s: container_state(project, s) for s in kept} == kept

@@ -15,12 +15,10 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import ps_json, run_meshctl, running_containers, unique_project
-from tests.integration.test_up import ca_path, port_of
+from tests.support import (SHOP, Foreground, ca_path, eventually, get_json, metric_sum, outside_call, port_of, ps_json,
+                           run_meshctl, running_containers, unique_project, urls)
 
 pytestmark = pytest.mark.integration
-
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
 
 def shop(tmp_path: Path, mtls: str = "strict") -> tuple[Path, str]:
@@ -37,44 +35,12 @@ def shop(tmp_path: Path, mtls: str = "strict") -> tuple[Path, str]:
     return folder, name
 
 
-def get_json(port: int, path: str, **headers) -> dict:
-    answer = http_request(port, path, tls=tls_context(ca_path()), server_hostname="localhost", headers=headers,
-                          timeout=20)
-    assert answer.status == 200, answer.body
-    return json.loads(answer.body)
-
-
-def urls(project: str) -> dict[str, dict[str, str]]:
-    return {entry["service"]: entry["urls"] for entry in ps_json(project)}
-
-
-def outside_call(project: str, host: str, port: int) -> int:
-    """Connect from a container on the project's network that is not in the mesh; bash's exit code."""
-    client = docker.from_env()
-    image = next(t for i in client.images.list() for t in i.tags if t.startswith("meshctl-capture:"))
-    try:
-        output = client.containers.run(image, entrypoint=["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo open"],
-                                       network=f"meshctl-{project}", remove=True, stderr=True,
-                                       labels={"meshctl.project": project, "meshctl.role": "test-client"})
-    except docker.errors.ContainerError as refused:
-        assert b"Connection refused" in (refused.stderr or b""), refused.stderr
-        return refused.exit_status
-    return 0 if b"open" in output else 1
-
-
 def counted(project: str, service: str, family: str = "meshctl_requests_total", **labels: str) -> float:
     """A service's metrics sidecar's sum of `family` samples with these labels, once it is non-zero
-    (the agent counts in batches) or after 30 s."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    deadline = time.monotonic() + 30
-    while True:
-        text = http_request(port_of(urls(project)[service]["metrics"]), "/metrics").body.decode()
-        value = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                    if s.name == family and all(s.labels.get(k) == v for k, v in labels.items()))
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
+    (the agent counts in batches): polled for at most 30 s."""
+    port = port_of(urls(project)[service]["metrics"])
+    return eventually(lambda: metric_sum(http_request(port, "/metrics").body.decode(), family, **labels), 30, 0.2,
+                      what=f"{service}'s {family}{labels} above 0")
 
 
 @pytest.fixture
@@ -156,8 +122,6 @@ def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path
     while its app restarts: web → api stays whole while api reloads."""
     import threading
 
-    from tests.conftest import Foreground
-
     folder, project = shop(tmp_path)
     text = (folder / "mesh.yaml").read_text()
     (folder / "mesh.yaml").write_text(text.replace("    allow: [web]\n", '    allow: [web]\n    watch: {sync: {".": /app}}\n'))
@@ -183,11 +147,11 @@ def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path
             before = len(up.lines)
             server = folder / "api" / "server.js"
             server.write_text(server.read_text() + f"\n// reload {round_}\n")
-            deadline = time.monotonic() + 120
-            while not any("restart api" in line for line in up.lines[before:]) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert any("restart api" in line for line in up.lines[before:]), up.output
-            time.sleep(1)
+            eventually(lambda: up.has_line("restart api", since=before), 120, what="'restart api'",
+                       detail=lambda: up.output)
+            # Calls go on through the restarted app before the next save.
+            answered = len(outcomes)
+            eventually(lambda: len(outcomes) >= answered + 20, 60, 0.05, what="20 more calls")
         stop.set()
         thread.join(30)
         assert len(outcomes) > 50 and set(outcomes) == {200}, (len(outcomes), [o for o in outcomes if o != 200])

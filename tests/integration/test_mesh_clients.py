@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from meshctl.model import container_name, network_name
-from tests.conftest import run_meshctl, running_containers, unique_project
+from tests.support import SHOP, run_meshctl, running_containers, unique_project
 
 pytestmark = pytest.mark.integration
-
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
 # A caller with Node.js and curl from Debian; the app itself only answers its health check.
 CLIENT_DOCKERFILE = """\

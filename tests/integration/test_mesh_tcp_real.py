@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import docker
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.runtime.probes import http_request
-from tests.conftest import ps_json, run_meshctl, running_containers, unique_project
-from tests.integration.test_mesh import SHOP, get_json, outside_call, urls
-from tests.integration.test_up import port_of
+from tests.support import (SHOP, eventually, get_json, metric_sum, outside_call, port_of, ps_json, run_meshctl,
+                           running_containers, unique_project, urls)
 
 pytestmark = pytest.mark.integration
 
@@ -53,20 +50,11 @@ def metrics_text(project: str, service: str) -> str:
     return http_request(port_of(urls(project)[service]["metrics"]), "/metrics").body.decode()
 
 
-def tcp_samples(text: str, name: str, **labels) -> float:
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
-
-
 def counted_soon(project: str, service: str, name: str, **labels) -> float:
     """The access events reach the metrics sidecar through the proxy's ring a moment after the
     connection closes: poll until the series is non-zero, for at most 30 s."""
-    deadline = time.monotonic() + 30
-    while True:
-        value = tcp_samples(metrics_text(project, service), name, **labels)
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
+    return eventually(lambda: metric_sum(metrics_text(project, service), name, **labels), 30, 0.2,
+                      what=f"{service}'s {name}{labels} above 0")
 
 
 def test_web_api_kv_end_to_end_with_tcp_metrics_on_both_sides(tcp_shop):
@@ -84,8 +72,8 @@ def test_web_api_kv_end_to_end_with_tcp_metrics_on_both_sides(tcp_shop):
                         source="api", outcome="ok") >= 2
     kv_text = metrics_text(project, "kv")
     # "INCR visits\n" from api, and the count back.
-    assert tcp_samples(kv_text, "meshctl_tcp_received_bytes_total", direction="inbound", source="api") >= 24
-    assert tcp_samples(kv_text, "meshctl_tcp_sent_bytes_total", direction="inbound", source="api") >= 4
+    assert metric_sum(kv_text, "meshctl_tcp_received_bytes_total", direction="inbound", source="api") >= 24
+    assert metric_sum(kv_text, "meshctl_tcp_sent_bytes_total", direction="inbound", source="api") >= 4
     for service in ("api", "kv"):
         lint = subprocess.run(["promtool", "check", "metrics"], input=metrics_text(project, service),
                               capture_output=True, text=True)
@@ -133,10 +121,7 @@ def test_kv_traffic_crosses_pods_in_tls_on_the_wire(tcp_shop, engine):
                                     cap_add=["NET_RAW"], labels={"meshctl.project": project,
                                                                  "meshctl.role": "test-sniffer"})
     try:
-        deadline = time.monotonic() + 60
-        while b"sniffing" not in sniffer.logs() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert b"sniffing" in sniffer.logs(), sniffer.logs()
+        eventually(lambda: b"sniffing" in sniffer.logs(), 60, what="the sniffer started", detail=sniffer.logs)
         web = port_of(urls(project)["web"]["https"])
         assert json.loads(get_json(web, "/visits")["api_said"])["visits"] >= 1
         assert sniffer.wait(timeout=60)["StatusCode"] == 0, sniffer.logs()

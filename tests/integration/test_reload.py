@@ -11,7 +11,8 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import Foreground, hello_project, ps_json, run_meshctl, running_containers, unique_project
+from tests.support import (Foreground, ca_path, eventually, hello_project, port_of, ps_json, running_containers,
+                           run_meshctl, unique_project)
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +34,8 @@ class Running:
             while_starting(self)
         self.up.wait_for_line("meshctl: ready")
         [entry] = ps_json(self.name)
-        self.https = int(entry["urls"]["https"].rsplit(":", 1)[1].strip("/"))
-        self.context = tls_context(Path(run_meshctl("certs", "ca", check=True).stdout.strip()))
+        self.https = port_of(entry["urls"]["https"])
+        self.context = tls_context(ca_path())
 
     def get(self, path: str = "/") -> tuple[int, bytes]:
         answer = http_request(self.https, path, tls=self.context, timeout=20)
@@ -48,21 +49,20 @@ class Running:
         app.write_text(text[:start] + word + text[end:])
 
     def wait_for_body(self, body: bytes, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.get()[1] == body:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"never answered {body!r}:\n{self.up.output}")
+        eventually(lambda: self.get()[1] == body, timeout, 0.05, ignore=(), what=f"answers {body!r}",
+                   detail=lambda: self.up.output)
 
     def wait_for_reloads(self, count: int, timeout: float = 30) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.reload_lines()) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """The reload lines, once there are `count` of them."""
+        eventually(lambda: len(self.reload_lines()) >= count, timeout, 0.05, what=f"{count} reload lines",
+                   detail=lambda: self.up.output)
         return self.reload_lines()
 
     def reload_lines(self) -> list[str]:
         return [line for line in self.up.lines if line.startswith(("↻", "✗"))]
+
+    def has_reload_line(self, text: str) -> bool:
+        return any(text in line for line in self.reload_lines())
 
     def close(self) -> None:
         self.up.proc.send_signal(2)
@@ -154,7 +154,7 @@ def test_steady_traffic_sees_no_error_during_ten_reloads(synced):
         for i in range(10):
             synced.greeting(f"from reload {i}")
             synced.wait_for_body(f"hello from reload {i}\n".encode())
-            time.sleep(0.3)
+            synced.wait_for_reloads(i + 1)        # this save's reload is done before the next save
     finally:
         stop.set()
         for thread in threads:
@@ -174,9 +174,8 @@ def test_rebuild_mode_and_a_broken_build_keeps_the_old_app(rebuilt, engine):
     dockerfile = rebuilt.folder / "Dockerfile"
     good = dockerfile.read_text()
     dockerfile.write_text(good + "RUN echo this build is broken && exit 1\n")
-    deadline = time.monotonic() + 60
-    while not any(l.startswith("✗") for l in rebuilt.reload_lines()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: any(line.startswith("✗") for line in rebuilt.reload_lines()), 60, what="a failed reload",
+               detail=lambda: rebuilt.up.output)
     assert "the previous app keeps serving" in rebuilt.reload_lines()[-1]
     assert "this build is broken" in rebuilt.up.output
     assert rebuilt.get() == (200, b"hello from a rebuilt image\n")
@@ -190,17 +189,11 @@ def test_mesh_yaml_change_reloads_the_proxy_in_place(synced, engine):
     proxy_before = next(c.id for c in running_containers(engine, synced.name) if c.label("role") == "proxy")
     source = synced.folder / "mesh.yaml"
     source.write_text(source.read_text().replace("services:\n  hello:\n    build", "services:\n  hello:\n  build"))
-    deadline = time.monotonic() + 30
-    while not any("not applied" in l for l in synced.reload_lines()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert any("not applied" in l for l in synced.reload_lines()), synced.up.output
+    eventually(lambda: synced.has_reload_line("not applied"), 30, detail=lambda: synced.up.output)
     assert synced.get()[0] == 200    # an invalid mesh.yaml leaves the stack serving
 
     source.write_text(mesh_yaml(synced.name, sync=True, timeout="42s"))
-    deadline = time.monotonic() + 30
-    while not any("mesh.yaml applied" in l for l in synced.reload_lines()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert any("mesh.yaml applied" in l for l in synced.reload_lines()), synced.up.output
+    eventually(lambda: synced.has_reload_line("mesh.yaml applied"), 30, detail=lambda: synced.up.output)
     proxy = next(c for c in running_containers(engine, synced.name) if c.label("role") == "proxy")
     assert proxy.id == proxy_before
     config = docker.from_env().containers.get(proxy.id).exec_run(["cat", "/etc/meshctl/haproxy.cfg"]).output

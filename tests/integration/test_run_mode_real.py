@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 
 import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import ROOT, Foreground, ps_json, run_meshctl, running_containers, unique_project
-from tests.integration.test_up import ca_path, port_of
+from tests.support import (ROOT, Foreground, ca_path, eventually, port_of, ps_json, run_meshctl, running_containers,
+                           unique_project)
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +30,11 @@ def https_get(project: str, path: str = "/"):
 
 
 def wait_for_body(project: str, path: str, body: bytes, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = https_get(project, path)
-            if last.status == 200 and last.body == body:
-                return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{path} never answered {body!r}; last: {last!r}")
+    def answered() -> bool:
+        answer = https_get(project, path)
+        assert answer.status == 200 and answer.body == body, answer
+        return True
+    eventually(answered, timeout, what=f"{path} answers {body!r}", ignore=(OSError, AssertionError))
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from tests.conftest import hello_project, meshctl_cmd, run_meshctl, running_containers, unique_project
+from tests.support import eventually, hello_project, meshctl_cmd, run_meshctl, running_containers, unique_project
 
 pytestmark = pytest.mark.integration
 
@@ -147,10 +146,7 @@ services:
 
 
 def assert_gone(engine, project: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while running_containers(engine, project) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert running_containers(engine, project) == []
+    eventually(lambda: running_containers(engine, project) == [], within, 0.2, what=f"{project} gone")
 
 
 def junit_cases(path: Path) -> dict[str, dict]:
@@ -256,11 +252,14 @@ def test_a_stopped_or_killed_test_run_leaves_no_container_within_10s(tmp_path, e
     proc = subprocess.Popen(meshctl_cmd("test", str(folder), "--junit", str(report)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
     try:
-        deadline = time.monotonic() + 180
         sign = "hanging on /hang" if when == "checks" else '"GET /healthz HTTP/1.1" 503'
-        while not any(sign in line for line in engine_logs(engine, project)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-            time.sleep(0.1)
+
+        def signed() -> bool:
+            if any(sign in line for line in engine_logs(engine, project)):
+                return True
+            assert proc.poll() is None, proc.communicate()[0]
+            return False
+        eventually(signed, 180, what=f"{sign!r} in the app's log")
         proc.send_signal(getattr(signal, how))
         code = proc.wait(30)
         output = proc.stdout.read() if proc.stdout else ""

@@ -8,33 +8,15 @@ import socket
 import ssl
 import subprocess
 import time
-from pathlib import Path
 
 import docker
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import (Foreground, hello_project, project_of, ps_json, run_meshctl, running_containers,
-                            unique_project)
+from tests.support import (Foreground, ca_path, container_events, counter, die_order, eventually, hello_project,
+                           port_of, project_of, ps_json, run_meshctl, running_containers, unique_project)
 
 pytestmark = pytest.mark.integration
-
-
-def ca_path() -> Path:
-    return Path(run_meshctl("certs", "ca", check=True).stdout.strip())
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
-def counter(metrics_text: str, name: str, **labels) -> float:
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, engine, tmp_path):
@@ -64,10 +46,8 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     for _ in range(7):
         assert http_request(https, "/missing", tls=context).status == 404
     # The access events reach the metrics sidecar over the proxy's ring a moment later: poll.
-    deadline = time.monotonic() + 10
-    while counter(scrape(), "meshctl_requests_total", code="404", method="GET", service="hello") < before + 7 \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: counter(scrape(), "meshctl_requests_total", code="404", method="GET", service="hello")
+               >= before + 7, 10, 0.05)
     text = scrape()
     assert counter(text, "meshctl_requests_total", code="404", method="GET", service="hello") == before + 7
     assert counter(text, "meshctl_request_duration_seconds_count", service="hello") >= before + 7
@@ -109,13 +89,6 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     assert "nothing was running" in run_meshctl("down", str(folder), check=True).stderr
 
 
-def die_order(project: str, since: float) -> list[str]:
-    api = docker.from_env().api
-    events = api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                        filters={"label": f"meshctl.project={project}", "event": "die"})
-    return [e["Actor"]["Attributes"]["meshctl.role"] for e in events]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_app_first_then_sidecars(tmp_path, engine, sidecar_images, signum):
     folder = hello_project(tmp_path)
@@ -146,10 +119,8 @@ def test_sigkill_of_meshctl_leaves_no_container_running_and_down_removes_its_net
         assert len(running_containers(engine, project)) == 4   # pod, metrics, proxy (serving HTTPS), app
         up.proc.kill()
         up.wait(10)
-        deadline = time.monotonic() + 10   # the limit
-        while running_containers(engine, project) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert [c.state for c in running_containers(engine, project) if c.state == "running"] == []
+        eventually(lambda: [c.state for c in running_containers(engine, project) if c.state == "running"] == [],
+                   10, 0.2)   # the limit
         # The network stays (nobody is left to remove it): doctor names it, and down removes it.
         networks = lambda: [n["Name"] for n in engine.networks({"meshctl.project": project})]  # noqa: E731
         assert networks() == [f"meshctl-{project}"]
@@ -300,17 +271,18 @@ def test_second_ctrl_c_forces_the_stop(tmp_path, engine, sidecar_images):
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready")
+        since = time.time()
         up.proc.send_signal(signal.SIGINT)
         up.wait_for_line("stopping the apps")
-        time.sleep(1.0)
+        # The app got its SIGTERM (and ignores it): meshctl now waits out its grace period.
+        eventually(lambda: [e for e in container_events(name, since, "kill")
+                            if e["Actor"]["Attributes"].get("meshctl.role") == "app"
+                            and e["Actor"]["Attributes"].get("signal") == "15"], 30, what="SIGTERM sent to the app")
         assert up.proc.poll() is None          # still waiting out the app's 60 s grace period
         up.proc.send_signal(signal.SIGINT)
         up.wait(30)                            # far sooner than the grace period
         assert "forced: killing every container now" in up.output
-        deadline = time.monotonic() + 10
-        while running_containers(engine, name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert running_containers(engine, name) == []
+        eventually(lambda: running_containers(engine, name) == [], 10, 0.2)
     finally:
         up.kill()
         run_meshctl("down", "--project", name, "--force")

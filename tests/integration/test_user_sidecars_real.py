@@ -11,61 +11,10 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import Foreground, hello_project, project_of, ps_json, run_meshctl, running_containers, unique_project
-from tests.integration.test_up import ca_path, die_order, port_of
+from tests.support import (APP_NEEDING_ITS_SIDECAR, Foreground, ca_path, die_order, greeter_mesh_yaml, hello_project,
+                           port_of, project_of, ps_json, run_meshctl, running_containers, unique_project)
 
 pytestmark = pytest.mark.integration
-
-# The app needs its sidecar at its first line: it asks it for the greeting, or exits 5.
-APP_NEEDING_ITS_SIDECAR = '''
-import os, signal, socket, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-try:
-    with socket.create_connection(("127.0.0.1", 7000), timeout=2) as s:
-        GREETING = s.recv(100).decode().strip()
-except OSError as exc:
-    print(f"app: no sidecar on :7000 ({exc}); exiting", flush=True)
-    sys.exit(5)
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    def do_GET(self):
-        body = f"{GREETING}\\n".encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-
-server = ThreadingHTTPServer(("0.0.0.0", 8080), H)
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-print(f"app: the sidecar says {GREETING!r}", flush=True)
-server.serve_forever(poll_interval=0.1)
-print("app: stopped", flush=True)
-'''
-
-# A slow starter: it listens only after two seconds, so an app started before it was ready exits.
-GREETER = ("import socket, time; time.sleep(2); s = socket.socket(); "
-           "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 7000)); s.listen(8); "
-           "print('greeter: listening on :7000', flush=True)\\n"      # YAML's escape: one line in mesh.yaml
-           "while True:\\n    c, _ = s.accept(); c.sendall(b'hi from the greeter'); c.close()")
-
-
-def mesh_yaml(name: str, image: str, ready: str) -> str:
-    return f"""\
-name: {name}
-services:
-  hello:
-    build: .
-    port: 8080
-    stop_grace_period: 5s
-    ports: {{https: 0, http: 0, metrics: 0}}
-    sidecars:
-      greeter:
-        image: {image}
-        entrypoint: [python3, -c, "{GREETER}"]
-        env: {{GREETER_MODE: slow}}
-        ready: {ready}
-"""
 
 
 @pytest.fixture
@@ -73,7 +22,7 @@ def greeter_project(tmp_path, sidecar_images):
     def make(ready: str = "{tcp: 7000}"):
         name = unique_project("side")
         # The metrics sidecar's image has python3: a user's image that is already here.
-        return hello_project(tmp_path, mesh_yaml=mesh_yaml(name, sidecar_images["metrics"], ready),
+        return hello_project(tmp_path, mesh_yaml=greeter_mesh_yaml(name, sidecar_images["metrics"], ready),
                              app_py=APP_NEEDING_ITS_SIDECAR)
     return make
 

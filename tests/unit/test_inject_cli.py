@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 
-from tests.conftest import meshctl_cmd
+from tests.support import meshctl_cmd
 from tests.unit.fake_engine import meshctl
 
 COMPOSE = """\
