@@ -9,6 +9,8 @@ test module nor from a conftest; conftest.py holds the fixtures.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -166,6 +168,20 @@ services:
 def project_of(folder: Path) -> str:
     """The project name hello_project wrote on mesh.yaml's first line."""
     return (folder / "mesh.yaml").read_text().split("\n")[0].split(": ")[1]
+
+
+# -- the sidecars' own code ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def metrics_agent():
+    """The metrics sidecar's agent (sidecars/metrics/agent.py) as a module, to test without a container."""
+    from meshctl.sidecars import data_dir
+
+    spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    return agent
 
 
 # -- the real engine ---------------------------------------------------------------------------------------

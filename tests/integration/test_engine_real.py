@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import docker
 import pytest
@@ -17,15 +16,8 @@ from meshctl.errors import ExecTimeout
 from meshctl.model import labels, network_name
 from meshctl.planning.images import BASE_IMAGE
 from meshctl.runtime.probes import http_request, tls_context
-from tests.conftest import (
-    HELLO,
-    hello_project,
-    meshctl_cmd,
-    project_of,
-    ps_json,
-    run_meshctl,
-    unique_project,
-)
+from tests.support import (HELLO, ca_path, eventually, hello_project, meshctl_cmd, port_of, project_of, ps_json,
+                           run_meshctl, unique_project)
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +46,7 @@ def test_an_exec_that_hangs_returns_at_its_timeout_and_is_killed(engine, sleeper
         engine.exec(sleeper, ["sleep", "60"], timeout=1)
     assert time.monotonic() - started < 5
     assert caught.value.message == "`sleep 60` did not finish within 1s; it was killed"
-    deadline = time.monotonic() + 5
-    while "sleep 60" in processes(sleeper) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "sleep 60" not in processes(sleeper)
+    eventually(lambda: "sleep 60" not in processes(sleeper), 5, what="`sleep 60` gone from the container")
     # The container and the connection pool are fine afterwards: a quick command still answers.
     code, output = engine.exec(sleeper, ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=5)
     assert (code, sorted(output.splitlines())) == (3, ["err", "out"])      # both streams, each in order
@@ -79,9 +68,7 @@ def wedge(project: str) -> None:
 def serves_https(project: str) -> None:
     [entry] = ps_json(project)
     assert entry["state"] == "running" and {c["role"] for c in entry["containers"]} == {"pod", "app", "proxy", "metrics"}
-    port = int(entry["urls"]["https"].rsplit(":", 1)[1].strip("/"))
-    ca = Path(run_meshctl("certs", "ca", check=True).stdout.strip())
-    assert http_request(port, "/", tls=tls_context(ca)).body == b"hi from meshctl\n"
+    assert http_request(port_of(entry["urls"]["https"]), "/", tls=tls_context(ca_path())).body == b"hi from meshctl\n"
 
 
 def test_a_project_whose_network_exists_twice_recovers_by_itself(tmp_path, engine, sidecar_images):

@@ -1,10 +1,12 @@
 """The unit tier's fixtures around the recording fake engine (meshctl.engine.fake): `Prober`, a
 readiness prober that records each wait among the engine's calls (and can be told what to answer),
-and `shop`/`web`/`stack_on`, a small project to run on it."""
+`shop`/`web`/`stack_on`, a small project to run on it, and `settings`/`plan_for`, its plan with no
+engine at all."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from meshctl.config import ProjectSpec, ServiceSpec
 from meshctl.engine.fake import FakeEngine
 from meshctl.model import APP
 from meshctl.planning.images import BASE_IMAGE, sidecar_images
-from meshctl.sidecars import READY_PATH
+from meshctl.planning.plan import Observed, Settings, plan_up
+from meshctl.sidecars import READY_PATH, data_dir
 
 
 def always_ready(readiness, port, ca_path):
@@ -122,6 +125,20 @@ def built(folder: Path, name: str = "web", **changes: Any) -> ServiceSpec:
 
 def shop(root: Path, *services: ServiceSpec, name: str = "shop") -> ProjectSpec:
     return ProjectSpec(name=name, root=root, services=services or (web(),))
+
+
+SIDECAR_IMAGES = {"haproxy": "meshctl-haproxy:h", "metrics": "meshctl-metrics:m", "capture": "meshctl-capture:c"}
+
+
+def settings(tmp_path: Path, **changes) -> Settings:
+    """Plan settings for a project under tmp_path, with SIDECAR_IMAGES."""
+    return replace(Settings(home=tmp_path / "home", user="1000:1000", tied=False, sidecar_images=SIDECAR_IMAGES),
+                   **changes)
+
+
+def plan_for(project: ProjectSpec, observed: Observed, tmp_path: Path, **changes):
+    """`up`'s plan of the project for what was observed (settings(tmp_path, **changes))."""
+    return plan_up(project, observed, settings(tmp_path, **changes), data_dir("sidecars"))
 
 
 def engine_with_images(*extra: str, **options: Any) -> FakeEngine:

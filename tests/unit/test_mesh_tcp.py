@@ -18,8 +18,10 @@ from meshctl.planning.plan import Observed
 from meshctl.planning.steps import WaitReady
 from meshctl.sidecars import capture_rules, kind_of, render_capture, render_proxy, roles_of, serving_readiness
 from meshctl.testing.targets import targets_for
-from tests.unit.test_metrics_agent import agent
-from tests.unit.test_plan import plan_for
+from tests.support import metrics_agent
+from tests.unit.fake_engine import plan_for
+
+agent = metrics_agent()
 
 
 def shop(tmp_path: Path, text: str):

@@ -3,7 +3,6 @@ console access log's per-second budget, and the event stream's framing."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import socket
@@ -13,11 +12,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from meshctl.config import load_project
-from meshctl.sidecars import ACCESS_LOG_FORMAT, data_dir, render_configs
+from meshctl.sidecars import ACCESS_LOG_FORMAT, render_configs
+from tests.support import metrics_agent
 
-spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
+agent = metrics_agent()
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,25 +10,13 @@ from pathlib import Path
 from meshctl.config import ProjectSpec
 from meshctl.planning.images import BASE_IMAGE
 from meshctl.model import ContainerInfo
-from meshctl.planning.plan import (Observed, Settings, plan_down, plan_rebuild_app, plan_renewal, plan_restart_app,
-                                   plan_up, pods_for)
+from meshctl.planning.plan import Observed, plan_down, plan_rebuild_app, plan_renewal, plan_restart_app, pods_for
 from meshctl.planning.steps import (Announce, BuildImage, EnsureCA, EnsureNetwork, IssueCertificate, Keep, PullImage,
                                     RemoveContainers, RemoveFolder, RemoveNetwork, RestartContainer, SignalReload,
                                     StartContainers, WaitReady, WriteFiles, describe)
-from meshctl.sidecars import data_dir
-from tests.unit.fake_engine import built, meshctl, pod_names, shop, stack_on, web
+from tests.unit.fake_engine import SIDECAR_IMAGES, built, meshctl, plan_for, pod_names, settings, shop, stack_on, web
 
-SIDECAR_IMAGES = {"haproxy": "meshctl-haproxy:h", "metrics": "meshctl-metrics:m", "capture": "meshctl-capture:c"}
 POD, METRICS, PROXY, APP = pod_names()
-
-
-def settings(tmp_path: Path, **changes) -> Settings:
-    return replace(Settings(home=tmp_path / "home", user="1000:1000", tied=False, sidecar_images=SIDECAR_IMAGES),
-                   **changes)
-
-
-def plan_for(project: ProjectSpec, observed: Observed, tmp_path: Path, **changes):
-    return plan_up(project, observed, settings(tmp_path, **changes), data_dir("sidecars"))
 
 
 def running(project: ProjectSpec, tmp_path: Path, state: str = "running") -> tuple[ContainerInfo, ...]:
