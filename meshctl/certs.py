@@ -6,6 +6,7 @@ atomically (temp file + rename), under a lock so two meshctl processes never rac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import ipaddress
@@ -159,7 +160,10 @@ class CertificateAuthority:
         )
         chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
         key_pem = _key_pem(key)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unwritable(directory, exc) from exc
         # Key first: a reader that sees the new certificate always finds its key.
         atomic_write(key_path, key_pem, mode=0o600)
         atomic_write(bundle_path, chain + key_pem, mode=0o600)
@@ -203,8 +207,12 @@ class CertificateAuthority:
 
     @contextmanager
     def _lock(self):
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.dir / ".lock", "w") as handle:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = open(self.dir / ".lock", "w")   # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            raise unwritable(self.dir, exc) from exc
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -219,18 +227,30 @@ def system_roots() -> list[str]:
                         paths.cafile, paths.openssl_cafile) if p]
 
 
+def unwritable(path: Path, exc: OSError) -> MeshctlError:
+    """A folder meshctl must write to (its home, a rendered config's) refused: say which and why."""
+    return MeshctlError(f"cannot write to {path}: {exc.strerror or exc}",
+                        hint="meshctl keeps its CA and rendered configs in $MESHCTL_HOME (now "
+                             f"{meshctl_home()}); make that folder writable, or set MESHCTL_HOME to one that is")
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.fchmod(fd, mode)  # umask must not widen or narrow it
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)  # umask must not widen or narrow it
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise unwritable(path.parent, exc) from exc
 
 
 def _read_cert(path: Path) -> x509.Certificate | None:

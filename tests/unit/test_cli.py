@@ -138,3 +138,14 @@ def test_init_picks_the_dockerfiles_port_or_8080_and_overwrites_only_when_forced
     assert meshctl("init", str(folder)).exit_code == 2
     assert meshctl("init", "--force", str(folder)).exit_code == 0
     assert "3000" in (folder / "mesh.yaml").read_text()
+
+
+def test_a_meshctl_home_that_cannot_be_written_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    home = tmp_path / "a-file"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("MESHCTL_HOME", str(home))
+    result = meshctl("certs", "ca")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"error: cannot write to {home}/ca: ")
+    assert "MESHCTL_HOME" in result.stderr and "Traceback" not in result.output
+    assert home.read_text() == "not a folder\n"
