@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 from ..config import MeshSettings, ServiceSpec
 from ..model import spiffe_id
@@ -59,10 +60,12 @@ def _fill(name: str, fields: dict[str, str]) -> str:
     return template(name).substitute(filled, global_settings=_inline(_part(SHARED, "global", **filled)))
 
 
-def _tls_fields(serves_tls: bool, protocol: str) -> dict[str, str]:
+def _tls_fields(serves_tls: bool, protocol: str, no_tls_why: str = "the tls sidecar is off in mesh.yaml"
+                ) -> dict[str, str]:
     """The TLS globals and the HTTPS listener of a config, or the comments saying there are none."""
     if not serves_tls:
-        return {"tls_globals": _inline(_part(SHARED, "no-tls-globals")), "tls_bind": _inline(_part(SHARED, "no-tls-bind"))}
+        return {"tls_globals": _inline(_part(SHARED, "no-tls-globals", no_tls_why=no_tls_why)),
+                "tls_bind": _inline(_part(SHARED, "no-tls-bind", no_tls_why=no_tls_why))}
     return {"tls_globals": _inline(_part(SHARED, "tls-globals")),
             "tls_bind": _inline(_part(SHARED, "tls-bind", alpn=_alpn(protocol)))}
 
@@ -83,7 +86,8 @@ def render_proxy(project: str, service: ServiceSpec) -> str:
     """The proxy's config: templates/haproxy-proxy.cfg, or haproxy-proxy-tcp.cfg for a `protocol:
     tcp` service (TCP mode throughout); both take the fields `_proxy_fields` gives."""
     if service.protocol == "tcp":
-        return _fill("haproxy-proxy-tcp.cfg", _proxy_fields(project, service))
+        return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, service),
+                                               "why": "protocol: tcp: a database, a line protocol"})
     assert service.proxy is not None
     strip = _part(MESH, "strip-client-cert") if service.mesh else ""
     return _fill("haproxy-proxy.cfg", {**_proxy_fields(project, service), "timeout": _seconds(service.proxy.timeout),
@@ -158,12 +162,11 @@ def connection_retries(service: ServiceSpec) -> int:
 
 
 def render_tcp_proxy(project: str, service: ServiceSpec, why: str) -> str:
-    """The proxy sidecar for an app that does not speak HTTP (`meshctl inject`'s TCP mode)."""
-    assert service.proxy is not None
-    return _fill("haproxy-tcp.cfg", {
-        "project": project, "service": service.name, "why": why, "app_port": str(service.port),
-        "connect_timeout": _seconds(service.proxy.connect_timeout), "retries": str(service.proxy.retries),
-        "log_target": "stdout", "tls_globals": ""})
+    """`meshctl inject`'s proxy for an app that does not speak HTTP (`why` says how inject knows):
+    up's TCP proxy, in the clear (inject issues a TCP service no certificate) and outside a mesh."""
+    tcp = replace(service, protocol="tcp", tls=None, mesh=None)
+    return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, tcp), "why": why,
+                                           **_tls_fields(False, "tcp", "meshctl inject passes TCP through in the clear")})
 
 
 def render_tls(project: str, service: ServiceSpec) -> str:

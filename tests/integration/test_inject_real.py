@@ -82,6 +82,12 @@ def metrics(port: int) -> dict[str, list]:
     return families
 
 
+def tcp_connections(port: int) -> float:
+    """meshctl_tcp_connections_total{outcome="ok"} on a metrics port."""
+    samples = metrics(port).get("meshctl_tcp_connections", [])
+    return sum(s.value for s in samples if s.name.endswith("_total") and s.labels.get("outcome") == "ok")
+
+
 def copy_example(tmp_path: Path) -> Path:
     """The example with its fixed host ports turned into free ones."""
     folder = tmp_path / "compose-app"
@@ -121,8 +127,9 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
         # The TCP service: a line protocol through the TCP proxy, byte for byte.
         with socket.create_connection(("127.0.0.1", host_port(folder, project, "kv-mesh-pod", 15080)), timeout=5) as conn:
             conn.sendall(b"GET colour\nPING\n")
-            reader = conn.makefile("rb")
-            assert reader.readline() == b"green\n" and reader.readline() == b"PONG\n"
+            # The reader closed too: a socket's file keeps the connection open until it is.
+            with conn.makefile("rb") as reader:
+                assert reader.readline() == b"green\n" and reader.readline() == b"PONG\n"
 
         web = metrics(host_port(folder, project, "web-mesh-pod", 15090))
         # The HTTPS requests above were counted: the proxy that answered them is the one that
@@ -131,9 +138,12 @@ def test_http_and_tcp_through_the_sidecars(source, tmp_path, app_image, ca_path)
                   if s.name == "meshctl_requests_total"}
         assert served[("200", "PUT")] >= 1 and served[("200", "GET")] >= 3
         assert "compose_app_pages" in web                     # the app's own metrics, merged
-        kv = metrics(host_port(folder, project, "kv-mesh-pod", 15090))
-        connections = {s.labels.get("proxy"): s.value for s in kv["haproxy_frontend_connections"]}
+        kv_metrics = host_port(folder, project, "kv-mesh-pod", 15090)
+        connections = {s.labels.get("proxy"): s.value for s in metrics(kv_metrics)["haproxy_frontend_connections"]}
         assert connections["proxy"] >= 1
+        # The TCP proxy is up's: it logs each connection to the metrics sidecar, counted a moment
+        # after the close (the proxy's ring forwards it).
+        eventually(lambda: tcp_connections(kv_metrics) >= 1, what="the TCP connection counted")
     finally:
         down_and_check_nothing_is_left(folder, project)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 import pytest
 
+from meshctl.config import ProxySettings, ServiceSpec
 from meshctl.errors import ConfigError, UsageError
 from meshctl.inject import InjectOptions, Machine, inject_text, uninject_text
 from meshctl.inject import document as doc
 from meshctl.inject.emit import scalar
-from meshctl.sidecars import CERT_BUNDLE, METRICS_PORT, PROXY_PORT, READY_PATH, TLS_PORT
+from meshctl.sidecars import CERT_BUNDLE, METRICS_PORT, PROXY_PORT, READY_PATH, TLS_PORT, render_proxy, render_tcp_proxy
 
 MACHINE = Machine(project="demo", images={"proxy": "meshctl-haproxy:t", "metrics": "meshctl-metrics:m"},
                   user="1000:1000", state_dir=PurePath("/state/compose/demo-1"))
@@ -577,3 +579,18 @@ def test_a_file_injected_before_pods_uninjects_and_re_injects_to_the_current_sha
     assert back(old) == original
     assert run(old)[0] == run(original)[0]
     assert not any(item.retired for item in run(old)[1].injected)
+
+
+def test_injects_tcp_proxy_is_ups_in_the_clear_with_keepalive_and_a_health_endpoint():
+    """One TCP proxy template for up and inject: inject's is up's (health-checked server, readiness
+    gate, connections logged to the metrics sidecar), with no TLS and no mesh."""
+    spec = ServiceSpec(name="db", port=5432, proxy=ProxySettings())
+    injected = render_tcp_proxy("demo", spec, "port 5432 is PostgreSQL")
+    up = render_proxy("demo", replace(spec, protocol="tcp"))
+    for config in (injected, up):
+        assert "option clitcpka\n    option srvtcpka\n" in config
+        assert "server app 127.0.0.1:5432 check" in config and "tcp-request connection reject if { nbsrv(app) eq 0 }" in config
+        assert f"monitor-uri {READY_PATH}" in config.split("frontend stats")[1]
+        assert "log ring@meshctl-events" in config and "$" not in config
+    assert "(port 5432 is PostgreSQL)" in injected and "ssl" not in injected and "mesh_in" not in injected
+    assert f"bind :{TLS_PORT} ssl crt {CERT_BUNDLE}\n" in up
