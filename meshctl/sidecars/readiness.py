@@ -80,6 +80,7 @@ def user_readiness(ready: ReadySpec | None) -> Readiness | None:
         return Readiness(exec=("bash", "-c", shell_tcp_check(ready.tcp)), exec_in="pod",
                          label=f"port {ready.tcp} accepts a TCP connection inside the pod")
     if ready.http is not None:
+        assert ready.port is not None          # config requires `port` with `http`
         accept = '[ "$code" -ge 200 ] && [ "$code" -lt 300 ]'
         return Readiness(exec=("bash", "-c", shell_http_check(ready.port, ready.http, accept)), exec_in="pod",
                          label=f"{ready.http} on port {ready.port} answers 2xx inside the pod")
