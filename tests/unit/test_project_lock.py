@@ -107,3 +107,18 @@ def test_a_lock_whose_holder_was_killed_is_taken_over(home, holder):
     with lock.held(wait=0.3):                    # the kernel released it when the holder died
         assert lock.holder()["pid"] == os.getpid()
     assert lock.holder() == {}
+
+
+def test_an_app_stopped_by_a_signal_while_it_starts_is_not_blamed_on_its_command(tmp_path, home):
+    """What `up -d` said when a `down` stopped its app mid-start (before the lock): 'check the
+    image's command and the port'. A signal's exit code says the container was stopped instead."""
+    from meshctl.errors import StartError
+    from meshctl.runtime.supervise import Tracker
+
+    app = pod_names()[3]
+    engine = engine_with_images(exit_on_start={app: 143})
+    with pytest.raises(StartError) as caught:
+        stack_on(engine, shop(tmp_path), home, watch=Tracker(engine)).up()
+    assert "the app exited with code 143 before it was ready" in caught.value.message
+    assert "ended by SIGTERM, not by an error of its own" in caught.value.hint
+    assert "check the image's command" not in caught.value.hint

@@ -183,9 +183,10 @@ class Tracker:
 
 
 def _exit_hint(tracked: Tracked) -> str:
-    if tracked.code in (137, 143):      # 128 + SIGKILL or SIGTERM: something outside stopped it
-        return ("it was stopped from outside meshctl (`docker stop`, `docker kill` or `docker rm -f` of the "
-                "container, or the engine restarting), not by its own error: run meshctl up again")
+    if tracked.code in (137, 143):      # 128 + SIGKILL or SIGTERM: its container was stopped
+        signal = "SIGKILL" if tracked.code == 137 else "SIGTERM"
+        return (f"it was ended by {signal}, not by an error of its own: its container was stopped (docker stop, "
+                "kill or rm, another meshctl command, or the engine); run meshctl up again")
     if tracked.tail:
         return "its last log lines are above"
     return "it printed nothing; check the image's command and the port"
