@@ -64,12 +64,12 @@ from pathlib import Path
 
 from _common import MESHCTL, cleanup, emit_json, poll, sh
 
-from meshctl.engine.docker import DockerEngine as Engine  # noqa: E402
-from meshctl.certs import CertificateAuthority, default_sans, meshctl_home  # noqa: E402
-from meshctl.planning.images import BASE_IMAGE, build_network  # noqa: E402
-from meshctl.model import ContainerSpec, container_name, labels, spiffe_id  # noqa: E402
-from meshctl.sidecars import PROXY_PORT, TLS_PORT  # noqa: E402
-from meshctl.runtime.stack import ensure_base_image  # noqa: E402
+from meshctl.engine.docker import DockerEngine as Engine
+from meshctl.certs import CertificateAuthority, default_sans, meshctl_home
+from meshctl.planning.images import BASE_IMAGE, build_network
+from meshctl.model import ContainerSpec, container_name, labels, spiffe_id
+from meshctl.sidecars import PROXY_PORT, TLS_PORT
+from meshctl.runtime.stack import ensure_base_image
 
 APP_PORT = 8080
 ENVOY_PORT = 15543          # the inbound Envoy row: TLS hop in the static pod
@@ -408,7 +408,7 @@ def h2load(engine: Engine, loadgen: str, url: str, rate: int, seconds: float, wa
 def _pct(values: list[int], p: float) -> float:
     if not values:
         return float("nan")
-    index = min(len(values) - 1, max(0, int(round(p / 100 * len(values))) - 1))
+    index = min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))
     return float(values[index])
 
 
@@ -631,7 +631,8 @@ def summarize(samples: dict[str, dict[str, list]]) -> dict[str, dict]:
             continue
         roles = got["wrk"][0]["cpu_us_per_request"].keys()
         cpu = {role: med(s["cpu_us_per_request"][role] for s in got["wrk"]) for role in roles}
-        cpu_fixed = {role: med(s["cpu_us_per_request"][role] for s in got["fixed"]) for role in roles if role in got["fixed"][0]["cpu_us_per_request"]}
+        cpu_fixed = {role: med(s["cpu_us_per_request"][role] for s in got["fixed"])
+                     for role in roles if role in got["fixed"][0]["cpu_us_per_request"]}
         sidecars = ROW_SIDECARS[row]
         summary[row] = {
             "rps": round(med(s["rps"] for s in got["wrk"])),
@@ -693,7 +694,8 @@ def print_table(summary: dict[str, dict], rows: tuple[str, ...], base: str, peer
         for row, s in shown.items():
             print(f"| {row} | {s['rps']:,} | {s['rps'] / direct['rps']:.2f} | {s['rps'] / envoy['rps']:.2f} | "
                   f"{s['fixed_rate_p50_ms']:.2f} ms | {s['fixed_rate_p99_ms']:.2f} ms | "
-                  f"{s['fixed_rate_p50_ms'] - direct['fixed_rate_p50_ms']:+.2f} | {s['fixed_rate_p99_ms'] - direct['fixed_rate_p99_ms']:+.2f} | "
+                  f"{s['fixed_rate_p50_ms'] - direct['fixed_rate_p50_ms']:+.2f} | "
+                  f"{s['fixed_rate_p99_ms'] - direct['fixed_rate_p99_ms']:+.2f} | "
                   f"{s['in_step_p50_ms']:.2f} / {s['in_step_p99_ms']:.2f} ms | {_in_step_text(s, direct)} | {_cpu_text(s)} |")
 
 
@@ -702,7 +704,7 @@ def against_peer(ours: dict, peer: dict, factor: float) -> tuple[bool, list[floa
     the ratio in each round (rounds interleave the rows: each compares neighbours in time), and the
     ratio of their sidecars' CPU per request."""
     return (ours["rps"] >= factor * peer["rps"],
-            [round(a / b, 2) for a, b in zip(ours["rps_runs"], peer["rps_runs"])],
+            [round(a / b, 2) for a, b in zip(ours["rps_runs"], peer["rps_runs"], strict=False)],
             round(ours["sidecar_cpu_us_per_request_total"] / max(peer["sidecar_cpu_us_per_request_total"], 1e-9), 2))
 
 

@@ -28,10 +28,10 @@ from pathlib import Path, PurePath
 
 from _common import MESHCTL, emit_json
 
-from meshctl.inject import InjectOptions, Machine, inject_text, uninject_text  # noqa: E402
-from meshctl.inject import document as doc  # noqa: E402
-from meshctl.inject.inject_plan import plan, services_of  # noqa: E402
-from meshctl.inject.render import render  # noqa: E402
+from meshctl.inject import InjectOptions, Machine, inject_text, uninject_text
+from meshctl.inject import document as doc
+from meshctl.inject.inject_plan import plan, services_of
+from meshctl.inject.render import render
 
 MACHINE = Machine(project="bench", images={"proxy": "meshctl-haproxy:bench",
                                            "metrics": "meshctl-metrics:bench"},
@@ -94,7 +94,7 @@ def main() -> None:
     text = generate(args.services)
     rows: dict[str, float] = {}
     rows["parse"], document = timed(lambda: doc.parse(text, "bench.yaml"), args.runs, "parse")
-    rows["plan"], (plans, skipped) = timed(lambda: plan(document, InjectOptions()), args.runs, "plan")
+    rows["plan"], (plans, _skipped) = timed(lambda: plan(document, InjectOptions()), args.runs, "plan")
     rows["write into the text"], _ = timed(
         lambda: render(document, services_of(document), plans, MACHINE, {}), args.runs, "write into the text")
     result = inject_text(text, InjectOptions(), MACHINE, "bench.yaml")

@@ -35,14 +35,14 @@ from pathlib import Path
 import yaml
 from _common import HELLO, MESHCTL, cleanup, copy_hello, emit_json, print_spread, seconds_until, sh, spread, timed
 
-from meshctl.engine.docker import DockerEngine as Engine  # noqa: E402
-from meshctl.certs import CertificateAuthority  # noqa: E402
-from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
-from meshctl.engine.compose import compose_command  # noqa: E402
-from meshctl.config import PORT_NAMES, load_project  # noqa: E402
-from meshctl.planning.images import app_image_ref, sidecar_refs  # noqa: E402
-from meshctl.model import HOLDER  # noqa: E402
-from meshctl.sidecars import TLS_PORT  # noqa: E402
+from meshctl.engine.docker import DockerEngine as Engine
+from meshctl.certs import CertificateAuthority
+from meshctl.runtime.probes import http_request, tls_context
+from meshctl.engine.compose import compose_command
+from meshctl.config import PORT_NAMES, load_project
+from meshctl.planning.images import app_image_ref, sidecar_refs
+from meshctl.model import HOLDER
+from meshctl.sidecars import TLS_PORT
 
 COMPOSE = compose_command()   # meshctl's lookup: a Compose v2 that reports failure (never the always-0 venv wrapper)
 HTTPS, HTTP, METRICS = 18443, 18080, 19090
@@ -75,9 +75,9 @@ def make_example(source: Path, folder: Path, name: str) -> list[tuple[str, str]]
     raw = yaml.safe_load(config.read_text())
     raw["name"] = name
     for index, service in enumerate(raw["services"].values()):
-        ports = service.get("ports") or ({p: 0 for p in PORT_NAMES} if index == 0 else {})
+        ports = service.get("ports") or (dict.fromkeys(PORT_NAMES, 0) if index == 0 else {})
         if ports:       # only the first service has fixed default ports; keep what others say, at 0
-            service["ports"] = {key: 0 for key in ports}
+            service["ports"] = dict.fromkeys(ports, 0)
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     project = load_project(folder)
     return [(s.name, s.health) for s in project.services

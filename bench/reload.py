@@ -24,9 +24,9 @@ from pathlib import Path
 
 from _common import HELLO, MESHCTL, cleanup, copy_hello, emit_json, poll, print_spread, seconds_until, spread
 
-from meshctl.certs import CertificateAuthority  # noqa: E402
-from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
-from meshctl.engine.compose import compose_command  # noqa: E402
+from meshctl.certs import CertificateAuthority
+from meshctl.runtime.probes import http_request, tls_context
+from meshctl.engine.compose import compose_command
 
 COMPOSE = compose_command()   # meshctl's lookup: a Compose v2 that reports failure (never the always-0 venv wrapper)
 
@@ -130,8 +130,8 @@ def main() -> None:
     tag = os.getpid()
     results: dict[str, object] = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
 
             def https_fetch(port):
                 def fetch(raw: bool = False):

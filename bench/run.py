@@ -28,9 +28,9 @@ from pathlib import Path
 
 from _common import MESHCTL, ROOT, cleanup, meshctl_urls, poll, port_of, seconds_until, sh
 
-from meshctl.certs import CertificateAuthority  # noqa: E402
-from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
-from meshctl.planning.images import runtime_image_ref  # noqa: E402
+from meshctl.certs import CertificateAuthority
+from meshctl.runtime.probes import http_request, tls_context
+from meshctl.planning.images import runtime_image_ref
 
 ENV = {**os.environ, "MESHCTL_BUILD_NETWORK": os.environ.get("MESHCTL_BUILD_NETWORK", "host"), "COLUMNS": "200"}
 bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")

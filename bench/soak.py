@@ -28,8 +28,8 @@ import docker
 from _common import MESHCTL, cleanup, copy_hello, emit_json, meshctl_urls, poll, port_of
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshctl.certs import CertificateAuthority  # noqa: E402
-from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
+from meshctl.certs import CertificateAuthority
+from meshctl.runtime.probes import http_request, tls_context
 
 # The load runs this long before the first memory reading: the proxy's events ring (1 MiB) counts
 # as its memory page by page as it is first written, and at 200 requests/s it is written through

@@ -123,6 +123,9 @@ class CertificateAuthority:
         except (ValueError, OSError) as exc:
             raise MeshctlError(f"the CA in {self.dir} cannot be read: {exc}",
                                hint=f"remove {self.dir} to create a new CA (then trust the new ca.pem)") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):   # meshctl writes P-256 keys only
+            raise MeshctlError(f"the CA key in {self.dir} is not the P-256 key meshctl writes",
+                               hint=f"remove {self.dir} to create a new CA (then trust the new ca.pem)")
         return cert, key
 
     # -- leaf certificates --------------------------------------------------------------------

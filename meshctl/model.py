@@ -113,7 +113,7 @@ def label_key(name: str) -> str:
 
 
 def labels(project: str | None, service: str | None = None, role: str | None = None, *,
-           version: bool = True, **extra: str) -> dict[str, str]:
+           version: bool = True, **extra: str | None) -> dict[str, str]:
     """The one label builder: what a container, network, volume or image of meshctl's carries
     (`version=False` for an app image's build labels, which name the project but no release)."""
     out = {PROJECT_LABEL: project} if project is not None else {}
@@ -123,7 +123,7 @@ def labels(project: str | None, service: str | None = None, role: str | None = N
         out[SERVICE_LABEL] = service
     if role:
         out[ROLE_LABEL] = role
-    out.update({label_key(k): v for k, v in extra.items()})
+    out.update({label_key(k): v for k, v in extra.items() if v is not None})   # None: not set
     return out
 
 

@@ -36,8 +36,8 @@ NOT_HTTP_PORTS = {
 }
 # Ports that are HTTP by convention (web servers, app servers, dev servers).
 HTTP_PORTS = {80: "HTTP", 3000: "HTTP (dev servers, Grafana)", 4200: "HTTP (Angular dev server)",
-              5000: "HTTP (Flask, ASP.NET Core)", 5173: "HTTP (Vite dev server)", 8000: "HTTP (app servers)", 8008: "HTTP alternate",
-              8080: "HTTP alternate", 8888: "HTTP (notebooks, proxies)"}
+              5000: "HTTP (Flask, ASP.NET Core)", 5173: "HTTP (Vite dev server)", 8000: "HTTP (app servers)",
+              8008: "HTTP alternate", 8080: "HTTP alternate", 8888: "HTTP (notebooks, proxies)"}
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,9 @@ def facts(service: Mapping[str, Any]) -> Facts:
              else (str(item).split("=", 1) for item in raw_labels if "=" in str(item)) if isinstance(raw_labels, list)
              else ())
     for key, value in pairs:
-        match = _TRAEFIK_PORT.match(str(key))
-        if match and str(value).strip().isdigit():
-            labels[int(value)] = HTTP if match.group(1) == HTTP else TCP
+        routed = _TRAEFIK_PORT.match(str(key))
+        if routed and str(value).strip().isdigit():
+            labels[int(value)] = HTTP if routed.group(1) == HTTP else TCP
     env = service.get("environment")
     values = (env.values() if isinstance(env, Mapping) else
               (str(item).split("=", 1)[-1] for item in env) if isinstance(env, list) else ())
@@ -172,7 +172,7 @@ def port_protocol(port: int, found: Facts) -> tuple[str | None, str]:
         return HTTP, f"its environment binds HTTP on port {port}"
     image = known_image(found.image)
     if image is not None:
-        name, known = image
+        _name, known = image
         if port in known.http:
             return HTTP, f"image {found.image}: {known.what} serves HTTP on {port}"
         if port in known.other:
@@ -180,7 +180,7 @@ def port_protocol(port: int, found: Facts) -> tuple[str | None, str]:
     if port in NOT_HTTP_PORTS:
         return TCP, f"port {port} is {NOT_HTTP_PORTS[port]}"
     if image is not None and image[1].default is not None:
-        name, known = image
+        _name, known = image
         if known.default == HTTP:
             return HTTP, f"image {found.image} is a web server ({known.what})"
         return TCP, f"image {found.image} is {known.what}, not HTTP"

@@ -61,11 +61,12 @@ def reports_failure(command: list[str]) -> bool:
     file (read from stdin; `config` needs no daemon). That rules out the always-0 wrapper however
     it was installed or linked, and costs two short runs, once per process."""
     try:
-        version = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=20)
+        version = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=20,
+                                 check=False)
         if version.returncode != 0 or _major(version.stdout) < 2:
             return False
         broken = subprocess.run([*command, "-f", "-", "-p", "meshctl-probe", "config", "--quiet"], input=_BROKEN,
-                                capture_output=True, text=True, timeout=20)
+                                capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return broken.returncode != 0
@@ -109,7 +110,7 @@ class ComposeCli:
         argv = [*self.command, "-f", str(self.file), *project, *args]
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
-                                  env={**(os.environ if self.env is None else self.env), "COMPOSE_ANSI": "never"})
+                                  env={**(os.environ if self.env is None else self.env), "COMPOSE_ANSI": "never"}, check=False)
         except OSError as exc:
             raise UsageError(f"cannot run {argv[0]}: {exc.strerror or exc}", hint=_INSTALL_HINT) from exc
         except subprocess.TimeoutExpired as exc:

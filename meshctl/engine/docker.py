@@ -187,7 +187,7 @@ class DockerEngine:
             cap_drop=list(spec.cap_drop) or None,
             cap_add=list(spec.cap_add) or None,
             security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
-            tmpfs={path: "rw,noexec,nosuid,size=16m" for path in spec.tmpfs} or None,
+            tmpfs=dict.fromkeys(spec.tmpfs, "rw,noexec,nosuid,size=16m") or None,
             init=False,
         )
         networking = None
@@ -254,7 +254,7 @@ class DockerEngine:
         container that restarts on failure, stopped by hand so Docker leaves it) removed here."""
         try:
             with _translated(f"stop container {container_id[:12]}"):
-                self.api.stop(container_id, timeout=None if timeout is None else max(0, int(round(timeout))))
+                self.api.stop(container_id, timeout=None if timeout is None else max(0, round(timeout)))
         except (_NotFound, _Conflict):
             pass
         self.remove(container_id)      # an auto-remove one is already going: NotFound or Conflict
@@ -262,7 +262,7 @@ class DockerEngine:
     def restart(self, container_id: str, timeout: float) -> None:
         """Stop and start in place; the engine keeps an auto-remove container through it."""
         with _translated(f"restart container {container_id[:12]}"):
-            self.api.restart(container_id, timeout=max(0, int(round(timeout))))
+            self.api.restart(container_id, timeout=max(0, round(timeout)))
 
     def remove(self, container_id: str) -> None:
         try:

@@ -141,9 +141,8 @@ class FakeEngine:
         out = []
         for cid, c in list(self.containers_.items()):
             spec: ContainerSpec = c["spec"]
-            if all or c["state"] == "running":
-                if all_match(spec.labels, labels):
-                    out.append(self.info(cid))
+            if (all or c["state"] == "running") and all_match(spec.labels, labels):
+                out.append(self.info(cid))
         return out
 
     def info(self, cid: str) -> ContainerInfo:

@@ -22,9 +22,8 @@ def read_until(sock: Any, deadline: float) -> bytes | None:
         if remaining <= 0:
             return None
         # A TLS socket may hold decrypted bytes that select cannot see.
-        if not (getattr(sock, "pending", None) and sock.pending()):
-            if not select.select([sock], [], [], remaining)[0]:
-                return None
+        if not (getattr(sock, "pending", None) and sock.pending()) and not select.select([sock], [], [], remaining)[0]:
+            return None
         data = sock.read(65536) if hasattr(sock, "read") else sock.recv(65536)
         if not data:
             return b"".join(chunks)

@@ -28,9 +28,23 @@ from .inject_plan import InjectOptions, Machine, Skipped, plan, services_of
 from .render import InjectResult, Injected, render
 from .uninject import UninjectResult, uninject
 
-__all__ = ["GENERATED_ROLES", "InjectOptions", "InjectResult", "Injected", "MARK", "Machine", "ROLES", "Skipped",
-           "TERMINATES_TLS", "UninjectResult", "holder_name", "inject_text", "sidecar_name", "sidecar_of",
-           "uninject_text"]
+__all__ = [
+    "GENERATED_ROLES",
+    "MARK",
+    "ROLES",
+    "TERMINATES_TLS",
+    "InjectOptions",
+    "InjectResult",
+    "Injected",
+    "Machine",
+    "Skipped",
+    "UninjectResult",
+    "holder_name",
+    "inject_text",
+    "sidecar_name",
+    "sidecar_of",
+    "uninject_text",
+]
 
 
 BOM = "\ufeff"     # kept where it was; libyaml's positions do not count it

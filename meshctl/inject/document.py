@@ -26,10 +26,10 @@ class _Loader(getattr(yaml, "CBaseLoader", yaml.BaseLoader)):    # type: ignore[
     """No tag resolution at all: scalars are read here, as YAML 1.2, and the parser calls these
     three for every node (a fifth of the time to compose a large file went into them)."""
 
-    def resolve(self, kind, value, implicit, _tags=_TAGS):  # noqa: ANN001
+    def resolve(self, kind, value, implicit, _tags=_TAGS):
         return _tags[kind]
 
-    def descend_resolver(self, current_node, current_index):  # noqa: ANN001
+    def descend_resolver(self, current_node, current_index):
         pass
 
     def ascend_resolver(self):
@@ -156,6 +156,7 @@ def value(node: Node) -> Any:
         return scalar(node)
     if isinstance(node, Sequence):
         return [value(item) for item in node.value]
+    assert isinstance(node, Mapping)
     out: dict[Any, Any] = {}
     for source in reversed(merge_sources(node)):
         out.update(value(source))
@@ -170,7 +171,7 @@ def last_index(node: Node) -> int:
     """Where the last thing written in a node ends (an alias ends where its name does, found by
     looking for it; the caller goes to the end of that line anyway)."""
     while True:
-        if isinstance(node, Scalar) or node.flow_style or not node.value:
+        if isinstance(node, Scalar) or getattr(node, "flow_style", False) or not node.value:
             return node.end_mark.index
         child = node.value[-1]
         if isinstance(node, Mapping):
@@ -187,6 +188,7 @@ def kind(node: Node | None) -> str:
         return "a mapping"
     if isinstance(node, Sequence):
         return "a list"
+    assert isinstance(node, Scalar)
     data = scalar(node)
     for type_, text in ((bool, "a boolean"), (str, "a string"), ((int, float), "a number"), (type(None), "nothing")):
         if isinstance(data, type_):

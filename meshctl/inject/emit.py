@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+import itertools
 
 
 class Raw(str):
@@ -38,7 +39,7 @@ def guess_layout(text: str) -> Layout:
     mappings: Counter[int] = Counter()
     offsets: Counter[int] = Counter()
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for line, following in zip(lines, lines[1:]):
+    for line, following in itertools.pairwise(lines):
         parent = _KEY_LINE.match(line)
         child = _CHILD_LINE.match(following)
         if not parent or not child:

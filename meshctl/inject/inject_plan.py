@@ -134,7 +134,10 @@ def plan(document: Document, options: InjectOptions) -> tuple[list[ServicePlan],
         if id(service) in merged_by and not isinstance(outcome, Skipped):
             outcome = Skipped(name, f"{', '.join(merged_by[id(service)])} merges it (<<: *anchor): its copy would "
                                     "join this pod too; move what they share to an x- anchor of its own")
-        (skipped if isinstance(outcome, Skipped) else plans).append(outcome)
+        if isinstance(outcome, Skipped):
+            skipped.append(outcome)
+        else:
+            plans.append(outcome)
     taken = set(names)
     for item in plans:
         for role in GENERATED_ROLES:
@@ -223,9 +226,10 @@ def _extended(data: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
     extends = data.get("extends")
     if isinstance(extends, str):
         extends = {"service": extends}
-    if not isinstance(extends, dict) or extends.get("file") or not isinstance(services.get(extends.get("service")), dict):
+    if not isinstance(extends, dict) or extends.get("file"):
         return {}
-    return services[extends["service"]]
+    base = services.get(str(extends.get("service")))
+    return base if isinstance(base, dict) else {}
 
 
 def _settings(document: Document, name: str, service: doc.Mapping) -> dict[str, Any]:

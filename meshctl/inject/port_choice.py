@@ -36,7 +36,9 @@ def choose(entries: Sequence[PortEntry], found: Facts, *, port: int | None = Non
             return (HTTP if declared.lower() in ("http", "http1", "http/1.1") else TCP), f"app_protocol: {declared}"
         return port_protocol(target, found)
 
-    verdicts = [(target, *judged(target)) for target in candidates]
+    verdicts = [(target, *judged(target)) for target in candidates if target is not None]
+    if not verdicts:
+        return None
     if protocol is not None:
         # The user said which protocol; the port they said, else the first that agrees, else the first.
         target = next((t for t, p, _ in verdicts if p == protocol), verdicts[0][0]) if port is None else port

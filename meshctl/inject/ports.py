@@ -106,6 +106,7 @@ def retargeted(entry: PortEntry, pod_port: int, document: Document) -> str:
                  for k, v in entry.node.value]
         return "{" + ", ".join(items) + "}"
     node = entry.node
+    assert isinstance(node, doc.Scalar)
     raw = doc.scalar(node)
     if isinstance(raw, int):
         return str(pod_port)

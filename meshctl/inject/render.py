@@ -31,6 +31,7 @@ from .names import (GENERATED_BY, MARK, PARKED, POD, ROLES, SIDECAR_OF, TERMINAT
 from .inject_plan import EMPTY, MOVED, Machine, ServicePlan
 from .ports import as_written, new_entry, retargeted
 from ..config.port_protocol import HTTP
+import itertools
 
 HEALTH_INTERVAL = "2s"
 # The holder: a shell that waits, and exits at once on SIGTERM (PID 1 ignores signals it does not handle).
@@ -108,7 +109,9 @@ def render(document: Document, services: doc.Mapping, plans: list[ServicePlan], 
         edits.append(_insert_lines(document, at, generated))
         injected.append(result)
     if plans:
-        services_key = doc.get(document.root, "services")[0]
+        services_entry = doc.get(document.root, "services")
+        assert services_entry is not None   # plans come from the services mapping
+        services_key = services_entry[0]
         column = services_key.start_mark.column
         top = {"generated-by": GENERATED_BY, "version": __version__, **defaults}
         lines = [" " * column + f"{MARK}:",
@@ -173,7 +176,7 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
         metrics=f"metrics on 127.0.0.1:{settings.get('metrics_port') or '(free port)'}"
                 f" (`docker compose port {holder_name(name)} {METRICS_PORT}`)",
         others=others, retired=retired,
-        retired_dirs=tuple(folder / split_sidecar_name(s)[1] for s in retired if split_sidecar_name(s)))
+        retired_dirs=tuple(folder / split[1] for s in retired if (split := split_sidecar_name(s))))
     return _app_edits(document, item), lines, result
 
 
@@ -281,8 +284,8 @@ def _networks(data: dict[str, Any], name: str) -> dict[str, Any]:
         networks = {"default": None}
     extra = [data["container_name"]] if isinstance(data.get("container_name"), str) else []
     out = {}
-    for network, settings in networks.items():
-        settings = dict(settings) if isinstance(settings, dict) else {}
+    for network, written in networks.items():
+        settings = dict(written) if isinstance(written, dict) else {}
         own = [str(a) for a in settings.get("aliases") or []]
         settings["aliases"] = list(dict.fromkeys([name, *extra, *own]))
         out[str(network)] = settings
@@ -334,7 +337,7 @@ def _insert_lines(document: Document, at: int, lines: list[str]) -> Edit:
 def apply(text: str, edits: list[Edit]) -> str:
     """Apply edits from the bottom up; insertions at one place keep the order they were made in."""
     ordered = sorted(enumerate(edits), key=lambda pair: (pair[1][0], pair[0]))
-    for (_, (_, end, _)), (_, (next_start, _, _)) in zip(ordered, ordered[1:]):
+    for (_, (_, end, _)), (_, (next_start, _, _)) in itertools.pairwise(ordered):
         if end > next_start:
             raise AssertionError("overlapping edits")
     out = []

@@ -127,6 +127,7 @@ def _legacy_edits(document: Document, node: doc.Mapping, edits: list[Edit]) -> b
     if block is None or not isinstance(block[1], doc.Mapping) or block[1].flow_style:
         return False
     block_key, block_node = block
+    assert isinstance(block_node, doc.Mapping)
     record = doc.get(block_node, "injected")
     if record is None:
         return False

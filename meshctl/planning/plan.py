@@ -211,7 +211,8 @@ def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[Build
                 continue
             field_path = f"services.{service.name}.sidecars.{kind.role}"
             if kind.user_build is not None:
-                steps.append(BuildImage(ref, kind.user_build, labels(project.name, service.name, version=False, sidecar=kind.role),
+                build_labels = labels(project.name, service.name, version=False, sidecar=kind.role)
+                steps.append(BuildImage(ref, kind.user_build, build_labels,
                                         f"{field_path}.build: not built yet (its tag is a hash of the folder)",
                                         service.name))
             else:

@@ -36,6 +36,12 @@ class Pod:
                 for name, host in self.service.ports if host}
 
 
+def _holder_labels(project: str, service: ServiceSpec, tied: bool, ports: dict[str, int]) -> dict[str, str]:
+    return labels(project, service.name, HOLDER, mode="attached" if tied else "detached", ports=json.dumps(dict(ports)),
+                  mesh=OUTSIDE_MESH if service.outside_mesh else None,
+                  protocol="tcp" if service.protocol == "tcp" else None)
+
+
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
               state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None,
               deps: DependencyCache | None = None) -> Pod:
@@ -64,7 +70,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),
         command=service.command, env=env, namespace_of=holder.name, mounts=(*sync_mounts(project, service), *trust),
-        stop_timeout=int(round(service.stop_grace_period)),
+        stop_timeout=round(service.stop_grace_period),
     )
     if service.source is not None:
         app = _run_mode_app(app, service, deps, user)
@@ -77,10 +83,7 @@ def _holder(project: str, service: ServiceSpec, image: str, *, tied: bool, user:
     ports = published_ports(service)
     return ContainerSpec(
         name=container_name(project, service.name, HOLDER), image=image,
-        labels=labels(project, service.name, HOLDER, mode="attached" if tied else "detached",
-                      ports=json.dumps({k: ports[k] for k in ports}),
-                      **({"mesh": OUTSIDE_MESH} if service.outside_mesh else {}),
-                      **({"protocol": "tcp"} if service.protocol == "tcp" else {})),
+        labels=_holder_labels(project, service, tied, ports),
         # Attached: exits when the CLI's end of stdin closes, and with it the whole PID namespace.
         entrypoint=("sh", "-c"), command=("exec cat >/dev/null",) if tied else ("exec sleep infinity",),
         user=user, network=network_name(project), aliases=(service.name,),
@@ -120,8 +123,7 @@ APP_CA_BUNDLE = "/etc/meshctl/ca-bundle.pem"
 def trust_env() -> dict[str, str]:
     """The variables OpenSSL, Python's requests, Node.js and curl read for their trusted roots: an app
     calling another service's HTTPS (or meshctl's) verifies it, and the internet's still."""
-    return {name: APP_CA_BUNDLE for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-                                             "CURL_CA_BUNDLE")}
+    return dict.fromkeys(("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"), APP_CA_BUNDLE)
 
 
 def _run_mode_app(app: ContainerSpec, service: ServiceSpec, deps: DependencyCache | None, user: str) -> ContainerSpec:
@@ -147,7 +149,7 @@ def install_container(project: str, service: ServiceSpec, deps: DependencyCache,
     mounts = [(str(service.source), APP_DIR, True), (deps.volume, runtime.install_mount, False)]
     if ca_bundle is not None:
         mounts.append((str(ca_bundle), INSTALL_CA, True))
-        env.update({key: INSTALL_CA for key in ("PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "GIT_SSL_CAINFO")})
+        env.update(dict.fromkeys(("PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "GIT_SSL_CAINFO"), INSTALL_CA))
     return ContainerSpec(
         name=container_name(project, service.name, INSTALL), image=image,
         labels=labels(project, service.name, INSTALL, deps_hash=deps.digest), entrypoint=("sh", "-c"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +46,9 @@ def _matches(path: Path, root: Path, patterns: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pattern = pattern[1:] if negate else pattern
-        pattern = pattern.strip("/")
+    for written in patterns:
+        negate = written.startswith("!")
+        pattern = (written[1:] if negate else written).strip("/")
         if not pattern:
             continue
         hit = (fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern + "/*")
@@ -137,7 +136,7 @@ def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> st
 
 
 def change_sets(project: ProjectSpec, stop: threading.Event, *, step_ms: int = 50,
-                debounce_ms: int = 1600) -> Iterator[set[Path]]:
+                debounce_ms: int = 1600) -> Generator[set[Path], None, None]:
     """Change sets (paths) in the project's folders; an empty set after a second with none, so the
     caller may look again at which folders to watch; ends when `stop` is set."""
     for changes in watch(*watched_folders(project), watch_filter=change_filter(project),

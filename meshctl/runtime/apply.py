@@ -8,6 +8,7 @@ supervise.Tracker in a real run, NullWatch where nobody listens (`down`)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import replace
 import threading
@@ -75,7 +76,7 @@ class Executor:
         # The sockets that hold each tied holder's stdin. Closing them (or dying) ends the pod.
         self.ties: list[Any] = []
         self._pod_failed = threading.Event()    # one pod failed: the others stop waiting
-        self._handlers: dict[type, Callable[[Any, str | None], None]] = {
+        self._handlers: dict[type, Callable[[Any, str | None], object]] = {
             EnsureNetwork: self._ensure_network, PullImage: self._pull, BuildImage: self._build,
             EnsureCA: lambda step, service: self.ca.ensure(), WriteFiles: self._write,
             RemoveFolder: lambda step, service: shutil.rmtree(step.folder, ignore_errors=True),
@@ -105,7 +106,7 @@ class Executor:
                     if any(f.exception() for f in done) or self.cancel.is_set():
                         self._pod_failed.set()
                 # The first real failure is the news; the others stopped because of it.
-                errors = [f.exception() for f in futures if f.exception() is not None]
+                errors = [e for f in futures if (e := f.exception()) is not None]
                 real = [e for e in errors if not isinstance(e, Cancelled)]
                 if real or errors:
                     raise (real or errors)[0]
@@ -292,7 +293,7 @@ class Executor:
         for network in self.engine.networks(selector()):
             if network["Name"] == step.name:
                 # Containers just removed may still hold an endpoint for a moment.
-                _retry(lambda network_id=network["Id"]: self.engine.remove_network(network_id))
+                _retry(functools.partial(self.engine.remove_network, network["Id"]))
 
     def _remove_volume(self, step: RemoveVolume, service: str | None) -> None:
         _retry(lambda: self.engine.remove_volume(step.name))

@@ -30,7 +30,7 @@ class AppFailing(str):
     body: bytes
     answer_line: str
 
-    def __new__(cls, status: int, body: bytes) -> "AppFailing":
+    def __new__(cls, status: int, body: bytes) -> AppFailing:
         head = body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
         reason = super().__new__(cls, f"HTTP {status}" + (f": {head[:80]}" if head else ""))
         reason.status, reason.body = status, body

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,16 +233,12 @@ def _is_cancel(exc: BaseException) -> bool:
 
 
 def _close_quietly(sock) -> None:
-    try:
+    with suppress(OSError):
         sock.close()
-    except OSError:
-        pass
     raw = getattr(sock, "_sock", None)
     if raw is not None:
-        try:
+        with suppress(OSError):
             raw.close()
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from .apply import host_ports_by_name, urls_for
 from ..engine.base import Engine
 from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector
 from ..sidecars import MESH_FILE, start_rank
+import contextlib
 
 
 def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:
@@ -75,11 +76,9 @@ def status(engine: Engine, project: str | None = None, *, home: Path | None = No
         holder = next((c for c in members if c.role == HOLDER), None)
         urls: dict[str, str] = {}
         if holder is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports),
                                 holder.label("protocol") or "http")
-            except ValueError:
-                pass
         states = {c.state for c in members}
         state = "running" if states == {"running"} and holder is not None else \
             ("stopped" if "running" not in states else "degraded")

@@ -67,7 +67,7 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
         role="metrics", image="metrics", pod_ports=(METRICS_PORT, EVENTS_PORT),
         runs=lambda service: service.metrics is not None,
         ready=lambda service: Readiness("metrics", "/ready"),
-        env=lambda service: metrics_env(service),
+        env=metrics_env,
         compose_health=shell_http_check(METRICS_PORT, "/ready", '[ "$$code" = 200 ]')),
     SidecarKind(
         role="proxy", image="haproxy", pod_ports=(TLS_PORT, PROXY_PORT, PROXY_STATS_PORT, MESH_PORT, OUTBOUND_PORT,
@@ -100,7 +100,7 @@ def user_kind(sidecar: UserSidecar) -> SidecarKind:
         runs=lambda service: True, ready=lambda service: readiness, start_group=USER_START_GROUP,
         command=sidecar.command, entrypoint=sidecar.entrypoint, env=lambda service: env, user=True, user_image=sidecar.image,
         user_build=sidecar.build, run_as=sidecar.user, read_only=sidecar.read_only, cap_add=sidecar.cap_add,
-        stop_timeout=int(round(sidecar.stop_grace_period)))
+        stop_timeout=round(sidecar.stop_grace_period))
 
 
 def kinds_for(service: ServiceSpec) -> list[SidecarKind]:

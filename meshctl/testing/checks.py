@@ -229,9 +229,9 @@ class ServiceChecks:
 
 def verify_certificate(port: int, hostname: str, context: ssl.SSLContext) -> str:
     """Handshake with `hostname` as SNI and verify the chain and the name; return the subject."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as raw:
-        with context.wrap_socket(raw, server_hostname=hostname) as tls:
-            cert: dict[str, Any] = tls.getpeercert() or {}
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as raw, \
+            context.wrap_socket(raw, server_hostname=hostname) as tls:
+        cert: dict[str, Any] = tls.getpeercert() or {}
     return ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
 
 

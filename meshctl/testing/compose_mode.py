@@ -90,8 +90,8 @@ def injected_services(document: Any, source: str) -> list[InjectedService]:
 
 def compose_targets(services: list[InjectedService], containers: list[dict[str, Any]]) -> list[Target]:
     """Targets from `docker compose ps --format json`: the pod's holder (or, in files injected by
-    older versions, the app) publishes the HTTPS and metrics ports; the proxy's plain HTTP port has no host port, so plain HTTP goes from inside
-    the proxy's own container."""
+    older versions, the app) publishes the HTTPS and metrics ports; the proxy's plain HTTP port
+    has no host port, so plain HTTP goes from inside the proxy's own container."""
     by_service = {c.get("Service"): c for c in containers}
     targets = []
     for service in services:

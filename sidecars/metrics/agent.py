@@ -166,7 +166,7 @@ class MeshCollector:
                                           "Time from the proxy receiving a request to the end of the response",
                                           labels=["service"])
         cumulative, running = [], 0
-        for bound, count in zip([*BUCKETS_MS, float("inf")], buckets):
+        for bound, count in zip([*BUCKETS_MS, float("inf")], buckets, strict=False):
             running += count
             cumulative.append((_le(bound), running))
         histogram.add_metric([self.service], cumulative, sum_value=sum_ms / 1000.0)
@@ -285,7 +285,7 @@ def serve_event_stream(stats, console, conn, pause=BATCH_PAUSE):
         while True:
             try:
                 size = conn.recv_into(buffer)
-            except socket.timeout:
+            except TimeoutError:
                 console.tick()
                 continue
             except OSError:
@@ -323,7 +323,7 @@ def receive_datagrams(stats, console, port):
     while True:
         try:
             data = sock.recv(65535)
-        except socket.timeout:
+        except TimeoutError:
             console.tick()
             continue
         batch = [data.decode("utf-8", "replace").rstrip("\n")]

@@ -33,13 +33,19 @@ InPlaceOption = typer.Option(False, "--in-place", "-i", help="Rewrite FILE atomi
 def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
            output: Path | None = OutputOption,
            in_place: bool = InPlaceOption,
-           service: list[str] = typer.Option([], "--service", "-s",
-                                             help="Inject only this service (repeatable; default: every service that publishes a port)."),
-           keep_plain: bool = typer.Option(False, "--keep-plain", help="Keep the app's plain published ports; HTTPS gets a port of its own."),
-           tcp: str = typer.Option("proxy", "--tcp", help="Services that do not speak HTTP: proxy (TCP proxy with connection metrics) or skip."),
-           project: str | None = typer.Option(None, "--project", "-p", help="Compose project name (default: the file's name: or its folder's)."),
-           no_build: bool = typer.Option(False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
-           undo: bool = typer.Option(False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
+           service: list[str] = typer.Option(
+               [], "--service", "-s",
+               help="Inject only this service (repeatable; default: every service that publishes a port)."),
+           keep_plain: bool = typer.Option(
+               False, "--keep-plain", help="Keep the app's plain published ports; HTTPS gets a port of its own."),
+           tcp: str = typer.Option(
+               "proxy", "--tcp", help="Services that do not speak HTTP: proxy (TCP proxy with connection metrics) or skip."),
+           project: str | None = typer.Option(
+               None, "--project", "-p", help="Compose project name (default: the file's name: or its folder's)."),
+           no_build: bool = typer.Option(
+               False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
+           undo: bool = typer.Option(
+               False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
            ) -> None:
     """Give services of a docker-compose file a pod: a holder owning the namespace and ports, a proxy
     (HTTPS, or TCP for what does not speak HTTP) and metrics (idempotent; uninject gives the bytes back)."""

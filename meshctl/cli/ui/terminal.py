@@ -276,7 +276,7 @@ class Ui:
                 where = f"{service}: " if service else ""
                 style = "dim" if row["step"] in ("Keep", "Announce", "WaitReady") else ""
                 line = Text(f"  {where}{row['step']} ", style=style)
-                line.append(target, style="bold" if not style else style)
+                line.append(target, style=style if style else "bold")
                 line.append(f"  ({row['why']})", style="dim")
                 self.out.print(line)
         self.err.print("[dim]dry run: nothing was built, created or changed[/]")

@@ -31,7 +31,7 @@ class Interrupts:
         self.signal_name = ""
         self._previous: dict[int, Any] = {}
 
-    def install(self) -> "Interrupts":
+    def install(self) -> Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self

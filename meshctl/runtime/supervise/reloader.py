@@ -33,7 +33,7 @@ class Reloader:
         self._watching: tuple[Path, ...] = ()
         self._changes: Generator[set[Path], None, None] | None = None
 
-    def start(self) -> "Reloader":
+    def start(self) -> Reloader:
         self.thread.start()
         return self
 
@@ -46,7 +46,7 @@ class Reloader:
                                MeshctlError(f"file watching failed: {exc}",
                                             hint="restart meshctl up; on Linux check fs.inotify.max_user_watches")))
 
-    def __iter__(self) -> "Reloader":
+    def __iter__(self) -> Reloader:
         return self
 
     def __next__(self) -> SourceChange:
@@ -126,7 +126,7 @@ class RenewalTimer:
         self.emit = emit
         self.thread = threading.Thread(target=self.run, name="renewal", daemon=True)
 
-    def start(self) -> "RenewalTimer":
+    def start(self) -> RenewalTimer:
         self.thread.start()
         return self
 
