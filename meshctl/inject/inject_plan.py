@@ -163,28 +163,10 @@ def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: I
             raise document.error(parked_key, f"services.{name}.{parked_key.value}",
                                  "a key meshctl inject writes, in a service without its pod",
                                  hint=f"rename it back to {str(parked_key.value)[len(PARKED):]}, or remove it")
-    if settings.get("inject") is False:
-        return Skipped(name, "x-meshctl.inject is false")
-    network_mode = str(data.get("network_mode") or "")
-    if network_mode == "host":
-        return Skipped(name, "network_mode: host has no namespace of its own for sidecars to join")
-    if network_mode.startswith(("service:", "container:")):
-        return Skipped(name, f"network_mode: {network_mode}: it lives in another namespace")
-    if network_mode == "none":
-        return Skipped(name, "network_mode: none")
-    if network_mode:
-        return Skipped(name, f"network_mode: {network_mode}: only a service on compose networks gets a pod")
-    if joined_by:
-        return Skipped(name, f"{', '.join(joined_by)} joins its namespace (network_mode: service:{name})")
-    replicas = _replicas(data)
-    if replicas > 1:
-        return Skipped(name, f"runs {replicas} replicas: sidecars in one namespace would serve only one")
     base = _extended(data, services_data)
-    inherited_by_extends = [k for k in MOVED if k != "ports" and base.get(k) not in (None, "", [], {})]
-    if inherited_by_extends:
-        return Skipped(name, f"extends {data['extends'] if isinstance(data['extends'], str) else data['extends'].get('service')}"
-                             f", which sets {', '.join(inherited_by_extends)}: Compose would merge that beside "
-                             "network_mode; set it on this service instead")
+    reason = _why_no_pod(name, data, settings, joined_by, base)
+    if reason is not None:
+        return Skipped(name, reason)
     found = doc.lookup(service, "ports")
     if found is None or not isinstance(found[1], doc.Sequence) or not found[1].value:
         if data.get("extends") is not None:
@@ -206,19 +188,52 @@ def _plan_one(document: Document, key: doc.Scalar, service: doc.Node, options: I
         return Skipped(name, f"its port {choice.entry_port} is one the sidecars use inside the namespace (15000-15099)")
     if choice.protocol == TCP and options.tcp == "skip":
         return Skipped(name, f"does not speak HTTP ({choice.why}); --tcp skip leaves it alone")
-    parked, inherited = [], []
-    for moved in MOVED:
-        own = doc.get(service, moved)
-        if own is not None:
-            parked.append(own[0])
-        # Merged in from an anchor (also under a parked key of its own: parking would unveil it).
-        if any(doc.lookup(source, moved) is not None for source in doc.merge_sources(service)):
-            inherited.append(moved)
+    parked, inherited = _moved_keys(service)
     wrapped = tuple(e for e in entries if e.target == choice.entry_port and e.protocol == "tcp")
     sans = default_sans(name, _aliases(data) + tuple(settings.get("hosts") or ()))
     return ServicePlan(name, key, service, data, settings, choice.protocol, choice.why, choice.entry_port, entries,
                        sans, tuple(parked), tuple(inherited), () if options.keep_plain else wrapped)
 
+
+
+def _why_no_pod(name: str, data: dict[str, Any], settings: dict[str, Any], joined_by: list[str],
+                base: dict[str, Any]) -> str | None:
+    """Why a service cannot have a pod of its own, from how it is networked and run; None: it can."""
+    if settings.get("inject") is False:
+        return "x-meshctl.inject is false"
+    network_mode = str(data.get("network_mode") or "")
+    if network_mode == "host":
+        return "network_mode: host has no namespace of its own for sidecars to join"
+    if network_mode.startswith(("service:", "container:")):
+        return f"network_mode: {network_mode}: it lives in another namespace"
+    if network_mode == "none":
+        return "network_mode: none"
+    if network_mode:
+        return f"network_mode: {network_mode}: only a service on compose networks gets a pod"
+    if joined_by:
+        return f"{', '.join(joined_by)} joins its namespace (network_mode: service:{name})"
+    replicas = _replicas(data)
+    if replicas > 1:
+        return f"runs {replicas} replicas: sidecars in one namespace would serve only one"
+    inherited_by_extends = [k for k in MOVED if k != "ports" and base.get(k) not in (None, "", [], {})]
+    if inherited_by_extends:
+        extended = data["extends"] if isinstance(data["extends"], str) else data["extends"].get("service")
+        return (f"extends {extended}, which sets {', '.join(inherited_by_extends)}: Compose would merge that "
+                "beside network_mode; set it on this service instead")
+    return None
+
+
+def _moved_keys(service: doc.Mapping) -> tuple[list[doc.Scalar], list[str]]:
+    """The keys that move to the holder: the service's own (parked), and those merged in from an
+    anchor (also under a parked key of their own: parking would unveil them)."""
+    parked, inherited = [], []
+    for moved in MOVED:
+        own = doc.get(service, moved)
+        if own is not None:
+            parked.append(own[0])
+        if any(doc.lookup(source, moved) is not None for source in doc.merge_sources(service)):
+            inherited.append(moved)
+    return parked, inherited
 
 def _extended(data: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
     """The service this one extends in the same file (`extends: base` or `{service: base}`), as

@@ -1,10 +1,12 @@
 """The package's layers, enforced: import-linter's contracts in pyproject.toml (cli → testing →
 runtime | inject → planning → sidecars → config → certs | events → model → errors; the engine
 boundary beside them), and no import circle anywhere, deferred imports included (grimp sees imports
-inside functions too)."""
+inside functions too), and the size of modules and functions."""
 
 from __future__ import annotations
 
+import ast
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +73,26 @@ def test_the_circle_finder_sees_a_circle():
     graph.add_import(importer="pkg.b", imported="pkg.a")
     graph.add_import(importer="pkg.c", imported="pkg.a")
     assert _circles(graph) == [["pkg.a", "pkg.b"]]
+
+
+MODULE_LINES = 400      # a module a reader can hold in their head
+FUNCTION_LINES = 50     # a function that fits on a screen
+
+
+def _sizes() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    modules, functions = [], []
+    for path in sorted((ROOT / "meshctl").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(ROOT))
+        modules.append((len(text.splitlines()), name))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions.append((node.end_lineno - node.lineno + 1, f"{name}:{node.lineno} {node.name}"))
+    return modules, functions
+
+
+def test_modules_and_functions_stay_small():
+    modules, functions = _sizes()
+    assert [m for m in modules if m[0] > MODULE_LINES] == []
+    assert [f for f in functions if f[0] > FUNCTION_LINES] == []
+    assert statistics.median(size for size, _ in functions) <= 10
