@@ -7,7 +7,10 @@ const port = Number(process.env.PORT || 8080);
 const STATIC = "http://127.0.0.1:8081";     // the sidecar, in this pod's network namespace
 const greeting = process.env.GREETING || "hello";
 
+let stopping = false;
+
 const server = http.createServer(async (req, res) => {
+  if (stopping) res.setHeader("connection", "close");     // see SIGTERM below
   if (req.url === "/healthz") {
     res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
   } else if (req.url.startsWith("/static/")) {
@@ -27,9 +30,13 @@ const server = http.createServer(async (req, res) => {
 });
 
 server.listen(port, () => console.log(`node: listening on :${port}`));
-// Stop on SIGTERM: finish what is in flight, then exit (the proxy holds new requests meanwhile).
-// The proxy's idle keep-alive connections are closed at once: close() alone would wait them out.
+// Stop on SIGTERM: finish what is in flight, then exit (the proxy holds new requests meanwhile, so
+// this must not linger). close() alone waits for the proxy's kept-alive connections (Node's 5 s
+// keep-alive timeout, renewed on each reuse), and one closeIdleConnections() misses those busy at
+// SIGTERM: they are closed as soon as they are idle, and responses from now on close theirs.
 process.on("SIGTERM", () => {
+  stopping = true;
   server.close(() => { console.log("node: stopped"); process.exit(0); });
   server.closeIdleConnections();
+  setInterval(() => server.closeIdleConnections(), 50).unref();
 });

@@ -26,7 +26,11 @@ function kv(command) {
   });
 }
 
+let stopping = false;
+
 const server = http.createServer(async (req, res) => {
+  // Once stopping, every response closes its connection (see SIGTERM below).
+  if (stopping) res.setHeader("Connection", "close");
   if (req.url === "/healthz") {
     res.writeHead(200, { "Content-Type": "text/plain" });
     return res.end("ok\n");
@@ -48,9 +52,16 @@ const server = http.createServer(async (req, res) => {
   res.end(JSON.stringify({ api: "whoami", caller, xfcc }) + "\n");
 });
 
-// close() alone waits for the proxy's kept-alive connections to time out (about 5 s a stop).
+// Stop on SIGTERM: no new connections, finish what is in flight, exit. The proxy holds new requests
+// until the next app listens, so this process must not linger: close() alone waits for the proxy's
+// kept-alive connections (Node's 5 s keep-alive timeout, renewed each time one is reused), and
+// closeIdleConnections() once misses those busy at SIGTERM. So they are closed as soon as they are
+// idle, and responses from now on say `Connection: close`. (A request the proxy sends just as its
+// connection closes comes back empty, and the proxy retries it: `retry-on empty-response`.)
 process.on("SIGTERM", () => {
+  stopping = true;
   server.close(() => process.exit(0));
   server.closeIdleConnections();
+  setInterval(() => server.closeIdleConnections(), 50).unref();
 });
 server.listen(Number(process.env.PORT || 8080), () => console.log(`api: listening on ${server.address().port}`));
