@@ -3,8 +3,8 @@
 (Python) calls api (Node.js) across the mesh while api hot-reloads in sync mode, on a machine kept
 busy by busy loops on every core.
 
-    .venv/bin/python bench/reload-loss [--reloads 20] [--threads 4] [--keepalive 1] [--burn 2]
-                                       [--shop OTHER/examples/shop] [--json FILE] [--log FILE]
+    .venv/bin/python bench/reload_loss.py [--reloads 20] [--threads 4] [--keepalive 1] [--burn 2]
+                                          [--shop OTHER/examples/shop] [--json FILE] [--log FILE]
 
 Three kinds of load run side by side, with a short pause between a thread's requests:
   mesh:      host → web's HTTPS → web → web's proxy (outbound) → mTLS → api's proxy (inbound) → api,
@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,12 +35,9 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import MESHCTL, ROOT
 
-from meshctl.runtime.probes import http_request, tls_context  # noqa: E402
-
-MESHCTL = [sys.executable, "-m", "meshctl"]
+from meshctl.runtime.probes import http_request, tls_context
 
 
 def failure(sent: float, error: BaseException) -> str:
