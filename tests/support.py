@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -188,7 +189,7 @@ def metrics_agent():
 
 
 def running_containers(engine, project: str) -> list:
-    return [c for c in engine.containers({"meshctl.project": project}, all=True)]
+    return list(engine.containers({"meshctl.project": project}, all=True))
 
 
 def container_events(project: str, since: float, event: str) -> list[dict]:

@@ -227,8 +227,8 @@ def test_a_detached_pods_killed_sidecars_are_started_again_in_place_and_down_lea
         # A crash, as the kernel's OOM killer or a bug makes one: the process dies by SIGKILL (137).
         # (`docker kill` would not do: Docker takes it for a stop by hand and leaves it stopped.)
         os.kill(client.api.inspect_container(before.id)["State"]["Pid"], signal.SIGKILL)
-        eventually(lambda: client.api.inspect_container(before.id)["RestartCount"] >= 1
-                   and client.api.inspect_container(before.id)["State"]["Running"], 60, 0.05,
+        eventually(lambda cid=before.id: client.api.inspect_container(cid)["RestartCount"] >= 1
+                   and client.api.inspect_container(cid)["State"]["Running"], 60, 0.05,
                    what=f"the {role} sidecar running again")
         assert container_of(engine, project, role).id == before.id
     eventually(lambda: http_request(https, "/", tls=context, server_hostname="localhost", timeout=5).status == 200,

@@ -147,11 +147,11 @@ def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path
             before = len(up.lines)
             server = folder / "api" / "server.js"
             server.write_text(server.read_text() + f"\n// reload {round_}\n")
-            eventually(lambda: up.has_line("restart api", since=before), 120, what="'restart api'",
+            eventually(lambda since=before: up.has_line("restart api", since=since), 120, what="'restart api'",
                        detail=lambda: up.output)
             # Calls go on through the restarted app before the next save.
             answered = len(outcomes)
-            eventually(lambda: len(outcomes) >= answered + 20, 60, 0.05, what="20 more calls")
+            eventually(lambda mark=answered: len(outcomes) >= mark + 20, 60, 0.05, what="20 more calls")
         stop.set()
         thread.join(30)
         assert len(outcomes) > 50 and set(outcomes) == {200}, (len(outcomes), [o for o in outcomes if o != 200])

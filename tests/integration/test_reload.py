@@ -154,7 +154,9 @@ def test_steady_traffic_sees_no_error_during_ten_reloads(synced):
         for i in range(10):
             synced.greeting(f"from reload {i}")
             synced.wait_for_body(f"hello from reload {i}\n".encode())
-            synced.wait_for_reloads(i + 1)        # this save's reload is done before the next save
+            # The reload is done, and the steady traffic has crossed the new app, before the next save.
+            synced.wait_for_reloads(i + 1)
+            eventually(lambda mark=served: served >= mark + 20, 30, 0.02, what="20 requests after the reload")
     finally:
         stop.set()
         for thread in threads:
