@@ -127,7 +127,7 @@ class ComposeCli:
 
     def ps(self, *, all_: bool = False) -> str:
         """`ps --format json` as Compose printed it: its shape differs between versions, and
-        compose_check.parse_ps (pure) reads both."""
+        testing/compose_mode.parse_ps (pure) reads both."""
         result = self.run("ps", "--format", "json", *(["--all"] if all_ else []), timeout=60)
         if result.returncode != 0:
             raise StartError(f"docker compose ps failed: {last_line(result.stderr)}",

@@ -25,7 +25,7 @@ from .wire import (build_hint, close_hijacked, container_info, demultiplexed, ex
 
 
 class DockerEngine:
-    """The real Engine (engine.py's protocol): a connection to the Docker engine. Creating one
+    """The real Engine (base.py's protocol): a connection to the Docker engine. Creating one
     does no I/O."""
 
     def __init__(self, base_url: str | None = None):
