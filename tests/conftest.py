@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import TEST_PROJECT_PREFIX, hello_project, project_of, ps_json, run_meshctl
+import contextlib
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,10 +52,8 @@ def engine():
     for image in api.images(filters={"label": "meshctl.project"}):
         if (image.get("Labels") or {}).get("meshctl.project", "").startswith(TEST_PROJECT_PREFIX):
             for tag in image.get("RepoTags") or []:
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     api.remove_image(tag, force=True)
-                except docker.errors.APIError:
-                    pass
     eng.close()
 
 

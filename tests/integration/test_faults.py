@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def container_of(engine, project: str, role: str):
-    found = [c for c in engine.containers({"meshctl.project": project, "meshctl.role": role}, all=False)]
+    found = list(engine.containers({"meshctl.project": project, "meshctl.role": role}, all=False))
     return found[0] if found else None
 
 
@@ -73,7 +73,7 @@ def foreground_hello(tmp_path, engine, sidecar_images):
 
 
 def test_a_killed_proxy_is_restarted_in_place_under_load_and_the_app_keeps_its_container(foreground_hello, engine):
-    up, folder, project = foreground_hello
+    up, _folder, project = foreground_hello
     [entry] = ps_json(project)
     app = container_of(engine, project, "app")
     load = Load(port_of(entry["urls"]["https"]))
@@ -96,7 +96,7 @@ def test_a_killed_proxy_is_restarted_in_place_under_load_and_the_app_keeps_its_c
 
 
 def test_a_killed_metrics_sidecar_restarts_from_zero_without_counting_old_requests_again(foreground_hello, engine):
-    up, folder, project = foreground_hello
+    up, _folder, project = foreground_hello
     [entry] = ps_json(project)
     https, metrics = port_of(entry["urls"]["https"]), port_of(entry["urls"]["metrics"])
     context = tls_context(ca_path())
@@ -125,7 +125,7 @@ def test_a_killed_metrics_sidecar_restarts_from_zero_without_counting_old_reques
 
 
 def test_a_crash_loop_is_given_up_on_and_the_app_keeps_running(foreground_hello, engine):
-    up, folder, project = foreground_hello
+    up, _folder, project = foreground_hello
     app = container_of(engine, project, "app")
     api = docker.from_env().api
     killed: set[str] = set()

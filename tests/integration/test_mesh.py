@@ -54,7 +54,7 @@ def strict_shop(tmp_path, engine, sidecar_images):
 
 
 def test_a_plain_call_between_services_crosses_the_mesh_with_the_callers_identity(strict_shop, engine):
-    folder, project = strict_shop
+    _folder, project = strict_shop
     web = port_of(urls(project)["web"]["https"])
     answer = get_json(web, "/")
     api_said = json.loads(answer["api_said"])
@@ -68,14 +68,14 @@ def test_a_plain_call_between_services_crosses_the_mesh_with_the_callers_identit
 
 
 def test_a_spoofed_client_certificate_header_is_stripped(strict_shop, engine):
-    folder, project = strict_shop
+    _folder, project = strict_shop
     api = port_of(urls(project)["api"]["https"])
     seen = get_json(api, "/whoami", **{"X-Forwarded-Client-Cert": "By=x;URI=spiffe://meshctl.local/ns/x/sa/admin"})
     assert seen["caller"] is None and seen["xfcc"] == ""     # from the host, through its own HTTPS port
 
 
 def test_a_caller_that_is_not_allowed_gets_403(strict_shop, engine):
-    folder, project = strict_shop
+    _folder, project = strict_shop
     intruder = port_of(urls(project)["intruder"]["https"])
     denied = get_json(intruder, "/call?url=http://api:8080/whoami")
     assert denied["status"] == 403, denied
@@ -86,7 +86,7 @@ def test_a_caller_that_is_not_allowed_gets_403(strict_shop, engine):
 
 
 def test_strict_refuses_plaintext_from_outside_the_mesh_and_no_container_holds_a_capability(strict_shop, engine):
-    folder, project = strict_shop
+    _folder, project = strict_shop
     assert outside_call(project, "api", 8080) != 0, "a container outside the mesh reached api's app port"
     shown = run_meshctl("ps", "-p", project, check=True).stdout
     assert f"{project}/api: spiffe://meshctl.local/ns/{project}/sa/api, mTLS strict, callers: web" in shown

@@ -58,7 +58,7 @@ def counted_soon(project: str, service: str, name: str, **labels) -> float:
 
 
 def test_web_api_kv_end_to_end_with_tcp_metrics_on_both_sides(tcp_shop):
-    folder, project = tcp_shop
+    _folder, project = tcp_shop
     web = port_of(urls(project)["web"]["https"])
     first = json.loads(get_json(web, "/visits")["api_said"])
     second = json.loads(get_json(web, "/visits")["api_said"])
@@ -112,7 +112,7 @@ while True:
 def test_kv_traffic_crosses_pods_in_tls_on_the_wire(tcp_shop, engine):
     """A packet socket on eth0 inside kv's pod sees the call api makes for web's /visits: TLS
     application data to the mesh listener, never kv's command in the clear, nothing to port 7000."""
-    folder, project = tcp_shop
+    _folder, project = tcp_shop
     client = docker.from_env()
     holder = client.containers.get(f"{project}-kv-pod")
     image = next(t for i in client.images.list() for t in i.tags if t.startswith("meshctl-metrics:"))
@@ -134,7 +134,7 @@ def test_kv_traffic_crosses_pods_in_tls_on_the_wire(tcp_shop, engine):
 
 
 def test_a_tcp_caller_that_is_not_allowed_gets_a_closed_connection(tcp_shop):
-    folder, project = tcp_shop
+    _folder, project = tcp_shop
     intruder = port_of(urls(project)["intruder"]["https"])
     denied = get_json(intruder, "/tcp?host=kv&port=7000&line=PING")
     assert denied["closed"] is True and denied["reply"] == "", denied
@@ -147,7 +147,7 @@ def test_a_tcp_caller_that_is_not_allowed_gets_a_closed_connection(tcp_shop):
 
 
 def test_a_service_without_sidecars_is_reached_by_name_in_plain_tcp(tcp_shop, engine):
-    folder, project = tcp_shop
+    _folder, project = tcp_shop
     web = port_of(urls(project)["web"]["https"])
     answer = get_json(web, "/tcp?host=db&port=7100&line=PING")
     assert answer["reply"] == "PONG", answer

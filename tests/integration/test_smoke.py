@@ -316,7 +316,7 @@ services:
     compose = ComposeCli(injected)
 
     def containers() -> list:
-        return [c for c in engine.containers({"com.docker.compose.project": name})]
+        return list(engine.containers({"com.docker.compose.project": name}))
 
     try:
         report = tmp_path / "report.xml"

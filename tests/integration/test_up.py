@@ -122,7 +122,7 @@ def test_sigkill_of_meshctl_leaves_no_container_running_and_down_removes_its_net
         eventually(lambda: [c.state for c in running_containers(engine, project) if c.state == "running"] == [],
                    10, 0.2)   # the limit
         # The network stays (nobody is left to remove it): doctor names it, and down removes it.
-        networks = lambda: [n["Name"] for n in engine.networks({"meshctl.project": project})]  # noqa: E731
+        networks = lambda: [n["Name"] for n in engine.networks({"meshctl.project": project})]
         assert networks() == [f"meshctl-{project}"]
         doctor = run_meshctl("doctor")
         assert f"meshctl-{project}" in doctor.stdout and "meshctl down --all" in doctor.stdout

@@ -175,7 +175,7 @@ def test_after_a_reload_in_place_the_same_mesh_yaml_again_changes_nothing(tmp_pa
 
 
 def test_a_changed_app_env_replaces_only_the_app(tmp_path, engine, home):
-    stack, before = running_shop(engine, tmp_path, home)
+    _stack, before = running_shop(engine, tmp_path, home)
     kept = {cid for cid, c in engine.containers_.items() if c["spec"].name != APP}
     stack_on(engine, shop(tmp_path, web(env=(("GREETING", "hey"),))), home).up()
     assert calls(engine, before) == [("stop", APP), ("create", APP), ("start", APP), SERVING]
@@ -281,9 +281,9 @@ def test_one_pod_failing_stops_the_others_and_its_own_error_is_raised(tmp_path, 
     engine = engine_with_images()
 
     def answer(readiness, port):
-        if readiness.path == "/ready" and port in engine.published_ports("shop-api-pod").values():
-            if engine.by_name("shop-api-metrics") is not None:
-                engine.exit("shop-api-metrics", 1)
+        if (readiness.path == "/ready" and port in engine.published_ports("shop-api-pod").values()
+                and engine.by_name("shop-api-metrics") is not None):
+            engine.exit("shop-api-metrics", 1)
         return "no answer yet" if readiness.path == "/" else None
 
     stack = stack_on(engine, shop(tmp_path, web(), web("api")), home, prober=Prober(engine, answer),

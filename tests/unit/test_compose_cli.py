@@ -43,7 +43,7 @@ def test_the_always_0_wrapper_is_never_used(tmp_path, monkeypatch):
     assert not reports_failure([str(wrapper)])
     # Found on PATH, with neither the plugin nor the packaged binary: refused, not picked.
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(compose_cli, "_packaged_binary", lambda: [])
+    monkeypatch.setattr(compose_cli, "_packaged_binary", list)
     assert compose_cli._candidates() == [[str(wrapper)]]
     with pytest.raises(UsageError, match="Docker Compose v2"):
         compose_command.__wrapped__()

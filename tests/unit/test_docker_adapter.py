@@ -28,9 +28,8 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
 
 
 def translated(exc: Exception) -> EngineError:
-    with pytest.raises(EngineError) as caught:
-        with adapter._translated("create container shop-web-pod"):
-            raise exc
+    with pytest.raises(EngineError) as caught, adapter._translated("create container shop-web-pod"):
+        raise exc
     return caught.value
 
 

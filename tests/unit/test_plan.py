@@ -189,7 +189,7 @@ def test_down_dry_run_lists_what_would_go_in_stop_order_and_removes_nothing(tmp_
                      f"RemoveFolder {tmp_path / 'home' / 'projects' / 'shop'}  (its rendered configs and leaf keys)"]
     assert "dry run: nothing was built, created or changed" in result.stderr
     [plan] = json.loads(meshctl("down", "--dry-run", "--json", "--all", "--force").stdout)
-    assert [s["step"] for s in plan["steps"]][0] == "RemoveContainers" and plan["changes"]
+    assert next(s["step"] for s in plan["steps"]) == "RemoveContainers" and plan["changes"]
     assert cli_engine.calls == before and set(cli_engine.containers_) == ids
     empty = meshctl("down", "--dry-run", "-p", "nothing")
     assert "plan for nothing (no changes)" in empty.stdout and "nothing to do" in empty.stdout
@@ -208,7 +208,7 @@ def test_a_mesh_installs_capture_once_per_new_namespace_before_the_sidecars_and_
     from meshctl.planning.steps import RunOnce, StartContainers
     project = two_services(tmp_path)
     plan = plan_for(project, Observed(), tmp_path)
-    for service, steps in plan.pods:
+    for _service, steps in plan.pods:
         names = [type(s).__name__ for s in steps]
         assert names.index("RunOnce") == names.index("StartContainers") + 1     # right after the holder
         [capture] = [s.spec for s in steps if isinstance(s, RunOnce)]

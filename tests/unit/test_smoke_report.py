@@ -128,9 +128,9 @@ def sample_report(**overrides) -> Report:
         CheckResult("api", "ready", "builtin", PASSED, 0.5, "ready"),
         CheckResult("api", "metrics", "builtin", SKIPPED, 0.0, "not run"),
     ))
-    values = dict(project="shop-test", services=(web, api), started=dt.datetime(2026, 1, 2, 3, 4, 5,
+    values = {"project": "shop-test", "services": (web, api), "started": dt.datetime(2026, 1, 2, 3, 4, 5,
                                                                                 tzinfo=dt.timezone.utc),
-                  seconds=2.5)
+                  "seconds": 2.5}
     values.update(overrides)
     return Report(**values)
 

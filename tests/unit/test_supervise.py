@@ -142,14 +142,14 @@ def test_two_sidecars_that_exit_together_are_both_restarted(session):
     s = session()
     s.engine.exit(PROXY, 137)
     s.engine.exit(METRICS, 137)
-    queued = lambda: [e for e in list(s.tracker.queue.queue) if isinstance(e, Exited)]  # noqa: E731
+    queued = lambda: [e for e in list(s.tracker.queue.queue) if isinstance(e, Exited)]
     for _ in range(WAIT * 50):
         if len(queued()) == 2:
             break
         threading.Event().wait(0.02)
     assert len(queued()) == 2, "both exits queued before supervision reads them"
     running = Supervising(s)
-    ok = lambda role: [e for e in restarted(s, role) if e.error is None]  # noqa: E731
+    ok = lambda role: [e for e in restarted(s, role) if e.error is None]
     running.until(lambda: ok("proxy") and ok("metrics"), "both sidecars restarted")
     assert sorted((e.role, e.code) for e in s.shown(Exited)) == [("metrics", 137), ("proxy", 137)]
     assert {c["spec"].name for c in s.engine.containers_.values()} == {POD, METRICS, PROXY, APP}
@@ -181,7 +181,7 @@ def test_a_pod_whose_holder_is_gone_is_rebuilt(session):
     assert restarted(s, "pod")[0].error is None
     assert any("the pod's holder is gone" in e.text for e in s.shown(Phase))
     assert {c["spec"].name for c in s.engine.containers_.values()} == {POD, METRICS, PROXY, APP}
-    assert not [e for e in restarted(s, "proxy") + restarted(s, "metrics")], "no sidecar restart of the lost pod"
+    assert not list(restarted(s, "proxy") + restarted(s, "metrics")), "no sidecar restart of the lost pod"
     assert running.stop() == 0 and s.engine.is_empty()
 
 
