@@ -13,13 +13,13 @@ from .run_mode import RUN_MODE_PORT, parse_run_mode, parse_watch, run_mode_sync
 from .sidecar_settings import parse_sidecars
 from .spec import DEFAULT_HOST_PORTS, PORT_NAMES, RESERVED_POD_PORTS, HttpCheck, ServiceSpec
 from .values import (
-    NAME_HINT, NAME_RE, build_or_image, command_field, duration_field, env_field, kind_of, port_field,
+    NAME_HINT, NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field,
     reject_unknown,
 )
 from .yamlpos import Where
 
 _SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "protocol", "health", "env", "command",
-                 "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow")
+                 "environment", "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow")
 PROTOCOLS = ("http", "tcp")
 _HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true} or health: {exec: [CMD, ...]}"
 
@@ -43,7 +43,7 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
     if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path.startswith("/")):
         raise where.error(path + ("metrics_path",), "expected an HTTP path starting with /",
                           hint="metrics_path: /metrics")
-    env_pairs = env_field(raw.get("env"), path + ("env",), where)
+    env_pairs = env_settings(raw, path, where)
     sidecars = parse_sidecars(raw.get("sidecars"), path + ("sidecars",), where, root)
     stop_grace = duration_field(raw.get("stop_grace_period", 10), path + ("stop_grace_period",), where)
     watch = parse_watch(raw.get("watch"), path + ("watch",), where)

@@ -10,13 +10,13 @@ from typing import Any
 
 from .spec import SIDECAR_SETTINGS, MetricsSettings, ProxySettings, ReadySpec, TlsSettings, UserSidecar
 from .values import (
-    NAME_RE, build_or_image, command_field, duration_field, env_field, kind_of, port_field, reject_unknown,
+    NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field, reject_unknown,
 )
 from .yamlpos import Where
 
 # Names a user sidecar may not take: the pod's own roles, and what the holder and installs use.
 RESERVED_SIDECAR_NAMES = ("pod", "app", "install", "deps")
-_USER_SIDECAR_KEYS = ("image", "build", "command", "entrypoint", "env", "ready", "user", "read_only", "cap_add",
+_USER_SIDECAR_KEYS = ("image", "build", "command", "entrypoint", "env", "environment", "ready", "user", "read_only", "cap_add",
                       "stop_grace_period")
 _USER_SIDECAR_EXAMPLE = ("sidecars:\n  cache: {image: redis:7, ready: {tcp: 6379}}\n"
                          "  notes: {build: ./notes, command: [python3, notes.py], ready: {http: /ready, port: 9000}}")
@@ -87,7 +87,7 @@ def _parse_user_sidecar(name: str, raw: Any, path: tuple, where: Where, root: Pa
     return UserSidecar(
         name=name, image=image, build=build, command=command_field(raw.get("command"), path + ("command",), where),
         entrypoint=command_field(raw.get("entrypoint"), path + ("entrypoint",), where),
-        env=env_field(raw.get("env"), path + ("env",), where),
+        env=env_settings(raw, path, where),
         ready=_parse_ready(raw.get("ready"), path + ("ready",), where), user=None if user is None else str(user),
         read_only=read_only, cap_add=tuple(c.upper().removeprefix("CAP_") for c in cap_add),
         stop_grace_period=duration_field(raw.get("stop_grace_period", 5), path + ("stop_grace_period",), where))

@@ -14,27 +14,35 @@ from .yamlpos import Where
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 NAME_HINT = "use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Go's duration units (time.ParseDuration, as compose reads them), longest first for the regex.
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PLAIN_SECONDS_RE = re.compile(rf"^\s*({_NUMBER})\s*$")
+_GO_DURATION_RE = re.compile(rf"^\s*(?:{_NUMBER}\s*(?:ns|us|µs|μs|ms|s|m|h)\s*)+$")
+_GO_PART_RE = re.compile(rf"({_NUMBER})\s*(ns|us|µs|μs|ms|s|m|h)")
 
 
 def parse_duration(value: Any) -> float | None:
-    """'15s' → 15.0, '500ms' → 0.5, 2 → 2.0; None when it is not a duration."""
+    """Seconds: '15s' → 15.0, '500ms' → 0.5, '1m30s' → 90.0, '500us', '1h2m', 2 → 2.0 (a bare
+    number is seconds); None when it is not a duration."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value) if value >= 0 else None
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match:
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return None
+    if not isinstance(value, str):
+        return None
+    if plain := _PLAIN_SECONDS_RE.match(value):
+        return float(plain.group(1))
+    if not _GO_DURATION_RE.match(value):
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _GO_PART_RE.findall(value))
 
 
 def duration_field(value: Any, path: tuple, where: Where) -> float:
     seconds = parse_duration(value)
     if seconds is None:
-        raise where.error(path, f"{value!r} is not a duration", hint="write it like 15s, 500ms or 2m")
+        raise where.error(path, f"{value!r} is not a duration",
+                          hint="write it like 15s, 500ms, 2m or 1m30s (Go's units: h, m, s, ms, us, ns)")
     return seconds
 
 
@@ -61,17 +69,50 @@ def command_field(command: Any, path: tuple, where: Where) -> tuple[str, ...] | 
     raise where.error(path, "expected a string or a list of strings")
 
 
-def env_field(raw: Any, path: tuple, where: Where) -> tuple[tuple[str, str], ...]:
-    env = raw or {}
-    if not isinstance(env, dict):
-        raise where.error(path, f"expected a mapping of names to values, found {kind_of(env)}",
-                          hint="env: {GREETING: hi}")
+ENV_KEYS = ("env", "environment")     # `environment:` is compose's name for `env:`
+_ENV_HINT = "env: {GREETING: hi}   or, as compose writes it, environment: [GREETING=hi]"
+
+
+def env_settings(raw: dict, path: tuple, where: Where) -> tuple[tuple[str, str], ...]:
+    """`env:` or `environment:` (one of the two), as a mapping or a list of NAME=VALUE. A name
+    with no value (`- DEBUG`, `DEBUG:`) passes the variable through from meshctl's environment
+    (the shell's, then .env's), and is left out when unset, as compose does."""
+    given = [key for key in ENV_KEYS if key in raw]
+    if len(given) > 1:
+        raise where.error(path + (given[1],), "`env` and `environment` are the same setting; give one",
+                          hint="merge the two into `env:`")
+    if not given:
+        return ()
+    key = given[0]
+    items = _env_items(raw[key], path + (key,), where)
     pairs = []
-    for key, value in env.items():
+    for index, (name, value) in enumerate(items):
         if isinstance(value, (dict, list)):
-            raise where.error(path + (key,), "expected a plain value (string, number or boolean)")
-        pairs.append((str(key), "" if value is None else scalar_text(value)))
+            raise where.error(path + (key, name if isinstance(raw[key], dict) else index),
+                              "expected a plain value (string, number or boolean)")
+        if value is None:
+            if name in where.variables:
+                pairs.append((name, where.variables[name]))
+            continue
+        pairs.append((name, scalar_text(value)))
     return tuple(pairs)
+
+
+def _env_items(env: Any, path: tuple, where: Where) -> list[tuple[str, Any]]:
+    if env is None:
+        return []
+    if isinstance(env, dict):
+        return [(str(name), value) for name, value in env.items()]
+    if not isinstance(env, list):
+        raise where.error(path, f"expected a mapping of names to values or a list of NAME=VALUE, found {kind_of(env)}",
+                          hint=_ENV_HINT)
+    items: list[tuple[str, Any]] = []
+    for index, item in enumerate(env):
+        if not isinstance(item, str) or not item.partition("=")[0].strip():
+            raise where.error(path + (index,), f"expected NAME=VALUE, found {item!r}", hint=_ENV_HINT)
+        name, equals, value = item.partition("=")
+        items.append((name.strip(), value if equals else None))
+    return items
 
 
 def build_or_image(raw: dict, path: tuple, where: Where, root: Path, example: str) -> tuple[Path | None, str | None]:

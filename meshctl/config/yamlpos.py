@@ -9,6 +9,7 @@ say file:line and the field."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,11 @@ def _written_twice(source: object, path: tuple, first: yaml.Node, again: yaml.No
 class Where:
     """Maps a field path like ("services", "hello", "port") to its line in the file."""
 
-    def __init__(self, source: Path | None, lines: dict[tuple, int]):
+    def __init__(self, source: Path | None, lines: dict[tuple, int], variables: Mapping[str, str] | None = None):
         self.source = source
         self.lines = lines
+        # The environment the file is read with (the shell's over .env's), for env pass-through.
+        self.variables: Mapping[str, str] = variables or {}
 
     def at(self, path: tuple) -> str:
         dotted = ".".join(str(p) for p in path)
