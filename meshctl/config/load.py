@@ -8,6 +8,7 @@ services.py, mesh.py, check_specs.py, sidecar_settings.py and run_mode.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from ..errors import ConfigError
 from ..model import split_image_ref
 from . import yamlpos
+from .interpolate import environment_for, interpolate
 from .mesh import with_mesh
 from .run_mode import command_service
 from .services import (
@@ -106,14 +108,18 @@ def _from_dockerfile(folder: Path) -> ProjectSpec:
     return _one_service(ServiceSpec(name=sanitize_name(folder.name) or "app", build=folder, port=port), folder)
 
 
-def parse_project(text: str, *, source: Path | None = None, root: Path | None = None) -> ProjectSpec:
-    """Parse and validate mesh.yaml text. Pure apart from checking that build folders exist."""
+def parse_project(text: str, *, source: Path | None = None, root: Path | None = None,
+                  variables: Mapping[str, str] | None = None) -> ProjectSpec:
+    """Parse and validate mesh.yaml text, its `${VAR}`s read from `variables` (default: the
+    shell's environment over the .env beside it). Pure apart from reading .env and checking
+    that build folders exist."""
     label = str(source) if source else "mesh.yaml"
     hint = "fix the YAML syntax at that line (indentation, a missing colon or quote)"
     node = yamlpos.compose(text, label, loader=yaml.SafeLoader, hint=hint, what="mesh.yaml")
-    where = Where(source, line_map(node))
-    data = yamlpos.construct(node, label, loader=yaml.SafeLoader, hint=hint)
     root = root or (source.parent if source else Path.cwd())
+    variables = environment_for(source.parent if source else root) if variables is None else variables
+    where = Where(source, line_map(node), variables)
+    data = interpolate(yamlpos.construct(node, label, loader=yaml.SafeLoader, hint=hint), variables, where)
     if data is None:
         raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")
     if not isinstance(data, dict):

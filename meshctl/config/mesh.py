@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
-from .values import kind_of, reject_unknown
+from .values import kind_of, reject_unknown, typed
 from .yamlpos import Where
 
 
@@ -48,7 +48,7 @@ def _parse_mesh(raw: Any, where: Where) -> tuple[str, bool]:
         raise where.error(("mesh", "mtls"), f"unknown mode {mtls!r}",
                           hint="strict (mTLS between pods, plaintext from other pods refused), permissive "
                                "(both accepted) or off (no mesh)")
-    capture = raw.get("capture", True)
+    capture = typed(raw.get("capture", True))
     if not isinstance(capture, bool):
         raise where.error(("mesh", "capture"), f"expected true or false, found {kind_of(capture)}")
     return mtls, capture

@@ -74,3 +74,73 @@ def test_a_misspelt_environment_says_did_you_mean(tmp_path):
     with pytest.raises(ConfigError) as caught:
         parse(tmp_path, "services:\n  web:\n    build: .\n    enviroment: [A=1]\n")
     assert "mesh.yaml:4" in caught.value.message and caught.value.hint == "did you mean 'environment'?"
+
+
+def parse_with(tmp_path: Path, text: str, monkeypatch, shell: dict | None = None, dotenv: str | None = None):
+    """mesh.yaml read as `meshctl up` reads it: the shell's environment over .env beside it."""
+    for name in ("PORT", "GREETING", "TOKEN", "MODE", "RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (shell or {}).items():
+        monkeypatch.setenv(name, value)
+    if dotenv is not None:
+        (tmp_path / ".env").write_text(dotenv)
+    return parse(tmp_path, text)
+
+
+def test_port_from_a_variable_default_becomes_a_number(tmp_path, monkeypatch):
+    [web] = parse_with(tmp_path, "services:\n  web:\n    build: .\n    port: ${PORT:-8081}\n", monkeypatch).services
+    assert web.port == 8081
+
+
+def test_the_shell_wins_over_dotenv(tmp_path, monkeypatch):
+    text = "services:\n  web:\n    build: .\n    port: ${PORT}\n    env: {GREETING: '${GREETING} there', MODE: $MODE}\n"
+    [web] = parse_with(tmp_path, text, monkeypatch, shell={"PORT": "9001"},
+                       dotenv="# local settings\nPORT=7000\nexport GREETING='hello'\nMODE=fast # inline comment\n").services
+    assert web.port == 9001 and dict(web.env) == {"GREETING": "hello there", "MODE": "fast"}
+
+
+@pytest.mark.parametrize("template, value", [
+    ("${MODE-unset}", ""), ("${MODE:-empty}", "empty"), ("${MODE:+set}", ""), ("${GREETING+set}", "set"),
+    ("$$MODE costs $$5", "$MODE costs $5"), ("${TOKEN:-${GREETING}}", "hi"), ("${TOKEN}", ""),
+])
+def test_compose_operators(tmp_path, monkeypatch, template, value):
+    text = f"services:\n  web:\n    build: .\n    env: {{X: '{template}'}}\n"
+    [web] = parse_with(tmp_path, text, monkeypatch, shell={"MODE": "", "GREETING": "hi"}).services
+    assert dict(web.env) == {"X": value}
+
+
+def test_a_missing_required_variable_is_a_file_line_error(tmp_path, monkeypatch):
+    text = "services:\n  web:\n    build: .\n    env:\n      TOKEN: ${TOKEN:?ask the team for a token}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_with(tmp_path, text, monkeypatch)
+    assert caught.value.message.endswith(
+        "mesh.yaml:5: services.web.env.TOKEN: variable TOKEN is required: ask the team for a token")
+    assert ".env" in caught.value.hint
+
+
+def test_a_variable_that_is_not_a_number_still_says_port(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError) as caught:
+        parse_with(tmp_path, "services:\n  web:\n    build: .\n    port: ${PORT:-web}\n", monkeypatch)
+    assert "mesh.yaml:4: services.web.port: 'web' is not a port number" in caught.value.message
+
+
+def test_a_malformed_variable_and_a_malformed_dotenv_line(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError) as caught:
+        parse_with(tmp_path, "services:\n  web:\n    build: .\n    command: echo ${PORT\n", monkeypatch)
+    assert "mesh.yaml:4: services.web.command: not a valid variable" in caught.value.message
+    with pytest.raises(ConfigError) as caught:
+        parse_with(tmp_path, "services:\n  web:\n    build: .\n", monkeypatch, dotenv="A=1\nnot a line\n")
+    assert caught.value.message.startswith(f"{tmp_path / '.env'}:2: expected NAME=VALUE")
+
+
+def test_variables_fill_numbers_and_booleans_where_expected(tmp_path, monkeypatch):
+    text = ("services:\n  web:\n    build: .\n    sidecars: {proxy: {retries: $RETRIES}}\n"
+            "  api:\n    build: .\nmesh: {capture: '${MODE:-false}'}\n")
+    web, _api = parse_with(tmp_path, text, monkeypatch, shell={"RETRIES": "5"}).services
+    assert web.proxy.retries == 5 and web.mesh.capture is False
+
+
+def test_a_bare_name_passes_the_variable_through(tmp_path, monkeypatch):
+    text = "services:\n  web:\n    build: .\n    environment: [GREETING, TOKEN, MODE=x]\n"
+    [web] = parse_with(tmp_path, text, monkeypatch, dotenv="GREETING=from-dotenv\n").services
+    assert dict(web.env) == {"GREETING": "from-dotenv", "MODE": "x"}
