@@ -34,9 +34,9 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
     reject_unknown(raw, _SERVICE_KEYS, path, where)
 
     command = command_field(raw.get("command"), path + ("command",), where)
-    build, image = build_or_image(raw, path, where, root, "nginx:1.25")
+    build, build_options, image = build_or_image(raw, path, where, root, "nginx:1.25")
     runtime, source = parse_run_mode(raw, build, image, command, path, where, root)
-    port = _app_port(raw, build, source, path, where)
+    port = _app_port(raw, build and build_options.dockerfile_path(build), source, path, where)
     protocol = _parse_protocol(raw, port, image, path, where)
     health, health_exec = _parse_health(raw, protocol, path, where)
     metrics_path = raw.get("metrics_path")
@@ -56,7 +56,7 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
             raise where.error(path + ("allow",), "expected a list of service names", hint="allow: [web]")
         allow = tuple(allow)
 
-    spec = ServiceSpec(name=name, port=port, build=build, image=image, health=health,
+    spec = ServiceSpec(name=name, port=port, build=build, build_options=build_options, image=image, health=health,
                        env=env_pairs, command=command, metrics_path=metrics_path,
                        stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
                        source=source, protocol=protocol, health_exec=health_exec, **sidecars)
@@ -64,11 +64,11 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
     return with_ports(spec, _host_ports(raw.get("ports"), index, spec, path, where))
 
 
-def _app_port(raw: dict, build: Path | None, source: Path | None, path: tuple, where: Where) -> int:
+def _app_port(raw: dict, dockerfile: Path | None, source: Path | None, path: tuple, where: Where) -> int:
     """`port:`, else the Dockerfile's EXPOSE, else run mode's default."""
     if "port" in raw:
         port = port_field(raw["port"], "port", where, path + ("port",), allow_zero=False)
-    elif build is not None and (exposed := dockerfile_exposed_port((build / "Dockerfile").read_text())):
+    elif dockerfile is not None and (exposed := dockerfile_exposed_port(dockerfile.read_text())):
         port = exposed
     elif source is not None:
         port = RUN_MODE_PORT

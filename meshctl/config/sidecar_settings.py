@@ -74,7 +74,7 @@ def _parse_user_sidecar(name: str, raw: Any, path: tuple, where: Where, root: Pa
     """Any name under `sidecars:` other than meshctl's own declares a sidecar of the user's."""
     _check_user_sidecar_shape(name, raw, path, where)
     reject_unknown(raw, _USER_SIDECAR_KEYS, path, where)
-    build, image = build_or_image(raw, path, where, root, "redis:7")
+    build, build_options, image = build_or_image(raw, path, where, root, "redis:7")
     user = raw.get("user")
     if user is not None and (isinstance(user, bool) or not isinstance(user, (str, int)) or not str(user).strip()):
         raise where.error(path + ("user",), "expected a user name or uid[:gid]", hint="user: \"0\" runs it as root")
@@ -85,7 +85,8 @@ def _parse_user_sidecar(name: str, raw: Any, path: tuple, where: Where, root: Pa
     if not isinstance(cap_add, list) or not all(isinstance(c, str) and re.fullmatch(r"[A-Za-z_]+", c) for c in cap_add):
         raise where.error(path + ("cap_add",), "expected a list of Linux capabilities", hint="cap_add: [NET_BIND_SERVICE]")
     return UserSidecar(
-        name=name, image=image, build=build, command=command_field(raw.get("command"), path + ("command",), where),
+        name=name, image=image, build=build, build_options=build_options,
+        command=command_field(raw.get("command"), path + ("command",), where),
         entrypoint=command_field(raw.get("entrypoint"), path + ("entrypoint",), where),
         env=env_settings(raw, path, where),
         ready=_parse_ready(raw.get("ready"), path + ("ready",), where), user=None if user is None else str(user),

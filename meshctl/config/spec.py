@@ -22,6 +22,17 @@ RESERVED_POD_PORTS = range(15000, 15100)
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """`build: {context, dockerfile, args, target}` beyond the folder (compose's build keys)."""
+    dockerfile: str = "Dockerfile"                 # relative to the build folder (the context)
+    args: tuple[tuple[str, str], ...] = ()         # --build-arg NAME=VALUE
+    target: str | None = None                      # the stage of a multi-stage Dockerfile
+
+    def dockerfile_path(self, context: Path) -> Path:
+        return (context / self.dockerfile).resolve()
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     timeout: float = 15.0          # seconds the proxy waits for the app's answer
     retries: int = 2               # retries when the app refuses the connection
@@ -109,6 +120,7 @@ class UserSidecar:
     name: str
     image: str | None = None
     build: Path | None = None
+    build_options: BuildOptions = field(default_factory=BuildOptions)
     command: tuple[str, ...] | None = None       # the image's CMD, replaced (as in compose)
     entrypoint: tuple[str, ...] | None = None    # the image's ENTRYPOINT, replaced
     env: tuple[tuple[str, str], ...] = ()
@@ -124,6 +136,7 @@ class ServiceSpec:
     name: str
     port: int
     build: Path | None = None
+    build_options: BuildOptions = field(default_factory=BuildOptions)
     image: str | None = None
     health: str = "/"
     env: tuple[tuple[str, str], ...] = ()

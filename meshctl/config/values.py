@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .interpolate import Interpolated
+from .spec import BuildOptions
 from .yamlpos import Where
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -117,21 +118,55 @@ def _env_items(env: Any, path: tuple, where: Where) -> list[tuple[str, Any]]:
     return items
 
 
-def build_or_image(raw: dict, path: tuple, where: Where, root: Path, example: str) -> tuple[Path | None, str | None]:
-    """`build` (a folder with a Dockerfile, relative to mesh.yaml's) and `image`, where given."""
-    build = image = None
+_BUILD_KEYS = ("context", "dockerfile", "args", "target")
+_BUILD_HINT = "build: ./api   or   build: {context: ./api, dockerfile: Dockerfile.dev, args: {VERSION: 1}, target: dev}"
+
+
+def build_or_image(raw: dict, path: tuple, where: Where, root: Path,
+                   example: str) -> tuple[Path | None, BuildOptions, str | None]:
+    """`build` (a folder with a Dockerfile relative to mesh.yaml's, or compose's mapping of
+    context, dockerfile, args and target) and `image`, where given."""
+    build, options, image = None, BuildOptions(), None
     if "build" in raw:
-        if not isinstance(raw["build"], str):
-            raise where.error(path + ("build",), "expected a folder path")
-        build = (root / raw["build"]).resolve()
-        if not (build / "Dockerfile").is_file():
-            raise where.error(path + ("build",), f"no Dockerfile in {build}",
-                              hint="point `build` at the folder that holds the Dockerfile")
+        build, options = _build_field(raw["build"], path + ("build",), where, root)
     if "image" in raw:
         image = raw["image"]
         if not isinstance(image, str) or not image.strip():
             raise where.error(path + ("image",), f"expected an image reference like {example}")
-    return build, image
+    return build, options, image
+
+
+def _build_field(value: Any, path: tuple, where: Where, root: Path) -> tuple[Path, BuildOptions]:
+    settings = value if isinstance(value, dict) else {"context": value}
+    if isinstance(value, dict):
+        reject_unknown(value, _BUILD_KEYS, path, where)
+    context, dockerfile = settings.get("context", "."), settings.get("dockerfile", "Dockerfile")
+    for key, text in (("context", context), ("dockerfile", dockerfile)):
+        if not isinstance(text, str) or not text.strip():
+            raise where.error(path + ((key,) if isinstance(value, dict) else ()),
+                              f"expected a {'folder' if key == 'context' else 'file'} path, found {kind_of(text)}",
+                              hint=_BUILD_HINT)
+    folder = (root / context).resolve()
+    target = settings.get("target")
+    if target is not None and (not isinstance(target, str) or not target.strip()):
+        raise where.error(path + ("target",), "expected the name of a build stage", hint="target: dev")
+    options = BuildOptions(dockerfile=dockerfile, target=target,
+                           args=_build_args(settings.get("args"), path + ("args",), where))
+    if not options.dockerfile_path(folder).is_file():
+        at = path + ("dockerfile",) if "dockerfile" in settings else path
+        raise where.error(at, f"no {dockerfile} in {folder}" if "dockerfile" in settings
+                          else f"no Dockerfile in {folder}",
+                          hint="point `build` at the folder that holds the Dockerfile, or name the file: "
+                               "build: {context: ., dockerfile: Dockerfile.dev}")
+    return folder, options
+
+
+def _build_args(raw: Any, path: tuple, where: Where) -> tuple[tuple[str, str], ...]:
+    """`args:` as a mapping or a list of NAME=VALUE (the same two forms as `environment:`)."""
+    items = _env_items(raw, path, where)
+    if any(value is None or isinstance(value, (dict, list)) for _name, value in items):
+        raise where.error(path, "expected NAME=VALUE pairs with plain values", hint="args: {VERSION: '1.2'}")
+    return tuple((name, scalar_text(value)) for name, value in items)
 
 
 def sanitize_name(text: str) -> str:

@@ -19,7 +19,8 @@ class Engine(Protocol):
     def image_id(self, ref: str) -> str | None: ...    # None: not here
     def pull(self, ref: str) -> None: ...
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
-              dockerfile: str | None = None, on_line: Callable[[str], None] | None = None) -> str: ...
+              dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,
+              on_line: Callable[[str], None] | None = None) -> str: ...
 
     # networks, addressed by ID: Docker lets two share a name, and then a name is ambiguous
     def ensure_network(self, name: str, labels: dict[str, str]) -> str: ...   # the ID of the one to use

@@ -72,13 +72,14 @@ class DockerEngine:
                     raise EngineError(f"pulling {ref} failed: {line['error']}")
 
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
-              dockerfile: str | None = None, on_line: Callable[[str], None] | None = None) -> str:
+              dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,
+              on_line: Callable[[str], None] | None = None) -> str:
         """Build an image; return its id. A failed build raises BuildError with the log's tail."""
         tail: list[str] = []
         image_id = None
         try:
-            stream = self.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True,
-                                    decode=True, network_mode=network_mode, dockerfile=dockerfile)
+            stream = self.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True, decode=True,
+                                    network_mode=network_mode, dockerfile=dockerfile, buildargs=buildargs, target=target)
             for chunk in stream:
                 if "stream" in chunk:
                     for line in chunk["stream"].splitlines():

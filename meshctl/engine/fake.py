@@ -41,6 +41,7 @@ class FakeEngine:
         # Container names whose graceful stop lasts until something kills (removes) them.
         self.slow_stop = slow_stop or set()
         self.build_gate = build_gate                        # builds last until it is set
+        self.build_options: dict[str, tuple] = {}           # tag → (dockerfile, build args, target) it was built with
         self.fail_stop = fail_stop or set()                 # container names the engine cannot stop
         self.fail_remove = fail_remove or set()             # … nor remove
         self._ids = itertools.count(1)
@@ -81,8 +82,10 @@ class FakeEngine:
         self.images.add(ref)
 
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
-              dockerfile: str | None = None, on_line=None) -> str:
+              dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,
+              on_line=None) -> str:
         self._record("build", tag)
+        self.build_options[tag] = (dockerfile, dict(buildargs or {}), target)
         if on_line:
             on_line("Step 1/1 : FROM debian:bookworm-slim")
         if self.build_gate is not None:

@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..config import ServiceSpec
+from ..config import BuildOptions, ServiceSpec
 from ..sidecars import CAPTURE, KINDS, SidecarKind, data_dir
 
 BASE_IMAGE = "debian:bookworm-slim"
@@ -49,7 +49,10 @@ def user_sidecar_image_ref(project: str, service: str, kind: SidecarKind) -> str
     """A user sidecar's image: theirs, or built from their folder and tagged by its content hash
     (a changed folder is rebuilt, an unchanged one never)."""
     if kind.user_build is not None:
-        return f"meshctl-{project}-{service}-{kind.role}:{folder_hash(kind.user_build)}"
+        tag = folder_hash(kind.user_build)
+        if kind.user_build_options != BuildOptions():     # other args or target: another image
+            tag = hashlib.sha256(f"{tag}{kind.user_build_options!r}".encode()).hexdigest()[:12]
+        return f"meshctl-{project}-{service}-{kind.role}:{tag}"
     assert kind.user_image is not None
     return kind.user_image
 

@@ -128,7 +128,7 @@ def plan_images(image_folders: Iterable[str], observed: Observed, sidecar_images
     missing = sorted({f for f in image_folders if sidecar_images[f] not in observed.images})
     apps = list(apps)
     app_builds = [step for step in apps if isinstance(step, BuildImage)]
-    needs_base = missing or any(_builds_from_base(b.context / "Dockerfile") for b in app_builds)
+    needs_base = missing or any(_builds_from_base(b.dockerfile) for b in app_builds)
     steps: list[Step] = []
     if needs_base and BASE_IMAGE not in observed.images:
         steps.append(pull_base_image())
@@ -192,12 +192,19 @@ def _app_image(project: ProjectSpec, service: ServiceSpec, observed: Observed) -
                           f"the {service.runtime} runtime is not built yet (its tag is a hash of runtimes/"
                           f"{service.runtime}; Debian's packages, once)")
     if service.build is not None:
-        return BuildImage(ref, service.build, labels(project.name, service.name, version=False),
-                          f"services.{service.name}.build (Docker reuses cached layers)", service.name)
+        return app_build(project, service, "Docker reuses cached layers")
     if ref in observed.images:
         return None
     return PullImage(ref, f"services.{service.name}.image is not here", service=service.name,
                      hint=f"build or pull it first (docker pull {ref}), or fix the name")
+
+
+def app_build(project: ProjectSpec, service: ServiceSpec, why: str) -> BuildImage:
+    """A service's `build:`: its folder, and the Dockerfile, args and target it names."""
+    assert service.build is not None
+    return BuildImage(app_image_ref(project.name, service), service.build,
+                      labels(project.name, service.name, version=False),
+                      f"services.{service.name}.build ({why})", service.name, service.build_options)
 
 
 def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[BuildImage | PullImage]:
@@ -214,7 +221,7 @@ def _user_sidecar_images(project: ProjectSpec, observed: Observed) -> list[Build
                 build_labels = labels(project.name, service.name, version=False, sidecar=kind.role)
                 steps.append(BuildImage(ref, kind.user_build, build_labels,
                                         f"{field_path}.build: not built yet (its tag is a hash of the folder)",
-                                        service.name))
+                                        service.name, kind.user_build_options))
             else:
                 steps.append(PullImage(ref, f"{field_path}.image is not here", service=service.name,
                                        hint=f"build or pull it first (docker pull {ref}), or fix the name"))
@@ -304,10 +311,8 @@ def plan_rebuild_app(project: ProjectSpec, service: str, observed: Observed, set
     app container; holder and sidecars stay."""
     spec = project.service(service)
     pod = _pod(project, spec, settings)
-    assert spec.build is not None
     current = [c for c in observed.containers if c.service == service and c.role == APP]
-    steps: list[Step] = [BuildImage(app_image_ref(project.name, spec), spec.build,
-                                    labels(project.name, service, version=False), "its build folder changed", service)]
+    steps: list[Step] = [app_build(project, spec, "its build folder changed")]
     steps += removals(current, "replaced by the new build")
     steps += [StartContainers(service, (pod.app,), "the new build", pod.port_hints(), reloading=True),
               serving_wait(pod)]

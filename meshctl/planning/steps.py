@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import BuildOptions
 from ..model import ContainerInfo, ContainerSpec
 from ..sidecars import Readiness
 
@@ -34,6 +35,11 @@ class BuildImage:
     labels: dict[str, str]
     why: str
     service: str | None = None    # None: a sidecar image
+    options: BuildOptions = field(default_factory=BuildOptions)   # a Dockerfile of another name, build args, a target stage
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.options.dockerfile_path(self.context)
 
 
 @dataclass(frozen=True)

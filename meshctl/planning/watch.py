@@ -126,6 +126,9 @@ def service_action(project: ProjectSpec, service: ServiceSpec, path: Path) -> st
     synced = any(path.is_relative_to((root / local).resolve()) for local, _ in service.watch.sync)
     if service.build is None:
         return RESTART if synced else None
+    dockerfile = service.build_options.dockerfile_path(service.build)
+    if path == dockerfile:
+        return REBUILD
     if not path.is_relative_to(service.build):
         return None
     relative = path.relative_to(service.build).as_posix()

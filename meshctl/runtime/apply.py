@@ -194,6 +194,7 @@ class Executor:
         self.on_event(BuildEvent(step.ref, "start"))
         self._cancellable(lambda: self.engine.build(
             step.context, step.ref, labels=step.labels, network_mode=build_network(),
+            dockerfile=step.options.dockerfile, buildargs=dict(step.options.args), target=step.options.target,
             on_line=lambda line: self.on_event(BuildEvent(step.ref, "step", line))))
         self.on_event(BuildEvent(step.ref, "done"))
 

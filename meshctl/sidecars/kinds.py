@@ -8,10 +8,10 @@ its templates). Pure: nothing here talks to Docker or writes files."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ServiceSpec, UserSidecar
+from ..config import BuildOptions, ServiceSpec, UserSidecar
 from ..model import APP, HOLDER
 from .addresses import (CONFIG_MOUNT, EVENTS_PORT, MESH_PORT, METRICS_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT,
                         PROXY_PORT, PROXY_STATS_PORT, TLS_PORT)
@@ -42,6 +42,7 @@ class SidecarKind:
     user: bool = False
     user_image: str | None = None                    # an image reference
     user_build: Path | None = None                   # or a folder with a Dockerfile (tag: a hash of it)
+    user_build_options: BuildOptions = field(default_factory=BuildOptions)   # its dockerfile, args, target
     run_as: str | None = None                        # None: the invoking uid:gid, as meshctl's sidecars
     read_only: bool = True                           # a read-only root filesystem, a tmpfs /tmp
     cap_add: tuple[str, ...] = ()                    # after cap_drop ALL
@@ -99,7 +100,8 @@ def user_kind(sidecar: UserSidecar) -> SidecarKind:
         role=sidecar.name, image="", pod_ports=sidecar.ready.ports() if sidecar.ready else (),
         runs=lambda service: True, ready=lambda service: readiness, start_group=USER_START_GROUP,
         command=sidecar.command, entrypoint=sidecar.entrypoint, env=lambda service: env, user=True, user_image=sidecar.image,
-        user_build=sidecar.build, run_as=sidecar.user, read_only=sidecar.read_only, cap_add=sidecar.cap_add,
+        user_build=sidecar.build, user_build_options=sidecar.build_options, run_as=sidecar.user,
+        read_only=sidecar.read_only, cap_add=sidecar.cap_add,
         stop_timeout=round(sidecar.stop_grace_period))
 
 
