@@ -11,6 +11,7 @@ import datetime as dt
 import fcntl
 import ipaddress
 import os
+import secrets
 import socket
 import ssl
 from contextlib import contextmanager
@@ -279,3 +280,20 @@ def _key_pem(key) -> bytes:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def probe_secret(home: Path, *, create: bool = False) -> str:
+    """meshctl's own secret (MESHCTL_HOME/probe.secret, 0600), made by the first `up` ("" before,
+    unless `create`): each project's probe key is derived from it (sidecars/faults.py), so only
+    meshctl and the proxies know it."""
+    path = home / "probe.secret"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if not create:
+            return ""
+        home.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, secrets.token_hex(32).encode(), mode=0o600)
+        return path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise unwritable(home, exc) from exc

@@ -19,14 +19,14 @@ from .load import find_config, load_project, parse_project
 from .services import dockerfile_exposed_port, inferred_protocol
 from .spec import (
     CONFIG_NAMES, DEFAULT_HOST_PORTS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS, SIDECAR_SETTINGS, BuildOptions, CheckSpec,
-    ExecCheck, HttpCheck, MeshSettings, MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, ServiceSpec,
+    ExecCheck, Fault, HttpCheck, MeshSettings, MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, ServiceSpec,
     TlsSettings, UserSidecar, WatchSettings,
 )
 from .values import parse_duration, sanitize_name
 
 __all__ = [
     "CONFIG_NAMES", "DEFAULT_HOST_PORTS", "MTLS_MODES", "PORT_NAMES", "RESERVED_POD_PORTS", "SIDECAR_SETTINGS",
-    "BuildOptions", "CheckSpec", "ExecCheck", "HttpCheck", "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings",
+    "BuildOptions", "CheckSpec", "ExecCheck", "Fault", "HttpCheck", "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings",
     "ReadySpec", "ServiceSpec", "TlsSettings", "UserSidecar", "WatchSettings", "dockerfile_exposed_port",
     "find_config", "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
 ]

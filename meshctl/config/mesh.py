@@ -7,6 +7,7 @@ import difflib
 from dataclasses import replace
 from typing import Any
 
+from .faults import check_fault_callers, where_fail
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
 from .values import kind_of, reject_unknown, typed
 from .yamlpos import Where
@@ -16,6 +17,7 @@ def with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: Where) ->
     """The services with their MeshSettings (meshed ones) or outside_mesh (those with no sidecars)."""
     mtls, capture = _parse_mesh(raw, where)
     _check_allow(specs, mtls, where)
+    check_fault_callers(specs, mtls, where_fail(where))
     # The mesh listener needs the proxy and its certificate.
     meshed = [s for s in specs if s.tls_terminator == "proxy"]
     if mtls == "off" or len(meshed) < 2:

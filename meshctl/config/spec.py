@@ -87,6 +87,16 @@ class ExecCheck:
 CheckSpec = HttpCheck | ExecCheck
 
 
+@dataclass(frozen=True)
+class Fault:
+    """One of a service's `faults:`, injected by its own proxy on calls into it (docs/traffic.md)."""
+    kind: str                       # abort (HTTP: answer `status`), delay (HTTP or TCP), reset (TCP)
+    percent: float = 100.0          # of the calls it applies to; fractional allowed
+    status: int = 0                 # abort's answer
+    delay: float = 0.0              # seconds
+    callers: tuple[str, ...] = ()   # `from`: only calls carrying these services' identities; (): every call
+
+
 MTLS_MODES = ("strict", "permissive", "off")
 @dataclass(frozen=True)
 class MeshSettings:
@@ -162,6 +172,7 @@ class ServiceSpec:
     protocol: str = "http"
     health_exec: tuple[str, ...] | None = None   # a TCP service's `health: {exec: [...]}`, run in the app
     outside_mesh: bool = False                   # `sidecars: false` in a project with a mesh
+    faults: tuple[Fault, ...] = ()               # injected at this service's proxy, in the order they apply
 
     @property
     def identity(self) -> str | None:

@@ -7,11 +7,12 @@ sidecars, then holders), which `down` and every replacement use."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import APP, CONFIG_HASH, HOLDER, ContainerInfo, ContainerSpec
 from ..sidecars import (CAPTURE, SidecarKind, capture_rules, chain_of, kind_of, kinds_for, published_ports,
                         serving_readiness, stop_group)
+from ..sidecars.faults import PROBE_HEADER
 from .pod import Pod
 from .steps import Announce, Keep, RemoveContainers, RunOnce, SignalReload, StartContainers, Step, WaitReady
 
@@ -186,6 +187,8 @@ def _reasons(plan: PodPlan) -> str:
 def serving_wait(pod: Pod) -> WaitReady:
     service = pod.service
     readiness = serving_readiness(service)
+    if pod.probe_key and readiness.path is not None:
+        readiness = replace(readiness, headers=((PROBE_HEADER, pod.probe_key),))
     answer = (f"accept TCP connections on port {service.port}" if service.protocol == "tcp"
               else f"answer {service.health} on port {service.port}")
     return WaitReady(service.name, APP, pod.holder.name, published_ports(service), readiness,

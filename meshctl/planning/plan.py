@@ -24,6 +24,7 @@ from ..model import APP, DEPS, ContainerInfo, labels, network_name
 from ..sidecars import CAPTURE, captures, config_roles, data_dir, kind_of, kinds_for, render_configs, tls_kind
 from .converge import pod_steps, removals, serving_wait, sidecar_wait
 from .images import BASE_IMAGE, app_image_ref, kind_image, user_sidecar_image_ref
+from ..sidecars.faults import probe_key, seeded_files
 from .pod import Pod, build_pod, install_container
 from .steps import (BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Plan, PullImage,
                     RemoveFolder, RemoveNetwork, RemoveVolume, RestartContainer, SignalReload, StartContainers, Step,
@@ -57,6 +58,7 @@ class Settings:
     wait_serving: bool = True                       # wait until each pod serves through its chain
     build_network: str | None = None                # builds' and installs' network mode (MESHCTL_BUILD_NETWORK)
     install_ca: Path | None = None                  # a CA bundle for installs behind a TLS proxy (MESHCTL_INSTALL_CA)
+    probe_secret: str = ""                          # meshctl's own (certs.probe_secret): each project's probe key
 
     def project_dir(self, project: str) -> Path:
         """Where a project's rendered configs and leaf keys live, a folder per service."""
@@ -84,7 +86,8 @@ def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
                                      **({CAPTURE: settings.sidecar_images[CAPTURE]} if captures(service) else {})},
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
                      user=settings.user, ca_bundle=settings.home / "ca" / "ca-bundle.pem",
-                     deps=dependency_cache(project.name, service, app_image))
+                     deps=dependency_cache(project.name, service, app_image),
+                     probe_key=probe_key(settings.probe_secret, project.name) if settings.probe_secret else "")
 
 
 def _installs(project: ProjectSpec, observed: Observed, settings: Settings) -> list[Step]:
@@ -258,9 +261,11 @@ def _files(project: ProjectSpec, pod: Pod, observed: Observed, state_dir: Path) 
         folder = pod.config_dirs[role]
         present = observed.files.get(str(folder), {})
         changed = {name: text for name, text in files.items() if present.get(name) != text}
-        if changed:
+        # A seeded file (the live fault map) is the runtime's once written: never re-rendered.
+        seeds = {name: text for name, text in seeded_files().items() if role == "proxy" and name not in present}
+        if changed or seeds:
             refreshed.add(role)
-            steps.append(WriteFiles(folder, files, f"the {role} sidecar's config "
+            steps.append(WriteFiles(folder, {**files, **seeds}, f"the {role} sidecar's config "
                                     + ("changed" if present else "is not written yet")))
         if serving is not None and serving.role == role:
             why = observed.certificates.get(str(folder), "missing")

@@ -14,6 +14,7 @@ from .images import BASE_IMAGE
 from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
 from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
 from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, captures, kinds_for, published_ports
+from ..sidecars.faults import PROBE_KEY_ENV
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Pod:
     app: ContainerSpec
     config_dirs: dict[str, Path]          # role → host folder mounted at /etc/meshctl
     capture: ContainerSpec | None = None  # the one-shot step that installs traffic capture
+    probe_key: str = ""                   # meshctl's own probes carry it past the proxy's faults
 
     @property
     def containers(self) -> tuple[ContainerSpec, ...]:
@@ -44,10 +46,11 @@ def _holder_labels(project: str, service: ServiceSpec, tied: bool, ports: dict[s
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
               state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None,
-              deps: DependencyCache | None = None) -> Pod:
+              deps: DependencyCache | None = None, probe_key: str = "") -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
-    their mounted keys (0600). `deps`: a run-mode app's dependency cache, mounted in the app."""
+    their mounted keys (0600). `deps`: a run-mode app's dependency cache, mounted in the app.
+    `probe_key`: in the proxy's environment, what meshctl's probes carry to skip faults."""
     name = project.name
     kinds = kinds_for(service)
     # Any image of meshctl's sidecars has sh, cat and bash (the in-pod readiness probes of the
@@ -63,7 +66,8 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     # in MESH_GID (its files are readable by the user, whatever the group).
     sidecars = [_sidecar(name, service, kind, sidecar_images[kind.role], holder.name, config_dirs.get(kind.role),
                          user=f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture
-                         else (kind.run_as or user), tied=tied)
+                         else (kind.run_as or user), tied=tied,
+                         env={PROBE_KEY_ENV: probe_key} if kind.role == "proxy" and probe_key else {})
                 for kind in kinds]
     env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
     trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()
@@ -75,7 +79,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     if service.source is not None:
         app = _run_mode_app(app, service, deps, user)
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
-               app=_hashed(app), config_dirs=config_dirs, capture=capture)
+               app=_hashed(app), config_dirs=config_dirs, capture=capture, probe_key=probe_key)
 
 
 def _holder(project: str, service: ServiceSpec, image: str, *, tied: bool, user: str) -> ContainerSpec:
@@ -103,12 +107,12 @@ def _capture(project: str, service: ServiceSpec, image: str, holder: str, config
 
 
 def _sidecar(project: str, service: ServiceSpec, kind: SidecarKind, image: str, holder: str,
-             config_dir: Path | None, *, user: str, tied: bool) -> ContainerSpec:
+             config_dir: Path | None, *, user: str, tied: bool, env: dict[str, str]) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(project, service.name, kind.role), image=image,
         labels=labels(project, service.name, kind.role),
         user=user, namespace_of=holder, command=kind.command, entrypoint=kind.entrypoint,
-        env=kind.env(service) if kind.env else {},
+        env={**(kind.env(service) if kind.env else {}), **env},
         mounts=((str(config_dir), CONFIG_MOUNT, True),) if config_dir is not None else (),
         read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
         tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,

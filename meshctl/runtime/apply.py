@@ -362,7 +362,7 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
         assert context is not None
         return tcp_probe(port, context)
     accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
-    return http_probe(port, readiness.path, tls=context, accept=accept)
+    return http_probe(port, readiness.path, tls=context, accept=accept, headers=dict(readiness.headers))
 
 
 def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:

@@ -85,10 +85,11 @@ def http_request(port: int, path: str, *, tls: ssl.SSLContext | None = None, hos
 
 
 def http_probe(port: int, path: str, *, tls: ssl.SSLContext | None = None,
-               accept: Callable[[int], bool] = lambda status: 200 <= status < 300) -> Probe:
+               accept: Callable[[int], bool] = lambda status: 200 <= status < 300,
+               headers: dict[str, str] | None = None) -> Probe:
     def probe() -> str | None:
         try:
-            answer = http_request(port, path, tls=tls, timeout=2.0)
+            answer = http_request(port, path, tls=tls, timeout=2.0, headers=headers)
         except ssl.SSLCertVerificationError as exc:
             return f"certificate did not verify: {exc.verify_message}"
         except OSError as exc:

@@ -10,12 +10,12 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .apply import Executor, NullWatch, Watch
-from ..certs import CertificateAuthority, meshctl_home
+from ..certs import CertificateAuthority, meshctl_home, probe_secret
 from ..config import ProjectSpec
 from ..engine.base import Engine
 from ..errors import Cancelled, ConfigError, MeshctlError
@@ -77,7 +77,7 @@ def _read_texts(folder: Path) -> dict[str, str]:
     out = {}
     try:
         for path in folder.iterdir():
-            if path.is_file() and path.suffix in (".cfg", ".sh", ".json"):     # rendered files, not keys
+            if path.is_file() and path.suffix in (".cfg", ".sh", ".json", ".map", ".lua"):   # rendered, not keys
                 out[path.name] = path.read_text(encoding="utf-8")
     except OSError:
         pass
@@ -88,7 +88,7 @@ def default_settings(home: Path, *, tied: bool, wait_serving: bool = True) -> Se
     install_ca = os.environ.get("MESHCTL_INSTALL_CA")
     return Settings(home=home, user=f"{os.getuid()}:{os.getgid()}", tied=tied,
                     sidecar_images=sidecar_images(), wait_serving=wait_serving, build_network=build_network(),
-                    install_ca=Path(install_ca).resolve() if install_ca else None)
+                    install_ca=Path(install_ca).resolve() if install_ca else None, probe_secret=probe_secret(home))
 
 
 class Stack:
@@ -137,6 +137,8 @@ class Stack:
         """Start (or converge) the project; another command changing it is waited for briefly,
         then ProjectBusy (nothing of its is touched)."""
         with self._changing():
+            if not self.settings.probe_secret:
+                self.settings = replace(self.settings, probe_secret=probe_secret(self.home, create=True))
             plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
             try:
                 urls = self._apply_up(self.project, plan)

@@ -15,6 +15,7 @@ from ..model import spiffe_id
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_PORT, OUTBOUND_PORT,
                         OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT)
 from .data import template, template_parts
+from .faults import fault_files, fault_rules, lua_global
 
 # One access line per request, what the metrics agent parses (the mesh listener adds the caller).
 ACCESS_LOG_FORMAT = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r"
@@ -85,12 +86,14 @@ def access_log_fields(service: ServiceSpec) -> dict[str, str]:
 def render_proxy(project: str, service: ServiceSpec) -> str:
     """The proxy's config: templates/haproxy-proxy.cfg, or haproxy-proxy-tcp.cfg for a `protocol:
     tcp` service (TCP mode throughout); both take the fields `_proxy_fields` gives."""
+    faults = {"fault_global": lua_global(), "faults": fault_rules(service.protocol, mesh=False)}
     if service.protocol == "tcp":
-        return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, service),
+        return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, service), **faults,
                                                "why": "protocol: tcp: a database, a line protocol"})
     assert service.proxy is not None
     strip = _part(MESH, "strip-client-cert") if service.mesh else ""
-    return _fill("haproxy-proxy.cfg", {**_proxy_fields(project, service), "timeout": _seconds(service.proxy.timeout),
+    return _fill("haproxy-proxy.cfg", {**_proxy_fields(project, service), **faults,
+                                       "timeout": _seconds(service.proxy.timeout),
                                        "strip_client_cert": _inline(strip)})
 
 
@@ -110,7 +113,8 @@ def render_mesh(service: ServiceSpec) -> str:
     assert mesh is not None
     inbound = _part(MESH, f"in-{service.protocol}", client_tls=_client_tls(service.protocol),
                     caller_gate=_caller_gate(mesh, service.protocol), identity=spiffe_id(mesh.project, service.name),
-                    caller_identity=spiffe_id(mesh.project, "%[ssl_c_s_dn(CN)]"))
+                    caller_identity=spiffe_id(mesh.project, "%[ssl_c_s_dn(CN)]"),
+                    faults=fault_rules(service.protocol, mesh=True))
     outbound = "".join(_mesh_out(protocol, peers)
                        for protocol, peers in (("http", mesh.peers), ("tcp", mesh.tcp_peers)) if peers)
     return _part(MESH, "mesh", inbound=inbound, outbound=outbound)
@@ -139,7 +143,7 @@ def _mesh_out(protocol: str, peers: tuple[tuple[str, int], ...]) -> str:
 
 def proxy_files(project: str, service: ServiceSpec) -> dict[str, str]:
     """The proxy's config folder: its HAProxy config, and in a mesh the summary `meshctl ps` shows."""
-    return {"haproxy.cfg": render_proxy(project, service),
+    return {"haproxy.cfg": render_proxy(project, service), **fault_files(service),
             **({MESH_FILE: mesh_summary(service)} if service.mesh else {})}
 
 
@@ -165,7 +169,8 @@ def render_tcp_proxy(project: str, service: ServiceSpec, why: str) -> str:
     """`meshctl inject`'s proxy for an app that does not speak HTTP (`why` says how inject knows):
     up's TCP proxy, in the clear (inject issues a TCP service no certificate) and outside a mesh."""
     tcp = replace(service, protocol="tcp", tls=None, mesh=None)
-    return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, tcp), "why": why,
+    # inject's proxy has no fault injection: it ships no Lua action and no maps.
+    return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, tcp), "why": why, "fault_global": "", "faults": "",
                                            **_tls_fields(False, "tcp", "meshctl inject passes TCP through in the clear")})
 
 

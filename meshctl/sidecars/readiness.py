@@ -23,6 +23,7 @@ class Readiness:
     exec: tuple[str, ...] | None = None
     exec_in: str = "self"        # "self": the container checked; "pod": the holder (bash, in every meshctl image)
     label: str = ""              # what an exec check (or a TCP service's handshake) means, for plans and messages
+    headers: tuple[tuple[str, str], ...] = ()   # sent with an HTTP probe (meshctl's probe key: faults skip it)
 
     def describe(self) -> str:
         if self.label:

@@ -1,0 +1,85 @@
+"""Fault injection in the proxy: the maps of faults by caller (mesh.yaml's, rendered; the live
+one `meshctl fault` changes), the listeners' rules and the Lua action (templates/haproxy-faults.*),
+and the key meshctl's own probes carry to skip them. Pure: the runtime writes and applies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+
+from ..config import Fault, ServiceSpec
+from ..config.faults import MAX_DELAY, in_order
+from .addresses import CONFIG_MOUNT
+from .data import template, template_parts
+
+FAULTS = "haproxy-faults.cfg"
+LUA_FILE = "faults.lua"
+DECLARED_MAP = "faults.map"        # rendered from mesh.yaml
+LIVE_MAP = "faults-live.map"       # `meshctl fault`'s: written by the runtime, seeded empty, never re-rendered
+HOST = "-"                         # the map key of calls with no identity (the published ports)
+PROBE_HEADER = "x-meshctl-probe"
+PROBE_KEY_ENV = "MESHCTL_PROBE_KEY"
+
+
+def map_path(name: str) -> str:
+    return f"{CONFIG_MOUNT}/{name}"
+
+
+def encode(fault: Fault) -> str:
+    """KIND:VALUE:PERCENT, what faults.lua reads."""
+    value = fault.status if fault.kind == "abort" else round(fault.delay * 1000) if fault.kind == "delay" else 0
+    percent = f"{fault.percent:.6f}".rstrip("0").rstrip(".")
+    return f"{fault.kind}:{value}:{percent}"
+
+
+def fault_entries(faults: Sequence[Fault], callers: Iterable[str]) -> dict[str, str]:
+    """Caller (a service's name, or HOST) → the faults that hit its calls, in the order they apply.
+    A fault with `from` hits only those callers; calls with no identity match only faults without."""
+    entries = {}
+    for caller in (HOST, *callers):
+        hits = [encode(f) for f in in_order(faults) if not f.callers or caller in f.callers]
+        if hits:
+            entries[caller] = ",".join(hits)
+    return entries
+
+
+def callers_of(service: ServiceSpec) -> tuple[str, ...]:
+    """Who may call a service's mesh listener with an identity: the project's other meshed services."""
+    mesh = service.mesh
+    return tuple(name for name, _ in (*mesh.peers, *mesh.tcp_peers)) if mesh else ()
+
+
+def map_text(entries: dict[str, str], what: str) -> str:
+    return f"# {what}: caller → faults (KIND:VALUE:PERCENT), written by meshctl\n" + "".join(
+        f"{caller} {spec}\n" for caller, spec in entries.items())
+
+
+def fault_files(service: ServiceSpec) -> dict[str, str]:
+    """The proxy's fault files: the Lua action and mesh.yaml's map (the live map is seeded apart)."""
+    declared = fault_entries(service.faults, callers_of(service))
+    return {LUA_FILE: template("haproxy-faults.lua").template,
+            DECLARED_MAP: map_text(declared, f"services.{service.name}.faults in mesh.yaml")}
+
+
+def seeded_files() -> dict[str, str]:
+    """Files a proxy needs to exist that meshctl writes only when they are missing."""
+    return {LIVE_MAP: map_text({}, "meshctl fault (live)")}
+
+
+def fault_rules(protocol: str, *, mesh: bool) -> str:
+    """A listener's fault rules: on the mesh listener the caller is its certificate's name."""
+    caller = "ssl_c_s_dn(CN)" if mesh else f"str({HOST})"
+    return template_parts(FAULTS)[protocol].substitute(
+        caller=caller, source="mesh" if mesh else "host", live_map=map_path(LIVE_MAP),
+        declared_map=map_path(DECLARED_MAP), max_delay=f"{int(MAX_DELAY * 1000)}ms").removesuffix("\n")
+
+
+def lua_global() -> str:
+    return template_parts(FAULTS)["global"].substitute(config_mount=CONFIG_MOUNT).removesuffix("\n")
+
+
+def probe_key(secret: str, project: str) -> str:
+    """The key a stack's proxies honour in PROBE_HEADER: from meshctl's own secret (MESHCTL_HOME,
+    0600), one per project; an app sees neither."""
+    return hmac.new(secret.encode(), f"probe:{project}".encode(), hashlib.sha256).hexdigest()[:40]
