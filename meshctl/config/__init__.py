@@ -26,7 +26,8 @@ from .values import parse_duration, sanitize_name
 
 __all__ = [
     "CONFIG_NAMES", "DEFAULT_HOST_PORTS", "MTLS_MODES", "PORT_NAMES", "RESERVED_POD_PORTS", "SIDECAR_SETTINGS",
-    "BuildOptions", "CheckSpec", "ExecCheck", "Fault", "HttpCheck", "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings",
+    "BuildOptions", "CheckSpec", "ExecCheck", "Fault", "HttpCheck", "MeshSettings", "MetricsSettings", "ProjectSpec",
+    "ProxySettings",
     "ReadySpec", "ServiceSpec", "TlsSettings", "UserSidecar", "WatchSettings", "dockerfile_exposed_port",
     "find_config", "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
 ]
