@@ -4,10 +4,12 @@ An HTTP proxy in front of a database, a DNS server or a game server breaks it; a
 front of a web app only measures less. So a port is HTTP when something says so, in this order:
 the service's `x-meshctl.protocol`, the port's `app_protocol:`, the service's own healthcheck
 asking it for a URL, a Traefik label routing HTTP to it, a bind URL in its environment
-(`ASPNETCORE_URLS=http://+:8000`), a known image that serves HTTP there, or a port that is HTTP by
-convention. Well-known ports of other protocols (DNS, databases, brokers, game servers, TLS) are
-never HTTP by detection. Among a service's ports the first HTTP one is wrapped; with none, the
-first TCP port gets a TCP proxy."""
+(`ASPNETCORE_URLS=http://+:8000`), the port's long-syntax `name:` (http, web, ui), a known image
+that serves HTTP there, or a port that is HTTP by convention. Well-known ports of other protocols
+(DNS, databases, brokers, mail, game servers, TLS) are never HTTP by detection. The evidence is per
+port: a known web image's "any other port is HTTP too" holds only when it publishes one port, so of
+a mail catcher's SMTP port and web UI only the web UI is HTTP. Among a service's ports the first
+HTTP one is wrapped; with none, the first TCP port gets a TCP proxy."""
 
 from __future__ import annotations
 
@@ -30,14 +32,16 @@ NOT_HTTP_PORTS = {
     5044: "Beats", 5432: "PostgreSQL", 5671: "AMQPS", 5672: "AMQP", 5900: "VNC", 6379: "Redis",
     6650: "Pulsar", 6443: "Kubernetes API (TLS)", 7687: "Neo4j Bolt", 8443: "HTTPS (TLS already)",
     8883: "MQTT over TLS", 9042: "Cassandra", 9092: "Kafka", 9300: "Elasticsearch transport",
-    9443: "HTTPS (TLS already)", 11211: "Memcached", 19132: "Minecraft Bedrock", 25565: "Minecraft",
+    9443: "HTTPS (TLS already)", 1025: "SMTP (mail catchers' unprivileged port)", 2525: "SMTP alternate",
+    11211: "Memcached", 19132: "Minecraft Bedrock", 25565: "Minecraft",
     26257: "CockroachDB", 27015: "Source game server", 27017: "MongoDB", 29092: "Kafka", 33060: "MySQL X",
     51820: "WireGuard",
 }
 # Ports that are HTTP by convention (web servers, app servers, dev servers).
 HTTP_PORTS = {80: "HTTP", 3000: "HTTP (dev servers, Grafana)", 4200: "HTTP (Angular dev server)",
               5000: "HTTP (Flask, ASP.NET Core)", 5173: "HTTP (Vite dev server)", 8000: "HTTP (app servers)",
-              8008: "HTTP alternate", 8080: "HTTP alternate", 8888: "HTTP (notebooks, proxies)"}
+              8008: "HTTP alternate", 8025: "HTTP (mail catchers' web UI)", 8080: "HTTP alternate",
+              8081: "HTTP alternate", 8888: "HTTP (notebooks, proxies)"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,8 @@ IMAGES: dict[str, Image] = {
         "kibana": "Kibana", "pgadmin4": "pgAdmin", "pgadmin": "pgAdmin", "adminer": "Adminer",
         "phpmyadmin": "phpMyAdmin", "gitea": "Gitea", "gitlab-ce": "GitLab", "jenkins": "Jenkins",
         "tomcat": "Tomcat", "keycloak": "Keycloak", "minio": "MinIO (S3 over HTTP)", "portainer": "Portainer",
-        "portainer-ce": "Portainer", "jaeger": "Jaeger UI", "whoami": "whoami", "mailhog": "MailHog",
-        "mailpit": "Mailpit", "registry": "Docker registry", "vault": "Vault", "consul": "Consul",
+        "portainer-ce": "Portainer", "jaeger": "Jaeger UI", "whoami": "whoami", "registry": "Docker registry",
+        "vault": "Vault", "consul": "Consul",
         "wiremock": "WireMock", "httpbin": "httpbin", "swagger-ui": "Swagger UI", "ghost": "Ghost",
         "drupal": "Drupal", "joomla": "Joomla", "mediawiki": "MediaWiki", "sonarqube": "SonarQube",
         "nexus3": "Nexus", "superset": "Superset", "metabase": "Metabase", "n8n": "n8n",
@@ -101,7 +105,18 @@ IMAGES.update({
     "minio": _image("MinIO", http=[9000, 9001], default=HTTP),
     "vault": _image("Vault", http=[8200], other=[8201], default=HTTP),
     "consul": _image("Consul", http=[8500], other=[8300, 8301, 8302, 8600], default=HTTP),
+    # Mail catchers: a web UI, and SMTP (and POP3/IMAP) beside it; their other ports say nothing.
+    "mailhog": _image("MailHog", http=[8025], other=[1025]),
+    "mailpit": _image("Mailpit", http=[8025], other=[1025, 1110]),
+    "maildev": _image("MailDev", http=[1080], other=[1025]),
+    "mailcatcher": _image("MailCatcher", http=[1080], other=[1025]),
+    "smtp4dev": _image("smtp4dev", http=[80], other=[25, 110, 143]),
+    "greenmail": _image("GreenMail", http=[8080], other=[3025, 3110, 3143, 3465, 3993, 3995]),
 })
+# A port's long-syntax `name:` that says what it speaks.
+_HTTP_NAME = re.compile(r"(?:^|[-_.])(?:http|web|www|ui|webui|dashboard)(?:$|[-_.\d])", re.IGNORECASE)
+_OTHER_NAME = re.compile(r"(?:^|[-_.])(?:https|tls|ssl|grpc|smtp|imap|pop3|ssh|dns|sql|amqp|mqtt)(?:$|[-_.\d])",
+                         re.IGNORECASE)
 
 
 def image_name(image: str) -> str:
@@ -134,6 +149,7 @@ class Facts:
     health_http: tuple[int, ...] = ()        # ports its healthcheck asks for a URL
     labels: Mapping[int, str] = field(default_factory=dict)   # port → protocol by a Traefik label
     bind_http: tuple[int, ...] = ()          # ports an environment URL binds HTTP on
+    names: Mapping[int, str] = field(default_factory=dict)    # port → its long-syntax `name:`
 
 
 def facts(service: Mapping[str, Any]) -> Facts:
@@ -159,17 +175,39 @@ def facts(service: Mapping[str, Any]) -> Facts:
     values = (env.values() if isinstance(env, Mapping) else
               (str(item).split("=", 1)[-1] for item in env) if isinstance(env, list) else ())
     bind = [int(m.group(1)) for value in values for m in _BIND_URL.finditer(str(value or ""))]
-    return Facts(str(image) if image is not None else None, tuple(health), labels, tuple(bind))
+    return Facts(str(image) if image is not None else None, tuple(health), labels, tuple(bind), _port_names(service))
 
 
-def port_protocol(port: int, found: Facts) -> tuple[str | None, str]:
-    """HTTP, TCP or None (no evidence either way) for one container port, and why."""
+def _port_names(service: Mapping[str, Any]) -> dict[int, str]:
+    ports = service.get("ports")
+    named = [item for item in ports if isinstance(item, Mapping) and item.get("name")] if isinstance(ports, list) else []
+    return {int(item["target"]): str(item["name"]) for item in named if str(item.get("target", "")).strip().isdigit()}
+
+
+def _by_name(port: int, found: Facts) -> tuple[str, str] | None:
+    name = found.names.get(port)
+    if name is None:
+        return None
+    if _OTHER_NAME.search(name):
+        return TCP, f"port {port} is named {name!r}: not plain HTTP"
+    if _HTTP_NAME.search(name):
+        return HTTP, f"port {port} is named {name!r}"
+    return None
+
+
+def port_protocol(port: int, found: Facts, *, one_of_several: bool = False) -> tuple[str | None, str]:
+    """HTTP, TCP or None (no evidence either way) for one container port, and why.
+    `one_of_several`: the service publishes other ports too, so a web image's default for its
+    unlisted ports is no evidence for this one."""
     if port in found.health_http:
         return HTTP, f"its healthcheck asks port {port} for an HTTP URL"
     if port in found.labels:
         return found.labels[port], f"a Traefik label routes {found.labels[port].upper()} to port {port}"
     if port in found.bind_http:
         return HTTP, f"its environment binds HTTP on port {port}"
+    named = _by_name(port, found)
+    if named is not None:
+        return named
     image = known_image(found.image)
     if image is not None:
         _name, known = image
@@ -181,8 +219,12 @@ def port_protocol(port: int, found: Facts) -> tuple[str | None, str]:
         return TCP, f"port {port} is {NOT_HTTP_PORTS[port]}"
     if image is not None and image[1].default is not None:
         _name, known = image
-        if known.default == HTTP:
+        if known.default == HTTP and not one_of_several:
             return HTTP, f"image {found.image} is a web server ({known.what})"
+        if known.default == HTTP and port in HTTP_PORTS:
+            return HTTP, f"port {port} is {HTTP_PORTS[port]} by convention"
+        if known.default == HTTP:
+            return None, f"image {found.image} ({known.what}) publishes several ports and nothing says {port} is its web one"
         return TCP, f"image {found.image} is {known.what}, not HTTP"
     if port in HTTP_PORTS:
         return HTTP, f"port {port} is {HTTP_PORTS[port]} by convention"

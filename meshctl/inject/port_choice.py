@@ -34,7 +34,7 @@ def choose(entries: Sequence[PortEntry], found: Facts, *, port: int | None = Non
         declared = app_protocol_of(target)
         if declared:
             return (HTTP if declared.lower() in ("http", "http1", "http/1.1") else TCP), f"app_protocol: {declared}"
-        return port_protocol(target, found)
+        return port_protocol(target, found, one_of_several=len(candidates) > 1)
 
     verdicts = [(target, *judged(target)) for target in candidates if target is not None]
     if not verdicts:

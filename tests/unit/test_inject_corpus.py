@@ -72,6 +72,13 @@ AWESOME_CHOICES = {
     "wordpress-mysql": {"wordpress": ("http", 80)},
 }
 
+# The same for files of our own corpus whose choices are the point of the file.
+OWN_CHOICES = {
+    # Mail catchers (issue 26): the web UI gets HTTPS, SMTP passes by, known image or not.
+    "23-dev-tools-mail-catchers": {"mailhog": ("http", 8025), "mailpit": ("http", 8025), "catcher": ("http", 8025),
+                                   "inbox": ("http", 9025), "relay": ("http", 4080), "queue": ("tcp", 7100)},
+}
+
 
 def test_the_corpora_are_complete():
     assert len(OWN) >= 20
@@ -146,9 +153,11 @@ def test_inject_is_valid_byte_exact_and_means_what_it_says(path: Path, corpus_co
             assert not any("docker.sock" in str(v.get("source")) for v in generated.get("volumes") or [])
             if role != "pod":
                 assert generated["network_mode"] == f"service:{item.service}-mesh-pod"
+    chosen = {item.service: (item.protocol, item.app_port) for item in result.injected}
     if path.parent.name == "awesome":
-        chosen = {item.service: (item.protocol, item.app_port) for item in result.injected}
         assert chosen == AWESOME_CHOICES[path.stem]
+    if path.stem in OWN_CHOICES:
+        assert chosen == OWN_CHOICES[path.stem]
 
 
 VARIANTS = {

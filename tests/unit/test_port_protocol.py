@@ -33,10 +33,41 @@ def service(text: str) -> dict:
     ("build: .", 8000, HTTP, "by convention"),
     ("build: .", 9000, None, "nothing says"),
     ("build: .", 25565, TCP, "Minecraft"),
+    # Mail catchers' conventional ports, for images nobody here knows (issue 26).
+    ("image: acme/catcher", 8025, HTTP, "mail catchers' web UI"),
+    ("image: acme/catcher", 1025, TCP, "SMTP"),
+    ("image: mailhog/mailhog", 8025, HTTP, "MailHog serves HTTP"),
+    ("image: mailhog/mailhog", 1025, TCP, "MailHog's port 1025 is not HTTP"),
+    # A port's long-syntax name.
+    ("image: acme/app\nports: [{target: 7200, name: web-ui}]", 7200, HTTP, "named 'web-ui'"),
+    ("image: acme/app\nports: [{target: 7201, name: http}]", 7201, HTTP, "named 'http'"),
+    ("image: acme/app\nports: [{target: 7202, name: smtp}]", 7202, TCP, "not plain HTTP"),
+    ("image: acme/app\nports: [{target: 7203, name: https}]", 7203, TCP, "not plain HTTP"),
+    ("image: acme/app\nports: [{target: 7204, name: admin}]", 7204, None, "nothing says"),
 ])
 def test_evidence_for_one_port(text, port, expected, why):
     verdict, reason = port_protocol(port, facts(service(text)))
     assert verdict == expected and why in reason
+
+
+def test_a_web_images_other_ports_are_http_only_when_it_publishes_one():
+    found = facts(service("image: nginx:alpine"))
+    assert port_protocol(1935, found)[0] == HTTP
+    verdict, why = port_protocol(1935, found, one_of_several=True)
+    assert verdict is None and "several ports" in why
+    assert port_protocol(8080, found, one_of_several=True)[0] == HTTP      # its own convention still counts
+
+
+def test_a_mail_catchers_web_ui_wins_over_its_smtp_port_listed_first():
+    for image in ("mailhog/mailhog", "axllent/mailpit", "registry.example.com/tools/catcher"):
+        choice = choose(entries("'1025:1025'", "'8025:8025'"), facts(service(f"image: {image}")))
+        assert (choice.entry_port, choice.protocol) == (8025, HTTP), image
+    # An unknown image with nothing said about either port: TCP on the first, never HTTPS.
+    choice = choose(entries("'7100:7100'", "'7101:7101'"), facts(service("image: acme/mystery")))
+    assert (choice.entry_port, choice.protocol) == (7100, TCP)
+    # A web image publishing an unknown second port: the first still gets no HTTP from the image alone.
+    choice = choose(entries("'1935:1935'", "'7102:7102'"), facts(service("image: nginx:alpine")))
+    assert choice.protocol == TCP
 
 
 def entries(*ports: str) -> list:
