@@ -11,7 +11,7 @@ import typer
 import typer.core
 
 from ..errors import Cancelled, MeshctlError
-from .commands import about, ca, init, inject, test, up
+from .commands import about, ca, fault, init, inject, test, up
 from .ui import Ui
 
 
@@ -41,7 +41,7 @@ app = typer.Typer(cls=_Funnel, add_completion=False, no_args_is_help=True, rich_
                   pretty_exceptions_show_locals=False,
                   help="Run a local service the way it runs in a service mesh: TLS, proxy and metrics "
                        "sidecars in one network namespace, living and dying with this command.")
-for group in (up, test, init, about, inject):
+for group in (up, test, fault, init, about, inject):
     app.add_typer(group.commands)
 app.add_typer(ca.commands, name="certs")
 

@@ -8,7 +8,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import MeshctlError
 from .spec import Fault, ServiceSpec
 from .values import kind_of, parse_duration
 from .yamlpos import Where
@@ -20,7 +20,7 @@ MAX_DELAY = 60.0
 _HINT = {"http": "faults: [{abort: 503, percent: 20}, {delay: 300ms, percent: 50, from: [web]}]",
          "tcp": "faults: [{delay: 200ms}, {reset: true, percent: 10}]"}
 
-Fail = Callable[[tuple, str, str], ConfigError]     # (field path, problem, hint) → the error to raise
+Fail = Callable[[tuple, str, str], MeshctlError]     # (field path, problem, hint) → the error to raise
 
 
 def parse_faults(raw: Any, protocol: str, path: tuple, where: Where) -> tuple[Fault, ...]:

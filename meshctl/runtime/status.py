@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .apply import host_ports_by_name, urls_for
+from .faults import read_faults
 from ..engine.base import Engine
 from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector
 from ..sidecars import MESH_FILE, start_rank
+from ..sidecars.faults import describe
 import contextlib
 
 
@@ -52,11 +54,12 @@ class ServiceStatus:
     urls: dict[str, str]
     containers: list[dict[str, str]]
     mesh: dict[str, Any] | None = None     # identity, mtls, allow (None: every service), capture
+    faults: str = ""                       # the faults its proxy injects now, in words ("" none)
 
     def as_json(self) -> dict[str, Any]:
         return {"project": self.project, "service": self.service, "state": self.state,
                 "urls": {k: self.urls.get(k) for k in ("https", "http", "metrics")},
-                "containers": self.containers, "mesh": self.mesh}
+                "containers": self.containers, "mesh": self.mesh, "faults": self.faults}
 
 
 def mesh_of(home: Path, project: str, service: str) -> dict[str, Any] | None:
@@ -65,6 +68,13 @@ def mesh_of(home: Path, project: str, service: str) -> dict[str, Any] | None:
         return json.loads((home / "projects" / project / service / "proxy" / MESH_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def active_faults(home: Path, project: str, service: str) -> str:
+    faults = read_faults(home, project, service)
+    if faults is None or not faults.active:
+        return ""
+    return "; ".join(describe(f) for f in faults.active) + (" (live)" if faults.live is not None else "")
 
 
 def status(engine: Engine, project: str | None = None, *, home: Path | None = None) -> list[ServiceStatus]:
@@ -87,5 +97,6 @@ def status(engine: Engine, project: str | None = None, *, home: Path | None = No
         mesh = mesh_of(home, proj, service) if home is not None else None
         if holder is not None and holder.label("mesh") == OUTSIDE_MESH:
             mesh = {"outside": True, "identity": None, "mtls": "off", "allow": None, "calls": []}
-        out.append(ServiceStatus(proj, service, state, urls, containers, mesh))
+        out.append(ServiceStatus(proj, service, state, urls, containers, mesh,
+                                 faults=active_faults(home, proj, service) if home is not None else ""))
     return out

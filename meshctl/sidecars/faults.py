@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Sequence
 
 from ..config import Fault, ServiceSpec
@@ -17,6 +18,8 @@ FAULTS = "haproxy-faults.cfg"
 LUA_FILE = "faults.lua"
 DECLARED_MAP = "faults.map"        # rendered from mesh.yaml
 LIVE_MAP = "faults-live.map"       # `meshctl fault`'s: written by the runtime, seeded empty, never re-rendered
+SUMMARY = "faults.json"            # what `meshctl fault` checks a live fault against, and lists
+LIVE_SUMMARY = "faults-live.json"  # the live faults as given (absent: none)
 HOST = "-"                         # the map key of calls with no identity (the published ports)
 PROBE_HEADER = "x-meshctl-probe"
 PROBE_KEY_ENV = "MESHCTL_PROBE_KEY"
@@ -58,8 +61,24 @@ def map_text(entries: dict[str, str], what: str) -> str:
 def fault_files(service: ServiceSpec) -> dict[str, str]:
     """The proxy's fault files: the Lua action and mesh.yaml's map (the live map is seeded apart)."""
     declared = fault_entries(service.faults, callers_of(service))
+    summary = {"protocol": service.protocol, "callers": list(callers_of(service)),
+               "declared": [as_dict(f) for f in service.faults]}
     return {LUA_FILE: template("haproxy-faults.lua").template,
-            DECLARED_MAP: map_text(declared, f"services.{service.name}.faults in mesh.yaml")}
+            DECLARED_MAP: map_text(declared, f"services.{service.name}.faults in mesh.yaml"),
+            SUMMARY: json.dumps(summary, indent=2) + "\n"}
+
+
+def as_dict(fault: Fault) -> dict[str, object]:
+    """A fault as mesh.yaml writes it ({abort: 503, percent: 20, from: [web]})."""
+    value: object = fault.status if fault.kind == "abort" else f"{fault.delay * 1000:g}ms" if fault.kind == "delay" else True
+    return {fault.kind: value, "percent": fault.percent, **({"from": list(fault.callers)} if fault.callers else {})}
+
+
+def describe(fault: Fault) -> str:
+    """abort 503 20% from web; delay 300ms; reset 10%."""
+    what = {"abort": f"abort {fault.status}", "delay": f"delay {fault.delay * 1000:g}ms", "reset": "reset"}[fault.kind]
+    percent = "" if fault.percent == 100 else f" {fault.percent:g}%"
+    return what + percent + (f" from {', '.join(fault.callers)}" if fault.callers else "")
 
 
 def seeded_files() -> dict[str, str]:

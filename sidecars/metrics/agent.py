@@ -55,6 +55,8 @@ class AccessStats:
         # HTTP requests the mesh listener refused by rule (403: not this project's, not in allow):
         # (direction, source, destination) -> count. TCP's are tcp_connections' outcome="denied".
         self.denied = {}
+        # Faults the proxy injected (its Lua action logs `meshctl-fault KIND SOURCE`): (kind, source) -> count.
+        self.faults = {}
 
     def record_line(self, line):
         return self.record_lines([line])
@@ -80,6 +82,10 @@ class AccessStats:
                     method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
                     edge = _edge(parts[2], parts[3], rest.rsplit('"', 1)[-1].strip() if '"' in rest else "")
                 except (IndexError, ValueError):
+                    if line.startswith("meshctl-fault "):    # not a request: checked only off the hot path
+                        kind_source = tuple(line.split()[1:3])
+                        self.faults[kind_source] = self.faults.get(kind_source, 0) + 1
+                        continue
                     self.malformed += 1
                     other.append(line)
                     continue
@@ -127,6 +133,10 @@ class AccessStats:
     def denied_snapshot(self):
         with self.lock:
             return dict(self.denied)
+
+    def faults_snapshot(self):
+        with self.lock:
+            return dict(self.faults)
 
     def snapshot(self):
         with self.lock:
@@ -177,6 +187,12 @@ class MeshCollector:
         for key, value in sorted(self.stats.denied_snapshot().items()):
             denied.add_metric([self.service, *key], value)
         yield denied
+        faults = CounterMetricFamily("meshctl_faults_injected", "Faults this service's proxy injected into calls to "
+                                     "it (kind: abort, delay, reset; source: the calling service, host for the "
+                                     "published ports)", labels=["service", "kind", "source"])
+        for (kind, source), value in sorted(self.stats.faults_snapshot().items()):
+            faults.add_metric([self.service, kind, source], value)
+        yield faults
         yield from self.collect_tcp()
         received = CounterMetricFamily("meshctl_access_events", "Access events received from the proxy",
                                        labels=["service", "result"])

@@ -113,7 +113,7 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
     folder = home / "projects" / "shop" / "web" / "proxy"
     modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
     assert modes == {"haproxy.cfg": 0o644, "cert.pem": 0o644, "ca.pem": 0o644, "key.pem": 0o600, "bundle.pem": 0o600,
-                     "faults.lua": 0o644, "faults.map": 0o644, "faults-live.map": 0o644}
+                     "faults.lua": 0o644, "faults.map": 0o644, "faults-live.map": 0o644, "faults.json": 0o644}
     assert (home / "ca" / "ca.pem").is_file()
 
 

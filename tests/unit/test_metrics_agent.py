@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.config import load_project
 from meshctl.sidecars import ACCESS_LOG_FORMAT, render_configs
@@ -193,3 +194,19 @@ def test_the_agent_reads_every_field_of_the_access_lines_meshctls_proxy_writes()
                            ("inbound", "web", "", "denied"): 1, ("inbound", "", "", "error"): 1}
     assert counted == {("outbound", "", "kv"): (120, 4096), ("inbound", "api", ""): (7, 9),    # %U in, %B out
                        ("inbound", "web", ""): (0, 0), ("inbound", "", ""): (5, 0)}
+
+
+def test_injected_faults_are_counted_by_kind_and_source_and_not_as_requests():
+    # The line faults.lua logs for each fault it injects, as the shipped template builds it.
+    lua = (ROOT / "templates" / "haproxy-faults.lua").read_text()
+    assert 'core.log(core.info, "meshctl-fault " .. kind .. " " .. source)' in lua
+    stats = agent.AccessStats()
+    other = stats.record_lines(["meshctl-fault abort web", "meshctl-fault abort web", "meshctl-fault delay host",
+                                line(503)])
+    assert other == [] and stats.snapshot()[4:] == (1, 0)      # one request event, nothing malformed
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(agent.MeshCollector("api", stats, {"url": None, "up": False}))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    samples = {(s.labels["kind"], s.labels["source"]): s.value for s in families["meshctl_faults_injected"].samples
+               if s.name == "meshctl_faults_injected_total"}
+    assert samples == {("abort", "web"): 2.0, ("delay", "host"): 1.0}

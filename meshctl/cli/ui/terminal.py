@@ -33,7 +33,9 @@ from ...events import (
     Restarted,
 )
 from ...planning.steps import Plan, describe
+from ...runtime.faults import ServiceFaults
 from ...runtime.stack import RunningPod
+from ...sidecars.faults import describe as describe_fault
 from ...runtime.status import ServiceStatus
 from ...testing.report import Report
 from .checks import CheckTable
@@ -232,6 +234,18 @@ class Ui:
         self.out.print(self._urls_table(None, groups))
         for s in statuses:
             self._mesh_line(s)
+            if s.faults:
+                self.out.print(f"{escape(s.project)}/{escape(s.service)}: faults: {escape(s.faults)}")
+
+    def fault_set(self, faults: ServiceFaults) -> None:
+        self.out.print(f"{escape(faults.project)}/{escape(faults.service)}: {escape(_faults_text(faults))}")
+
+    def fault_list(self, services: list[ServiceFaults], *, as_json: bool) -> None:
+        if as_json:
+            print(json.dumps([s.as_json() for s in services], indent=2))
+            return
+        for s in services:
+            self.fault_set(s)
 
     def _mesh_line(self, s: ServiceStatus) -> None:
         """Where a service stands in the mesh: its identity, mTLS and callers, or outside it."""
@@ -311,3 +325,10 @@ class Ui:
 
 def _message(error: Exception) -> str:
     return error.message if isinstance(error, MeshctlError) else str(error)
+
+
+def _faults_text(faults: ServiceFaults) -> str:
+    """What applies now, and where it comes from."""
+    active = "; ".join(describe_fault(f) for f in faults.active) or "no faults"
+    return active + (" (live, `meshctl fault --clear` ends it)" if faults.live is not None
+                     else " (mesh.yaml)" if faults.declared else "")
