@@ -18,6 +18,7 @@ import yaml
 from ..errors import ConfigError
 from ..model import split_image_ref
 from . import yamlpos
+from .depends import check_dependencies
 from .interpolate import environment_for, interpolate
 from .mesh import with_mesh
 from .run_mode import command_service
@@ -133,6 +134,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
     specs = [parse_service(str(svc_name), raw, index, root, where)
              for index, (svc_name, raw) in enumerate(services.items())]
     reject_duplicate_host_ports(specs, where)
+    check_dependencies(specs, where)
     specs = with_mesh(name, data.get("mesh"), specs, where)
     return ProjectSpec(name=name, root=root, services=tuple(specs), source=source)
 

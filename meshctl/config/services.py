@@ -9,6 +9,7 @@ from typing import Any
 
 from .check_specs import parse_checks
 from .faults import parse_faults
+from .depends import parse_depends_on
 from .port_protocol import TCP, Facts, port_protocol
 from .run_mode import RUN_MODE_PORT, parse_run_mode, parse_watch, run_mode_sync
 from .sidecar_settings import parse_sidecars
@@ -20,7 +21,8 @@ from .values import (
 from .yamlpos import Where
 
 _SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "protocol", "health", "env", "command",
-                 "environment", "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow", "faults")
+                 "environment", "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow",
+                 "faults", "depends_on")
 PROTOCOLS = ("http", "tcp")
 _HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true} or health: {exec: [CMD, ...]}"
 
@@ -61,7 +63,8 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
                        env=env_pairs, command=command, metrics_path=metrics_path,
                        stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
                        source=source, protocol=protocol, health_exec=health_exec,
-                       faults=parse_faults(raw.get("faults"), protocol, path + ("faults",), where), **sidecars)
+                       faults=parse_faults(raw.get("faults"), protocol, path + ("faults",), where),
+                       depends_on=parse_depends_on(raw.get("depends_on"), path + ("depends_on",), where), **sidecars)
     _reject_http_only_settings(spec, path, where)
     return with_ports(spec, _host_ports(raw.get("ports"), index, spec, path, where))
 

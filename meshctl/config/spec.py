@@ -16,6 +16,8 @@ SIDECAR_SETTINGS = ("tls", "proxy", "metrics")
 PORT_NAMES = ("https", "http", "metrics")
 # Host ports of the first service when mesh.yaml says nothing; later services get free ports.
 DEFAULT_HOST_PORTS = {"https": 8443, "http": 8080, "metrics": 9090}
+# depends_on: wait until a service is ready (serves through its chain), or only until its app started.
+DEPENDENCY_CONDITIONS = ("ready", "started")
 # Ports the sidecars use inside the pod; an app may not listen on them.
 RESERVED_POD_PORTS = range(15000, 15100)
 
@@ -173,6 +175,7 @@ class ServiceSpec:
     health_exec: tuple[str, ...] | None = None   # a TCP service's `health: {exec: [...]}`, run in the app
     outside_mesh: bool = False                   # `sidecars: false` in a project with a mesh
     faults: tuple[Fault, ...] = ()               # injected at this service's proxy, in the order they apply
+    depends_on: tuple[tuple[str, str], ...] = ()  # (service, ready | started): the app starts after them
 
     @property
     def identity(self) -> str | None:

@@ -14,7 +14,7 @@ from ..sidecars import (CAPTURE, SidecarKind, capture_rules, chain_of, kind_of, 
                         serving_readiness, stop_group)
 from ..sidecars.faults import PROBE_HEADER
 from .pod import Pod
-from .steps import Announce, Keep, RemoveContainers, RunOnce, SignalReload, StartContainers, Step, WaitReady
+from .steps import Announce, AwaitServices, Keep, RemoveContainers, RunOnce, SignalReload, StartContainers, Step, WaitReady
 
 
 def removals(containers: Iterable[ContainerInfo], why: str, *, force: bool = False) -> list[Step]:
@@ -151,6 +151,8 @@ def pod_steps(pod: Pod, containers: Iterable[ContainerInfo], image_ids: Mapping[
         # on a user's sidecar at its first line.
         steps += [wait for s in members if (wait := sidecar_wait(pod, kinds[s.role], s)) is not None]
     if APP in creating:
+        if service.depends_on:
+            steps.append(AwaitServices(service.name, service.depends_on))
         steps.append(StartContainers(service.name, (creating[APP],), plan.why[pod.app.name], hints))
     if wait_serving:
         steps.append(serving_wait(pod))

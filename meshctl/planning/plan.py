@@ -179,9 +179,12 @@ def plan_up(project: ProjectSpec, observed: Observed, settings: Settings, sideca
     steps += [RemoveFolder(Path(folder), "its service is no longer in mesh.yaml: no config or key stays")
               for folder in sorted(observed.folders)
               if Path(folder).parent == project_dir and Path(folder).name not in wanted]
+    # A pod another waits for until it is ready waits for its own serving, whatever the settings.
+    awaited = {name for s in project.services for name, condition in s.depends_on if condition == "ready"}
     per_pod = tuple((pod.service.name, tuple(pod_steps(pod, observed.containers, observed.images,
                                                        refreshed[pod.service.name],
-                                                       wait_serving=settings.wait_serving)))
+                                                       wait_serving=settings.wait_serving
+                                                       or pod.service.name in awaited)))
                     for pod in pods)
     return Plan(project.name, tuple(steps), per_pod)
 

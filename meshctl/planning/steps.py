@@ -124,6 +124,14 @@ class WaitReady:
 
 
 @dataclass(frozen=True)
+class AwaitServices:
+    """depends_on: the app starts once these services are (service, ready | started); pods start
+    in parallel, and only this pod's app waits."""
+    service: str
+    needs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Announce:
     """The pod's URLs, once its other steps are done (PodReady)."""
     service: str
@@ -166,7 +174,7 @@ class RemoveVolume:
 
 Step = (EnsureNetwork | PullImage | BuildImage | EnsureCA | WriteFiles | RemoveFolder | IssueCertificate
         | RemoveContainers | StartContainers | RunOnce | RestartContainer | SignalReload | WaitReady | Announce
-        | Keep | RemoveNetwork | InstallDependencies | RemoveVolume)
+        | Keep | RemoveNetwork | InstallDependencies | RemoveVolume | AwaitServices)
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,7 @@ class Plan:
 
     @property
     def changes(self) -> bool:
-        return any(not isinstance(s, (Keep, Announce, WaitReady)) for _, s in self.all_steps())
+        return any(not isinstance(s, (Keep, Announce, WaitReady, AwaitServices)) for _, s in self.all_steps())
 
     def as_json(self) -> dict[str, Any]:
         return {"project": self.project, "changes": self.changes,
@@ -228,6 +236,9 @@ def describe(step: Step) -> dict[str, Any]:
         return {"step": kind, "target": target, "why": step.readiness.describe()}
     elif isinstance(step, Announce):
         return {"step": kind, "target": step.service, "why": "show its URLs"}
+    elif isinstance(step, AwaitServices):
+        return {"step": kind, "target": [name for name, _ in step.needs],
+                "why": "depends_on: its app starts once " + ", ".join(f"{n} is {c}" for n, c in step.needs)}
     else:  # pragma: no cover - every step type is listed above
         target = ""
     return {"step": kind, "target": target, "why": step.why}

@@ -19,13 +19,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from ..certs import CertificateAuthority, atomic_write
+from .gates import Gates
 from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for
 from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from ..planning.images import build_network
 from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector
-from ..planning.steps import (Announce, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate,
+from ..planning.steps import (Announce, AwaitServices, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate,
                               Keep, Plan, PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume,
                               RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles)
 from ..sidecars import Readiness
@@ -83,16 +84,19 @@ class Executor:
             IssueCertificate: self._issue, RemoveContainers: self._remove, StartContainers: self._start,
             RunOnce: self._run_once, RestartContainer: self._restart, SignalReload: self._signal,
             WaitReady: self._wait_ready,
+            AwaitServices: lambda step, service: self.gates.wait(step.needs, self._raise_if_cancelled),
             Announce: self._announce, Keep: lambda step, service: None, RemoveNetwork: self._remove_network,
             InstallDependencies: self._install, RemoveVolume: self._remove_volume,
         }
         self._pod_started: dict[str, float] = {}
+        self.gates = Gates()                          # depends_on: which pods' apps have started, serve
         self.network_ids: dict[str, str] = {}          # project network name → the ID this run uses
         self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
 
     def run(self, plan: Plan) -> dict[str, dict[str, str]]:
         """Run every step; return service → URLs of the pods announced."""
         self._pod_failed.clear()
+        self.gates.open_for(service for service, _steps in plan.pods)
         self._run_steps(list(plan.steps), None)
         if len(plan.pods) == 1:
             service, steps = plan.pods[0]
@@ -115,6 +119,7 @@ class Executor:
     def _run_pod(self, service: str, steps: tuple[Step, ...]) -> None:
         self._pod_started[service] = time.monotonic()
         self._run_steps(list(steps), service)
+        self.gates.reached(service)
 
     def _run_steps(self, steps: list[Step], service: str | None) -> None:
         index = 0
@@ -234,6 +239,8 @@ class Executor:
             self.engine.start(container_id, name=spec.name, port_hints=step.port_hints)
             if spec.role != HOLDER:
                 self.watch.started(spec, container_id)
+            if spec.role == APP:
+                self.gates.reached(spec.service, "started")
 
         self._parallel(start, list(step.specs))
 
@@ -275,6 +282,7 @@ class Executor:
                  hint=step.hint)
         if step.role == APP:
             self.watch.serving(step.service)
+            self.gates.reached(step.service, "ready")
 
     def _abort_wait(self, service: str) -> None:
         """Ends a readiness wait early: a signal, or a container of the pod exited (the watch saw it)."""

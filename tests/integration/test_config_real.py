@@ -60,3 +60,40 @@ services:
         assert (answer.status, answer.body) == (200, b"built-in from meshctl\n")
     finally:
         run_meshctl("down", str(folder))
+
+
+# api's app calls kv through the mesh at its first line and exits 1 unless kv answers 200.
+NEEDS_KV = '''\
+import os, socket, sys
+if os.environ.get("NEEDS"):
+    try:
+        with socket.create_connection((os.environ["NEEDS"], 8080), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.0\\r\\nHost: " + os.environ["NEEDS"].encode() + b"\\r\\n\\r\\n")
+            status = s.recv(64).split(b" ")[1]
+    except OSError as exc:
+        status = repr(exc).encode()
+    if status != b"200":
+        print("kv answered", status, flush=True)
+        sys.exit(1)
+'''
+
+
+def test_depends_on_starts_the_app_once_the_service_it_needs_serves(tmp_path, engine, sidecar_images):
+    folder = tmp_path / "svc"
+    shutil.copytree(HELLO, folder)
+    (folder / "app.py").write_text(NEEDS_KV + (HELLO / "app.py").read_text())
+    name = unique_project("deps")
+    ports = "    ports: {https: 0, http: 0, metrics: 0}\n"
+    (folder / "mesh.yaml").write_text(
+        f"name: {name}\nservices:\n"
+        # kv takes 8 s before it listens (longer than api's 5 s call waits): started is not ready.
+        f"  kv:\n    build: .\n    health: /healthz\n    command: sh -c 'sleep 8; exec python3 -u /app/app.py'\n{ports}"
+        f"  api:\n    build: .\n    health: /healthz\n    environment: [NEEDS=kv]\n"
+        f"    depends_on:\n      kv: {{condition: service_healthy}}\n{ports}")
+    try:
+        run_meshctl("up", "-d", str(folder), check=True)
+        entries = {e["service"]: e for e in ps_json(name)}
+        answer = http_request(port_of(entries["api"]["urls"]["https"]), "/", tls=tls_context(ca_path()))
+        assert (answer.status, answer.body) == (200, b"hello from meshctl\n")
+    finally:
+        run_meshctl("down", str(folder))

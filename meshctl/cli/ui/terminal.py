@@ -288,7 +288,7 @@ class Ui:
                 row = describe(step)
                 target = row["target"] if isinstance(row["target"], str) else ", ".join(row["target"])
                 where = f"{service}: " if service else ""
-                style = "dim" if row["step"] in ("Keep", "Announce", "WaitReady") else ""
+                style = "dim" if row["step"] in ("Keep", "Announce", "WaitReady", "AwaitServices") else ""
                 line = Text(f"  {where}{row['step']} ", style=style)
                 line.append(target, style=style if style else "bold")
                 line.append(f"  ({row['why']})", style="dim")
