@@ -91,6 +91,7 @@ class CheckResult:
     seconds: float = 0.0
     message: str = ""          # one line: what was expected and what came
     excerpt: str = ""          # the response body or the command's output, shortened
+    faults: str = ""           # the faults held while it ran (a resilience check), in words
 
     @property
     def ok(self) -> bool:
@@ -98,7 +99,8 @@ class CheckResult:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "outcome": self.outcome,
-                "seconds": round(self.seconds, 4), "message": self.message, "excerpt": self.excerpt}
+                "seconds": round(self.seconds, 4), "message": self.message, "excerpt": self.excerpt,
+                **({"faults": self.faults} if self.faults else {})}
 
 
 @dataclass(frozen=True)

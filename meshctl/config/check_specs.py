@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
+from .faults import parse_check_faults
 from .spec import CheckSpec, ExecCheck, HttpCheck
 from .values import duration_field, kind_of, reject_unknown, scalar_text, typed
 from .yamlpos import Where
 
 # The checks `meshctl test` runs for every service; a declared check may not take these names.
 BUILTIN_CHECK_NAMES = ("ready", "https", "certificate", "http", "metrics")
-_CHECK_KEYS = ("name", "request", "exec", "via", "expect", "timeout")
+_CHECK_KEYS = ("name", "request", "exec", "via", "expect", "timeout", "faults")
 _HTTP_EXPECT_KEYS = ("status", "body_contains", "body_matches", "json", "max_latency")
 _EXEC_EXPECT_KEYS = ("exit_code", "output_contains")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -55,9 +57,11 @@ def _parse_check(raw: Any, path: tuple, where: Where, has_tls: bool) -> CheckSpe
     expect = raw.get("expect") or {}
     if not isinstance(expect, dict):
         raise where.error(path + ("expect",), f"expected a mapping, found {kind_of(expect)}")
-    if "exec" in raw:
-        return _parse_exec_check(raw, name, expect, path, where)
-    return _parse_http_check(raw, name, expect, path, where, has_tls)
+    check: CheckSpec = (_parse_exec_check(raw, name, expect, path, where) if "exec" in raw
+                        else _parse_http_check(raw, name, expect, path, where, has_tls))
+    if "faults" in raw:
+        check = replace(check, faults=parse_check_faults(raw["faults"], path + ("faults",), where))
+    return check
 
 
 def _parse_http_check(raw: dict, name: str | None, expect: dict, path: tuple, where: Where,

@@ -14,11 +14,13 @@ from .values import kind_of, parse_duration
 from .yamlpos import Where
 
 FAULT_KEYS = ("abort", "delay", "reset", "percent", "from")
-KINDS_BY_PROTOCOL = {"http": ("abort", "delay"), "tcp": ("delay", "reset")}
+KINDS_BY_PROTOCOL = {"http": ("abort", "delay"), "tcp": ("delay", "reset"),
+                     "any": ("abort", "delay", "reset")}     # a check's faults: checked by service later
 # A TCP delay waits inside `tcp-request inspect-delay`, which caps it (templates/haproxy-mesh.cfg).
 MAX_DELAY = 60.0
 _HINT = {"http": "faults: [{abort: 503, percent: 20}, {delay: 300ms, percent: 50, from: [web]}]",
-         "tcp": "faults: [{delay: 200ms}, {reset: true, percent: 10}]"}
+         "tcp": "faults: [{delay: 200ms}, {reset: true, percent: 10}]",
+         "any": "faults: {api: {delay: 3s}}"}
 
 Fail = Callable[[tuple, str, str], MeshctlError]     # (field path, problem, hint) → the error to raise
 
@@ -114,3 +116,38 @@ def where_fail(where: Where) -> Fail:
     return lambda path, problem, hint: where.error(path, problem, hint=hint)
 
 
+
+
+def parse_check_faults(raw: Any, path: tuple, where: Where) -> tuple[tuple[str, tuple[Fault, ...]], ...]:
+    """A check's `faults: {api: {delay: 3s}}`: service → a fault or a list of them, held while it runs."""
+    if not isinstance(raw, dict) or not raw:
+        raise where.error(path, f"expected a mapping of services to faults, found {kind_of(raw)}", hint=_HINT["any"])
+    out = []
+    for service, faults in raw.items():
+        items = [faults] if isinstance(faults, dict) else faults
+        if not isinstance(items, list):
+            raise where.error(path + (service,), f"expected a fault or a list of them, found {kind_of(faults)}",
+                              hint=_HINT["any"])
+        out.append((str(service), tuple(parse_fault(item, "any", path + (service, index), where_fail(where))
+                                        for index, item in enumerate(items))))
+    return tuple(out)
+
+
+def check_check_faults(specs: list[ServiceSpec], fail: Fail) -> None:
+    """Each check's faults name a service of this project that runs a proxy, in kinds its protocol takes."""
+    by_name = {s.name: s for s in specs}
+    for spec in specs:
+        for index, check in enumerate(spec.checks):
+            for target, faults in check.faults:
+                path = ("services", spec.name, "checks", index, "faults", target)
+                if target not in by_name or by_name[target].proxy is None:
+                    raise fail(path, f"no service named {target!r} with a proxy in this project",
+                               "faults are injected by the service's proxy: services: " + ", ".join(by_name))
+                for fault in faults:
+                    unknown = [c for c in fault.callers if c not in by_name]
+                    if unknown:
+                        raise fail(path, f"from: no service named {unknown[0]!r} in this project",
+                                   "services: " + ", ".join(by_name))
+                    if fault.kind not in KINDS_BY_PROTOCOL[by_name[target].protocol]:
+                        raise fail(path, f"{fault.kind} on {target}, a protocol: {by_name[target].protocol} service",
+                                   _HINT[by_name[target].protocol])

@@ -7,7 +7,7 @@ import difflib
 from dataclasses import replace
 from typing import Any
 
-from .faults import check_fault_callers, where_fail
+from .faults import check_check_faults, check_fault_callers, where_fail
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
 from .values import kind_of, reject_unknown, typed
 from .yamlpos import Where
@@ -18,6 +18,7 @@ def with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: Where) ->
     mtls, capture = _parse_mesh(raw, where)
     _check_allow(specs, mtls, where)
     check_fault_callers(specs, mtls, where_fail(where))
+    check_check_faults(specs, where_fail(where))
     # The mesh listener needs the proxy and its certificate.
     meshed = [s for s in specs if s.tls_terminator == "proxy"]
     if mtls == "off" or len(meshed) < 2:

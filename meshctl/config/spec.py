@@ -60,6 +60,16 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """One of a service's `faults:`, injected by its own proxy on calls into it (docs/traffic.md)."""
+    kind: str                       # abort (HTTP: answer `status`), delay (HTTP or TCP), reset (TCP)
+    percent: float = 100.0          # of the calls it applies to; fractional allowed
+    status: int = 0                 # abort's answer
+    delay: float = 0.0              # seconds
+    callers: tuple[str, ...] = ()   # `from`: only calls carrying these services' identities; (): every call
+
+
+@dataclass(frozen=True)
 class HttpCheck:
     """A declared request and what its answer must show (`meshctl test`)."""
     name: str
@@ -74,6 +84,7 @@ class HttpCheck:
     json: tuple[tuple[str, Any], ...] = ()     # dotted field path ("items.0.id") → expected value
     max_latency: float | None = None           # seconds
     timeout: float = 10.0
+    faults: tuple[tuple[str, tuple[Fault, ...]], ...] = ()   # service → faults that hold only while it runs
 
 
 @dataclass(frozen=True)
@@ -84,19 +95,10 @@ class ExecCheck:
     exit_code: int = 0
     output_contains: str | None = None
     timeout: float = 30.0
+    faults: tuple[tuple[str, tuple[Fault, ...]], ...] = ()
 
 
 CheckSpec = HttpCheck | ExecCheck
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One of a service's `faults:`, injected by its own proxy on calls into it (docs/traffic.md)."""
-    kind: str                       # abort (HTTP: answer `status`), delay (HTTP or TCP), reset (TCP)
-    percent: float = 100.0          # of the calls it applies to; fractional allowed
-    status: int = 0                 # abort's answer
-    delay: float = 0.0              # seconds
-    callers: tuple[str, ...] = ()   # `from`: only calls carrying these services' identities; (): every call
 
 
 MTLS_MODES = ("strict", "permissive", "off")

@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ExecCheck, HttpCheck
+from ..config import CheckSpec, ExecCheck, Fault, HttpCheck
 from ..engine.base import Engine
-from ..errors import Cancelled, ExecTimeout
+from ..errors import Cancelled, ExecTimeout, MeshctlError
 from ..events import ERROR, FAILED, PASSED, CheckDone, CheckResult, ChecksPlanned, CheckStarted
 from ..runtime.probes import HttpAnswer, http_request, tcp_connect, tls_context
 from ..sidecars import PROXY_PORT
 from .evaluate import (REQUESTS_METRIC, TCP_CONNECTIONS_METRIC, exec_problems, excerpt, http_problems,
                        parse_prometheus, requests_counted)
 from .report import ServiceReport
+from .resilience import Inject, run_resilience_check
 from .targets import Target
 
 METRICS_SETTLE = 5.0            # seconds the proxy's access events may take to reach the metrics sidecar
@@ -56,10 +57,8 @@ class ServiceChecks:
         if "http" in t.urls or t.proxy_inside:
             steps.append(("http", "builtin", self._http))
         for check in t.checks:
-            if isinstance(check, HttpCheck):
-                steps.append((check.name, "http", partial(self._declared_http, check)))
-            else:
-                steps.append((check.name, "exec", partial(self._exec, check)))
+            if not check.faults:       # those run after every service's others (resilience.py)
+                steps.append((check.name, check_kind(check), partial(self.declared, check)))
         if "metrics" in t.urls:
             steps.append(("metrics", "builtin", lambda: self._metrics(baseline)))
         for name, kind, step in steps:
@@ -99,7 +98,7 @@ class ServiceChecks:
             return self._tcp("https")
         return self._below_500(f"GET {t.health} over https (HTTPS → proxy → app)",
                                lambda: http_request(t.port("https"), t.health, tls=self.context,
-                                                    server_hostname="localhost"))
+                                                    server_hostname="localhost", headers=t.probe_headers()))
 
     def _http(self) -> tuple[str, str, str]:
         t = self.target
@@ -107,7 +106,8 @@ class ServiceChecks:
             return self._tcp("http")
         if "http" not in t.urls:
             return self._http_inside()
-        return self._below_500(f"GET {t.health} over plain http", lambda: http_request(t.port("http"), t.health))
+        return self._below_500(f"GET {t.health} over plain http",
+                               lambda: http_request(t.port("http"), t.health, headers=t.probe_headers()))
 
     def _http_inside(self) -> tuple[str, str, str]:
         """Plain HTTP to the proxy from inside the pod: bash's /dev/tcp, as the sidecar images have no curl."""
@@ -197,6 +197,9 @@ class ServiceChecks:
 
     # -- declared -------------------------------------------------------------------------------
 
+    def declared(self, check: CheckSpec) -> tuple[str, str, str]:
+        return self._declared_http(check) if isinstance(check, HttpCheck) else self._exec(check)
+
     def _declared_http(self, check: HttpCheck) -> tuple[str, str, str]:
         what = f"{check.method} {check.path} over {check.via}"
         try:
@@ -227,6 +230,14 @@ class ServiceChecks:
         return PASSED, f"`{_shell(check.command)}` exited {code}", ""
 
 
+def _no_faults(service: str, faults: tuple[Fault, ...] | None) -> None:
+    raise MeshctlError("faults need the proxies `meshctl up` runs (meshctl inject's have no fault injection)")
+
+
+def check_kind(check: CheckSpec) -> str:
+    return "http" if isinstance(check, HttpCheck) else "exec"
+
+
 def verify_certificate(port: int, hostname: str, context: ssl.SSLContext) -> str:
     """Handshake with `hostname` as SNI and verify the chain and the name; return the subject."""
     with socket.create_connection(("127.0.0.1", port), timeout=5.0) as raw, \
@@ -237,9 +248,10 @@ def verify_certificate(port: int, hostname: str, context: ssl.SSLContext) -> str
 
 def run_checks(targets: list[Target], *, engine: Engine | None, ca_path: Path | None,
                on_event: Callable[[Any], None], ready_seconds: dict[str, float] | None = None,
-               stop: threading.Event | None = None) -> list[ServiceReport]:
+               stop: threading.Event | None = None, inject: Inject | None = None) -> list[ServiceReport]:
     """Every target's checks: services in parallel, each service's checks in order (the metrics
-    check counts the requests of those before it). Events reach `on_event` on this thread only.
+    check counts the requests of those before it), then the checks with faults one at a time
+    (`inject` sets a service's live faults). Events reach `on_event` on this thread only.
     Returns when all are done, or raises Cancelled when `stop` is set."""
     context = tls_context(ca_path) if ca_path is not None else None
     events: queue.Queue = queue.Queue()
@@ -268,6 +280,12 @@ def run_checks(targets: list[Target], *, engine: Engine | None, ca_path: Path | 
             pending.discard(event[1])
         else:
             on_event(event)
+    for target in targets:
+        runner = ServiceChecks(target, engine, context, on_event)
+        for check in (c for c in target.checks if c.faults):
+            results.setdefault(target.service, []).append(run_resilience_check(
+                target.service, check, check_kind(check), partial(runner.declared, check),
+                inject=inject or _no_faults, emit=on_event, stop=stop))
     return [ServiceReport(t.service, tuple(results.get(t.service, ()))) for t in targets]
 
 

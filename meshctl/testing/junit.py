@@ -44,6 +44,13 @@ def render_junit(report: Report) -> str:
                     ET.SubElement(case, "system-out").text = _xml_text(logs)
             elif result.outcome == SKIPPED:
                 ET.SubElement(case, "skipped", message=_xml_text(result.message))
+            if result.faults:
+                out = case.find("system-out")
+                held = f"faults held while it ran: {result.faults}"
+                if out is None:
+                    ET.SubElement(case, "system-out").text = _xml_text(held)
+                else:
+                    out.text = _xml_text(f"{held}\n\n{out.text or ''}")
         if logs:
             ET.SubElement(suite, "system-out").text = _xml_text(logs)
         for key in totals:

@@ -16,14 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import HttpCheck, ProjectSpec
+from ..config import Fault, HttpCheck, ProjectSpec
 from ..engine.base import Engine
 from ..errors import Cancelled, MeshctlError
 from ..events import ERROR, PASSED, SKIPPED, CheckDone, CheckResult, PodReady
 from ..model import APP
+from ..runtime.faults import set_live
 from ..runtime.stack import Stack
+from ..sidecars.faults import probe_key
 from ..runtime.supervise import Tracker, teardown
 from .checks import run_checks
+from .resilience import Inject
 from .report import Report, ServiceReport, with_logs
 from .targets import Target, targets_for
 
@@ -56,6 +59,7 @@ class Harness:
     engine: Engine | None
     ca_path: Path | None
     ready: dict[str, float] = field(default_factory=dict)  # service → seconds to ready, as start() learns them
+    inject: Inject | None = None                           # a service's live faults (resilience checks)
 
 
 def run_harness(harness: Harness, *, interrupts: Any, on_event: Callable[[Any], None]) -> Report:
@@ -83,7 +87,7 @@ def run_harness(harness: Harness, *, interrupts: Any, on_event: Callable[[Any], 
             services = [_start_failure(harness, t, exc) for t in harness.planned]
         else:
             services = run_checks(targets, engine=harness.engine, ca_path=harness.ca_path, on_event=watch,
-                                  ready_seconds=harness.ready, stop=interrupts.stop)
+                                  ready_seconds=harness.ready, stop=interrupts.stop, inject=harness.inject)
             services = [s if s.ok else with_logs(s, harness.tails(s.service)) for s in services]
     except Cancelled:
         interrupted = interrupts.signal_name or "SIGINT"
@@ -122,9 +126,13 @@ def run_smoke_test(engine: Engine, project: ProjectSpec, *, interrupts: Any, on_
         running = stack.up()
         apps = {s.name: tracker.find(s.name, APP) for s in project.services}
         return targets_for(project, {r.service: r.urls for r in running},
-                           {name: tracked.id for name, tracked in apps.items() if tracked is not None})
+                           {name: tracked.id for name, tracked in apps.items() if tracked is not None},
+                           probe_key=probe_key(stack.settings.probe_secret, project.name))
+
+    def inject(service: str, faults: tuple[Fault, ...] | None) -> None:
+        set_live(engine, stack.home, project.name, service, faults)
 
     harness = Harness(project.name, targets_for(project), start, tracker.tails,
                       teardown=lambda: teardown(stack, interrupts, on_event), engine=engine, ca_path=stack.ca.cert_path,
-                      ready=ready)
+                      ready=ready, inject=inject)
     return run_harness(harness, interrupts=interrupts, on_event=on_event)
