@@ -1,7 +1,22 @@
 """The command line: app.py (the typer app and its one error funnel, the only place a MeshctlError
 becomes a red message and an exit code), commands/ (one module per command group), common.py (what
-the commands share) and ui.py (the one module that prints). May import everything in meshctl."""
+the commands share) and ui/ (the only code that prints). May import everything in meshctl.
 
-from .app import main
+Nothing is imported here at module level: `meshctl --version` answers before typer loads, and
+every other command imports only what it uses (bench/startup.py times it)."""
 
-__all__ = ["main"]
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    """The console entry point (and `python -m meshctl`)."""
+    if sys.argv[1:] == ["--version"]:
+        from .ui.version import print_version_line
+
+        print_version_line()
+        return
+    from .app import app
+
+    app(prog_name="meshctl")

@@ -11,7 +11,7 @@ import typer
 import typer.core
 
 from ..errors import Cancelled, MeshctlError
-from .commands import about, ca, fault, init, inject, test, up
+from .commands import about, ca, fault, init, inject, test, up, validate
 from .ui import Ui
 
 
@@ -27,7 +27,7 @@ class _Funnel(typer.core.TyperGroup):
             code = super().invoke(ctx)
         except (Cancelled, KeyboardInterrupt):
             ui.stop_progress()
-            ui.note("interrupted: everything meshctl started was removed")
+            ui.notice("interrupted: everything meshctl started was removed")
             raise typer.Exit(130) from None
         except MeshctlError as exc:
             ui.error(exc)
@@ -37,14 +37,29 @@ class _Funnel(typer.core.TyperGroup):
         return code
 
 
-app = typer.Typer(cls=_Funnel, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_show_locals=False,
+def _version(ctx: typer.Context, value: bool) -> None:
+    """`meshctl --version` in-process (a shell's is answered before typer loads: cli/__init__.py)."""
+    if value and not ctx.resilient_parsing:
+        Ui().version_line()
+        raise typer.Exit()
+
+
+app = typer.Typer(cls=_Funnel, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Run a local service the way it runs in a service mesh: TLS, proxy and metrics "
                        "sidecars in one network namespace, living and dying with this command.")
-for group in (up, test, fault, init, about, inject):
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print meshctl's version and exit.")) -> None:
+    pass
+
+
+for group in (up, test, fault, validate, init, about, inject):
     app.add_typer(group.commands)
 app.add_typer(ca.commands, name="certs")
 
 
 def main() -> None:
-    app()
+    app(prog_name="meshctl")

@@ -1,34 +1,80 @@
 """What several command groups share: the PATH argument, `-- CMD` after the options, the engine the
 commands talk to, the project a PATH names, the compose file a FILE names. May import everything in
-meshctl below the CLI, and the ui."""
+meshctl below the CLI, and the ui.
+
+Every command module imports this one to declare its options, `-h` and TAB included: so it imports
+typer and the errors only, and what a command runs on (the config, the Docker SDK) where it is used."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import typer.core
 
-from ..config import CONFIG_NAMES, find_config, load_project, runtimes, sanitize_name
-from ..engine.docker import DockerEngine
 from ..errors import UsageError
-from ..runtime.status import project_names
 from .ui import Ui
+
+if TYPE_CHECKING:
+    from ..engine.base import Engine
 
 PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile, or just your code and "
                                           "`-- CMD`), or a mesh.yaml file.")
 RuntimeOption = typer.Option(None, "--runtime", help="With -- CMD: the runtime to run it in (node, python, go; "
                              "default: picked from the folder's package.json, pyproject.toml, requirements.txt, go.mod).")
+QuietOption = typer.Option(False, "--quiet", "-q", help="Print only results and errors, no progress or notes.")
+
+
+class Format(str, Enum):
+    """`-o`: what a listing command prints (text for people; json and yaml for scripts)."""
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+
+
+class Progress(str, Enum):
+    """`--progress`: auto (live on a terminal, plain lines otherwise), plain (one line per step,
+    for CI logs), quiet (errors only)."""
+    auto = "auto"
+    plain = "plain"
+    quiet = "quiet"
+
+
+FormatOption = typer.Option(Format.text, "--output", "-o", help="Print as text, json or yaml.")
+JsonOption = typer.Option(False, "--json", help="The same as -o json.")
+ProgressOption = typer.Option(Progress.auto, "--progress", help="auto: live on a terminal, plain lines otherwise; "
+                              "plain: one line per step (CI logs); quiet: errors only.")
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-def ui_of(ctx: typer.Context) -> Ui:
-    """The command's Ui: the one the CLI's error funnel (app.py) renders a failure on."""
-    return ctx.ensure_object(Ui)
+def ui_of(ctx: typer.Context, *, quiet: bool = False, progress: Progress | None = None) -> Ui:
+    """The command's Ui: the one the CLI's error funnel (app.py) renders a failure on, told the
+    command's -q and --progress (-q is --progress quiet)."""
+    ui = ctx.ensure_object(Ui)
+    ui.quiet = ui.quiet or quiet or progress == Progress.quiet
+    if progress is not None:
+        ui.progress = "quiet" if ui.quiet else progress.value
+    return ui
 
 
-def engine() -> DockerEngine:
-    """The Docker engine every command talks to (the unit tier puts its fake here)."""
+def output_format(output: Format, as_json: bool) -> Format:
+    """-o, with --json as its alias."""
+    if as_json and output not in (Format.text, Format.json):
+        raise UsageError(f"--json and -o {output.value} ask for two formats", hint="pass one of them")
+    return Format.json if as_json else output
+
+
+def DockerEngine() -> Engine:
+    """A connection to the Docker engine (named as the class it makes: the unit tier puts its fake here)."""
+    from ..engine.docker import DockerEngine as RealEngine
+
+    return RealEngine()
+
+
+def engine() -> Engine:
+    """The Docker engine every command talks to (the unit tier puts its fake in DockerEngine)."""
     return DockerEngine()
 
 
@@ -52,8 +98,11 @@ def app_command(ctx: typer.Context) -> tuple[str, ...] | None:
     return command
 
 
-def project_name(path: Path, running_fallback: DockerEngine | None = None) -> str:
+def project_name(path: Path, running_fallback: Engine | None = None) -> str:
     """The project a PATH names, without building anything."""
+    from ..config import CONFIG_NAMES, find_config, load_project, runtimes, sanitize_name
+    from ..runtime.status import project_names
+
     if find_config(path) is not None or (path / "Dockerfile").is_file():
         return load_project(path).name
     if path.is_dir() and runtimes.detect(path.resolve(), None) is not None:

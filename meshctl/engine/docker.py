@@ -17,11 +17,13 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+from docker.context import ContextAPI
 
 from ..errors import BuildError, EngineError, ExecTimeout, PortInUse
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
-from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, label_filter, namespace_pid,
-                   owned_by, port_from_error, port_map, read_until)
+from .unreachable import DEFAULT_SOCKET, Endpoint, is_unreachable, unreachable
+from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, host_config_options, label_filter,
+                   namespace_pid, owned_by, port_from_error, port_map, read_until)
 
 
 class DockerEngine:
@@ -37,11 +39,13 @@ class DockerEngine:
     def api(self) -> docker.APIClient:
         with self._lock:
             if self._client is None:
-                with _translated("connect to the Docker engine"):
+                try:
                     if self._base_url:
                         self._client = docker.DockerClient(base_url=self._base_url, max_pool_size=64)
                     else:
                         self._client = docker.from_env(max_pool_size=64)
+                except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+                    raise _engine_error("connect to the Docker engine", exc, self._base_url) from exc
             return self._client.api
 
     def close(self) -> None:
@@ -174,23 +178,7 @@ class DockerEngine:
 
     def create(self, spec: ContainerSpec) -> str:
         api = self.api
-        host_config = api.create_host_config(
-            # Docker refuses a restart policy on an auto-remove container: one that restarts is
-            # removed by stop() (and by down, as every container of a project).
-            auto_remove=not spec.restarts_on_failure,
-            restart_policy={"Name": "on-failure"} if spec.restarts_on_failure else None,
-            network_mode=f"container:{spec.namespace_of}" if spec.namespace_of else spec.network,
-            pid_mode=f"container:{spec.namespace_of}" if spec.namespace_of else None,
-            port_bindings={port: (("127.0.0.1", host) if host else ("127.0.0.1",))
-                           for port, host in spec.ports.items()} or None,
-            binds={host: {"bind": inner, "mode": "ro" if ro else "rw"} for host, inner, ro in spec.mounts} or None,
-            read_only=spec.read_only or None,
-            cap_drop=list(spec.cap_drop) or None,
-            cap_add=list(spec.cap_add) or None,
-            security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
-            tmpfs=dict.fromkeys(spec.tmpfs, "rw,noexec,nosuid,size=16m") or None,
-            init=False,
-        )
+        host_config = api.create_host_config(**host_config_options(spec))
         networking = None
         if spec.network and not spec.namespace_of and spec.aliases:
             networking = api.create_networking_config(
@@ -390,11 +378,23 @@ def _translated(doing: str):
         raise _engine_error(doing, exc) from exc
 
 
-def _engine_error(doing: str, exc: Exception) -> EngineError:
-    text = str(exc)
-    if "Connection refused" in text or "No such file" in text or "FileNotFoundError" in text \
-            or "Error while fetching server API version" in text or isinstance(exc, requests.exceptions.ConnectionError):
-        return EngineError(f"cannot reach the Docker engine (while trying to {doing})",
-                           hint="start Docker (`sudo systemctl start docker`, or `dockerd &`), "
-                                "or point DOCKER_HOST at a running engine; `meshctl doctor` checks it")
-    return EngineError(f"could not {doing}: {text}")
+def _engine_error(doing: str, exc: Exception, base_url: str | None = None) -> EngineError:
+    if isinstance(exc, requests.exceptions.ConnectionError) or is_unreachable(exc):
+        return unreachable(endpoint(base_url), exc)
+    return EngineError(f"could not {doing}: {exc}")
+
+
+def endpoint(base_url: str | None = None) -> Endpoint:
+    """The engine the SDK connects to, and why that one: DOCKER_HOST, else the current docker
+    context (DOCKER_CONTEXT, or ~/.docker/config.json's), else the default socket."""
+    if base_url:
+        return Endpoint(base_url, "given")
+    if os.environ.get("DOCKER_HOST"):
+        return Endpoint(os.environ["DOCKER_HOST"], "DOCKER_HOST")
+    try:
+        context = ContextAPI.get_context(os.environ.get("DOCKER_CONTEXT") or None)
+    except (docker.errors.DockerException, OSError, ValueError):
+        context = None
+    if context is not None and context.Name != "default" and context.Host:
+        return Endpoint(context.Host.replace("http+unix://", "unix://", 1), "context", context.Name)   # as the CLI shows it
+    return Endpoint(DEFAULT_SOCKET, "default")

@@ -5,6 +5,7 @@ images, networks, containers with labels and states, bound host ports, exits tha
 
 from __future__ import annotations
 
+import errno
 import itertools
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec
+from .unreachable import DEFAULT_SOCKET, Endpoint, unreachable
 
 
 class FakeEngine:
@@ -68,8 +70,8 @@ class FakeEngine:
 
     def version(self) -> dict[str, Any]:
         if self.unreachable:
-            raise EngineError("cannot reach the Docker engine (while trying to reach the Docker engine)",
-                              hint="start Docker")
+            raise unreachable(Endpoint(DEFAULT_SOCKET, "default"),
+                              FileNotFoundError(errno.ENOENT, "No such file or directory"))
         return {"Version": "20.10-fake", "ApiVersion": "1.41"}
 
     def image_id(self, ref: str) -> str | None:

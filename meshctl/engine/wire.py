@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any
 
-from ..model import ContainerInfo
+from ..model import ContainerInfo, ContainerSpec
 
 
 def read_until(sock: Any, deadline: float) -> bytes | None:
@@ -129,3 +129,25 @@ def container_info(raw: dict[str, Any]) -> ContainerInfo:
 def label_filter(labels: dict[str, str]) -> dict[str, list[str]]:
     """The engine's list filter for labels: `key=value`, or `key` alone for an empty value (any value)."""
     return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+
+
+def host_config_options(spec: ContainerSpec) -> dict[str, Any]:
+    """The engine's HostConfig for a container (create_host_config's arguments): ports on 127.0.0.1,
+    the pod's namespaces shared, the spec's lock-down."""
+    return {
+        # Docker refuses a restart policy on an auto-remove container: one that restarts is
+        # removed by stop() (and by down, as every container of a project).
+        "auto_remove": not spec.restarts_on_failure,
+        "restart_policy": {"Name": "on-failure"} if spec.restarts_on_failure else None,
+        "network_mode": f"container:{spec.namespace_of}" if spec.namespace_of else spec.network,
+        "pid_mode": f"container:{spec.namespace_of}" if spec.namespace_of else None,
+        "port_bindings": {port: (("127.0.0.1", host) if host else ("127.0.0.1",))
+                       for port, host in spec.ports.items()} or None,
+        "binds": {host: {"bind": inner, "mode": "ro" if ro else "rw"} for host, inner, ro in spec.mounts} or None,
+        "read_only": spec.read_only or None,
+        "cap_drop": list(spec.cap_drop) or None,
+        "cap_add": list(spec.cap_add) or None,
+        "security_opt": ["no-new-privileges:true"] if spec.no_new_privileges else None,
+        "tmpfs": dict.fromkeys(spec.tmpfs, "rw,noexec,nosuid,size=16m") or None,
+        "init": False,
+    }

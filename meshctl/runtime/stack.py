@@ -91,6 +91,13 @@ def default_settings(home: Path, *, tied: bool, wait_serving: bool = True) -> Se
                     install_ca=Path(install_ca).resolve() if install_ca else None, probe_secret=probe_secret(home))
 
 
+def plan_offline(project: ProjectSpec, home: Path | None = None) -> Plan:
+    """The plan against an engine that has nothing: every check that needs no engine (each
+    sidecar's config rendered, every image named), for `meshctl validate` and before a dry run
+    asks the engine. Reads no engine and writes nothing."""
+    return plan_up(project, Observed(), default_settings(home or meshctl_home(), tied=False), data_dir("sidecars"))
+
+
 class Stack:
     def __init__(self, engine: Engine, project: ProjectSpec, *, on_event: OnEvent, tied: bool,
                  watch: Watch | None = None, home: Path | None = None, ready_timeout: float = 60.0,

@@ -104,7 +104,7 @@ def meshctl(*args: str, input: str | None = None, env: dict[str, str] | None = N
 
     from meshctl.cli.app import app
 
-    result = CliRunner().invoke(app, list(args), input=input, env=env)
+    result = CliRunner().invoke(app, list(args), input=input, env=env, prog_name="meshctl")
     if check and result.exit_code != 0:
         raise AssertionError(f"meshctl {' '.join(args)} exited {result.exit_code}\nstdout:\n{result.stdout}\n"
                              f"stderr:\n{result.stderr}\nexception: {result.exception!r}")

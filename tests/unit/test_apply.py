@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from meshctl.runtime import apply
 from meshctl import certs
-from meshctl.cli.commands import up as up_command
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, WatchSettings
 from meshctl.errors import BuildError, Cancelled, ConfigError, EngineError, StartError
@@ -635,12 +634,14 @@ def test_cli_up_that_cannot_start_exits_3_and_leaves_nothing(tmp_path, cli_engin
 
 
 def test_cli_up_interrupted_exits_130_and_leaves_nothing(tmp_path, cli_engine, monkeypatch):
-    class AlreadyInterrupted(up_command.Interrupts):
+    from meshctl.runtime import supervise
+
+    class AlreadyInterrupted(supervise.Interrupts):
         def install(self):
             self.stop.set()
             return self
 
-    monkeypatch.setattr(up_command, "Interrupts", AlreadyInterrupted)
+    monkeypatch.setattr(supervise, "Interrupts", AlreadyInterrupted)     # up imports it when it runs
     result = meshctl("up", "-d", str(tmp_path))
     assert result.exit_code == 130 and "interrupted" in result.output
     assert cli_engine.is_empty()

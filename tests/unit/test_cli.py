@@ -19,10 +19,10 @@ from tests.unit.fake_engine import engine_with_images, meshctl, use_on_the_cli
 
 
 def test_version_and_python_dash_m(monkeypatch, capsys):
-    assert meshctl("version").stdout == f"{package.__version__}\n"
+    assert meshctl("version", "--short").stdout == f"{package.__version__}\n"
     # `python -m meshctl` runs the same app (in-process here; the installed entry point is run
     # as a process by test_packaging_and_cli).
-    monkeypatch.setattr(sys, "argv", ["meshctl", "version"])
+    monkeypatch.setattr(sys, "argv", ["meshctl", "version", "--short"])
     with pytest.raises(SystemExit) as done:
         runpy.run_module("meshctl", run_name="__main__")
     assert done.value.code in (0, None) and capsys.readouterr().out == f"{package.__version__}\n"

@@ -164,19 +164,24 @@ def test_a_failed_build_carries_the_logs_tail_and_a_hint_for_its_cause(monkeypat
     assert dockerfile.value.hint.startswith("fix the Dockerfile")
 
 
-def test_an_engine_that_is_not_there_says_how_to_start_one(monkeypatch, tmp_path):
+def test_an_engine_that_is_not_there_says_where_it_was_looked_for_and_how_to_start_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))     # the default context
     gone = requests.exceptions.ConnectionError("Connection refused")
     engine, _ = engine_on(monkeypatch, version=gone, build=gone)
     for attempt in (engine.version, lambda: engine.build(tmp_path, "web:1", labels={}, network_mode=None)):
         with pytest.raises(EngineError) as refused:
             attempt()
-        assert refused.value.message.startswith("cannot reach the Docker engine (while trying to ")
-        assert "start Docker" in refused.value.hint and refused.value.exit_code == 3
+        assert refused.value.message == ("cannot reach the Docker engine at unix:///var/run/docker.sock "
+                                         "(the default socket): connection refused: nothing listens there")
+        assert "sudo systemctl start docker" in refused.value.hint and refused.value.exit_code == 3
 
     def no_socket(**options):
         raise docker.errors.DockerException("Error while fetching server API version: No such file")
     monkeypatch.setattr(adapter.docker, "from_env", no_socket)
-    with pytest.raises(EngineError, match="cannot reach the Docker engine .while trying to connect"):
+    with pytest.raises(EngineError, match="at unix:///var/run/docker.sock .the default socket.: there is no socket at "
+                                          "/var/run/docker.sock$"):
         DockerEngine().version()
     engine, _ = engine_on(monkeypatch, version=docker.errors.DockerException("TLS misconfigured"))
     with pytest.raises(EngineError, match="^could not reach the Docker engine: TLS misconfigured$"):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 
+import yaml
 from rich.console import Console
 
 from meshctl.cli.ui import Ui
@@ -53,6 +55,7 @@ def err(ui: Ui) -> str:
 
 def test_builds_and_installs_show_progress_then_one_line_each_when_done():
     ui = captured()
+    ui.progress = "live"       # what auto is on a terminal (a captured console draws no live display)
     ui(BuildEvent("web:1", "start"))
     ui(BuildEvent("dependencies of api", "start", action="install"))
     assert ui._progress is not None
@@ -67,6 +70,28 @@ def test_builds_and_installs_show_progress_then_one_line_each_when_done():
     assert "  added 12 packages" in text              # an install's output streams as it comes
     assert "Step 2/4" not in text                     # a build's steps only update its progress line
     assert "✓ built web:1 in " in text and "✓ installed dependencies of api in " in text
+
+
+def test_progress_plain_is_a_line_per_step_even_on_a_terminal_and_quiet_prints_none():
+    events = [BuildEvent("web:1", "start"), BuildEvent("web:1", "step", "Step 2/4 : RUN make"),
+              BuildEvent("web:1", "step", "---> Running in 1234"), BuildEvent("web:1", "done"),
+              Phase("starting web"), PodReady("web", {}, 0.5)]
+    plain = captured(terminal=True)
+    plain.progress = "plain"
+    for event in events:
+        plain(event)
+    assert plain._progress is None                     # never a live display
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err(plain)).splitlines()     # colours only: no cursor moves
+    assert lines[:2] == ["· building web:1", "  web:1: Step 2/4 : RUN make"]
+    assert lines[2].startswith("✓ built web:1 in ") and lines[3:] == ["· starting web", "✓ web ready in 0.50s"]
+    off_terminal = captured()                          # auto, in a CI log: the same lines
+    for event in events:
+        off_terminal(event)
+    assert err(off_terminal).splitlines()[:2] == lines[:2]
+    quiet = captured(quiet=True, terminal=True)
+    for event in events:
+        quiet(event)
+    assert err(quiet) == "" and quiet._progress is None
 
 
 def test_an_error_stops_the_progress_and_shows_details_message_and_hint():
@@ -148,7 +173,7 @@ def test_ps_lists_urls_under_each_service_and_where_it_stands_in_the_mesh(capsys
                                            "protocol": "tcp"}),
            status("db", mesh={"outside": True}),
            status("kv", mesh={"identity": "spiffe://shop/kv", "mtls": "strict", "allow": ["web", "api"]})],
-          as_json=False)
+)
     lines = out(ui).splitlines()
     assert any(line.startswith("shop/web (running)") and "https://localhost:8443" in line for line in lines)
     assert any("metrics" in line and "http://localhost:9090/metrics" in line for line in lines)
@@ -159,11 +184,14 @@ def test_ps_lists_urls_under_each_service_and_where_it_stands_in_the_mesh(capsys
     assert ("shop/db: outside the mesh (no sidecars): reached by name in plain TCP, without mTLS or identity"
             in lines)
     empty = captured()
-    empty.ps([], as_json=False)
+    empty.ps([])
     assert out(empty) == "no meshctl stacks are running\n"
-    empty.ps([status("web", https="https://localhost:8443")], as_json=True)
+    empty.ps([status("web", https="https://localhost:8443")], output="json")
     [entry] = json.loads(capsys.readouterr().out)
     assert entry["urls"] == {"https": "https://localhost:8443", "http": None, "metrics": None}
+    empty.ps([status("web", https="https://localhost:8443")], output="yaml")
+    [entry] = yaml.safe_load(capsys.readouterr().out)
+    assert entry["project"] == "shop" and entry["urls"]["https"] == "https://localhost:8443"
 
 
 def result(name: str, outcome: str, message: str = "", excerpt: str = "", seconds: float = 0.01) -> CheckResult:

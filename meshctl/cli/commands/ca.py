@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ...certs import CertificateAuthority
 from ..common import ui_of
 
 commands = typer.Typer(no_args_is_help=True, help="meshctl's local certificate authority.")
@@ -13,4 +12,6 @@ commands = typer.Typer(no_args_is_help=True, help="meshctl's local certificate a
 @commands.command("ca")
 def certs_ca(ctx: typer.Context) -> None:
     """Print the path of the CA certificate to trust, creating the CA on first use."""
+    from ...certs import CertificateAuthority
+
     ui_of(ctx).plain(str(CertificateAuthority().ensure()))

@@ -1,4 +1,5 @@
-"""`meshctl fault`: inject a fault into a running service now, clear it, list what applies."""
+"""`meshctl fault`: inject a fault into a running service now, clear it, list what applies. The
+layers below are imported inside the command: `-h` and TAB load this module."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ...certs import meshctl_home
 from ...errors import UsageError
-from ...runtime.faults import faults_from_flags, project_faults, read_faults, set_live
-from ..common import engine, project_name, ui_of
+from ..common import Format, FormatOption, engine, output_format, project_name, ui_of
 
 commands = typer.Typer()
 
@@ -23,17 +22,21 @@ def fault(ctx: typer.Context, service: str | None = typer.Argument(None, help="T
           callers: list[str] = typer.Option([], "--from", help="Only calls from this service (repeat for more)."),
           clear: bool = typer.Option(False, "--clear", help="Back to what mesh.yaml says."),
           list_: bool = typer.Option(False, "--list", help="The faults that apply, by service."),
-          as_json: bool = typer.Option(False, "--json", help="With --list: print JSON for scripts."),
+          output: Format = FormatOption,
+          as_json: bool = typer.Option(False, "--json", help="With --list: the same as -o json."),
           path: Path = typer.Option(Path("."), "--path", help="The project's folder."),
           name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path.")) -> None:
     """Inject a fault into a running service, live (no restart), until --clear or `down`; the live
     fault replaces mesh.yaml's `faults:` for that service meanwhile."""
+    from ...certs import meshctl_home
+    from ...runtime.faults import faults_from_flags, project_faults, read_faults, set_live
+
     ui = ui_of(ctx)
     docker = engine()
     project = name or project_name(path, running_fallback=docker)
     home = meshctl_home()
     if list_:
-        ui.fault_list(project_faults(home, project), as_json=as_json)
+        ui.fault_list(project_faults(home, project), output=output_format(output, as_json).value)
         return
     if service is None:
         raise UsageError("which service?", hint="meshctl fault api --abort 503 --percent 20, or meshctl fault --list")

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ...certs import atomic_write
-from ...config import dockerfile_exposed_port, sanitize_name
 from ...errors import UsageError
-from ...sidecars import data_dir
 from ..common import ui_of
 
 commands = typer.Typer()
@@ -19,6 +16,10 @@ commands = typer.Typer()
 def init(ctx: typer.Context, path: Path = typer.Argument(Path("."), help="The folder to write mesh.yaml in."),
          force: bool = typer.Option(False, help="Overwrite an existing mesh.yaml.")) -> None:
     """Write a commented mesh.yaml."""
+    from ...certs import atomic_write
+    from ...config import dockerfile_exposed_port, sanitize_name
+    from ...sidecars import data_dir
+
     target = path / "mesh.yaml"
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")

@@ -1,5 +1,6 @@
 """`meshctl inject` and `meshctl uninject`: sidecars into a compose file and out again, from a file,
-a folder or stdin, to stdout, a file or the file itself."""
+a folder or stdin, to stdout, a file or the file itself. The layers below are imported inside the
+commands: `-h` and TAB load this module."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ import re
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ...certs import CertificateAuthority, atomic_write, meshctl_home
 from ...errors import EngineError, UsageError
-from ...inject import ROLES, InjectOptions, Machine, inject_text, uninject_text
-from ...inject.files import write_sidecar_files
-from ...planning.images import sidecar_refs
-from ...runtime.stack import ensure_sidecar_images
-from ..common import compose_file, engine, ui_of
-from ..ui import Ui
+from ..common import QuietOption, compose_file, engine, ui_of
+
+if TYPE_CHECKING:
+    from ...certs import CertificateAuthority
+    from ...inject import InjectResult, Machine
+    from ..ui import Ui
 
 commands = typer.Typer()
 
@@ -46,30 +47,23 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
                False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
            undo: bool = typer.Option(
                False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
-           ) -> None:
+           quiet: bool = QuietOption) -> None:
     """Give services of a docker-compose file a pod: a holder owning the namespace and ports, a proxy
     (HTTPS, or TCP for what does not speak HTTP) and metrics (idempotent; uninject gives the bytes back)."""
-    ui = ui_of(ctx)
+    from ...certs import meshctl_home
+    from ...inject import InjectOptions, inject_text
+
+    ui = ui_of(ctx, quiet=quiet)
     if undo:
         return _uninject(ui, file, output, in_place)
     text, source, path = _read_compose(file, output, in_place)
     folder = (path.parent if path else Path.cwd()).resolve()
-    name = project or _compose_project_name(text, folder)
     home = meshctl_home()
-    machine = Machine(project=name, images=sidecar_refs(ROLES), user=f"{os.getuid()}:{os.getgid()}",
-                      # One folder per compose file's location: two checkouts never share configs.
-                      state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
+    machine = _machine(project or _compose_project_name(text, folder), folder, home)
     options = InjectOptions(services=tuple(service), keep_plain=keep_plain, tcp=tcp)
     result = inject_text(text, options, machine, source)
     if result.injected:
-        if not no_build:
-            try:
-                ensure_sidecar_images(engine(), result.roles, ui)
-            except EngineError as exc:
-                raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
-                                                    "write the file now and build the images later") from exc
-        ca = CertificateAuthority(home)
-        write_sidecar_files(result, ca)
+        ca = _sidecars_ready(ui, result, home, build=not no_build)
     _write_compose(ui, result.text, text, path, output, in_place)
     for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
         ui.note(line)
@@ -81,14 +75,42 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
         ui.note(f"{source}: nothing was injected" + (" (--service chooses which)" if not service else ""))
 
 
+def _machine(name: str, folder: Path, home: Path) -> Machine:
+    from ...inject import ROLES, Machine
+    from ...planning.images import sidecar_refs
+
+    return Machine(project=name, images=sidecar_refs(ROLES), user=f"{os.getuid()}:{os.getgid()}",
+                   # One folder per compose file's location: two checkouts never share configs.
+                   state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
+
+
+def _sidecars_ready(ui: Ui, result: InjectResult, home: Path, *, build: bool) -> CertificateAuthority:
+    """The sidecar images built (unless --no-build) and their configs and certificates written."""
+    from ...certs import CertificateAuthority
+    from ...inject.files import write_sidecar_files
+    from ...runtime.stack import ensure_sidecar_images
+
+    if build:
+        try:
+            ensure_sidecar_images(engine(), result.roles, ui)
+        except EngineError as exc:
+            raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
+                                                "write the file now and build the images later") from exc
+    ca = CertificateAuthority(home)
+    write_sidecar_files(result, ca)
+    return ca
+
+
 @commands.command()
 def uninject(ctx: typer.Context, file: str | None = ComposeFileArg, output: Path | None = OutputOption,
-             in_place: bool = InPlaceOption) -> None:
+             in_place: bool = InPlaceOption, quiet: bool = QuietOption) -> None:
     """Take out everything `meshctl inject` added: the original services and ports come back."""
-    _uninject(ui_of(ctx), file, output, in_place)
+    _uninject(ui_of(ctx, quiet=quiet), file, output, in_place)
 
 
 def _uninject(ui: Ui, file: str | None, output: Path | None, in_place: bool) -> None:
+    from ...inject import uninject_text
+
     text, source, path = _read_compose(file, output, in_place)
     result = uninject_text(text, source)
     _write_compose(ui, result.text, text, path, output, in_place)
@@ -130,6 +152,8 @@ def _refuse_stdout_into(path: Path) -> None:
 
 def _write_compose(ui: Ui, text: str, original: str, path: Path | None, output: Path | None,
                    in_place: bool) -> None:
+    from ...certs import atomic_write
+
     if in_place and path is not None:
         if text == original:
             ui.note(f"{path}: unchanged")

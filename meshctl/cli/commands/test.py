@@ -1,27 +1,30 @@
-"""`meshctl test`: bring a stack up, run its checks, report, tear it all down."""
+"""`meshctl test`: bring a stack up, run its checks, report, tear it all down. The layers below are
+imported inside the command: `-h` and TAB load this module."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ...certs import atomic_write
-from ...config import load_project
 from ...errors import UsageError
-from ...runtime.supervise import Interrupts
-from ...testing import session
-from ...testing.compose_mode import run_compose_test
-from ...testing.junit import render_junit
 from ..common import (
     CommandAfterDashes,
     PathArg,
+    Progress,
+    ProgressOption,
+    QuietOption,
     RuntimeOption,
     app_command,
     compose_file,
     engine,
     ui_of,
 )
+
+if TYPE_CHECKING:
+    from ...testing.report import Report
+    from ..ui import Ui
 
 commands = typer.Typer()
 
@@ -37,10 +40,16 @@ def test_(ctx: typer.Context, path: Path = PathArg,
           image: str | None = typer.Option(None, help="With -- CMD: run CMD in this image, the folder at /app."),
           runtime: str | None = RuntimeOption,
           port: int | None = typer.Option(None, help="The port the app listens on inside the pod (with -- CMD: 8080)."),
+          quiet: bool = QuietOption, progress: Progress = ProgressOption,
           ) -> int:
     """Bring the stack up, run the built-in and mesh.yaml checks, write the report, tear it all down.
     Exit 0: all passed; 1: a check failed; 2: bad configuration or usage; 3: the stack could not start."""
-    ui = ui_of(ctx)
+    from ...config import load_project
+    from ...runtime.supervise import Interrupts
+    from ...testing import session
+    from ...testing.compose_mode import run_compose_test
+
+    ui = ui_of(ctx, quiet=quiet, progress=progress)
     if as_json:
         ui.results = ui.err
     if junit is not None:
@@ -61,6 +70,14 @@ def test_(ctx: typer.Context, path: Path = PathArg,
                                             ready_timeout=timeout)
     finally:
         interrupts.restore()
+    return _reported(ui, report, junit, as_json=as_json)
+
+
+def _reported(ui: Ui, report: Report, junit: Path | None, *, as_json: bool) -> int:
+    """The JUnit file written, the report shown; the start error raised, or the checks' exit code."""
+    from ...certs import atomic_write
+    from ...testing.junit import render_junit
+
     if junit is not None:
         atomic_write(junit, render_junit(report).encode(), mode=0o644)
         ui.report_written("JUnit", str(junit))

@@ -1,28 +1,34 @@
-"""`meshctl up`, `down`, `ps` and `logs`: a stack's life on the engine."""
+"""`meshctl up`, `down`, `ps` and `logs`: a stack's life on the engine. The layers below are imported
+inside each command: `-h` and TAB load this module, and should not pay for the Docker SDK."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ...certs import meshctl_home
-from ...config import load_project
 from ...errors import UsageError
-from ...events import LogLine
-from ...model import HOLDER, selector
-from ...runtime.stack import Stack, down_all, down_project, plan_down_project
-from ...runtime.status import project_names, status
-from ...runtime.supervise import Interrupts, Reloader, Tracker, follow_logs, supervise
 from ..common import (
     CommandAfterDashes,
+    Format,
+    FormatOption,
+    JsonOption,
     PathArg,
+    Progress,
+    ProgressOption,
+    QuietOption,
     RuntimeOption,
     app_command,
     engine,
+    output_format,
     project_name,
     ui_of,
 )
+
+if TYPE_CHECKING:
+    from ...config import ProjectSpec
+    from ..ui import Ui
 
 commands = typer.Typer()
 
@@ -42,24 +48,37 @@ def up(ctx: typer.Context, path: Path = PathArg,
        no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would be built, created, "
                                     "replaced, reloaded or kept, and why) and change nothing."),
-       as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+       output: Format = FormatOption, as_json: bool = JsonOption,
+       quiet: bool = QuietOption, progress: Progress = ProgressOption,
        ) -> int:
     """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything.
     `meshctl up [PATH] -- CMD` runs CMD with no Dockerfile, in the folder's runtime."""
-    ui = ui_of(ctx)
+    from ...config import load_project
+    from ...runtime.stack import Stack, plan_offline
+
+    ui = ui_of(ctx, quiet=quiet, progress=progress)
     if not wait and not detach:
         raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
+    output = output_format(output, as_json)
     project = load_project(path, image=image, port=port, name=name, command=app_command(ctx), runtime=runtime)
-    docker = engine()
     if dry_run:
-        plan = Stack(docker, project, on_event=ui, tied=not detach, wait_serving=wait).plan_up()
-        ui.plan([plan], as_json=as_json)
+        plan_offline(project)        # what needs no engine is checked (and said) before the engine is asked
+        plan = Stack(engine(), project, on_event=ui, tied=not detach, wait_serving=wait).plan_up()
+        ui.plan([plan], output=output)
         return 0
+    return _run(ui, project, detach=detach, wait=wait, timeout=timeout, watch=not no_watch)
+
+
+def _run(ui: Ui, project: ProjectSpec, *, detach: bool, wait: bool, timeout: float, watch: bool) -> int:
+    from ...runtime.stack import Stack
+    from ...runtime.supervise import Interrupts, Reloader, Tracker, supervise
+
+    docker = engine()
     interrupts = Interrupts().install()
     tracker = Tracker(docker)
     stack = Stack(docker, project, on_event=ui, tied=not detach, watch=tracker, ready_timeout=timeout,
                   wait_serving=wait, cancel=interrupts.stop, force=interrupts.force)
-    reloader = None if detach or no_watch else Reloader(stack, interrupts.stop, tracker.queue.put).start()
+    reloader = None if detach or not watch else Reloader(stack, interrupts.stop, tracker.queue.put).start()
     try:
         running = stack.up()
         ui.status_table(running, str(stack.ca.cert_path), detached=detach)
@@ -76,16 +95,20 @@ def down(ctx: typer.Context, path: Path = PathArg,
          name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of PATH."),
          force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be removed, and remove nothing."),
-         as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON."),
+         output: Format = FormatOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
          volumes: bool = typer.Option(False, "--volumes", "-v", help="Also remove the dependency caches "
                                       "(`up -- CMD` keeps them between runs)."),
          ) -> None:
     """Stop and remove a stack (idempotent). Dependency caches stay unless --volumes."""
-    ui = ui_of(ctx)
+    from ...runtime.stack import down_all, down_project, plan_down_project
+    from ...runtime.status import project_names
+
+    ui = ui_of(ctx, quiet=quiet)
+    output = output_format(output, as_json)
     docker = engine()
     if dry_run:
         names = project_names(docker) if all_ else [name or project_name(path)]
-        ui.plan([plan_down_project(docker, n, force=force, volumes=volumes) for n in names], as_json=as_json)
+        ui.plan([plan_down_project(docker, n, force=force, volumes=volumes) for n in names], output=output)
         return
     if all_:
         removed = {project: r for project, r in down_all(docker, force=force, volumes=volumes).items() if r}
@@ -99,10 +122,14 @@ def down(ctx: typer.Context, path: Path = PathArg,
 
 
 @commands.command()
-def ps(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+def ps(ctx: typer.Context, output: Format = FormatOption, as_json: bool = JsonOption,
        name: str | None = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
     """Projects, services, containers, their state and URLs."""
-    ui_of(ctx).ps(status(engine(), name, home=meshctl_home()), as_json=as_json)
+    from ...certs import meshctl_home
+    from ...runtime.status import status
+
+    output = output_format(output, as_json)
+    ui_of(ctx).ps(status(engine(), name, home=meshctl_home()), output=output)
 
 
 @commands.command()
@@ -112,6 +139,10 @@ def logs(ctx: typer.Context, service: str | None = typer.Argument(None, help="On
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
          tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
     """Logs of a stack's containers, prefixed by service and role."""
+    from ...events import LogLine
+    from ...model import HOLDER, selector
+    from ...runtime.supervise import follow_logs
+
     ui = ui_of(ctx)
     docker = engine()
     project = name or project_name(path, running_fallback=docker)

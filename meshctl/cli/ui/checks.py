@@ -28,13 +28,13 @@ class CheckTable:
     """The live table of `meshctl test`: one row per check, updated as results come in. On a
     terminal it redraws in place; in a CI log it prints once, when the checks are done."""
 
-    def __init__(self, names: tuple[tuple[str, str], ...], console: Console):
+    def __init__(self, names: tuple[tuple[str, str], ...], console: Console, *, live: bool = True):
         self.rows: dict[tuple[str, str], list[str]] = {key: ["[dim]· waiting[/]", "", ""] for key in names}
         self.pending = set(names)
         self.console = console
         self.stopped = False
         self.live: Live | None = None
-        if console.is_terminal:
+        if live and console.is_terminal:      # --progress plain: printed once, as in a CI log
             self.live = Live(get_renderable=self.render, console=console, refresh_per_second=8,
                              redirect_stdout=False, redirect_stderr=False)
             self.live.start()
