@@ -5,6 +5,7 @@ become one frozen ProjectSpec, and every mistake becomes a ConfigError naming fi
     load.py              the entry points: find_config, load_project, parse_project
     services.py          one service: build/image/run mode, port, protocol, health, env, host ports
     mesh.py              `mesh:` and `allow`, resolved into each proxy's MeshSettings
+    traffic.py           a service's `traffic:` and `allow:` route rules, and their project-wide checks
     check_specs.py       a service's `checks:` (what `meshctl test` runs beside the built-in ones)
     sidecar_settings.py  a service's `sidecars:`: meshctl's own settings and the user's sidecars
     depends.py           `depends_on:` between services (names, conditions, no cycle)
@@ -21,15 +22,16 @@ from .load import find_config, load_project, parse_project
 from .services import dockerfile_exposed_port, inferred_protocol
 from .spec import (
     CONFIG_NAMES, DEFAULT_HOST_PORTS, DEPENDENCY_CONDITIONS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS,
-    SIDECAR_SETTINGS, BuildOptions, CheckSpec, ExecCheck, Fault, HttpCheck, MeshSettings, MetricsSettings, ProjectSpec,
-    ProxySettings, ReadySpec, ServiceSpec, TlsSettings, UserSidecar, WatchSettings,
+    SIDECAR_SETTINGS, AllowRule, BuildOptions, CheckSpec, CircuitBreaker, ExecCheck, Fault, HttpCheck, MeshSettings,
+    MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, RetryPolicy, ServiceSpec, TlsSettings, TrafficPolicy,
+    UserSidecar, WatchSettings,
 )
 from .values import parse_duration, sanitize_name
 
 __all__ = [
     "CONFIG_NAMES", "DEFAULT_HOST_PORTS", "DEPENDENCY_CONDITIONS", "MTLS_MODES", "PORT_NAMES", "RESERVED_POD_PORTS",
-    "SIDECAR_SETTINGS", "BuildOptions", "CheckSpec", "ExecCheck", "Fault", "HttpCheck", "MeshSettings", "MetricsSettings",
-    "ProjectSpec", "ProxySettings", "ReadySpec", "ServiceSpec", "TlsSettings", "UserSidecar", "WatchSettings",
-    "dockerfile_exposed_port", "find_config", "inferred_protocol", "load_project", "parse_duration", "parse_project",
-    "sanitize_name",
+    "SIDECAR_SETTINGS", "AllowRule", "BuildOptions", "CheckSpec", "CircuitBreaker", "ExecCheck", "Fault", "HttpCheck",
+    "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings", "ReadySpec", "RetryPolicy", "ServiceSpec",
+    "TlsSettings", "TrafficPolicy", "UserSidecar", "WatchSettings", "dockerfile_exposed_port", "find_config",
+    "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from .faults import check_check_faults, check_fault_callers, where_fail
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
+from .traffic import check_traffic
 from .values import kind_of, reject_unknown, typed
 from .yamlpos import Where
 
@@ -22,6 +23,9 @@ def with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: Where) ->
     # The mesh listener needs the proxy and its certificate.
     meshed = [s for s in specs if s.tls_terminator == "proxy"]
     if mtls == "off" or len(meshed) < 2:
+        meshed = []
+    check_traffic(specs, meshed, where)
+    if not meshed:
         return specs
     if capture:
         _reject_shared_ports(specs, meshed, where)
@@ -34,7 +38,8 @@ def with_mesh(project: str, raw: Any, specs: list[ServiceSpec], where: Where) ->
         others = [s for s in meshed if s.name != spec.name]
         peers = tuple((s.name, s.port) for s in others if s.protocol == "http")
         tcp_peers = tuple((s.name, s.port) for s in others if s.protocol == "tcp")
-        out.append(replace(spec, mesh=MeshSettings(project, mtls, capture, peers, spec.allow, tcp_peers)))
+        traffic = tuple((s.name, s.traffic) for s in others if s.traffic is not None)
+        out.append(replace(spec, mesh=MeshSettings(project, mtls, capture, peers, spec.allow, tcp_peers, traffic)))
     return out
 
 
@@ -61,7 +66,7 @@ def _check_allow(specs: list[ServiceSpec], mtls: str, where: Where) -> None:
     """Each `allow` names services of this project, and can be enforced (callers carry an identity)."""
     names = [s.name for s in specs]
     for spec in specs:
-        for caller in spec.allow or ():
+        for caller in (c for rule in spec.allow or () for c in rule.callers or ()):
             if caller not in names:
                 close = difflib.get_close_matches(caller, names, n=1)
                 raise where.error(("services", spec.name, "allow"), f"no service named {caller!r} in this project",

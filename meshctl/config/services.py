@@ -13,6 +13,7 @@ from .depends import parse_depends_on
 from .port_protocol import TCP, Facts, port_protocol
 from .run_mode import RUN_MODE_PORT, parse_run_mode, parse_watch, run_mode_sync
 from .sidecar_settings import parse_sidecars
+from .traffic import parse_allow, parse_traffic
 from .spec import DEFAULT_HOST_PORTS, PORT_NAMES, RESERVED_POD_PORTS, HttpCheck, ServiceSpec
 from .values import (
     NAME_HINT, NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field,
@@ -22,7 +23,7 @@ from .yamlpos import Where
 
 _SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "protocol", "health", "env", "command",
                  "environment", "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow",
-                 "faults", "depends_on")
+                 "faults", "depends_on", "traffic")
 PROTOCOLS = ("http", "tcp")
 _HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true} or health: {exec: [CMD, ...]}"
 
@@ -53,15 +54,12 @@ def parse_service(name: str, raw: Any, index: int, root: Path, where: Where) -> 
     if source is not None and not watch.sync:
         watch = replace(watch, sync=run_mode_sync(root, source))
     checks = parse_checks(raw.get("checks"), path + ("checks",), where, has_tls=sidecars["tls"] is not None)
-    allow = raw.get("allow")
-    if allow is not None:
-        if not isinstance(allow, list) or not all(isinstance(n, str) for n in allow):
-            raise where.error(path + ("allow",), "expected a list of service names", hint="allow: [web]")
-        allow = tuple(allow)
+    allow = parse_allow(raw.get("allow"), path + ("allow",), where)
+    traffic = parse_traffic(raw.get("traffic"), path + ("traffic",), where)
 
     spec = ServiceSpec(name=name, port=port, build=build, build_options=build_options, image=image, health=health,
                        env=env_pairs, command=command, metrics_path=metrics_path,
-                       stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, runtime=runtime,
+                       stop_grace_period=stop_grace, watch=watch, checks=checks, allow=allow, traffic=traffic, runtime=runtime,
                        source=source, protocol=protocol, health_exec=health_exec,
                        faults=parse_faults(raw.get("faults"), protocol, path + ("faults",), where),
                        depends_on=parse_depends_on(raw.get("depends_on"), path + ("depends_on",), where), **sidecars)

@@ -101,6 +101,46 @@ class ExecCheck:
 CheckSpec = HttpCheck | ExecCheck
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`traffic.retries`: how a caller's proxy retries a failed call (config/traffic.py checks it)."""
+    attempts: int                              # retries after the first try
+    on: tuple[str, ...]                        # as written: 5xx, reset, connect-failure, gateway-error, 503...
+    per_try_timeout: float                     # seconds; (attempts + 1) × it fits in the whole timeout
+    methods: tuple[str, ...]                   # the methods that may be replayed
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    """`traffic.circuit_breaker`: consecutive failed calls (after retries) open it for `open_for`."""
+    consecutive_errors: int | None = None
+    open_for: float = 30.0
+    max_connections: int | None = None         # per callee, from each caller's proxy
+    max_pending: int | None = None             # calls waiting for a connection; more are answered 503
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    """A service's `traffic:`: how every caller's proxy calls it."""
+    timeout: float | None = None               # the caller's whole wait, retries included (504 after it)
+    retries: RetryPolicy | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    split: tuple[tuple[str, int], ...] = ()    # (service, weight), weights summing to 100
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One rule of `allow:`: these callers (None: any of the project's), with these methods (empty:
+    any) on these paths (empty: any; `/x` exact, `/x/*` a prefix, `*.json` a suffix)."""
+    callers: tuple[str, ...] | None
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    @property
+    def by_caller_only(self) -> bool:
+        return self.callers is not None and not self.methods and not self.paths
+
+
 MTLS_MODES = ("strict", "permissive", "off")
 @dataclass(frozen=True)
 class MeshSettings:
@@ -110,8 +150,9 @@ class MeshSettings:
     mtls: str = "strict"                       # strict | permissive (mTLS between pods; off: no mesh)
     capture: bool = True                       # redirect the app's calls to other services through its proxy
     peers: tuple[tuple[str, int], ...] = ()    # the other services with a proxy: (name, app port)
-    allow: tuple[str, ...] | None = None       # who may call this service; None: every service of the project
+    allow: tuple[AllowRule, ...] | None = None   # who may call this service, how; None: every service of the project
     tcp_peers: tuple[tuple[str, int], ...] = ()   # the other services with a TCP proxy: (name, app port)
+    traffic: tuple[tuple[str, TrafficPolicy], ...] = ()   # the HTTP peers' `traffic:`, where set
 
 
 @dataclass(frozen=True)
@@ -165,7 +206,8 @@ class ServiceSpec:
     watch: WatchSettings = field(default_factory=WatchSettings)
     checks: tuple[CheckSpec, ...] = ()
     mesh: MeshSettings | None = None
-    allow: tuple[str, ...] | None = None       # as written in mesh.yaml (mesh.allow is what applies)
+    allow: tuple[AllowRule, ...] | None = None   # as written in mesh.yaml (mesh.allow is what applies)
+    traffic: TrafficPolicy | None = None          # how callers' proxies call this service
     user_sidecars: tuple[UserSidecar, ...] = ()
     # Run mode (`meshctl up -- CMD`, or `runtime:`/`source:` in mesh.yaml): no Dockerfile; the
     # command runs in a runtime image (node, python, go: runtimes.RUNTIMES) or in `image`, with

@@ -10,10 +10,11 @@ import json
 import math
 from dataclasses import replace
 
-from ..config import MeshSettings, ServiceSpec
+from ..config import MeshSettings, ServiceSpec, TrafficPolicy
 from ..model import spiffe_id
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_PORT, OUTBOUND_PORT,
                         OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT)
+from . import traffic
 from .data import template, template_parts
 from .faults import fault_files, fault_rules, lua_global
 
@@ -115,7 +116,7 @@ def render_mesh(service: ServiceSpec) -> str:
                     caller_gate=_caller_gate(mesh, service.protocol), identity=spiffe_id(mesh.project, service.name),
                     caller_identity=spiffe_id(mesh.project, "%[ssl_c_s_dn(CN)]"),
                     faults=fault_rules(service.protocol, mesh=True))
-    outbound = "".join(_mesh_out(protocol, peers)
+    outbound = "".join(_mesh_out(protocol, mesh)
                        for protocol, peers in (("http", mesh.peers), ("tcp", mesh.tcp_peers)) if peers)
     return _part(MESH, "mesh", inbound=inbound, outbound=outbound)
 
@@ -128,17 +129,34 @@ def _caller_gate(mesh: MeshSettings, protocol: str) -> str:
     """Who may call: this project's workloads, and of them only `allow` when it is set."""
     refuse = _inline(_part(MESH, f"refuse-{protocol}"))
     gate = _part(MESH, "gate", refuse=refuse, project=mesh.project)
-    if mesh.allow is not None:
-        gate += _part(MESH, "allow" if mesh.allow else "allow-none", refuse=refuse, callers=" ".join(mesh.allow))
+    if mesh.allow is not None and all(rule.by_caller_only for rule in mesh.allow):
+        callers = " ".join(c for rule in mesh.allow for c in rule.callers or ())
+        gate += _part(MESH, "allow" if mesh.allow else "allow-none", refuse=refuse, callers=callers)
+    elif mesh.allow is not None:
+        gate += traffic.route_gate(mesh.allow, refuse)
     return _inline(gate)
 
 
-def _mesh_out(protocol: str, peers: tuple[tuple[str, int], ...]) -> str:
+def _mesh_out(protocol: str, mesh: MeshSettings) -> str:
     """An outbound listener routing to its peers' mesh listeners, and a backend per peer."""
+    peers = mesh.peers if protocol == "http" else mesh.tcp_peers
     client_tls = _client_tls(protocol)
     routes = "".join(_part(MESH, f"route-{protocol}", name=name, port=str(port)) for name, port in peers)
-    return (_part(MESH, f"out-{protocol}", routes=_inline(routes))
-            + "".join(_part(MESH, f"peer-{protocol}", name=name, client_tls=client_tls) for name, _ in peers))
+    if protocol == "tcp":
+        backends = "".join(_part(MESH, "peer-tcp", name=name, client_tls=client_tls) for name, _ in peers)
+    else:
+        policies = dict(mesh.traffic)
+        backends = "".join(_http_peer(name, f"b{index}", policies.get(name), client_tls)
+                           for index, (name, _) in enumerate(peers))
+    return _part(MESH, f"out-{protocol}", routes=_inline(routes)) + backends
+
+
+def _http_peer(name: str, key: str, policy: TrafficPolicy | None, client_tls: str) -> str:
+    """A callee's backend in a caller's proxy, with the callee's `traffic:` (sidecars/traffic.py)."""
+    servers = "".join(_part(MESH, "server-http", server=server, options=options, client_tls=client_tls)
+                      for server, options in traffic.servers(name, policy))
+    rules = traffic.backend_rules(name, key, policy) if policy else ""
+    return _part(MESH, "peer-http", name=name, init=traffic.breaker_init(key, policy), rules=_inline(rules + servers))
 
 
 def proxy_files(project: str, service: ServiceSpec) -> dict[str, str]:
@@ -151,7 +169,7 @@ def mesh_summary(service: ServiceSpec) -> str:
     mesh = service.mesh
     assert mesh is not None
     return json.dumps({"identity": service.identity, "mtls": mesh.mtls, "capture": mesh.capture,
-                       "allow": list(mesh.allow) if mesh.allow is not None else None,
+                       "allow": [traffic.rule_text(r) for r in mesh.allow] if mesh.allow is not None else None,
                        "protocol": service.protocol,
                        "calls": [name for name, _ in (*mesh.peers, *mesh.tcp_peers)]}, indent=2) + "\n"
 

@@ -57,6 +57,10 @@ class AccessStats:
         self.denied = {}
         # Faults the proxy injected (its Lua action logs `meshctl-fault KIND SOURCE`): (kind, source) -> count.
         self.faults = {}
+        # Outbound calls: retries by destination, and until when (epoch ms) its circuit breaker is
+        # open, by destination, from the last call that passed its breaker.
+        self.retries = {}
+        self.breaker_until = {}
 
     def record_line(self, line):
         return self.record_lines([line])
@@ -80,7 +84,8 @@ class AccessStats:
                     int(code)
                     rest = parts[7] if len(parts) > 7 else ""
                     method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
-                    edge = _edge(parts[2], parts[3], rest.rsplit('"', 1)[-1].strip() if '"' in rest else "")
+                    tail = rest.rsplit('"', 1)[-1].strip() if '"' in rest else ""
+                    edge = _edge(parts[2], parts[3], tail)
                 except (IndexError, ValueError):
                     if line.startswith("meshctl-fault "):    # not a request: checked only off the hot path
                         kind_source = tuple(line.split()[1:3])
@@ -94,6 +99,8 @@ class AccessStats:
                 self.events += 1
                 key = (*edge, code, method)
                 requests[key] = requests.get(key, 0) + 1
+                if tail and edge[0] == "outbound":
+                    self._record_outbound(edge[2], tail)
                 # PR: the proxy refused the request by a rule (termination state, before the request).
                 if edge[1] and code == "403" and rest.startswith("PR"):
                     self.denied[edge] = self.denied.get(edge, 0) + 1
@@ -102,6 +109,21 @@ class AccessStats:
                     self.duration_sum_ms += total_ms
                     self.duration_count += 1
         return other
+
+    def _record_outbound(self, destination, tail):
+        """An outbound call's tail (the mesh_out listener's log format): the retries it took, and
+        until when (epoch ms) the destination's circuit breaker is open ("-": it has none).
+        Called with the lock held."""
+        fields = tail.split(" ")
+        retries = fields[0].lstrip("+")
+        if retries.isdigit() and retries != "0":
+            self.retries[destination] = self.retries.get(destination, 0) + int(retries)
+        if len(fields) > 1 and fields[1].isdigit():
+            self.breaker_until[destination] = int(fields[1])
+
+    def outbound_snapshot(self):
+        with self.lock:
+            return dict(self.retries), dict(self.breaker_until)
 
     def _record_tcp(self, line):
         """A TCP connection's line (sidecars.TCP_LOG_FORMAT, `tcp` in the status's place):
@@ -194,6 +216,7 @@ class MeshCollector:
             faults.add_metric([self.service, kind, source], value)
         yield faults
         yield from self.collect_tcp()
+        yield from self.collect_outbound()
         received = CounterMetricFamily("meshctl_access_events", "Access events received from the proxy",
                                        labels=["service", "result"])
         received.add_metric([self.service, "parsed"], events)
@@ -205,6 +228,22 @@ class MeshCollector:
             up.add_metric([self.service], 1.0 if self.app_status["up"] else 0.0)
             yield up
 
+
+    def collect_outbound(self, clock=time.time):
+        """The caller's side of `traffic:`: retries its proxy made, and each breaker's state."""
+        retries, until = self.stats.outbound_snapshot()
+        edge = ["service", "destination"]
+        total = CounterMetricFamily("meshctl_retries", "Retries this service's proxy made calling another service "
+                                    "(traffic.retries, and refused connections while the callee restarts)", labels=edge)
+        for destination, value in sorted(retries.items()):
+            total.add_metric([self.service, destination], value)
+        yield total
+        state = GaugeMetricFamily("meshctl_circuit_open", "1 while this service's proxy answers calls to the "
+                                  "destination with 503 itself (traffic.circuit_breaker open), else 0", labels=edge)
+        now_ms = clock() * 1000
+        for destination, ends in sorted(until.items()):
+            state.add_metric([self.service, destination], 1.0 if ends > now_ms else 0.0)
+        yield state
 
     def collect_tcp(self):
         """Istio's TCP series, by meshctl's labels: connections by how they ended, and bytes each way

@@ -170,7 +170,8 @@ def test_the_agent_reads_every_field_of_the_access_lines_meshctls_proxy_writes()
         render_log_line(formats["api", "mesh_in"], {**HTTP_VALUES, "ft": "mesh_in~", "ST": 200, "Ta": 1200,
                                                     "r": "GET /orders HTTP/1.1", "ssl_c_s_dn(CN)": "web"}),
         render_log_line(formats["web", "mesh_out"], {**HTTP_VALUES, "ft": "mesh_out", "b": "to_api", "s": "api",
-                                                     "ST": 504, "Ta": 3, "r": "PUT /cart HTTP/1.1"}),
+                                                     "ST": 504, "Ta": 3, "r": "PUT /cart HTTP/1.1", "rc": 2,
+                                                     "var(txn.breaker_until)": 4102444800000}),
     ]
     tcp = [
         render_log_line(formats["web", "mesh_out_tcp"], {**TCP_VALUES, "ft": "mesh_out_tcp", "b": "to_kv", "s": "kv"}),
@@ -189,6 +190,7 @@ def test_the_agent_reads_every_field_of_the_access_lines_meshctls_proxy_writes()
     assert buckets[agent.BUCKETS_MS.index(50)] == 2 and buckets[agent.BUCKETS_MS.index(2500)] == 1
     assert buckets[agent.BUCKETS_MS.index(5)] == 1
     assert stats.denied_snapshot() == {("inbound", "intruder", ""): 1}
+    assert stats.outbound_snapshot() == ({"api": 2}, {"api": 4102444800000})     # %rc; the breaker's end
     connections, counted = stats.tcp_snapshot()
     assert connections == {("outbound", "", "kv", "ok"): 1, ("inbound", "api", "", "ok"): 1,
                            ("inbound", "web", "", "denied"): 1, ("inbound", "", "", "error"): 1}
