@@ -1,7 +1,8 @@
 """meshctl inject: give services of a compose file a pod (a holder that owns the network namespace
 and the published ports) with proxy and metrics sidecars, and take them out again.
 
-Text in, text out, and nothing else: no files, no Docker, no printing. The result is the original
+Text in, text out, and nothing else: no Docker, no printing (files.py and portable.py write what
+the CLI asks them to; the rest touches no file). The result is the original
 text with a few edits (render.py); every other byte stays as it was. Injecting first takes out
 anything injected before (uninject.py), so injecting twice changes nothing, and uninject gives back
 the original bytes.
@@ -13,6 +14,9 @@ the original bytes.
     inject_plan.py  which services, which port and protocol, what moves to the holder
     render.py    the plan written into the text
     uninject.py  every edit taken out again
+    files.py     what the injected file mounts, written to disk (the CLI calls it)
+    portable.py  --portable: .meshctl/ next to the file, relative paths, build contexts, .gitignore
+    override.py  what to say about a compose.override.yaml beside the file
 """
 
 from __future__ import annotations

@@ -5,21 +5,27 @@ removed (no stale config, no unused private key). The inject package itself only
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from ..certs import CertificateAuthority, atomic_write
 from . import InjectResult
 
 
-def write_sidecar_files(result: InjectResult, ca: CertificateAuthority) -> None:
+def write_sidecar_files(result: InjectResult, ca: CertificateAuthority, base: Path) -> None:
+    """`base`: the compose file's folder, which relative paths (--portable) are relative to."""
     ca.ensure()
     for item in result.injected:
         for file_path, content in item.files.items():
-            write_if_changed(Path(file_path), content)
+            write_if_changed(on_disk(file_path, base), content)
         if item.cert_dir is not None:
-            ca.issue(Path(item.cert_dir), item.sans, common_name=item.service)
+            ca.issue(on_disk(item.cert_dir, base), item.sans, common_name=item.service)
         for retired in item.retired_dirs:
-            shutil.rmtree(retired, ignore_errors=True)
+            shutil.rmtree(on_disk(retired, base), ignore_errors=True)
+
+
+def on_disk(path: PurePath, base: Path) -> Path:
+    """A path the result names: relative ones (--portable) are relative to the compose file's folder."""
+    return Path(path) if path.is_absolute() else base / path
 
 
 def write_if_changed(path: Path, content: str) -> None:

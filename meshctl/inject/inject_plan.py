@@ -42,7 +42,9 @@ class Machine:
     project: str
     images: Mapping[str, str]          # role → sidecar image reference (the holder uses the proxy's)
     user: str                          # uid:gid owning the mounted keys (0600)
-    state_dir: PurePath                # per-service sidecar configs and certificates live below
+    state_dir: PurePath                # per-service sidecar configs and certificates live below (relative: to the file)
+    # role → the build context of its image, as the file names it (--portable: compose builds a missing one)
+    builds: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ..model import labels
 from ..sidecars import (CONFIG_MOUNT, KINDS, METRICS_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH,
                         SIDECAR_STOP_TIMEOUT, TLS_PORT, metrics_env, proxy_stats_url, render_proxy, render_tcp_proxy,
                         shell_http_check, shell_tls_chain_check)
+from ..sidecars.faults import fault_files, seeded_files
 from . import document as doc
 from . import emit
 from .document import Document
@@ -125,10 +126,10 @@ def _defaults(machine: Machine) -> dict[str, dict[str, Any]]:
     hardening = {"user": machine.user, "read_only": True, "cap_drop": ["ALL"],
                  "security_opt": ["no-new-privileges:true"]}
     out: dict[str, dict[str, Any]] = {
-        POD: {"image": machine.images["proxy"], "entrypoint": HOLDER_COMMAND, **hardening, "stop_grace_period": "1s"}}
+        POD: {**_image(machine, "proxy"), "entrypoint": HOLDER_COMMAND, **hardening, "stop_grace_period": "1s"}}
     for role in ROLES:
         kind = KINDS[role]
-        values: dict[str, Any] = {"image": machine.images[role]}
+        values: dict[str, Any] = _image(machine, role)
         if kind.command:
             values["command"] = list(kind.command)
         values.update({**hardening, "tmpfs": ["/tmp"], "stop_grace_period": f"{SIDECAR_STOP_TIMEOUT}s"})
@@ -136,6 +137,18 @@ def _defaults(machine: Machine) -> dict[str, dict[str, Any]]:
         values["healthcheck"] = _healthcheck(kind.compose_health)
         out[role] = values
     return out
+
+
+def _image(machine: Machine, role: str) -> dict[str, Any]:
+    """The role's image; with a build context (--portable), how compose builds it when it is missing:
+    never pulled (the content-hash tag exists in no registry), built on the network meshctl's own
+    builds use (MESHCTL_BUILD_NETWORK, read by compose when it builds), labelled as meshctl's are."""
+    context = machine.builds.get(role)
+    if context is None:
+        return {"image": machine.images[role]}
+    build = {"context": context, "network": "${MESHCTL_BUILD_NETWORK:-default}",
+             "labels": labels(None, sidecar=KINDS[role].image)}
+    return {"image": machine.images[role], "build": build, "pull_policy": "never"}
 
 
 def _healthcheck(script: str) -> dict[str, Any]:
@@ -155,6 +168,9 @@ def _service(document: Document, item: ServicePlan, machine: Machine, layout: La
     folder = machine.state_dir / name
     files = {folder / "proxy" / "haproxy.cfg": render_proxy(machine.project, spec) if item.protocol == HTTP
              else render_tcp_proxy(machine.project, spec, item.why)}
+    if item.protocol == HTTP:
+        # The HTTP proxy's config loads the fault action and maps (empty here: inject declares no faults).
+        files.update({folder / "proxy" / name: text for name, text in {**fault_files(spec), **seeded_files()}.items()})
     follow: dict[str, Any] = {}
     if item.data.get("profiles"):
         follow["profiles"] = [str(p) for p in item.data["profiles"]]     # started and stopped with the app
@@ -235,7 +251,9 @@ def _holder(document: Document, item: ServicePlan, pods: set[str]) -> tuple[dict
 def _sidecar(role: str, item: ServicePlan, spec: ServiceSpec, folder: PurePath) -> dict[str, Any]:
     own: dict[str, Any] = {"network_mode": f"service:{holder_name(item.name)}"}
     if role == "proxy":
-        own["volumes"] = [{"type": "bind", "source": str(folder / role), "target": CONFIG_MOUNT, "read_only": True}]
+        source = folder / role       # relative (--portable): to the compose file's folder, as compose reads it
+        own["volumes"] = [{"type": "bind", "source": str(source) if source.is_absolute() else f"./{source}",
+                           "target": CONFIG_MOUNT, "read_only": True}]
         if item.protocol != HTTP:
             # HAProxy answers on its stats port, and the app accepts connections.
             own["healthcheck"] = _healthcheck(shell_http_check(PROXY_STATS_PORT, READY_PATH, '[ "$$code" = 200 ]')

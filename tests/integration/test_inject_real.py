@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -280,3 +281,43 @@ def test_an_app_restart_keeps_its_sidecars_serving(tmp_path, app_image, ca_path)
         assert names.returncode == 0 and names.stdout.split()[0]             # `web` resolves: the holder's alias
     finally:
         down_and_check_nothing_is_left(folder, project)
+
+
+def test_a_portable_pair_committed_cloned_elsewhere_runs_and_builds_its_sidecars(tmp_path, app_image, ca_path):
+    """--portable: the compose file and .meshctl/ go into git (the keys do not); a clone in another
+    folder gets its keys from `meshctl inject --portable`, which changes no committed byte; compose
+    builds the sidecar images itself from .meshctl/images when they are missing (here under tags of
+    this test's own); HTTPS from the clone verifies against meshctl's CA."""
+    folder = copy_example(tmp_path)
+    project = unique_project("portable")
+    inject = ["inject", "--portable", "--no-build", "compose.yaml", "-o", "compose.mesh.yaml", "-p", project]
+    run_meshctl(*inject, cwd=folder, check=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "shared"]):
+        subprocess.run([*git, *args], cwd=folder, check=True)
+    clone = tmp_path / "elsewhere" / "clone"
+    subprocess.run([*git, "clone", "-q", str(folder), str(clone)], check=True)
+    assert not list(clone.rglob("*.pem")) and (clone / ".meshctl" / "web" / "proxy" / "haproxy.cfg").is_file()
+    run_meshctl(*inject, cwd=clone, check=True)
+    assert subprocess.run([*git, "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+    assert stat.S_IMODE((clone / ".meshctl" / "web" / "proxy" / "key.pem").stat().st_mode) == 0o600
+    # Tags no engine has: compose must build them from the clone's .meshctl/images (never pull).
+    text = (clone / "compose.mesh.yaml").read_text()
+    tags = {}
+    for name in ("haproxy", "metrics"):
+        [ref] = {line.split("image: ", 1)[1] for line in text.splitlines() if f"image: meshctl-{name}:" in line}
+        tags[ref] = f"{project}-{name}:built-by-compose"
+        text = text.replace(ref, tags[ref])
+    (clone / "compose.mesh.yaml").write_text(text)
+    try:
+        up(clone, project)
+        for tag in tags.values():
+            labels = json.loads(subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Labels}}", tag],
+                                               capture_output=True, text=True, check=True).stdout)
+            assert labels["meshctl.sidecar"] in tag
+        https = host_port(clone, project, "web-mesh-pod", 15443)
+        assert answers(https, ca_path) == b"hello from compose\n"
+        assert "compose_app_pages" in metrics(host_port(clone, project, "web-mesh-pod", 15090))
+    finally:
+        down_and_check_nothing_is_left(clone, project)
+        subprocess.run(["docker", "rmi", *tags.values()], capture_output=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import replace
 from pathlib import Path, PurePath
 
@@ -81,8 +83,12 @@ def test_http_service_gets_a_pod_holder_a_proxy_serving_https_and_metrics():
     assert services["web-mesh-proxy"]["x-meshctl"] == {"sidecar-of": "web", "terminates-tls": True}
     [item] = result.injected
     assert item.protocol == "http" and item.app_port == 80 and item.roles == ("proxy", "metrics")
-    assert set(item.files) == {PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")}
-    proxy_cfg = item.files[PurePath("/state/compose/demo-1/web/proxy/haproxy.cfg")]
+    folder = PurePath("/state/compose/demo-1/web/proxy")
+    proxy_cfg = item.files[folder / "haproxy.cfg"]
+    # Every file the config loads from its mount is written (the certificates are issued apart).
+    loaded = set(re.findall(r"/etc/meshctl/([\w.-]+)", proxy_cfg)) - {"bundle.pem", "ca.pem"}
+    assert {"faults.lua", "faults-live.map"} <= loaded and {folder / name for name in loaded} <= set(item.files)
+    assert all(path.parent == folder for path in item.files)
     assert "server app 127.0.0.1:80" in proxy_cfg and f"bind :{PROXY_PORT}\n" in proxy_cfg
     assert f"bind :{TLS_PORT} ssl crt {CERT_BUNDLE} alpn http/1.1" in proxy_cfg
     assert item.cert_dir == PurePath("/state/compose/demo-1/web/proxy")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ...errors import EngineError, UsageError
-from ..common import QuietOption, compose_file, engine, ui_of
+from ..common import COMPOSE_NAMES, QuietOption, compose_file, engine, ui_of
 
 if TYPE_CHECKING:
     from ...certs import CertificateAuthority
@@ -45,6 +45,9 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
                None, "--project", "-p", help="Compose project name (default: the file's name: or its folder's)."),
            no_build: bool = typer.Option(
                False, "--no-build", help="Do not build the sidecar images now (`docker compose up` needs them)."),
+           portable: bool = typer.Option(
+               False, "--portable", help="Configs, certificates and image build contexts in .meshctl/ next to the "
+                                         "file, named by relative paths (keys gitignored): commit the pair, share it."),
            undo: bool = typer.Option(
                False, "--uninject", help="Take the sidecars out instead: the same as `meshctl uninject`."),
            quiet: bool = QuietOption) -> None:
@@ -58,14 +61,17 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
         return _uninject(ui, file, output, in_place)
     text, source, path = _read_compose(file, output, in_place)
     folder = (path.parent if path else Path.cwd()).resolve()
+    # Where the written file will live (--portable's paths are relative to it): -o's folder, else the input's.
+    base = output.parent.resolve() if output is not None else folder
     home = meshctl_home()
-    machine = _machine(project or _compose_project_name(text, folder), folder, home)
+    machine = _machine(project or _compose_project_name(text, folder), folder, home, portable=portable)
     options = InjectOptions(services=tuple(service), keep_plain=keep_plain, tcp=tcp)
     result = inject_text(text, options, machine, source)
     if result.injected:
-        ca = _sidecars_ready(ui, result, home, build=not no_build)
+        ca = _sidecars_ready(ui, result, home, base, build=not no_build, portable=portable)
     _write_compose(ui, result.text, text, path, output, in_place)
-    for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped)]:
+    for line in [*(i.summary for i in result.injected), *(s.summary for s in result.skipped),
+                 *_override_notes(path, result, in_place=in_place)]:
         ui.note(line)
     if result.injected:
         ui.note(f"trust the CA for HTTPS: {ca.cert_path}")
@@ -75,19 +81,34 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
         ui.note(f"{source}: nothing was injected" + (" (--service chooses which)" if not service else ""))
 
 
-def _machine(name: str, folder: Path, home: Path) -> Machine:
+def _machine(name: str, folder: Path, home: Path, *, portable: bool) -> Machine:
+    """What the output depends on besides the file. The sidecars' files go to .meshctl/ beside the
+    file (--portable), else to one folder per compose file's location: two checkouts never share configs."""
     from ...inject import ROLES, Machine
+    from ...inject.portable import build_contexts, state_dir
     from ...planning.images import sidecar_refs
 
     return Machine(project=name, images=sidecar_refs(ROLES), user=f"{os.getuid()}:{os.getgid()}",
-                   # One folder per compose file's location: two checkouts never share configs.
-                   state_dir=home / "compose" / f"{name}-{_short_hash(str(folder))}")
+                   state_dir=state_dir() if portable else home / "compose" / f"{name}-{_short_hash(str(folder))}",
+                   builds=build_contexts(ROLES) if portable else {})
 
 
-def _sidecars_ready(ui: Ui, result: InjectResult, home: Path, *, build: bool) -> CertificateAuthority:
-    """The sidecar images built (unless --no-build) and their configs and certificates written."""
+def _override_notes(path: Path | None, result: InjectResult, *, in_place: bool) -> list[str]:
+    """compose.override.yaml beside a file `docker compose` finds by itself: said, not read."""
+    from ...inject.override import override_notes
+
+    if path is None or path.name not in COMPOSE_NAMES:
+        return []
+    return override_notes(path, {item.service for item in result.injected}, in_place=in_place)
+
+
+def _sidecars_ready(ui: Ui, result: InjectResult, home: Path, base: Path, *, build: bool,
+                    portable: bool) -> CertificateAuthority:
+    """The sidecar images built (unless --no-build) and their configs and certificates written
+    (relative paths: to `base`, the written file's folder; --portable adds .meshctl/'s own files)."""
     from ...certs import CertificateAuthority
     from ...inject.files import write_sidecar_files
+    from ...inject.portable import write_portable_files
     from ...runtime.stack import ensure_sidecar_images
 
     if build:
@@ -97,7 +118,9 @@ def _sidecars_ready(ui: Ui, result: InjectResult, home: Path, *, build: bool) ->
             raise EngineError(exc.message, hint=f"{exc.hint or 'start Docker'}; or pass --no-build to "
                                                 "write the file now and build the images later") from exc
     ca = CertificateAuthority(home)
-    write_sidecar_files(result, ca)
+    write_sidecar_files(result, ca, base)
+    if portable:
+        write_portable_files(base, result.roles)
     return ca
 
 
