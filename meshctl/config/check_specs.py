@@ -9,15 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 from .faults import parse_check_faults
+from .fields import keys
 from .spec import CheckSpec, ExecCheck, HttpCheck
 from .values import duration_field, kind_of, reject_unknown, scalar_text, typed
 from .yamlpos import Where
 
 # The checks `meshctl test` runs for every service; a declared check may not take these names.
 BUILTIN_CHECK_NAMES = ("ready", "https", "certificate", "http", "metrics")
-_CHECK_KEYS = ("name", "request", "exec", "via", "expect", "timeout", "faults")
-_HTTP_EXPECT_KEYS = ("status", "body_contains", "body_matches", "json", "max_latency")
-_EXEC_EXPECT_KEYS = ("exit_code", "output_contains")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _CHECK_EXAMPLE = ("checks:\n  - name: greets\n    request: {method: GET, path: /}\n"
                   "    expect: {status: 200, body_contains: hi}\n"
@@ -47,7 +45,7 @@ def parse_checks(raw: Any, path: tuple, where: Where, *, has_tls: bool) -> tuple
 def _parse_check(raw: Any, path: tuple, where: Where, has_tls: bool) -> CheckSpec:
     if not isinstance(raw, dict):
         raise where.error(path, f"expected a mapping with `request:` or `exec:`, found {kind_of(raw)}", hint=_CHECK_EXAMPLE)
-    reject_unknown(raw, _CHECK_KEYS, path, where)
+    reject_unknown(raw, keys("check"), path, where)
     if ("request" in raw) == ("exec" in raw):
         raise where.error(path, "set exactly one of `request` (an HTTP check) or `exec` (a command in the app)",
                           hint=_CHECK_EXAMPLE)
@@ -89,7 +87,7 @@ def _parse_request(request: Any, rpath: tuple, where: Where) -> tuple[str, str, 
     if not isinstance(request, dict):
         raise where.error(rpath, f"expected a mapping or \"METHOD /path\", found {kind_of(request)}",
                           hint="request: {method: POST, path: /items, headers: {X-Token: t}, body: {name: a}}")
-    reject_unknown(request, ("method", "path", "headers", "body"), rpath, where)
+    reject_unknown(request, keys("request"), rpath, where)
     method = request.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in _METHODS:
         raise where.error(rpath + ("method",), f"{method!r} is not an HTTP method", hint=", ".join(_METHODS))
@@ -115,7 +113,7 @@ def _parse_request(request: Any, rpath: tuple, where: Where) -> tuple[str, str, 
 
 def _parse_http_expect(expect: dict, epath: tuple, where: Where) -> dict[str, Any]:
     """HttpCheck's expectation fields, from `expect:`."""
-    reject_unknown(expect, _HTTP_EXPECT_KEYS, epath, where)
+    reject_unknown(expect, keys("http_expect"), epath, where)
     status = expect.get("status", [])
     status = typed(status)
     status = [typed(s) for s in status] if isinstance(status, list) else [status] if isinstance(status, int) else status
@@ -154,7 +152,7 @@ def _parse_exec_check(raw: dict, name: str | None, expect: dict, path: tuple, wh
         raise where.error(path + ("exec",), "expected a command: a string (run by sh -c) or a list",
                           hint="exec: [python3, -c, 'import app']")
     epath = path + ("expect",)
-    reject_unknown(expect, _EXEC_EXPECT_KEYS, epath, where)
+    reject_unknown(expect, keys("exec_expect"), epath, where)
     exit_code = typed(expect.get("exit_code", 0))
     if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
         raise where.error(epath + ("exit_code",), "expected an exit code from 0 to 255")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from .fields import keys
 from .spec import DEPENDENCY_CONDITIONS, ServiceSpec
 from .values import kind_of, reject_unknown
 from .yamlpos import Where
@@ -36,7 +37,7 @@ def _condition(settings: Any, path: tuple, where: Where) -> str:
         return "ready"
     if not isinstance(settings, dict):
         raise where.error(path, f"expected a mapping like {{condition: ready}}, found {kind_of(settings)}", hint=_HINT)
-    reject_unknown(settings, ("condition",), path, where)
+    reject_unknown(settings, keys("dependency"), path, where)
     condition = settings.get("condition", "ready")
     condition = COMPOSE_CONDITIONS.get(condition, condition)
     if condition not in DEPENDENCY_CONDITIONS:

@@ -8,12 +8,13 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .fields import keys
 from ..errors import MeshctlError
 from .spec import Fault, ServiceSpec
 from .values import kind_of, parse_duration
 from .yamlpos import Where
 
-FAULT_KEYS = ("abort", "delay", "reset", "percent", "from")
+FAULT_KEYS = keys("fault")
 KINDS_BY_PROTOCOL = {"http": ("abort", "delay"), "tcp": ("delay", "reset"),
                      "any": ("abort", "delay", "reset")}     # a check's faults: checked by service later
 # A TCP delay waits inside `tcp-request inspect-delay`, which caps it (templates/haproxy-mesh.cfg).

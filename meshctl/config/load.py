@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .fields import keys
 from ..errors import ConfigError
 from ..model import split_image_ref
 from . import yamlpos
@@ -125,7 +126,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
         raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")
     if not isinstance(data, dict):
         raise where.error((), f"expected a mapping with `services:`, found {kind_of(data)}")
-    reject_unknown(data, ("name", "mesh", "services"), (), where)
+    reject_unknown(data, keys("project"), (), where)
     name = _project_name(data.get("name"), root, ("name",), where)
     services = data.get("services")
     if not isinstance(services, dict) or not services:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from .faults import check_check_faults, check_fault_callers, where_fail
+from .fields import keys
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
 from .traffic import check_traffic
 from .values import kind_of, reject_unknown, typed
@@ -48,7 +49,7 @@ def _parse_mesh(raw: Any, where: Where) -> tuple[str, bool]:
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise where.error(("mesh",), f"expected a mapping like {{mtls: strict}}, found {kind_of(raw)}")
-    reject_unknown(raw, ("mtls", "capture"), ("mesh",), where)
+    reject_unknown(raw, keys("mesh"), ("mesh",), where)
     mtls = raw.get("mtls", "strict")
     if mtls is False:          # YAML 1.1 reads a bare `off` as false
         mtls = "off"

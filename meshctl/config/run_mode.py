@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .fields import keys
 from ..errors import ConfigError
 from . import runtimes
 from .spec import ServiceSpec, WatchSettings
@@ -90,7 +91,7 @@ def parse_watch(raw: Any, path: tuple, where: Where) -> WatchSettings:
     if not isinstance(raw, dict):
         raise where.error(path, f"expected a mapping, found {kind_of(raw)}",
                           hint='watch: {sync: {".": /app}, rebuild: [requirements.txt], ignore: ["*.log"]}')
-    reject_unknown(raw, ("sync", "rebuild", "ignore"), path, where)
+    reject_unknown(raw, keys("watch"), path, where)
     sync = raw.get("sync") or {}
     if not isinstance(sync, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.startswith("/")
                                              for k, v in sync.items()):

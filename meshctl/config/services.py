@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .fields import keys
 from .check_specs import parse_checks
 from .faults import parse_faults
 from .depends import parse_depends_on
@@ -21,9 +22,7 @@ from .values import (
 )
 from .yamlpos import Where
 
-_SERVICE_KEYS = ("build", "image", "runtime", "source", "port", "protocol", "health", "env", "command",
-                 "environment", "metrics_path", "sidecars", "ports", "stop_grace_period", "watch", "checks", "allow",
-                 "faults", "depends_on", "traffic")
+_SERVICE_KEYS = keys("service")
 PROTOCOLS = ("http", "tcp")
 _HEALTH_HINT = "health: /healthz (HTTP), or for a TCP service health: {tcp: true} or health: {exec: [CMD, ...]}"
 
@@ -101,7 +100,7 @@ def _host_ports(raw_ports: Any, index: int, spec: ServiceSpec, path: tuple, wher
     if not isinstance(raw_ports, dict):
         raise where.error(path + ("ports",), f"expected a mapping, found {kind_of(raw_ports)}",
                           hint="ports: {https: 8443, http: 8080, metrics: 9090}")
-    reject_unknown(raw_ports, PORT_NAMES, path + ("ports",), where)
+    reject_unknown(raw_ports, keys("ports"), path + ("ports",), where)
     for key, value in raw_ports.items():
         ports[key] = port_field(value, key, where, path + ("ports", key), allow_zero=True)
     return ports

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .fields import keys
 from .spec import SIDECAR_SETTINGS, MetricsSettings, ProxySettings, ReadySpec, TlsSettings, UserSidecar
 from .values import (
     NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field, reject_unknown, typed,
@@ -16,8 +17,7 @@ from .yamlpos import Where
 
 # Names a user sidecar may not take: the pod's own roles, and what the holder and installs use.
 RESERVED_SIDECAR_NAMES = ("pod", "app", "install", "deps")
-_USER_SIDECAR_KEYS = ("image", "build", "command", "entrypoint", "env", "environment", "ready", "user", "read_only", "cap_add",
-                      "stop_grace_period")
+_USER_SIDECAR_KEYS = keys("user_sidecar")
 _USER_SIDECAR_EXAMPLE = ("sidecars:\n  cache: {image: redis:7, ready: {tcp: 6379}}\n"
                          "  notes: {build: ./notes, command: [python3, notes.py], ready: {http: /ready, port: 9000}}")
 _READY_KINDS = ("tcp", "http", "exec")
@@ -52,7 +52,7 @@ def _parse_own_sidecar(role: str, value: Any, rpath: tuple, where: Where) -> Any
     if not isinstance(value, dict):
         raise where.error(rpath, f"expected a mapping of settings, or false to drop it, found {kind_of(value)}")
     if role == "proxy":
-        reject_unknown(value, ("timeout", "retries", "connect_timeout"), rpath, where)
+        reject_unknown(value, keys("proxy"), rpath, where)
         retries = typed(value.get("retries", 2))
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
             raise where.error(rpath + ("retries",), "expected a whole number from 0 to 100")
@@ -61,12 +61,12 @@ def _parse_own_sidecar(role: str, value: Any, rpath: tuple, where: Where) -> Any
             retries=retries,
             connect_timeout=duration_field(value.get("connect_timeout", 0.2), rpath + ("connect_timeout",), where))
     if role == "tls":
-        reject_unknown(value, ("hosts",), rpath, where)
+        reject_unknown(value, keys("tls"), rpath, where)
         hosts = value.get("hosts", [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             raise where.error(rpath + ("hosts",), "expected a list of host names")
         return TlsSettings(hosts=tuple(hosts))
-    reject_unknown(value, (), rpath, where)
+    reject_unknown(value, keys("metrics"), rpath, where)
     return MetricsSettings()
 
 
@@ -118,7 +118,7 @@ def _parse_ready(raw: Any, path: tuple, where: Where) -> ReadySpec | None:
     if not isinstance(raw, dict):
         raise where.error(path, f"expected a mapping, found {kind_of(raw)}", hint=hint)
     kinds = [k for k in raw if k in _READY_KINDS]
-    unknown = [k for k in raw if k not in (*_READY_KINDS, "port")]
+    unknown = [k for k in raw if k not in keys("ready")]
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), _READY_KINDS, n=1)
         raise where.error(path + (unknown[0],), f"unknown ready kind {unknown[0]!r}",

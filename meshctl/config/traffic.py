@@ -8,14 +8,15 @@ import difflib
 import math
 from typing import Any
 
+from .fields import keys
 from .spec import AllowRule, CircuitBreaker, RetryPolicy, ServiceSpec, TrafficPolicy
 from .values import duration_field, kind_of, reject_unknown
 from .yamlpos import Where
 
-_TRAFFIC_KEYS = ("timeout", "retries", "circuit_breaker", "split")
-_RETRY_KEYS = ("attempts", "on", "per_try_timeout", "methods")
-_BREAKER_KEYS = ("consecutive_errors", "open_for", "max_connections", "max_pending")
-_RULE_KEYS = ("from", "methods", "paths")
+_TRAFFIC_KEYS = keys("traffic")
+_RETRY_KEYS = keys("retries")
+_BREAKER_KEYS = keys("circuit_breaker")
+_RULE_KEYS = keys("allow_rule")
 # What `retries.on` may name: Envoy's names, and the statuses HAProxy 2.6 can retry on.
 RETRY_CONDITIONS = ("5xx", "gateway-error", "reset", "connect-failure")
 RETRY_STATUSES = (401, 403, 404, 408, 425, 500, 501, 502, 503, 504)

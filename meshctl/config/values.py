@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .fields import DURATION_PATTERN, DURATION_UNITS, NUMBER, keys
 from .interpolate import Interpolated
 from .spec import BuildOptions
 from .yamlpos import Where
@@ -17,11 +18,9 @@ from .yamlpos import Where
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 NAME_HINT = "use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
 # Go's duration units (time.ParseDuration, as compose reads them), longest first for the regex.
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_PLAIN_SECONDS_RE = re.compile(rf"^\s*({_NUMBER})\s*$")
-_GO_DURATION_RE = re.compile(rf"^\s*(?:{_NUMBER}\s*(?:ns|us|µs|μs|ms|s|m|h)\s*)+$")
-_GO_PART_RE = re.compile(rf"({_NUMBER})\s*(ns|us|µs|μs|ms|s|m|h)")
+_SECONDS = dict(zip(DURATION_UNITS, (1e-9, 1e-6, 1e-6, 1e-6, 0.001, 1.0, 60.0, 3600.0), strict=True))
+_DURATION_RE = re.compile(DURATION_PATTERN)     # the schema's pattern: one definition of the form
+_PART_RE = re.compile(rf"{NUMBER}\s*({'|'.join(DURATION_UNITS)})?")
 
 
 def parse_duration(value: Any) -> float | None:
@@ -33,11 +32,9 @@ def parse_duration(value: Any) -> float | None:
         return float(value) if value >= 0 else None
     if not isinstance(value, str):
         return None
-    if plain := _PLAIN_SECONDS_RE.match(value):
-        return float(plain.group(1))
-    if not _GO_DURATION_RE.match(value):
+    if not _DURATION_RE.match(value):
         return None
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _GO_PART_RE.findall(value))
+    return sum(float(part.group(1)) * _SECONDS[part.group(3) or "s"] for part in _PART_RE.finditer(value))
 
 
 def duration_field(value: Any, path: tuple, where: Where) -> float:
@@ -118,7 +115,6 @@ def _env_items(env: Any, path: tuple, where: Where) -> list[tuple[str, Any]]:
     return items
 
 
-_BUILD_KEYS = ("context", "dockerfile", "args", "target")
 _BUILD_HINT = "build: ./api   or   build: {context: ./api, dockerfile: Dockerfile.dev, args: {VERSION: 1}, target: dev}"
 
 
@@ -139,7 +135,7 @@ def build_or_image(raw: dict, path: tuple, where: Where, root: Path,
 def _build_field(value: Any, path: tuple, where: Where, root: Path) -> tuple[Path, BuildOptions]:
     settings = value if isinstance(value, dict) else {"context": value}
     if isinstance(value, dict):
-        reject_unknown(value, _BUILD_KEYS, path, where)
+        reject_unknown(value, keys("build"), path, where)
     context, dockerfile = settings.get("context", "."), settings.get("dockerfile", "Dockerfile")
     for key, text in (("context", context), ("dockerfile", dockerfile)):
         if not isinstance(text, str) or not text.strip():

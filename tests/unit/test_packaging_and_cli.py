@@ -25,6 +25,7 @@ def test_a_wheel_carries_sidecars_templates_and_runtimes_and_finds_them(tmp_path
                     str(tmp_path)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("meshctl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert "meshctl/mesh.schema.json" in names, "the schema init's editor line points at"
     for folder in ("sidecars", "templates", "runtimes"):
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:

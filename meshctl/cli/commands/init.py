@@ -1,4 +1,4 @@
-"""`meshctl init`: a commented mesh.yaml to start from."""
+"""`meshctl init`: a commented mesh.yaml to start from; `meshctl schema`: mesh.yaml's JSON Schema."""
 
 from __future__ import annotations
 
@@ -30,3 +30,11 @@ def init(ctx: typer.Context, path: Path = typer.Argument(Path("."), help="The fo
         "{port}", str(port or 8080))
     atomic_write(target, text.encode())
     ui_of(ctx).success(f"wrote {target}; now run `meshctl up {path}`")
+
+
+@commands.command()
+def schema(ctx: typer.Context) -> None:
+    """Print mesh.yaml's JSON Schema (for editors: see docs/config.md)."""
+    from ...config.schema import schema_text
+
+    ui_of(ctx).document(schema_text())
