@@ -13,13 +13,16 @@ this checkout), --runs times, and prints a table of medians (min, max) and JSON:
   validate              examples/hello/mesh.yaml checked without an engine (DOCKER_HOST points nowhere)
   ps                    a command that talks to the engine (the engine's answer included)
 A command that exits non-zero (a missing command, a missing engine) is shown with its exit code.
-Never asserts.
+Beside the wall-clock times, the CPU seconds the process used (user + sys): on a machine other work
+shares, they move far less than the wall clock. Never asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -46,11 +49,15 @@ def meshctl_command() -> list[str]:
     return [sys.executable, str(script)] if script.is_file() else MESHCTL
 
 
-def time_once(args: list[str], extra_env: dict[str, str]) -> tuple[float, int]:
+def time_once(args: list[str], extra_env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall-clock seconds, CPU seconds (user + sys) and the exit code of one run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([*meshctl_command(), *args], capture_output=True, env=env, check=False)
-    return time.perf_counter() - started, done.returncode
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.returncode
 
 
 def main() -> None:
@@ -62,11 +69,14 @@ def main() -> None:
     for label, (args, extra_env) in COMMANDS.items():
         time_once(args, extra_env)       # warm the page cache and the .pyc files
         runs = [time_once(args, extra_env) for _ in range(options.runs)]
-        codes = sorted({code for _, code in runs})
-        rows[label] = {**spread([seconds for seconds, _ in runs]), "exit_codes": codes}
+        codes = sorted({code for *_, code in runs})
+        rows[label] = {**spread([wall for wall, _, _ in runs]), "cpu_median_s": round(statistics.median(
+            cpu for _, cpu, _ in runs), 3), "exit_codes": codes}
     labelled = {(label if row["exit_codes"] == [0] else f"{label} (exit {row['exit_codes']})"): row
                 for label, row in rows.items()}
     print_spread(labelled, first="command", targets={k: v for k, v in TARGETS.items() if k in labelled})
+    print("CPU seconds (user + sys), medians: " + ", ".join(f"{label} {row['cpu_median_s']:.3f}"
+                                                            for label, row in rows.items()))
     emit_json({"bench": "startup", "python": sys.version.split()[0], "runs": options.runs, "commands": rows},
               options.json)
 

@@ -12,7 +12,6 @@ import typer.core
 
 from ..errors import Cancelled, MeshctlError
 from .commands import about, ca, fault, init, inject, test, up, validate
-from .ui import Ui
 
 
 class _Funnel(typer.core.TyperGroup):
@@ -22,6 +21,8 @@ class _Funnel(typer.core.TyperGroup):
     and any progress display it runs is stopped first."""
 
     def invoke(self, ctx: Any) -> Any:     # click's Context, or the one typer vendors (by its version)
+        from .ui import Ui       # here: -h and TAB never reach invoke, and need no ui
+
         ui = ctx.ensure_object(Ui)
         try:
             code = super().invoke(ctx)
@@ -40,7 +41,9 @@ class _Funnel(typer.core.TyperGroup):
 def _version(ctx: typer.Context, value: bool) -> None:
     """`meshctl --version` in-process (a shell's is answered before typer loads: cli/__init__.py)."""
     if value and not ctx.resilient_parsing:
-        Ui().version_line()
+        from .ui.version import print_version_line
+
+        print_version_line()
         raise typer.Exit()
 
 

@@ -15,10 +15,10 @@ import typer
 import typer.core
 
 from ..errors import UsageError
-from .ui import Ui
 
 if TYPE_CHECKING:
     from ..engine.base import Engine
+    from .ui import Ui
 
 PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile, or just your code and "
                                           "`-- CMD`), or a mesh.yaml file.")
@@ -43,6 +43,7 @@ class Progress(str, Enum):
 
 
 FormatOption = typer.Option(Format.text, "--output", "-o", help="Print as text, json or yaml.")
+PlanFormatOption = typer.Option(Format.text, "--output", "-o", help="With --dry-run: print the plan as text, json or yaml.")
 JsonOption = typer.Option(False, "--json", help="The same as -o json.")
 ProgressOption = typer.Option(Progress.auto, "--progress", help="auto: live on a terminal, plain lines otherwise; "
                               "plain: one line per step (CI logs); quiet: errors only.")
@@ -52,6 +53,8 @@ COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 def ui_of(ctx: typer.Context, *, quiet: bool = False, progress: Progress | None = None) -> Ui:
     """The command's Ui: the one the CLI's error funnel (app.py) renders a failure on, told the
     command's -q and --progress (-q is --progress quiet)."""
+    from .ui import Ui
+
     ui = ctx.ensure_object(Ui)
     ui.quiet = ui.quiet or quiet or progress == Progress.quiet
     if progress is not None:

@@ -15,6 +15,7 @@ from ..common import (
     FormatOption,
     JsonOption,
     PathArg,
+    PlanFormatOption,
     Progress,
     ProgressOption,
     QuietOption,
@@ -48,7 +49,7 @@ def up(ctx: typer.Context, path: Path = PathArg,
        no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload on file changes."),
        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would be built, created, "
                                     "replaced, reloaded or kept, and why) and change nothing."),
-       output: Format = FormatOption, as_json: bool = JsonOption,
+       output: Format = PlanFormatOption, as_json: bool = JsonOption,
        quiet: bool = QuietOption, progress: Progress = ProgressOption,
        ) -> int:
     """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything.
@@ -95,7 +96,7 @@ def down(ctx: typer.Context, path: Path = PathArg,
          name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of PATH."),
          force: bool = typer.Option(False, "--force", help="Kill at once instead of stopping gracefully."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be removed, and remove nothing."),
-         output: Format = FormatOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
+         output: Format = PlanFormatOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
          volumes: bool = typer.Option(False, "--volumes", "-v", help="Also remove the dependency caches "
                                       "(`up -- CMD` keeps them between runs)."),
          ) -> None:

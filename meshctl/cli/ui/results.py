@@ -9,7 +9,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .styled import console, escape, styled
-from .version import print_version_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -145,10 +144,6 @@ class Results:
     def data(self, value: Any, output: str) -> None:
         """A result for scripts on stdout: JSON (-o json) or YAML (-o yaml)."""
         self.document(dumps(value, output))
-
-    def version_line(self) -> None:
-        """`meshctl --version` (a shell's is answered before typer loads: cli/__init__.py)."""
-        print_version_line()
 
     def document(self, text: str) -> None:
         """A whole file on stdout, byte for byte (inject's output, for a pipe or a redirect)."""
