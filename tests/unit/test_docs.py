@@ -94,3 +94,55 @@ def test_the_link_check_sees_a_broken_link_and_anchor(tmp_path):
                     "    [indented](ignored.md)\n")
     assert broken_links(page) == ["nowhere.md: no such file",
                                   "there.md#nope: there.md has no heading with that anchor"]
+
+
+def tree_entries(readme: str) -> dict[str, str]:
+    """The README's package tree: each top-level entry (`cli/`, `model.py`) and the text that
+    describes it (its line and the continuation lines under it)."""
+    section = readme.split("## Architecture", 1)[1]
+    lines = section.split("    meshctl/\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    entries: dict[str, str] = {}
+    current = ""
+    for line in lines:
+        head = line[6:] if line.startswith("      ") and not line.startswith("       ") else ""
+        if head:
+            names = re.findall(r"\b([a-z_]+(?:/|\.py))", head.split("  ")[0])
+            for name in names:
+                entries[name] = head
+            current = names[-1]
+        else:
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def unnamed_modules(root: Path, entries: dict[str, str]) -> list[str]:
+    """Modules the tree does not name: a package's modules (its subpackages' too) must be words of
+    its entry; a command module is covered by `commands/: one module per group`."""
+    missing = []
+    for path in sorted((root / "meshctl").rglob("*.py")):
+        rel = path.relative_to(root / "meshctl")
+        if path.name in ("__init__.py", "__main__.py") or rel.parts[:2] == ("cli", "commands"):
+            continue
+        if len(rel.parts) == 1:
+            if rel.name not in entries:
+                missing.append(str(rel))
+            continue
+        text = entries.get(rel.parts[0] + "/", "")
+        if not re.search(rf"\b{re.escape(path.stem)}\b", text):
+            missing.append(str(rel))
+    return missing
+
+
+def test_the_readme_tree_names_every_module():
+    entries = tree_entries((ROOT / "README.md").read_text())
+    assert unnamed_modules(ROOT, entries) == [], (
+        "README.md's architecture tree must name these modules (team rule: keep it true)")
+
+
+def test_the_tree_check_sees_a_module_it_does_not_name(tmp_path):
+    for rel in ("model.py", "config/spec.py", "config/fresh.py", "cli/commands/up.py", "cli/ui/terminal.py"):
+        (tmp_path / "meshctl" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "meshctl" / rel).write_text("")
+    readme = ("## Architecture\n\n    meshctl/\n      cli/        the commands (commands/),\n"
+              "                  ui/ (terminal)\n      config/     spec\n      model.py  names\n\nafter\n")
+    assert unnamed_modules(tmp_path, tree_entries(readme)) == ["config/fresh.py"]
