@@ -6,9 +6,11 @@ not dumpable: sidecars/haproxy/Dockerfile)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,13 +112,23 @@ def set_live(engine: Engine, home: Path, project: str, service: str, faults: tup
                              hint="callers with an identity: " + (", ".join(callers) or "none (no mesh)"))
     folder = proxy_folder(home, project, service)
     entries = fault_entries(faults or (), callers)
-    atomic_write(folder / LIVE_MAP, map_text(entries, "meshctl fault (live)").encode(), mode=0o644)
-    if faults is None:
-        (folder / LIVE_SUMMARY).unlink(missing_ok=True)
-    else:
-        atomic_write(folder / LIVE_SUMMARY, (json.dumps([as_dict(f) for f in faults]) + "\n").encode(), mode=0o644)
-    apply_live(engine, project, service, entries)
+    with _one_change_at_a_time(folder):
+        atomic_write(folder / LIVE_MAP, map_text(entries, "meshctl fault (live)").encode(), mode=0o644)
+        if faults is None:
+            (folder / LIVE_SUMMARY).unlink(missing_ok=True)
+        else:
+            atomic_write(folder / LIVE_SUMMARY, (json.dumps([as_dict(f) for f in faults]) + "\n").encode(), mode=0o644)
+        apply_live(engine, project, service, entries)
     return ServiceFaults(project, service, current.protocol, current.declared, faults)
+
+
+@contextmanager
+def _one_change_at_a_time(folder: Path) -> Iterator[None]:
+    """Two `meshctl fault` at once would race between the file and the runtime's map versions:
+    the second waits for the first."""
+    with open(folder / "faults.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _callers(home: Path, project: str, service: str) -> tuple[str, ...]:
