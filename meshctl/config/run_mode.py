@@ -37,6 +37,9 @@ def command_service(folder: Path, command: tuple[str, ...], *, image: str | None
         elif runtime not in runtimes.RUNTIMES:
             raise ConfigError(f"--runtime {runtime}: not a runtime meshctl builds",
                               hint="--runtime " + " | ".join(runtimes.RUNTIMES) + ", or --image IMAGE")
+        problem = missing_program(runtimes.RUNTIMES[runtime], command, folder, folder, given=True)
+        if problem is not None:
+            raise ConfigError(f"-- {' '.join(command)}: {problem[0]}", hint=problem[1])
     return ServiceSpec(name=sanitize_name(folder.name) or "app", image=image, runtime=None if image else runtime,
                        source=folder, command=command, port=RUN_MODE_PORT,
                        watch=WatchSettings(sync=run_mode_sync(folder, folder)))
@@ -73,11 +76,44 @@ def parse_run_mode(raw: dict, build: Path | None, image: str | None, command: tu
         if picked is None:
             raise where.error(path + ("command",), f"cannot tell which runtime runs {command[0]!r} in {source}",
                               hint="say runtime: node, python or go, or image: IMAGE with source: .")
-        return picked.name, source
+        runtime = picked.name
     if runtime not in runtimes.RUNTIMES:
         raise where.error(path + ("runtime",), f"{runtime!r} is not a runtime meshctl builds",
                           hint="runtime: " + " | ".join(runtimes.RUNTIMES) + "; or image: IMAGE with source: .")
+    problem = missing_program(runtimes.RUNTIMES[runtime], command, source, root, given="source" in raw)
+    if problem is not None:
+        raise where.error(path + ("command",), *problem)
     return runtime, source
+
+
+def missing_program(runtime: runtimes.Runtime, command: tuple[str, ...], source: Path, root: Path, *,
+                    given: bool) -> tuple[str, str] | None:
+    """(problem, hint) when the command's program surely is not in the runtime: a package's
+    command (gunicorn) with a source folder that lists no dependencies. Said before anything is
+    built or started; when it cannot be known, the engine's refusal is translated instead."""
+    program = runtimes.program_of(command)
+    if program not in runtime.from_packages or runtime.has_dependencies(source):
+        return None
+    files = " or ".join(runtime.dependency_files[:2])
+    used = "its `source:`" if given else "mesh.yaml's folder: no `source:` given"
+    problem = (f"{program!r} comes from a {runtime.name} package, and the folder run mode installs dependencies "
+               f"from, {source} ({used}), lists none (no {files} here), so {program} would not be found")
+    holders = [folder for folder in _folders_near(root) if folder != source and runtime.names_package(folder, program)]
+    if holders:
+        relative = os.path.relpath(holders[0], root)
+        return problem, (f"source: {relative} holds a {runtime.dependency_files[0]} that names {program}: set "
+                         f"`source: {relative}` on this service")
+    return problem, f"add {program} to {runtime.dependency_files[0]} in {source}, or set `source:` to the folder whose " \
+        f"{runtime.dependency_files[0]} names it"
+
+
+def _folders_near(root: Path) -> list[Path]:
+    """mesh.yaml's folder and the folders in it, then theirs: where a dependency file may sit."""
+    near = [root]
+    for depth in range(2):
+        near += sorted(p for folder in near if len(folder.relative_to(root).parts) == depth
+                       for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return list(dict.fromkeys(p.resolve() for p in near))
 
 
 def run_mode_sync(root: Path, source: Path) -> tuple[tuple[str, str], ...]:

@@ -36,6 +36,10 @@ class Runtime:
     app_mount: str                           # … and in the app's
     env: dict[str, str] = field(default_factory=dict)        # the app's and the install's, always
     cache_env: dict[str, str] = field(default_factory=dict)  # with a cache volume mounted
+    # Of `programs`, those a package installs (the runtime image has the others): they run only
+    # when the folder's dependencies name their package.
+    from_packages: tuple[str, ...] = ()
+    names_package: Callable[[Path, str], bool] = lambda folder, package: False
 
     def dependency_paths(self, folder: Path) -> list[Path]:
         return [folder / name for name in self.dependency_files if (folder / name).is_file()]
@@ -60,6 +64,19 @@ def _requirement_lines(path: Path) -> list[str]:
     except OSError:
         return []
     return [line for line in (raw.split("#", 1)[0].strip() for raw in lines) if line]
+
+
+_REQUIREMENT_NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _python_requirements(folder: Path) -> set[str]:
+    """The package names requirements.txt (or pyproject.toml's dependencies) lists, lower case;
+    a package's command is spelt as its name (gunicorn, waitress → waitress-serve aside)."""
+    lines = _requirement_lines(folder / "requirements.txt")
+    if not lines and (folder / "pyproject.toml").is_file():
+        lines = re.findall(r"[\"']([A-Za-z0-9][^\"']*)[\"']", (folder / "pyproject.toml").read_text(encoding="utf-8"))
+    names = {m.group(1).lower() for line in lines if (m := _REQUIREMENT_NAME_RE.match(line))}
+    return names | {"waitress-serve" for name in names if name == "waitress"}
 
 
 def _python_dependencies(folder: Path) -> bool:
@@ -104,7 +121,10 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
         env={"HOME": "/tmp", "npm_config_cache": "/tmp/.npm", "npm_config_update_notifier": "false"}),
     Runtime(
         name="python", markers=("pyproject.toml", "requirements.txt"),
-        programs=("python", "python3", "pip", "pip3", "uvicorn", "gunicorn", "flask"),
+        programs=("python", "python3", "pip", "pip3", "uvicorn", "gunicorn", "flask", "hypercorn", "celery",
+                  "streamlit", "waitress-serve"),
+        from_packages=("uvicorn", "gunicorn", "flask", "hypercorn", "celery", "streamlit", "waitress-serve"),
+        names_package=lambda folder, package: package in _python_requirements(folder),
         dependency_files=("requirements.txt", "pyproject.toml"), has_dependencies=_python_dependencies,
         install=("if [ -f requirements.txt ]; then cp requirements.txt /tmp/requirements.txt; else "
                  + _PYPROJECT_REQUIREMENTS + "; fi && pip install --target /deps --no-cache-dir "
@@ -121,10 +141,17 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
 )}
 
 
+def program_of(command: tuple[str, ...]) -> str:
+    """The program a command runs: its first word, or for a string command (sh -c TEXT) TEXT's."""
+    if command[:2] == ("sh", "-c") and len(command) > 2 and command[2].split():
+        return command[2].split()[0]
+    return command[0]
+
+
 def detect(folder: Path, command: tuple[str, ...] | None) -> Runtime | None:
     """The runtime a folder asks for: by its files (package.json, pyproject.toml or
     requirements.txt, go.mod); when several or none match, by the command's program."""
-    program = Path(command[0]).name if command else ""
+    program = Path(program_of(command)).name if command else ""
     marked = [r for r in RUNTIMES.values() if any((folder / m).is_file() for m in r.markers)]
     if len(marked) == 1:
         return marked[0]

@@ -19,11 +19,11 @@ import docker.errors
 import requests.exceptions
 from docker.context import ContextAPI
 
-from ..errors import BuildError, EngineError, ExecTimeout, PortInUse
+from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
 from .unreachable import DEFAULT_SOCKET, Endpoint, is_unreachable, unreachable
 from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, host_config_options, label_filter,
-                   namespace_pid, owned_by, port_from_error, port_map, read_until)
+                   namespace_pid, owned_by, port_map, read_until, start_error)
 
 
 class DockerEngine:
@@ -205,13 +205,7 @@ class DockerEngine:
             with _translated(f"start container {name or container_id}"):
                 self.api.start(container_id)
         except EngineError as exc:
-            port = port_from_error(exc.message)
-            if port is not None:
-                option = (port_hints or {}).get(port, "the ports in mesh.yaml")
-                what = f"host port {port}" if port > 0 else "a host port of this pod"
-                raise PortInUse(f"{what} is already in use",
-                                hint=f"stop what listens on 127.0.0.1:{port}, or change {option} (0 = a free port)") from exc
-            raise
+            raise start_error(exc, name or container_id, port_hints or {}) from exc
 
     def watch_exit(self, container_id: str, *, restarts: bool = False) -> Callable[[], int | None]:
         """Register a wait for the container's removal now; the returned function blocks until it

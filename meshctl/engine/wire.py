@@ -11,6 +11,7 @@ import struct
 import time
 from typing import Any
 
+from ..errors import EngineError, PortInUse
 from ..model import ContainerInfo, ContainerSpec
 
 
@@ -102,6 +103,33 @@ def port_from_error(message: str) -> int | None:
         return None
     match = _PORT_RE.search(message)
     return int(match.group(1)) if match else -1
+
+
+# runc's words when a container's command cannot be run: not on PATH, or a path that is not there.
+_NOT_FOUND_RE = re.compile(r'exec: "([^"]+)": (executable file not found in \$PATH|stat [^:]+: no such file or directory)')
+
+
+def start_error(exc: EngineError, name: str, port_hints: dict[int, str]) -> EngineError:
+    """The engine's refusal to start a container, in meshctl's words where it is one we know: a
+    host port in use, or a command the image does not have (runc's `exec: "X": executable file not
+    found in $PATH`); else as the engine said it."""
+    port = port_from_error(exc.message)
+    if port is not None:
+        option = port_hints.get(port, "the ports in mesh.yaml")
+        what = f"host port {port}" if port > 0 else "a host port of this pod"
+        return PortInUse(f"{what} is already in use",
+                         hint=f"stop what listens on 127.0.0.1:{port}, or change {option} (0 = a free port)")
+    missing = _NOT_FOUND_RE.search(exc.message)
+    if missing is None:
+        return exc
+    program = missing.group(1)
+    where = "on the image's PATH" if "$PATH" in missing.group(2) else "in the container"
+    return EngineError(
+        f"{name}: its command's program {program!r} is not {where}, so it cannot start",
+        hint="use a command the image has; a command run with no Dockerfile (run mode) finds its programs in the "
+             "runtime image and in the dependencies of its source folder: add the package that provides "
+             f"{program!r} to requirements.txt, pyproject.toml or package.json there, or point `source:` at the "
+             "folder that lists it")
 
 
 def port_map(ports: dict[str, Any]) -> dict[int, int]:

@@ -97,3 +97,15 @@ def test_depends_on_starts_the_app_once_the_service_it_needs_serves(tmp_path, en
         assert (answer.status, answer.body) == (200, b"hello from meshctl\n")
     finally:
         run_meshctl("down", str(folder))
+
+
+def test_a_command_the_image_does_not_have_is_one_clear_message_and_nothing_is_left(tmp_path, engine, sidecar_images):
+    name = unique_project("noprog")
+    folder = tmp_path / name                  # the project is named after the folder
+    folder.mkdir()
+    result = run_meshctl("up", "-d", "--image", "debian:bookworm-slim", str(folder), "--",
+                         "no-such-program", "--serve")
+    assert result.returncode == 3, result.stderr
+    assert "its command's program 'no-such-program' is not on the image's PATH, so it cannot start" in result.stderr
+    assert "OCI runtime" not in result.stderr and "Traceback" not in result.stderr
+    assert ps_json(name) == []

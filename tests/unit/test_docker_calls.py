@@ -308,3 +308,19 @@ def test_an_execs_process_is_found_by_its_containers_cgroup_and_its_pid_inside(t
     assert owned_by(42, "abc123def", proc=str(tmp_path)) and not owned_by(42, "other", proc=str(tmp_path))
     assert not owned_by(42, "", proc=str(tmp_path)) and not owned_by(43, "abc123def", proc=str(tmp_path))
     assert namespace_pid(42, proc=str(tmp_path)) == 7 and namespace_pid(43, proc=str(tmp_path)) is None
+
+
+def test_a_command_the_image_does_not_have_is_said_in_meshctl_s_words(monkeypatch):
+    runc = refusal(400, 'OCI runtime create failed: runc create failed: unable to start container process: '
+                        'exec: "gunicorn": executable file not found in $PATH: unknown')
+    engine, _ = engine_on(monkeypatch, start=runc)
+    with pytest.raises(EngineError) as caught:
+        engine.start("c1", name="shop-web-app")
+    assert caught.value.message == ("shop-web-app: its command's program 'gunicorn' is not on the image's PATH, "
+                                    "so it cannot start")
+    assert "requirements.txt" in caught.value.hint and "source:" in caught.value.hint
+    assert "OCI runtime" not in caught.value.message + caught.value.hint
+    engine, _ = engine_on(monkeypatch, start=refusal(400, 'OCI runtime create failed: exec: "./run.sh": '
+                                                         'stat ./run.sh: no such file or directory: unknown'))
+    with pytest.raises(EngineError, match=r"^shop-web-app: its command's program './run.sh' is not in the container"):
+        engine.start("c1", name="shop-web-app")
