@@ -126,6 +126,9 @@ def test_listing_commands_and_dry_runs_print_json_or_yaml(tmp_path, cli_engine):
     assert plan["project"] == "shop" and plan["steps"]
     doctor = meshctl("doctor", "-o", "json")
     assert doctor.exit_code == 0 and {f["name"] for f in json.loads(doctor.stdout)} >= {"docker engine", "CA"}
+    checked = meshctl("test", "-o", "yaml", str(tmp_path))      # the fake serves no HTTP: a check fails
+    assert checked.exit_code == 1 and yaml.safe_load(checked.stdout)["project"] == "shop-test"
+    assert "meshctl test" in checked.stderr                      # the table went to stderr
     both = meshctl("ps", "--json", "-o", "yaml")
     assert both.exit_code == 2 and "--json and -o yaml ask for two formats" in both.stderr
 

@@ -209,7 +209,7 @@ def test_a_test_report_shows_the_table_the_failures_their_excerpts_and_logs_then
                                                                             excerpt="Internal\nError"),
                     result("metrics", ERROR, "could not run"), result("tap", SKIPPED),
                     logs=(("app", ("booting", "crashed")),))
-    ui.test_report(failed, as_json=True)
+    ui.test_report(failed, output="json")
     table = out(ui)
     assert "meshctl test" in table and "✓ passed" in table and "1.50 s" in table and "10 ms" in table
     assert "✗ failed" in table and "! error" in table and "– skipped" in table
@@ -221,17 +221,16 @@ def test_a_test_report_shows_the_table_the_failures_their_excerpts_and_logs_then
     assert json.loads(capsys.readouterr().out)["project"] == "shop-test"
 
     passed = captured()
-    passed.test_report(report(result("ready", PASSED)), as_json=False)
+    passed.test_report(report(result("ready", PASSED)))
     assert err(passed).splitlines() == ["✓ 1 checks passed in 1.2s"]
     stopped = captured()
-    stopped.test_report(report(result("ready", PASSED), interrupted="SIGINT"), as_json=False)
+    stopped.test_report(report(result("ready", PASSED), interrupted="SIGINT"))
     assert err(stopped).splitlines()[-1] == "! stopped by SIGINT; everything meshctl started was removed"
 
 
 def test_when_the_stack_did_not_start_the_error_is_the_news_not_the_ready_check():
     ui = captured()
-    ui.test_report(report(result("ready", FAILED, "not ready in 60s"), error=StartError("web: not ready")),
-                   as_json=False)
+    ui.test_report(report(result("ready", FAILED, "not ready in 60s"), error=StartError("web: not ready")))
     assert out(ui) == "" and "not ready in 60s" not in err(ui)     # the CLI raises the error itself
 
 
@@ -249,7 +248,7 @@ def test_the_live_check_table_fills_in_as_results_come_and_stops_when_all_are_do
     assert not table.stopped
     ui(CheckDone(result("https", FAILED, "HTTP 500\nmore")))
     assert table.stopped
-    ui.test_report(report(result("ready", PASSED), result("https", FAILED, "HTTP 500")), as_json=False)
+    ui.test_report(report(result("ready", PASSED), result("https", FAILED, "HTTP 500")))
     assert ui._checks is None
     rendered = Console(file=io.StringIO(), width=100)
     rendered.print(table.render())

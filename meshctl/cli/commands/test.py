@@ -11,6 +11,8 @@ import typer
 from ...errors import UsageError
 from ..common import (
     CommandAfterDashes,
+    Format,
+    JsonOption,
     PathArg,
     Progress,
     ProgressOption,
@@ -19,6 +21,7 @@ from ..common import (
     app_command,
     compose_file,
     engine,
+    output_format,
     ui_of,
 )
 
@@ -32,7 +35,9 @@ commands = typer.Typer()
 @commands.command("test", cls=CommandAfterDashes)
 def test_(ctx: typer.Context, path: Path = PathArg,
           junit: Path | None = typer.Option(None, "--junit", help="Write a JUnit XML report to this file."),
-          as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+          output: Format = typer.Option(Format.text, "--output", "-o", help="Print the results as text, json or "
+                                        "yaml on stdout (the table goes to stderr then)."),
+          as_json: bool = JsonOption,
           timeout: float = typer.Option(180.0, help="Seconds the stack may take to get ready (after builds)."),
           compose: Path | None = typer.Option(None, "--compose", help="Check a stack made by `meshctl inject` "
                                                  "from this compose file instead of PATH's mesh.yaml."),
@@ -50,7 +55,8 @@ def test_(ctx: typer.Context, path: Path = PathArg,
     from ...testing.compose_mode import run_compose_test
 
     ui = ui_of(ctx, quiet=quiet, progress=progress)
-    if as_json:
+    output = output_format(output, as_json)
+    if output != Format.text:
         ui.results = ui.err
     if junit is not None:
         _writable(junit, "--junit")
@@ -70,10 +76,10 @@ def test_(ctx: typer.Context, path: Path = PathArg,
                                             ready_timeout=timeout)
     finally:
         interrupts.restore()
-    return _reported(ui, report, junit, as_json=as_json)
+    return _reported(ui, report, junit, output=output.value)
 
 
-def _reported(ui: Ui, report: Report, junit: Path | None, *, as_json: bool) -> int:
+def _reported(ui: Ui, report: Report, junit: Path | None, *, output: str) -> int:
     """The JUnit file written, the report shown; the start error raised, or the checks' exit code."""
     from ...certs import atomic_write
     from ...testing.junit import render_junit
@@ -81,7 +87,7 @@ def _reported(ui: Ui, report: Report, junit: Path | None, *, as_json: bool) -> i
     if junit is not None:
         atomic_write(junit, render_junit(report).encode(), mode=0o644)
         ui.report_written("JUnit", str(junit))
-    ui.test_report(report, as_json=as_json)
+    ui.test_report(report, output=output)
     if report.error is not None:
         if any(s.logs for s in report.services):
             report.error.details = None   # its lines are among the logs just shown

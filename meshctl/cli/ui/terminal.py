@@ -4,7 +4,6 @@ print, and rich is imported then (styled.py)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -198,9 +197,9 @@ class Ui(Results):
         elif self._checks is not None:
             self._checks.update(event)
 
-    def test_report(self, report: Report, *, as_json: bool) -> None:
+    def test_report(self, report: Report, *, output: str = "text") -> None:
         """The final table (if the live one never ran), failures with their excerpts, the logs of
-        failing services (stderr), a one-line verdict; the JSON on stdout with --json."""
+        failing services (stderr), a one-line verdict; the report as JSON or YAML on stdout with -o."""
         if self._checks is not None:
             self._checks.stop()
             self._checks = None
@@ -230,8 +229,8 @@ class Ui(Results):
         elif report.error is None:
             self.err.print(f"[red]✗[/] {counts[FAILED] + counts[ERROR]} of {total} checks failed "
                            f"({report.seconds:.1f}s)")
-        if as_json:
-            print(json.dumps(report.as_json(), indent=2))
+        if output != "text":
+            self.data(report.as_json(), output)
 
     def report_written(self, kind: str, path: str) -> None:
         if not self.quiet:
