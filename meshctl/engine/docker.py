@@ -243,9 +243,12 @@ class DockerEngine:
         self.remove(container_id)      # an auto-remove one is already going: NotFound or Conflict
 
     def restart(self, container_id: str, timeout: float) -> None:
-        """Stop and start in place; the engine keeps an auto-remove container through it."""
+        """In place; EngineError unless it runs after (Docker 20.10 may remove an auto-remove one)."""
         with _translated(f"restart container {container_id[:12]}"):
             self.api.restart(container_id, timeout=max(0, round(timeout)))
+        state = ((self.inspect(container_id) or {}).get("State") or {}).get("Status", "removed")
+        if state != "running":
+            raise EngineError(f"could not restart container {container_id[:12]}: it is {state} after its restart")
 
     def remove(self, container_id: str) -> None:
         try:
@@ -347,15 +350,12 @@ class DockerEngine:
 # Error translation
 
 
-# Engine errors (exit 3) that callers here catch by kind: a missing object is often fine (already
-# removed), a conflict sometimes (already stopping). Those that escape are the engine's refusal, not
-# a failed check: under `meshctl test`, exit 1 means a check failed.
 class _NotFound(EngineError):
-    pass
+    """Engine errors (exit 3) caught here by kind: a missing object is often fine (already removed)."""
 
 
 class _Conflict(EngineError):
-    pass
+    """…and a conflict sometimes (already stopping). Those that escape are the engine's refusal."""
 
 
 @contextmanager

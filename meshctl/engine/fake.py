@@ -23,7 +23,7 @@ class FakeEngine:
                  slow_stop: set[str] | None = None, build_gate: threading.Event | None = None,
                  fail_stop: set[str] | None = None, fail_remove: set[str] | None = None,
                  unreachable: bool = False, exec_codes: dict[str, int] | None = None,
-                 hanging_exec: set[str] | None = None):
+                 hanging_exec: set[str] | None = None, restart_races: dict[str, list[str]] | None = None):
         self.unreachable = unreachable                      # version() fails as with no daemon
         self.capture_exit = 0                                # the capture step's exit code
         self.exec_codes = exec_codes or {}                  # container name → what an exec in it exits with
@@ -46,6 +46,10 @@ class FakeEngine:
         self.build_options: dict[str, tuple] = {}           # tag → (dockerfile, build args, target) it was built with
         self.fail_stop = fail_stop or set()                 # container names the engine cannot stop
         self.fail_remove = fail_remove or set()             # … nor remove
+        # Container name → how its next restarts go wrong, as Docker 20.10's do under load with an
+        # auto-remove container: "marked" (refused, the container removed) or "killed" (it restarts,
+        # then the engine removes it by force: exit 137).
+        self.restart_races = restart_races or {}
         self._ids = itertools.count(1)
         self._ports = itertools.count(40000)
         self._lock = threading.Lock()
@@ -220,7 +224,14 @@ class FakeEngine:
         self._gone(container_id, 0)
 
     def restart(self, container_id: str, timeout: float) -> None:
-        self._record("restart", self.containers_[container_id]["spec"].name)
+        name = self.containers_[container_id]["spec"].name
+        self._record("restart", name)
+        race = self.restart_races[name].pop(0) if self.restart_races.get(name) else None
+        if race is not None:
+            self._gone(container_id, 0 if race == "marked" else 137)
+        if race == "marked":
+            raise EngineError(f"could not restart container {container_id}: Cannot restart container "
+                              f"{container_id}: container is marked for removal and cannot be started")
 
     def remove(self, container_id: str) -> None:
         c = self.containers_.get(container_id)

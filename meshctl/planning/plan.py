@@ -292,7 +292,8 @@ def plan_restart_app(project: ProjectSpec, service: str, observed: Observed, set
     pod = _pod(project, project.service(service), settings)
     current = _app_container(observed, service)
     if current is not None and current.state == "running":
-        first: Step = RestartContainer(service, current, pod.service.stop_grace_period, "a synced file changed")
+        first: Step = RestartContainer(service, current, pod.service.stop_grace_period, "a synced file changed",
+                                       spec=pod.app, port_hints=pod.port_hints())
     else:
         first = StartContainers(service, (pod.app,), "a synced file changed; the last version had exited",
                                 pod.port_hints(), reloading=True)

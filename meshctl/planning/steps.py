@@ -99,10 +99,14 @@ class RunOnce:
 
 @dataclass(frozen=True)
 class RestartContainer:
+    """In place; when the engine loses the container on the way (Docker 20.10 under load removes an
+    auto-remove container it restarts), `spec` is created and started again in its place."""
     service: str
     container: ContainerInfo
     timeout: float
     why: str
+    spec: ContainerSpec | None = None
+    port_hints: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Protocol
+from typing import Any
 
 from ..certs import CertificateAuthority, atomic_write
 from .gates import Gates
 from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for
 from ..engine.base import Engine
-from ..errors import BuildError, Cancelled, MeshctlError, StartError
+from ..errors import BuildError, Cancelled, EngineError, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
 from ..planning.images import build_network
 from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector
@@ -30,36 +30,12 @@ from ..planning.steps import (Announce, AwaitServices, BuildImage, EnsureCA, Ens
                               Keep, Plan, PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume,
                               RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles)
 from ..sidecars import Readiness
+from .urls import host_ports_by_name, urls_for
+from .watch import NullWatch, Watch
 
 
-class Watch(Protocol):
-    """Told about every container the executor starts, restarts or stops."""
-    def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None: ...   # before start
-    def started(self, spec: ContainerSpec, container_id: str) -> None: ...
-    def stopping(self, names: list[str]) -> None: ...            # their exit is no news
-    def restarted(self, container: ContainerInfo) -> None: ...
-    def serving(self, service: str) -> None: ...                 # its app's exit is news again
-    def failure(self, service: str) -> MeshctlError | None: ...  # a container of it exited before it was ready
-
-
-class NullWatch:
-    def created(self, spec: ContainerSpec, container_id: str, *, expected: bool) -> None:
-        pass
-
-    def started(self, spec: ContainerSpec, container_id: str) -> None:
-        pass
-
-    def stopping(self, names: list[str]) -> None:
-        pass
-
-    def restarted(self, container: ContainerInfo) -> None:
-        pass
-
-    def serving(self, service: str) -> None:
-        pass
-
-    def failure(self, service: str) -> MeshctlError | None:
-        return None
+REPLACE_BACKOFF = (0.2, 0.5, 1.0)   # pauses between attempts at replacing a container lost in a restart
+KILLED = 137      # 128 + SIGKILL: what a container removed by force while it ran exits with
 
 
 class Executor:
@@ -90,6 +66,7 @@ class Executor:
         }
         self._pod_started: dict[str, float] = {}
         self.gates = Gates()                          # depends_on: which pods' apps have started, serve
+        self._restarted: dict[str, RestartContainer] = {}    # service → its app restarted in place, not serving yet
         self.network_ids: dict[str, str] = {}          # project network name → the ID this run uses
         self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
 
@@ -97,6 +74,7 @@ class Executor:
         """Run every step; return service → URLs of the pods announced."""
         self._pod_failed.clear()
         self.gates.open_for(service for service, _steps in plan.pods)
+        self._restarted.clear()
         self._run_steps(list(plan.steps), None)
         if len(plan.pods) == 1:
             service, steps = plan.pods[0]
@@ -253,9 +231,44 @@ class Executor:
                              hint=step.hint or None, details="\n".join(f"{spec.role} | {line}" for line in lines[-15:]))
 
     def _restart(self, step: RestartContainer, service: str | None) -> None:
+        """In place; a container the engine lost on the way (refused: "marked for removal", or
+        gone) is replaced from its spec. One killed right after (exit 137) is seen by the readiness
+        wait that follows, which replaces it too (_abort_wait)."""
         self.watch.stopping([step.container.name])
-        self.engine.restart(step.container.id, timeout=step.timeout)
+        try:
+            self.engine.restart(step.container.id, timeout=step.timeout)
+        except EngineError as exc:
+            if step.spec is None:
+                raise
+            self._replace(step, exc.message)
+            return
         self.watch.restarted(step.container)
+        if step.spec is not None:
+            self._restarted[step.service] = step
+
+    def _replace(self, step: RestartContainer, why: str) -> None:
+        """The restarted container's spec created and started again in its pod (same name, labels
+        and namespace), after a short back-off while the engine still holds the old one."""
+        assert step.spec is not None
+        self._restarted.pop(step.service, None)
+        self.on_event(Phase(f"{step.service}: restarting the {step.spec.role} in place failed ({why}); "
+                            "replacing its container"))
+        stale = step.container.id
+        for pause in (*REPLACE_BACKOFF, None):
+            self.engine.remove(stale)
+            self.engine.wait_removed(stale)
+            try:
+                stale = self.engine.create(self._on_network(step.spec))
+                self.watch.created(step.spec, stale, expected=True)
+                self.engine.start(stale, name=step.spec.name, port_hints=step.port_hints)
+                self.watch.started(step.spec, stale)
+                return
+            except EngineError:
+                if pause is None:
+                    self.engine.remove(stale)      # no half-started app is left behind
+                    raise
+            self.cancel.wait(pause)
+            self._raise_if_cancelled()
 
     def _signal(self, step: SignalReload, service: str | None) -> None:
         c = step.container
@@ -281,15 +294,22 @@ class Executor:
         wait_for(what, probe, timeout=self.ready_timeout, abort=lambda: self._abort_wait(step.service),
                  hint=step.hint)
         if step.role == APP:
+            self._restarted.pop(step.service, None)
             self.watch.serving(step.service)
             self.gates.reached(step.service, "ready")
 
     def _abort_wait(self, service: str) -> None:
-        """Ends a readiness wait early: a signal, or a container of the pod exited (the watch saw it)."""
+        """Ends a readiness wait early: a signal, or a container of the pod exited (the watch saw it).
+        An app restarted in place that the engine killed (137) before it served is replaced instead."""
         self._raise_if_cancelled()
         failure = self.watch.failure(service)
-        if failure is not None:
-            raise failure
+        if failure is None:
+            return
+        restart = self._restarted.pop(service, None)
+        if restart is not None and self.watch.exit_code(restart.container.name) == KILLED:
+            self._replace(restart, f"the engine killed it right after (exit code {KILLED})")
+            return
+        raise failure
 
     def _announce(self, step: Announce, service: str | None) -> None:
         urls = urls_for(self.host_ports(step.holder, step.ports), step.protocol)
@@ -371,19 +391,3 @@ def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
         return tcp_probe(port, context)
     accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
     return http_probe(port, readiness.path, tls=context, accept=accept, headers=dict(readiness.headers))
-
-
-def host_ports_by_name(named_ports: dict[str, int], bound: dict[int, int]) -> dict[str, int]:
-    """Port name → pod port, and pod port → host port: port name → host port."""
-    return {name: bound[int(pod_port)] for name, pod_port in named_ports.items() if bound.get(int(pod_port))}
-
-
-def urls_for(ports: dict[str, int], protocol: str = "http") -> dict[str, str]:
-    """A TCP service's https and http ports carry its own protocol, in TLS or in the clear."""
-    def url(name: str, port: int) -> str:
-        if name == "metrics":
-            return f"http://localhost:{port}/metrics"
-        if protocol == "tcp":
-            return ("tls" if name == "https" else "tcp") + f"://localhost:{port}"
-        return ("https" if name == "https" else "http") + f"://localhost:{port}/"
-    return {name: url(name, port) for name, port in ports.items()}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .apply import host_ports_by_name, urls_for
+from .urls import host_ports_by_name, urls_for
 from .faults import read_faults
 from ..engine.base import Engine
 from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector

@@ -348,6 +348,60 @@ def test_restart_app_starts_the_app_afresh_when_it_had_exited(tmp_path, engine, 
     assert calls(engine, before) == [("create", APP), ("start", APP), SERVING]
 
 
+def synced_and_tracked(engine, tmp_path, home, **options):
+    """A stack of one synced service whose containers a Tracker follows (as in the foreground)."""
+    synced = web(watch=WatchSettings(sync=((".", "/app"),)))
+    stack, before = running_shop(engine, tmp_path, home, synced, watch=Tracker(engine), **options)
+    return stack, engine.by_name(APP), before
+
+
+@pytest.mark.parametrize("race", ["marked", "killed"])
+def test_an_app_the_engine_loses_during_its_restart_is_replaced_in_its_pod(tmp_path, home, race):
+    """Docker 20.10 under load: the restart is refused ("marked for removal", the container gone),
+    or it answers and the engine then removes the container by force (exit 137). Either way a new
+    app container from the same spec (labels, mounts, the holder's namespace) serves again."""
+    engine = engine_with_images(restart_races={APP: [race]})
+    events: list = []
+    stack, old, before = synced_and_tracked(engine, tmp_path, home, events=events)
+    stack.restart_app("web")
+    made = [c for c in calls(engine, before) if c[0] != "ready"]
+    assert made == [("restart", APP), ("remove", old_id := next(i for i, c in engine.gone_.items() if c is old)),
+                    ("create", APP), ("start", APP)], made
+    assert SERVING in calls(engine, before)      # its readiness wait (the second race is seen in it)
+    new = engine.by_name(APP)
+    assert new is not old and new["state"] == "running" and new["spec"] == old["spec"]
+    assert new["spec"].namespace_of == POD and old_id not in engine.containers_
+    why = "marked for removal" if race == "marked" else "the engine killed it right after (exit code 137)"
+    [phase] = [e.text for e in events if isinstance(e, Phase) and "replacing" in e.text]
+    assert phase.startswith("web: restarting the app in place failed (") and why in phase
+
+
+def test_a_replacement_that_keeps_failing_is_tried_with_a_back_off_then_reported(tmp_path, home, monkeypatch):
+    monkeypatch.setattr(apply, "REPLACE_BACKOFF", (0.0, 0.0))
+    engine = engine_with_images(restart_races={APP: ["marked"]})
+    stack, _, before = synced_and_tracked(engine, tmp_path, home)
+    engine.fail_start.add(APP)
+    with pytest.raises(EngineError, match=f"could not start container {APP}"):
+        stack.restart_app("web")
+    assert calls(engine, before, verbs=("create", "start")) == [("create", APP), ("start", APP)] * 3
+    assert engine.by_name(APP) is None           # no half-started app left behind
+    assert {c["spec"].role for c in engine.containers_.values()} == {"pod", "metrics", "proxy"}
+
+
+def test_an_app_that_crashes_after_its_restart_is_not_replaced(tmp_path, engine, home):
+    """Its own exit (code 1) is the reload's failure: replacing it would only crash again."""
+    def crash_once(readiness, port):
+        if engine.by_name(APP) is not None and readiness.path == "/":
+            engine.exit(APP, 1)
+        return "HTTP 503"
+
+    stack, _, before = synced_and_tracked(engine, tmp_path, home)
+    stack.executor.prober = Prober(engine, crash_once)
+    with pytest.raises(StartError, match="the app exited with code 1 before it was ready"):
+        stack.restart_app("web")
+    assert calls(engine, before, verbs=("create", "start", "remove")) == []
+
+
 def test_rebuild_pod_starts_that_pod_anew_and_leaves_the_other_pods_alone(tmp_path, engine, home):
     """A lost holder takes its pod's containers with it; the rebuild starts that pod only. Another
     pod whose sidecar exited at the same moment waits for its own in-place restart (its app is not

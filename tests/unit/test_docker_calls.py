@@ -324,3 +324,20 @@ def test_a_command_the_image_does_not_have_is_said_in_meshctl_s_words(monkeypatc
                                                          'stat ./run.sh: no such file or directory: unknown'))
     with pytest.raises(EngineError, match=r"^shop-web-app: its command's program './run.sh' is not in the container"):
         engine.start("c1", name="shop-web-app")
+
+
+def test_a_restart_that_leaves_no_running_container_is_an_error(monkeypatch):
+    """Docker 20.10 under load may remove an auto-remove container during its restart: refused
+    ("marked for removal"), or the restart answers and the container is removing or gone."""
+    running = {"State": {"Status": "running"}}
+    engine, api = engine_on(monkeypatch, restart=None, inspect_container=running)
+    engine.restart("c1", timeout=4.6)
+    assert the_call(api, "restart") == (("c1",), {"timeout": 5})
+    for after in ({"State": {"Status": "removing"}}, docker.errors.NotFound("No such container")):
+        engine, _ = engine_on(monkeypatch, restart=None, inspect_container=after)
+        with pytest.raises(EngineError, match="could not restart container c1: it is (removing|removed) after"):
+            engine.restart("c1", timeout=5)
+    marked = refusal(500, "Cannot restart container c1: container is marked for removal and cannot be started")
+    engine, _ = engine_on(monkeypatch, restart=marked, inspect_container=running)
+    with pytest.raises(EngineError, match="marked for removal"):
+        engine.restart("c1", timeout=5)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from meshctl.runtime.apply import urls_for
+from meshctl.runtime.urls import urls_for
 from meshctl.config import parse_project
 from meshctl.errors import ConfigError
 from meshctl.planning.plan import Observed

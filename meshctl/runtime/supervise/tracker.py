@@ -111,6 +111,10 @@ class Tracker:
                                   hint=_exit_hint(tracked), details=tracked.last_lines())
         return None
 
+    def exit_code(self, name: str) -> int | None:
+        tracked = self.find_name(name)
+        return tracked.code if tracked is not None and tracked.exited.is_set() else None
+
     # -- queries ---------------------------------------------------------------------------------
 
     def adopt(self, container: ContainerInfo, *, tail: int | str = "all") -> Tracked:
