@@ -4,7 +4,7 @@ templates/haproxy-traffic.cfg. haproxy.py places what these return."""
 
 from __future__ import annotations
 
-from ..config import AllowRule, TrafficPolicy
+from ..config import AllowRule, CircuitBreaker, TrafficPolicy
 from ..config.traffic import DEFAULT_TIMEOUT
 from .data import template_parts
 
@@ -46,12 +46,16 @@ def backend_rules(name: str, key: str, policy: TrafficPolicy) -> str:
     if policy.retries is not None:
         text += _part("retries", attempts=str(policy.retries.attempts), retry_on=retry_on(policy.retries.on),
                       methods=" ".join(policy.retries.methods))
-    breaker = policy.circuit_breaker
-    if breaker is not None and breaker.consecutive_errors is not None:
-        text += _part("breaker", name=name, key=key, errors=str(breaker.consecutive_errors),
-                      open_ms=str(round(breaker.open_for * 1000)))
-    if breaker is not None and breaker.max_pending is not None:
+    breaker = policy.circuit_breaker or CircuitBreaker()
+    # The breaker refuses first; the count of failed calls runs on every answer, HAProxy's own included.
+    fields = {"name": name, "key": key, "errors": str(breaker.consecutive_errors),
+              "open_ms": str(round(breaker.open_for * 1000))}
+    if breaker.consecutive_errors is not None:
+        text += _part("breaker-refuse", **fields)
+    if breaker.max_pending is not None:
         text += _part("max-pending", name=name, max_pending=str(breaker.max_pending))
+    if breaker.consecutive_errors is not None:
+        text += _part("breaker-count", **fields)
     return text
 
 
