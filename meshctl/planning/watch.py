@@ -15,6 +15,7 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter, watch
 
 from ..config import ProjectSpec, ServiceSpec
+from ..config.interpolate import DOTENV
 from ..config.runtimes import is_dependency_file
 
 # What a service needs, from the cheapest to the most expensive; a change set takes the most.
@@ -22,7 +23,7 @@ RESTART = "restart"      # sync mode: the mounted source changed; restart the ap
 REBUILD = "rebuild"      # build the image again and replace the app container
 CONVERGE = "converge"    # a user sidecar's build folder or a run-mode app's dependency file changed:
                          # plan the project again (rebuild or install, replace)
-CONFIG = "config"        # mesh.yaml changed: re-render, reload sidecars in place, recreate what must be
+CONFIG = "config"        # mesh.yaml (or its .env) changed: re-render, reload sidecars in place, recreate what must be
 _WEIGHT = {RESTART: 1, REBUILD: 2, CONVERGE: 3}
 
 
@@ -30,11 +31,14 @@ class ChangeFilter(DefaultFilter):
     """watchfiles' defaults (.git, __pycache__, editor swap files, …) plus .dockerignore entries
     and mesh.yaml's watch.ignore globs, each relative to its own folder."""
 
-    def __init__(self, rules: list[tuple[Path, tuple[str, ...]]]):
+    def __init__(self, rules: list[tuple[Path, tuple[str, ...]]], config: frozenset[Path] = frozenset()):
         super().__init__()
         self.rules = rules
+        self.config = config        # mesh.yaml and its .env: seen even where .dockerignore lists .env
 
     def __call__(self, change: Change, path: str) -> bool:
+        if Path(path) in self.config:
+            return True
         if not super().__call__(change, path):
             return False
         return not any(_matches(Path(path), root, patterns) for root, patterns in self.rules)
@@ -83,6 +87,13 @@ def watched_folders(project: ProjectSpec) -> list[Path]:
     return [f for i, f in enumerate(ordered) if not any(f.is_relative_to(o) for o in ordered[:i])]
 
 
+def config_files(project: ProjectSpec) -> frozenset[Path]:
+    """mesh.yaml and the .env beside it (its variables): a change to either re-reads the config."""
+    if project.source is None:
+        return frozenset()
+    return frozenset({project.source, project.source.parent / DOTENV})
+
+
 def change_filter(project: ProjectSpec) -> ChangeFilter:
     rules = []
     for service in project.services:
@@ -90,7 +101,7 @@ def change_filter(project: ProjectSpec) -> ChangeFilter:
             rules.append((service.build, dockerignore(service.build)))
         rules.append((service.build or project.root, service.watch.ignore))
         rules += [(folder, dockerignore(folder)) for folder in sidecar_builds(service)]
-    return ChangeFilter(rules)
+    return ChangeFilter(rules, config_files(project))
 
 
 @dataclass(frozen=True)
@@ -107,10 +118,11 @@ class SourceChange:
 
 def classify(project: ProjectSpec, paths: set[Path]) -> SourceChange:
     """Pure: which services need what for these changed paths."""
-    config_changed = project.source is not None and any(p == project.source for p in paths)
+    config = config_files(project)
+    config_changed = any(p in config for p in paths)
     actions: dict[str, str] = {}
     for path in paths:
-        if project.source is not None and path == project.source:
+        if path in config:
             continue
         for service in project.services:
             action = service_action(project, service, path)

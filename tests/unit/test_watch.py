@@ -58,3 +58,14 @@ def test_transient_files_of_a_batch_are_dropped(tmp_path):
 def test_nested_folders_are_watched_once(tmp_path):
     p = project(tmp_path)
     assert watched_folders(p) == [tmp_path]
+
+
+def test_the_dotenv_beside_mesh_yaml_is_a_config_change_even_where_dockerignore_lists_it(tmp_path):
+    (tmp_path / ".dockerignore").write_text(".env\n")
+    p = project(tmp_path)
+    (tmp_path / ".dockerignore").write_text(".env\n")
+    plan = classify(p, {tmp_path / ".env"})
+    assert plan.config_changed and plan.actions == {}
+    keep = change_filter(p)
+    assert keep(Change.modified, str(tmp_path / ".env"))
+    assert not keep(Change.modified, str(tmp_path / "api" / ".env"))    # only mesh.yaml's own
