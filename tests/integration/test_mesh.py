@@ -117,14 +117,18 @@ def test_permissive_lets_plaintext_in_and_still_identifies_mesh_callers(tmp_path
     assert running_containers(engine, project) == []
 
 
-def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path, engine, sidecar_images):
+@pytest.mark.parametrize("traffic", ["", "    traffic: {retries: {attempts: 2, on: [5xx, reset, connect-failure]}}\n"],
+                         ids=["callers-defaults", "traffic-retries"])
+def test_a_hot_reload_of_the_callee_under_steady_calls_fails_no_request(tmp_path, engine, sidecar_images, traffic):
     """The caller's proxy settings apply to its outbound calls; the callee's proxy holds requests
-    while its app restarts: web → api stays whole while api reloads."""
+    while its app restarts: web → api stays whole while api reloads, with api's `traffic:`
+    (web's retries and per-try timeout, docs/traffic.md) as without."""
     import threading
 
     folder, project = shop(tmp_path)
     text = (folder / "mesh.yaml").read_text()
-    (folder / "mesh.yaml").write_text(text.replace("    allow: [web]\n", '    allow: [web]\n    watch: {sync: {".": /app}}\n'))
+    (folder / "mesh.yaml").write_text(text.replace("    allow: [web]\n",
+                                                   '    allow: [web]\n    watch: {sync: {".": /app}}\n' + traffic))
     up = Foreground(str(folder))
     try:
         up.wait_for_line("meshctl: ready", timeout=600)
