@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 import typer.core
+from typer.completion import completion_init
 
 from ..errors import Cancelled, MeshctlError
 from .commands import about, ca, fault, init, inject, test, up, validate
@@ -47,7 +48,8 @@ def _version(ctx: typer.Context, value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(cls=_Funnel, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False,
+app = typer.Typer(cls=_Funnel, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Run a local service the way it runs in a service mesh: TLS, proxy and metrics "
                        "sidecars in one network namespace, living and dying with this command.")
@@ -58,6 +60,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
                                        help="Print meshctl's version and exit.")) -> None:
     pass
 
+
+# TAB: typer's completion answers what the script `meshctl completion SHELL` prints asks (as
+# kubectl and gh do it). typer's own --install-completion/--show-completion stay out: one way to
+# get the script, and two options fewer that every command would parse.
+completion_init()
 
 for group in (up, test, fault, validate, init, about, inject):
     app.add_typer(group.commands)
