@@ -21,6 +21,7 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request
+from meshctl.sidecars import PROXY_PORT
 from meshctl.sidecars.faults import PROBE_HEADER, probe_key
 from tests.support import (SHOP, container_events, eventually, meshctl_cmd, metric_sum, port_of, run_meshctl,
                            unique_project, urls)
@@ -139,6 +140,11 @@ def test_tcp_delay_and_reset_live_and_through_the_mesh(stack):
     assert kv_line(project)[0] == ""                                      # closed without an answer
     through, _ = call_through(project, "web", "/tcp?host=kv&port=7000&line=PING")
     assert through["closed"] is True                                     # behind web's proxy: end of stream
+    # A client in the pod's network (no port proxy of Docker's between) gets a TCP reset.
+    direct = (f"import socket\ns = socket.create_connection(('127.0.0.1', {PROXY_PORT}))\ns.sendall(b'PING\\n')\n"
+              "try:\n    print(repr(s.recv(100)))\nexcept ConnectionResetError:\n    print('reset')\n")
+    _code, said = docker.from_env().containers.get(f"{project}-kv-app").exec_run(["python3", "-c", direct])
+    assert said.decode().strip() == "reset"
     meshctl_fault(project, "kv", "--clear")
     assert kv_line(project)[0] == "PONG"
     assert eventually(lambda: faults_counted(project, "kv", kind="reset"), 30, 0.2) >= 2

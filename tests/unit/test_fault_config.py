@@ -104,7 +104,7 @@ def test_the_proxy_renders_the_rules_on_both_listeners_and_ships_the_lua_and_map
     assert LIVE_MAP not in files and seeded_files()[LIVE_MAP].startswith("#")
     kv = proxy_files("shop", service(project, "kv"))["haproxy.cfg"]
     assert "tcp-request inspect-delay 60000ms" in kv and kv.count("tcp-request content lua.meshctl_tcp_fault") == 2
-    assert "tcp-request content reject if { var(txn.meshctl_fault) -m str reset }" in kv
+    assert "tcp-request content silent-drop if { var(txn.meshctl_fault) -m str reset }" in kv
 
 
 def test_injects_proxy_has_no_fault_rules(tmp_path):
