@@ -91,3 +91,21 @@ def test_the_cli_sets_lists_and_clears(tmp_path, monkeypatch):
     bad = meshctl("fault", "web", "--abort", "503", "--percent", "-1", "-p", "shop")
     assert bad.exit_code == 2 and "--percent" in bad.stderr
     assert [c for c in engine.calls if c[0] in ("restart", "stop", "remove")] == []
+
+
+def test_the_proxy_holds_the_projects_probe_key_and_the_readiness_probe_carries_it(tmp_path):
+    from meshctl.planning.plan import Observed
+    from meshctl.planning.steps import StartContainers, WaitReady
+    from meshctl.sidecars.faults import PROBE_HEADER, PROBE_KEY_ENV, probe_key
+    from tests.unit.fake_engine import plan_for
+
+    key = probe_key("s" * 64, "shop")
+    [(_, steps)] = plan_for(shop(tmp_path), Observed(), tmp_path, probe_secret="s" * 64).pods
+    proxy = next(spec for step in steps if isinstance(step, StartContainers) for spec in step.specs
+                 if spec.name == "shop-web-proxy")
+    assert proxy.env[PROBE_KEY_ENV] == key
+    serving = [step for step in steps if isinstance(step, WaitReady) and step.role == "app"]
+    assert serving and serving[0].readiness.headers == ((PROBE_HEADER, key),)
+    # No secret yet (a dry run before the first `up`): no key anywhere, so nothing can skip a fault.
+    [(_, dry)] = plan_for(shop(tmp_path), Observed(), tmp_path).pods
+    assert all(PROBE_KEY_ENV not in spec.env for step in dry if isinstance(step, StartContainers) for spec in step.specs)
