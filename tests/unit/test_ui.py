@@ -255,6 +255,23 @@ def test_the_live_check_table_fills_in_as_results_come_and_stops_when_all_are_do
     assert "HTTP 500" in rendered.file.getvalue() and "more" not in rendered.file.getvalue()
 
 
+def test_progress_plain_prints_each_check_as_it_ends_then_the_table_once():
+    ui = captured(terminal=True)
+    ui.progress = "plain"
+    ui(ChecksPlanned((("web", "ready"), ("web", "https"))))
+    assert ui._checks is not None and ui._checks.live is None      # no live table, even on a terminal
+    ui(CheckStarted("web", "ready"))
+    ui(CheckDone(result("ready", PASSED, "/ answered", seconds=0.012)))
+    ui(CheckDone(result("https", FAILED, "HTTP 500\nmore", seconds=1.5)))
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err(ui)).splitlines()
+    assert lines == ["✓ passed web / ready (12 ms): / answered", "✗ failed web / https (1.50 s): HTTP 500"]
+    assert out(ui).count("meshctl test") == 1 and "HTTP 500" in out(ui)       # the table, once, on stdout
+    quiet = captured(quiet=True)
+    quiet(ChecksPlanned((("web", "ready"),)))
+    quiet(CheckDone(result("ready", PASSED)))
+    assert err(quiet) == ""
+
+
 def test_in_a_ci_log_the_check_table_prints_once():
     console = Console(file=io.StringIO(), width=120)
     table = CheckTable((("web", "ready"),), console)

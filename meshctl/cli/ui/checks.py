@@ -44,7 +44,7 @@ class CheckTable:
             self.rows[(event.service, event.name)] = ["[yellow]… running[/]", "", ""]
         elif isinstance(event, CheckDone):
             r = event.result
-            self.rows[(r.service, r.name)] = _row(r)
+            self.rows[(r.service, r.name)] = check_row(r)
             self.pending.discard((r.service, r.name))
             if not self.pending:
                 self.stop()     # before teardown prints its phases below it
@@ -63,11 +63,12 @@ class CheckTable:
 
     @staticmethod
     def final(report: Report, console: Console) -> None:
-        rows = {(s.service, r.name): _row(r) for s in report.services for r in s.results}
+        rows = {(s.service, r.name): check_row(r) for s in report.services for r in s.results}
         console.print(_checks_table(rows, console.width))
 
 
-def _row(result: CheckResult) -> list[str]:
+def check_row(result: CheckResult) -> list[str]:
+    """A check's mark (markup), time and message."""
     seconds = f"{result.seconds * 1000:.0f} ms" if result.seconds < 1 else f"{result.seconds:.2f} s"
     return [_OUTCOME_MARKS.get(result.outcome, result.outcome), seconds, result.message]
 

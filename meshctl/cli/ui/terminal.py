@@ -17,6 +17,7 @@ from ...events import (
     SKIPPED,
     BuildEvent,
     CheckDone,
+    CheckResult,
     ChecksPlanned,
     CheckStarted,
     Exited,
@@ -93,7 +94,7 @@ class Ui(Results):
         if self.quiet:
             return
         doing, done = ("installing", "installed") if event.action == "install" else ("building", "built")
-        if self.progress == "plain" or (self.progress == "auto" and not self.err.is_terminal):
+        if self._plain():
             self._build_line(event, doing, done)      # "live" (auto on a terminal) draws below
             return
         if self._progress is None:
@@ -118,6 +119,10 @@ class Ui(Results):
         if not self._tasks:
             self._progress.stop()
             self._progress = None
+
+    def _plain(self) -> bool:
+        """A line per step (--progress plain, or auto off a terminal), not a live display."""
+        return self.progress == "plain" or (self.progress == "auto" and not self.err.is_terminal)
 
     def _build_line(self, event: BuildEvent, doing: str, done: str) -> None:
         """--progress plain (and auto off a terminal): a line per step, for a CI log."""
@@ -196,6 +201,17 @@ class Ui(Results):
             self._checks = CheckTable(event.names, self.results, live=self.progress in ("auto", "live"))
         elif self._checks is not None:
             self._checks.update(event)
+            if isinstance(event, CheckDone) and self._plain() and not self.quiet:
+                self._check_line(event.result)
+
+    def _check_line(self, result: CheckResult) -> None:
+        """--progress plain: each check as it ends (the table follows once all have)."""
+        from .checks import check_row
+
+        mark, seconds, detail = check_row(result)
+        first = detail.splitlines()[0] if detail else ""
+        self.err.print(f"{mark} {escape(result.service)} / {escape(result.name)} ({seconds})"
+                       + (f": {escape(first)}" if first else ""))
 
     def test_report(self, report: Report, *, output: str = "text") -> None:
         """The final table (if the live one never ran), failures with their excerpts, the logs of
