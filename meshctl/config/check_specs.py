@@ -11,7 +11,7 @@ from typing import Any
 from .faults import parse_check_faults
 from .fields import keys
 from .spec import CheckSpec, ExecCheck, HttpCheck
-from .values import duration_field, kind_of, reject_unknown, scalar_text, typed
+from .values import duration_field, kind_of, reject_unknown, scalar_text
 from .yamlpos import Where
 
 # The checks `meshctl test` runs for every service; a declared check may not take these names.
@@ -115,8 +115,7 @@ def _parse_http_expect(expect: dict, epath: tuple, where: Where) -> dict[str, An
     """HttpCheck's expectation fields, from `expect:`."""
     reject_unknown(expect, keys("http_expect"), epath, where)
     status = expect.get("status", [])
-    status = typed(status)
-    status = [typed(s) for s in status] if isinstance(status, list) else [status] if isinstance(status, int) else status
+    status = [status] if isinstance(status, int) else status
     if not isinstance(status, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599
                                                for s in status):
         raise where.error(epath + ("status",), "expected a status code (100-599) or a list of them",
@@ -153,7 +152,7 @@ def _parse_exec_check(raw: dict, name: str | None, expect: dict, path: tuple, wh
                           hint="exec: [python3, -c, 'import app']")
     epath = path + ("expect",)
     reject_unknown(expect, keys("exec_expect"), epath, where)
-    exit_code = typed(expect.get("exit_code", 0))
+    exit_code = expect.get("exit_code", 0)
     if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
         raise where.error(epath + ("exit_code",), "expected an exit code from 0 to 255")
     contains = expect.get("output_contains")

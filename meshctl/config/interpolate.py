@@ -4,8 +4,8 @@ the shell's environment over a `.env` file beside mesh.yaml, as `docker compose`
 
 Values are substituted after the YAML is read with positions, so an error still names file:line
 and the field; keys are never substituted (as in compose). A substituted value is an Interpolated
-string: where mesh.yaml expects a number or a boolean, its text is read as one (values.py), as
-compose casts `port: ${PORT:-8080}` by its schema. A variable that is unset and has no default
+string: where mesh.yaml's schema wants a number or a boolean, its text is read as one
+(schema.typed_by_schema), as compose casts `port: ${PORT:-8080}` by its schema. A variable that is unset and has no default
 becomes the empty string, as in compose."""
 
 from __future__ import annotations

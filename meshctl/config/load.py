@@ -21,6 +21,7 @@ from ..model import split_image_ref
 from . import yamlpos
 from .depends import check_dependencies
 from .interpolate import environment_for, interpolate
+from .schema import typed_by_schema
 from .mesh import with_mesh
 from .run_mode import command_service
 from .services import (
@@ -122,6 +123,7 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
     variables = environment_for(source.parent if source else root) if variables is None else variables
     where = Where(source, line_map(node), variables)
     data = interpolate(yamlpos.construct(node, label, loader=yaml.SafeLoader, hint=hint), variables, where)
+    data = typed_by_schema(data)       # a ${VAR} where a number or boolean is wanted is read as one
     if data is None:
         raise where.error((), "the file is empty", hint="run `meshctl init` for a commented example")
     if not isinstance(data, dict):

@@ -11,7 +11,7 @@ from .faults import check_check_faults, check_fault_callers, where_fail
 from .fields import keys
 from .spec import MTLS_MODES, MeshSettings, ServiceSpec
 from .traffic import check_traffic
-from .values import kind_of, reject_unknown, typed
+from .values import kind_of, reject_unknown
 from .yamlpos import Where
 
 
@@ -57,7 +57,7 @@ def _parse_mesh(raw: Any, where: Where) -> tuple[str, bool]:
         raise where.error(("mesh", "mtls"), f"unknown mode {mtls!r}",
                           hint="strict (mTLS between pods, plaintext from other pods refused), permissive "
                                "(both accepted) or off (no mesh)")
-    capture = typed(raw.get("capture", True))
+    capture = raw.get("capture", True)
     if not isinstance(capture, bool):
         raise where.error(("mesh", "capture"), f"expected true or false, found {kind_of(capture)}")
     return mtls, capture

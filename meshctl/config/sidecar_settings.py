@@ -11,7 +11,7 @@ from typing import Any
 from .fields import keys
 from .spec import SIDECAR_SETTINGS, MetricsSettings, ProxySettings, ReadySpec, TlsSettings, UserSidecar
 from .values import (
-    NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field, reject_unknown, typed,
+    NAME_RE, build_or_image, command_field, duration_field, env_settings, kind_of, port_field, reject_unknown,
 )
 from .yamlpos import Where
 
@@ -53,7 +53,7 @@ def _parse_own_sidecar(role: str, value: Any, rpath: tuple, where: Where) -> Any
         raise where.error(rpath, f"expected a mapping of settings, or false to drop it, found {kind_of(value)}")
     if role == "proxy":
         reject_unknown(value, keys("proxy"), rpath, where)
-        retries = typed(value.get("retries", 2))
+        retries = value.get("retries", 2)
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
             raise where.error(rpath + ("retries",), "expected a whole number from 0 to 100")
         return ProxySettings(
@@ -78,7 +78,7 @@ def _parse_user_sidecar(name: str, raw: Any, path: tuple, where: Where, root: Pa
     user = raw.get("user")
     if user is not None and (isinstance(user, bool) or not isinstance(user, (str, int)) or not str(user).strip()):
         raise where.error(path + ("user",), "expected a user name or uid[:gid]", hint="user: \"0\" runs it as root")
-    read_only = typed(raw.get("read_only", True))
+    read_only = raw.get("read_only", True)
     if not isinstance(read_only, bool):
         raise where.error(path + ("read_only",), "expected true or false")
     cap_add = raw.get("cap_add") or []

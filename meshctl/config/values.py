@@ -11,7 +11,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from .fields import DURATION_PATTERN, DURATION_UNITS, NUMBER, keys
-from .interpolate import Interpolated
 from .spec import BuildOptions
 from .yamlpos import Where
 
@@ -49,7 +48,6 @@ def port_field(value: Any, label: str, where: Where | None, path: tuple = (), *,
                allow_zero: bool = False) -> int:
     """A port number; `where` None for a flag (--port), which has no line."""
     low = 0 if allow_zero else 1
-    value = typed(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
         problem = f"{value!r} is not a port number ({low}-65535)"
         hint = "0 asks for a free port" if allow_zero else None
@@ -177,17 +175,6 @@ def reject_unknown(mapping: dict, allowed: tuple, path: tuple, where: Where) -> 
             hint = f"did you mean {close[0]!r}?" if close else (
                 "allowed here: " + ", ".join(allowed) if allowed else "this takes no settings")
             raise where.error(path + (key,), f"unknown field {key!r}", hint=hint)
-
-
-def typed(value: Any) -> Any:
-    """A value a variable produced, read as the number or boolean its text spells (`port:
-    ${PORT:-8080}`), as compose casts by its schema; anything else as it is."""
-    if not isinstance(value, Interpolated):
-        return value
-    text = value.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    return {"true": True, "false": False}.get(text.lower(), value)
 
 
 def kind_of(value: Any) -> str:

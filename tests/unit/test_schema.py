@@ -235,3 +235,40 @@ def test_every_section_of_the_table_is_in_the_schema_with_its_help():
         generated = mesh_yaml_schema() if name == "project" else definitions[name]
         assert list(generated["properties"]) == list(keys(name))
         assert all(generated["properties"][f.name]["description"] == f.help for f in section.fields)
+
+
+VARIABLES = """\
+mesh: {capture: "${CAPTURE}"}
+services:
+  web:
+    image: web:1
+    port: ${PORT:-8080}
+    sidecars:
+      proxy: {retries: "${RETRIES}"}
+      cache: {image: redis:7, read_only: "${RO}", ready: {tcp: "${CACHE_PORT}"}}
+    checks:
+      - {exec: [x], expect: {exit_code: "${CODE}"}}
+      - {request: /, expect: {status: ["${STATUS}"]}}
+    faults: [{abort: "${STATUS}", percent: "${PERCENT}"}]
+    traffic: {retries: {attempts: "${RETRIES}"}, split: {web: "${SHARE}", api: 50}}
+    env: {ZIP: "${ZIP}"}
+  api:
+    image: api:1
+    port: 8080
+"""
+
+
+def test_a_variable_stands_wherever_a_number_or_boolean_goes_for_both():
+    """The schema allows a ${VAR} there; the parser reads its value as the number or boolean the
+    schema wants (and text where text is allowed: a zip code keeps its 0)."""
+    variables = {"CAPTURE": "false", "RETRIES": "3", "RO": "false", "CACHE_PORT": "6379", "CODE": "1",
+                 "STATUS": "503", "PERCENT": "12.5", "SHARE": "50", "ZIP": "01234"}
+    assert schema_errors(as_editors_read(VARIABLES)) == []
+    web, _api = parse_project(VARIABLES, variables=variables).services
+    assert (web.port, web.proxy.retries, web.mesh.capture) == (8080, 3, False)
+    [cache] = web.user_sidecars
+    assert (cache.read_only, cache.ready.tcp) == (False, 6379)
+    assert [getattr(c, "exit_code", None) or c.status for c in web.checks] == [1, (503,)]
+    assert (web.faults[0].status, web.faults[0].percent) == (503, 12.5)
+    assert web.traffic.retries.attempts == 3 and web.traffic.split == (("web", 50), ("api", 50))
+    assert dict(web.env) == {"ZIP": "01234"}
