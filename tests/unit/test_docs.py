@@ -146,3 +146,14 @@ def test_the_tree_check_sees_a_module_it_does_not_name(tmp_path):
     readme = ("## Architecture\n\n    meshctl/\n      cli/        the commands (commands/),\n"
               "                  ui/ (terminal)\n      config/     spec\n      model.py  names\n\nafter\n")
     assert unnamed_modules(tmp_path, tree_entries(readme)) == ["config/fresh.py"]
+
+
+def test_the_command_table_has_a_row_for_every_command():
+    import typer.main
+
+    from meshctl.cli.app import app
+    commands = sorted(typer.main.get_command(app).commands)
+    table = (ROOT / "README.md").read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    first_cells = " ".join(row.split(" | ")[0] for row in table.splitlines() if row.startswith("| `meshctl"))
+    unlisted = [name for name in commands if f"`meshctl {name}" not in first_cells]
+    assert unlisted == [], "README.md's command table needs a row for these commands"
