@@ -101,10 +101,12 @@ def test_depends_on_starts_the_app_once_the_service_it_needs_serves(tmp_path, en
 
 def test_a_command_the_image_does_not_have_is_one_clear_message_and_nothing_is_left(tmp_path, engine, sidecar_images):
     name = unique_project("noprog")
-    folder = tmp_path / name                  # the project is named after the folder
+    folder = tmp_path / "bare"
     folder.mkdir()
-    result = run_meshctl("up", "-d", "--image", "debian:bookworm-slim", str(folder), "--",
-                         "no-such-program", "--serve")
+    (folder / "mesh.yaml").write_text(
+        f"name: {name}\nservices:\n  app:\n    image: debian:bookworm-slim\n    source: .\n"
+        "    command: [no-such-program, --serve]\n    port: 8080\n    ports: {https: 0, http: 0, metrics: 0}\n")
+    result = run_meshctl("up", "-d", str(folder))
     assert result.returncode == 3, result.stderr
     assert "its command's program 'no-such-program' is not on the image's PATH, so it cannot start" in result.stderr
     assert "OCI runtime" not in result.stderr and "Traceback" not in result.stderr
