@@ -56,6 +56,9 @@ class ContainerSpec:
     network: str | None = None            # a user-defined network to join (holders), or a network mode
     aliases: tuple[str, ...] = ()
     namespace_of: str | None = None       # join this container's network and PID namespaces
+    # The host's network namespace instead of namespace_of's (its PID namespace still): the OTLP
+    # loopback forwarder, which relays to a collector on the host's 127.0.0.1.
+    host_network: bool = False
     ports: dict[int, int] = field(default_factory=dict)   # pod port → host port on 127.0.0.1 (0 = free)
     mounts: tuple[tuple[str, str, bool], ...] = ()         # (host path, container path, read-only)
     read_only: bool = False

@@ -23,8 +23,8 @@ from .services import dockerfile_exposed_port, inferred_protocol
 from .spec import (
     CONFIG_NAMES, DEFAULT_HOST_PORTS, DEPENDENCY_CONDITIONS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS,
     SIDECAR_SETTINGS, AllowRule, BuildOptions, CheckSpec, CircuitBreaker, ExecCheck, Fault, HttpCheck, MeshSettings,
-    MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, RetryPolicy, ServiceSpec, TlsSettings, TrafficPolicy,
-    UserSidecar, WatchSettings,
+    MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, RetryPolicy, ServiceSpec, TlsSettings, TracingSettings,
+    TrafficPolicy, UserSidecar, WatchSettings,
 )
 from .values import parse_duration, sanitize_name
 
@@ -32,6 +32,6 @@ __all__ = [
     "CONFIG_NAMES", "DEFAULT_HOST_PORTS", "DEPENDENCY_CONDITIONS", "MTLS_MODES", "PORT_NAMES", "RESERVED_POD_PORTS",
     "SIDECAR_SETTINGS", "AllowRule", "BuildOptions", "CheckSpec", "CircuitBreaker", "ExecCheck", "Fault", "HttpCheck",
     "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings", "ReadySpec", "RetryPolicy", "ServiceSpec",
-    "TlsSettings", "TrafficPolicy", "UserSidecar", "WatchSettings", "dockerfile_exposed_port", "find_config",
-    "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
+    "TlsSettings", "TracingSettings", "TrafficPolicy", "UserSidecar", "WatchSettings", "dockerfile_exposed_port",
+    "find_config", "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
 ]

@@ -132,6 +132,12 @@ SECTIONS: dict[str, Section] = {
         Field("mtls", {"anyOf": [{"enum": ["strict", "permissive", "off", False]}, VARIABLE]},
               "strict (the default): mTLS between pods; permissive: plaintext too; off: no mesh"),
         Field("capture", boolean(), "redirect an app's calls to other services through its proxy (default true)"),
+        Field("tracing", ref("tracing"), "where spans are exported (OTLP/HTTP), and which share of traces"),
+    )),
+    "tracing": Section("span export to an OpenTelemetry collector (docs/observability.md)", (
+        Field("otlp", string(pattern="^(https?://|\\$)"),
+              "the collector's OTLP/HTTP base URL, e.g. http://localhost:4318 (default: OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        Field("sample", number(0, 1), "the share of new traces exported, 0.0 to 1.0 (default 1.0)"),
     )),
     "service": Section("one service: its app and its sidecars", (
         Field("build", one_of(string(), ref("build")), _BUILD_HELP),

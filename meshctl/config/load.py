@@ -23,6 +23,7 @@ from .depends import check_dependencies
 from .interpolate import environment_for, interpolate
 from .schema import typed_by_schema
 from .mesh import with_mesh
+from .tracing import parse_tracing
 from .run_mode import command_service
 from .services import (
     default_ports, dockerfile_exposed_port, inferred_protocol, parse_service, reject_duplicate_host_ports, with_ports,
@@ -139,6 +140,9 @@ def parse_project(text: str, *, source: Path | None = None, root: Path | None = 
     reject_duplicate_host_ports(specs, where)
     check_dependencies(specs, where)
     specs = with_mesh(name, data.get("mesh"), specs, where)
+    tracing = parse_tracing((data.get("mesh") or {}).get("tracing"), where)
+    if tracing is not None:
+        specs = [replace(spec, tracing=tracing) for spec in specs]
     return ProjectSpec(name=name, root=root, services=tuple(specs), source=source)
 
 

@@ -156,6 +156,13 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """`mesh.tracing` (or OTEL_EXPORTER_OTLP_ENDPOINT): where every metrics sidecar exports its spans."""
+    otlp: str                                  # the collector's OTLP/HTTP base URL as written (spans: URL/v1/traces)
+    sample: float = 1.0                        # the share of traces exported, decided by trace id
+
+
+@dataclass(frozen=True)
 class ReadySpec:
     """A user sidecar's `ready:`: exactly one of a TCP port, an HTTP path on a port, a command."""
     tcp: int | None = None
@@ -220,6 +227,7 @@ class ServiceSpec:
     outside_mesh: bool = False                   # `sidecars: false` in a project with a mesh
     faults: tuple[Fault, ...] = ()               # injected at this service's proxy, in the order they apply
     depends_on: tuple[tuple[str, str], ...] = ()  # (service, ready | started): the app starts after them
+    tracing: TracingSettings | None = None       # the project's span export, when one is set
 
     @property
     def identity(self) -> str | None:

@@ -167,7 +167,8 @@ def host_config_options(spec: ContainerSpec) -> dict[str, Any]:
         # removed by stop() (and by down, as every container of a project).
         "auto_remove": not spec.restarts_on_failure,
         "restart_policy": {"Name": "on-failure"} if spec.restarts_on_failure else None,
-        "network_mode": f"container:{spec.namespace_of}" if spec.namespace_of else spec.network,
+        "network_mode": "host" if spec.host_network else f"container:{spec.namespace_of}" if spec.namespace_of
+        else spec.network,
         "pid_mode": f"container:{spec.namespace_of}" if spec.namespace_of else None,
         "port_bindings": {port: (("127.0.0.1", host) if host else ("127.0.0.1",))
                        for port, host in spec.ports.items()} or None,

@@ -15,6 +15,7 @@ from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSp
 from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
 from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, captures, kinds_for, published_ports
 from ..sidecars.faults import PROBE_KEY_ENV
+from ..sidecars.otlp import FORWARD_MOUNT, OTLP_FORWARD
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     sidecars = [_sidecar(name, service, kind, sidecar_images[kind.role], holder.name, config_dirs.get(kind.role),
                          user=f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture
                          else (kind.run_as or user), tied=tied,
-                         env={PROBE_KEY_ENV: probe_key} if kind.role == "proxy" and probe_key else {})
+                         env={PROBE_KEY_ENV: probe_key} if kind.role == "proxy" and probe_key else {},
+                         forward_dir=config_dirs.get(OTLP_FORWARD))
                 for kind in kinds]
     env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
     trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()
@@ -107,18 +109,30 @@ def _capture(project: str, service: ServiceSpec, image: str, holder: str, config
 
 
 def _sidecar(project: str, service: ServiceSpec, kind: SidecarKind, image: str, holder: str,
-             config_dir: Path | None, *, user: str, tied: bool, env: dict[str, str]) -> ContainerSpec:
+             config_dir: Path | None, *, user: str, tied: bool, env: dict[str, str],
+             forward_dir: Path | None = None) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(project, service.name, kind.role), image=image,
         labels=labels(project, service.name, kind.role),
         user=user, namespace_of=holder, command=kind.command, entrypoint=kind.entrypoint,
         env={**(kind.env(service) if kind.env else {}), **env},
-        mounts=((str(config_dir), CONFIG_MOUNT, True),) if config_dir is not None else (),
+        mounts=_sidecar_mounts(kind, config_dir, forward_dir),
+        host_network=kind.host_network,
         read_only=kind.read_only, cap_drop=("ALL",), cap_add=kind.cap_add, no_new_privileges=True,
         tmpfs=("/tmp",) if kind.read_only else (), stop_timeout=kind.stop_timeout,
         # Detached (no meshctl left to supervise): Docker's policy restarts a sidecar that dies.
         restarts_on_failure=not tied,
     )
+
+
+def _sidecar_mounts(kind: SidecarKind, config_dir: Path | None,
+                    forward_dir: Path | None) -> tuple[tuple[str, str, bool], ...]:
+    """Its config folder, read-only; the OTLP forwarder writes its socket into its own, which the
+    metrics sidecar mounts (read-only: connecting to a socket needs no write access to the folder)."""
+    forwarder = ((str(forward_dir), FORWARD_MOUNT, True),) if kind.role == "metrics" and forward_dir else ()
+    if config_dir is None:
+        return forwarder
+    return ((str(config_dir), CONFIG_MOUNT, kind.role != OTLP_FORWARD), *forwarder)
 
 
 APP_CA_BUNDLE = "/etc/meshctl/ca-bundle.pem"

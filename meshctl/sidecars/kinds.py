@@ -17,6 +17,7 @@ from .addresses import (CONFIG_MOUNT, EVENTS_PORT, MESH_PORT, METRICS_PORT, OUTB
                         PROXY_PORT, PROXY_STATS_PORT, TLS_PORT)
 from .capture import CAPTURE, captures, render_capture
 from .haproxy import proxy_files, render_tls
+from .otlp import OTLP_FORWARD, forwards_otlp, otlp_export_env, render_forward
 from .readiness import Readiness, proxy_readiness, shell_http_check, shell_tls_chain_check, user_readiness
 
 SIDECAR_STOP_TIMEOUT = 2     # seconds: sidecars exit on SIGTERM at once
@@ -47,6 +48,7 @@ class SidecarKind:
     read_only: bool = True                           # a read-only root filesystem, a tmpfs /tmp
     cap_add: tuple[str, ...] = ()                    # after cap_drop ALL
     stop_timeout: int = SIDECAR_STOP_TIMEOUT
+    host_network: bool = False                       # the host's network namespace (the pod's PID namespace)
 
 
 def metrics_env(service: ServiceSpec) -> dict[str, str]:
@@ -55,6 +57,7 @@ def metrics_env(service: ServiceSpec) -> dict[str, str]:
         "MESHCTL_METRICS_PORT": str(METRICS_PORT),
         "MESHCTL_EVENTS_PORT": str(EVENTS_PORT),
         "MESHCTL_APP_METRICS": f"http://127.0.0.1:{service.port}{service.metrics_path}" if service.metrics_path else "",
+        **otlp_export_env(service),
     }
 
 
@@ -85,6 +88,10 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
         ready=lambda service: Readiness("https", None, tls=True), command=HAPROXY_COMMAND,
         render=lambda project, service: {"haproxy.cfg": render_tls(project, service)},
         serves_tls=lambda service: True, reload_signal="SIGUSR2"),
+    SidecarKind(
+        role=OTLP_FORWARD, image="metrics", pod_ports=(), runs=forwards_otlp, ready=lambda service: None,
+        entrypoint=("python3", "-u", "/usr/local/lib/meshctl/otlp_forward.py"), render=render_forward,
+        host_network=True),
 )}
 
 
