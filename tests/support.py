@@ -179,7 +179,10 @@ def metrics_agent():
     """The metrics sidecar's agent (sidecars/metrics/agent.py) as a module, to test without a container."""
     from meshctl.sidecars import data_dir
 
-    spec = importlib.util.spec_from_file_location("meshctl_agent", data_dir("sidecars") / "metrics" / "agent.py")
+    folder = data_dir("sidecars") / "metrics"
+    if str(folder) not in sys.path:          # its sibling modules (spans, otlp_in), as in the image
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("meshctl_agent", folder / "agent.py")
     agent = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(agent)
     return agent

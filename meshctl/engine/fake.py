@@ -27,6 +27,7 @@ class FakeEngine:
         self.unreachable = unreachable                      # version() fails as with no daemon
         self.capture_exit = 0                                # the capture step's exit code
         self.exec_codes = exec_codes or {}                  # container name → what an exec in it exits with
+        self.exec_outputs: dict[str, str] = {}              # container name → what a successful exec prints
         self.hanging_exec = hanging_exec or set()           # container names where an exec never ends
         self.images = set(images or ())
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
@@ -264,7 +265,7 @@ class FakeEngine:
             threading.Event().wait(30 if timeout is None else timeout)
             raise ExecTimeout(f"`{' '.join(command)}` did not finish within {timeout:g}s; it was killed")
         code = self.exec_codes.get(name, 0)
-        return code, "" if code == 0 else "connection refused"
+        return code, self.exec_outputs.get(name, "") if code == 0 else "connection refused"
 
 
 def all_match(labels: dict[str, str], wanted: dict[str, str]) -> bool:

@@ -13,7 +13,8 @@ from ..config import ProjectSpec, ServiceSpec
 from .images import BASE_IMAGE
 from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSpec, container_name, labels, network_name
 from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
-from ..sidecars import CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, captures, kinds_for, published_ports
+from ..sidecars import (CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, app_otel_env, captures, kinds_for,
+                        published_ports)
 from ..sidecars.faults import PROBE_KEY_ENV
 from ..sidecars.otlp import FORWARD_MOUNT, OTLP_FORWARD
 
@@ -71,7 +72,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
                          env={PROBE_KEY_ENV: probe_key} if kind.role == "proxy" and probe_key else {},
                          forward_dir=config_dirs.get(OTLP_FORWARD))
                 for kind in kinds]
-    env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **dict(service.env)}
+    env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **app_otel_env(service), **dict(service.env)}
     trust = ((str(ca_bundle), APP_CA_BUNDLE, True),) if ca_bundle else ()
     app = ContainerSpec(
         name=container_name(name, service.name, APP), image=app_image, labels=labels(name, service.name, APP),

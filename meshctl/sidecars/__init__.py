@@ -12,8 +12,8 @@ Pod building, planning, readiness, stop order, `ps` and inject all read these de
 May import: meshctl.config, meshctl.model, meshctl.errors."""
 
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_GID, MESH_PORT, METRICS_PORT,
-                        OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT,
-                        proxy_stats_url, published_ports)
+                        OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT,
+                        app_otel_env, proxy_stats_url, published_ports)
 from .capture import CAPTURE, capture_rules, captures, render_capture
 from .data import data_dir, template
 from .haproxy import ACCESS_LOG_FORMAT, TCP_LOG_FORMAT, render_proxy, render_tcp_proxy, render_tls
@@ -32,6 +32,7 @@ __all__ = [
                         "MESH_GID",
                         "MESH_PORT",
                         "METRICS_PORT",
+                        "OTLP_PORT",
                         "OUTBOUND_PORT",
                         "OUTBOUND_TCP_PORT",
                         "PROXY_PORT",
@@ -42,6 +43,7 @@ __all__ = [
                         "TLS_PORT",
                         "Readiness",
                         "SidecarKind",
+                        "app_otel_env",
                         "capture_rules",
                         "captures",
                         "chain_of",

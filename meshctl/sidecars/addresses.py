@@ -12,6 +12,7 @@ PROXY_PORT = 15080
 METRICS_PORT = 15090
 PROXY_STATS_PORT = 15021     # HAProxy's own Prometheus exporter, loopback only
 EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sidecar
+OTLP_PORT = 15018            # loopback: the metrics sidecar's OTLP/HTTP receiver and span store
 READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
 MESH_PORT = 15008            # the inbound mesh listener: mutual TLS from other pods' proxies
 OUTBOUND_PORT = 15001        # loopback: the app's captured calls to other services arrive here
@@ -29,6 +30,17 @@ def published_ports(service: ServiceSpec) -> dict[str, int]:
     targets = {"https": TLS_PORT, "metrics": METRICS_PORT,
                "http": PROXY_PORT if service.proxy else service.port}
     return {name: targets[name] for name, _ in service.ports}
+
+
+def app_otel_env(service: ServiceSpec) -> dict[str, str]:
+    """The OpenTelemetry SDK's standard variables: an instrumented app sends its spans to the pod's
+    metrics sidecar (OTLP/HTTP, protobuf, W3C traceparent) with no configuration of its own."""
+    if service.metrics is None:
+        return {}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{OTLP_PORT}", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_SERVICE_NAME": service.name, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_PROPAGATORS": "tracecontext",
+            # Spans only: the pod's receiver takes /v1/traces (metrics and logs go the meshctl ways).
+            "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
 
 
 def proxy_stats_url() -> str:

@@ -19,7 +19,9 @@ from .data import template, template_parts
 from .faults import fault_files, fault_rules, lua_global
 
 # One access line per request, what the metrics agent parses (the mesh listener adds the caller).
-ACCESS_LOG_FORMAT = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r"
+# Before the request: the hop's span, trace/span/parent/start µs/end µs (templates/haproxy-tracing.cfg).
+SPAN_LOG_FIELD = "%[var(txn.trace_id)]/%[var(txn.span_id)]/%[var(txn.trace_parent)]/%[var(txn.trace_start)]/%[date(0,us)]"
+ACCESS_LOG_FORMAT = f"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc {SPAN_LOG_FIELD} %{{+Q}}r"
 # One per TCP connection, at its close: `tcp` where a request line has its status, then the bytes
 # from the client (%U) and to it (%B), and how it ended (%ts: -- closed normally, PR denied by a rule).
 TCP_LOG_FORMAT = "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt tcp %U %B %ts"
@@ -29,6 +31,7 @@ TCP_IDLE_TIMEOUT = 3600.0
 EVENTS_RING = "meshctl-events"
 SHARED = "haproxy-shared.cfg"
 MESH = "haproxy-mesh.cfg"
+TRACING = "haproxy-tracing.cfg"
 
 
 def _seconds(value: float) -> str:
@@ -48,7 +51,7 @@ def _common() -> dict[str, str]:
         "outbound_port": str(OUTBOUND_PORT), "outbound_tcp_port": str(OUTBOUND_TCP_PORT),
         "cert_bundle": CERT_BUNDLE, "ca_file": f"{CONFIG_MOUNT}/ca.pem", "ring": EVENTS_RING,
         "access_log_format": ACCESS_LOG_FORMAT, "tcp_log_format": TCP_LOG_FORMAT,
-        "idle_timeout": _seconds(TCP_IDLE_TIMEOUT)}
+        "idle_timeout": _seconds(TCP_IDLE_TIMEOUT), "tracing": _inline(template_parts(TRACING)["http"].template)}
 
 
 def _part(file: str, part: str, /, **fields: str) -> str:

@@ -17,6 +17,12 @@ Settings come from the environment:
   MESHCTL_EVENTS_PORT       the TCP (and UDP) port the proxy's access events arrive on (default 15514)
   MESHCTL_APP_METRICS       the app's own metrics URL inside the pod (optional)
   MESHCTL_ACCESS_LOG_LIMIT  access log lines printed per second at most (default 100; 0: none; -1: all)
+  MESHCTL_SPANS_PORT        the loopback port of the spans' receiver and store (otlp_in.py; default 15018)
+  MESHCTL_SPAN_LIMIT        spans kept (default 10000; spans.py)
+  MESHCTL_IDENTITY_PREFIX   the project's SPIFFE prefix, for peers' identities on spans (a mesh's)
+
+The proxy's HTTP access lines also carry each hop's span (spans.py); they go into a bounded span
+store that the pod-local OTLP receiver fills with the app's own spans too.
 """
 
 import bisect
@@ -28,8 +34,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
+import otlp_in
+import spans
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -314,8 +322,14 @@ class ConsoleLog:
         return text
 
 
+# Called with every batch of lines from the proxy after it is counted (main adds the span recorder).
+BATCH_HOOKS: list = []
+
+
 def _handle_batch(stats, console, lines):
     other = stats.record_lines(lines)
+    for hook in BATCH_HOOKS:
+        hook(lines)
     console.write(lines if not other else [ln for ln in lines if ln not in other], always=other)
 
 
@@ -402,9 +416,7 @@ def fetch_app_metrics(url):
 
 
 def make_handler(registry, app_status):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(otlp_in.SmallHandler):
         def do_GET(self):
             path = self.path.split("?", 1)[0]
             if path == "/ready":
@@ -422,17 +434,22 @@ def make_handler(registry, app_status):
             body = generate_latest(registry) + app_text.encode()
             self._send(200, body, CONTENT_TYPE_LATEST)
 
-        def _send(self, status, body, content_type):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, fmt, *args):
-            pass
-
     return Handler
+
+
+# Whatever else wants every span (an OTLP exporter): callables given each batch the store takes
+# (spans.py says how a sink must behave). The store shares this list.
+SPAN_SINKS: list = []
+
+
+def start_spans(service):
+    """The span store, fed by the proxy's lines and the app's OTLP posts (otlp_in.serve's thread)."""
+    store = spans.SpanStore(int(os.environ.get("MESHCTL_SPAN_LIMIT") or spans.DEFAULT_LIMIT), sinks=SPAN_SINKS)
+    prefix = os.environ.get("MESHCTL_IDENTITY_PREFIX", "")
+    BATCH_HOOKS.append(lambda lines: spans.record_access_lines(store, lines, service, prefix))
+    port = int(os.environ.get("MESHCTL_SPANS_PORT") or "15018")
+    threading.Thread(target=otlp_in.serve, args=(store, port), daemon=True).start()
+    return store
 
 
 def main():
@@ -444,6 +461,7 @@ def main():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MeshCollector(service, stats, app_status))
     console = ConsoleLog(int(os.environ.get("MESHCTL_ACCESS_LOG_LIMIT") or "100"))
+    start_spans(service)
     threading.Thread(target=receive_stream, args=(stats, console, events_port), daemon=True).start()
     threading.Thread(target=receive_datagrams, args=(stats, console, events_port), daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status))

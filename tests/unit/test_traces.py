@@ -1,0 +1,83 @@
+"""`meshctl trace` on the fake engine: spans read from each pod's metrics sidecar (what the agent's
+store dumps), merged by trace, listed with their root, filtered, and drawn in tree order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshctl.errors import UsageError
+from meshctl.model import container_name
+from meshctl.runtime.traces import collect, recent, waterfall
+from tests.support import metrics_agent
+from tests.unit.fake_engine import engine_with_images, meshctl, shop, stack_on, use_on_the_cli, web
+
+metrics_agent()
+import spans  # noqa: E402
+
+TRACE, OTHER = "1" * 32, "2" * 32
+
+
+def span(service, number, parent=0, *, kind="server", start=0, end=10, trace=TRACE, code=200, source="proxy"):
+    made = spans.new_span(trace, f"{number:016x}", f"{parent:016x}" if parent else "", f"GET /{service}", kind,
+                          1_000_000 + start, 1_000_000 + end, service, "error" if code >= 500 else "unset",
+                          {"http.response.status_code": code}, source)
+    return made
+
+
+# web's proxy (server, then client), api's proxy, api's own SDK span; and a failed trace later.
+WEB = [span("web", 1, start=0, end=100), span("web", 2, 1, kind="client", start=5, end=90),
+       span("web", 9, trace=OTHER, start=500, end=900, code=503)]
+API = [span("api", 3, 2, start=10, end=80), span("api", 4, 3, kind="internal", start=20, end=60, source="app")]
+
+
+def dump(kept):
+    store = spans.SpanStore()
+    store.add(kept)
+    return spans.dump(store)
+
+
+@pytest.fixture
+def running(tmp_path, monkeypatch):
+    engine = use_on_the_cli(tmp_path, monkeypatch)
+    project = shop(tmp_path, web(), web(name="api"))
+    stack_on(engine, project, tmp_path / "home").up()
+    engine.exec_outputs[container_name("shop", "web", "metrics")] = dump(WEB)
+    engine.exec_outputs[container_name("shop", "api", "metrics")] = dump(API)
+    return engine
+
+
+def test_spans_of_every_pod_are_merged_and_listed_by_trace(running):
+    rows = recent(collect(running, "shop"))
+    assert [(r.trace_id, r.root_service, r.root_name, r.spans, r.services, r.duration_us, r.status, r.error)
+            for r in rows] == [(OTHER, "web", "GET /web", 1, ("web",), 400, "503", True),
+                               (TRACE, "web", "GET /web", 4, ("api", "web"), 100, "200", False)]
+    assert [r.trace_id for r in recent(collect(running, "shop"), errors=True)] == [OTHER]
+    assert [r.trace_id for r in recent(collect(running, "shop"), slowest=True, last=1)] == [OTHER]
+
+
+def test_the_waterfall_is_in_tree_order_with_offsets():
+    rows = waterfall([*API, WEB[1], WEB[0]])
+    assert [(r.span["service"], r.span["kind"], r.depth, r.offset_us, r.duration_us) for r in rows] == [
+        ("web", "server", 0, 0, 100), ("web", "client", 1, 5, 85), ("api", "server", 2, 10, 70),
+        ("api", "internal", 3, 20, 40)]
+
+
+def test_the_cli_lists_as_json_and_draws_one_trace(running):
+    listed = json.loads(meshctl("trace", "-p", "shop", "--json", check=True).stdout)
+    assert [row["trace_id"] for row in listed] == [OTHER, TRACE]
+    assert listed[1]["services"] == ["api", "web"]
+    drawn = meshctl("trace", "-p", "shop", TRACE, check=True).stdout
+    lines = [line.split() for line in drawn.splitlines() if "GET /" in line]
+    assert [(words[0], words[1], words[3]) for words in lines] == [
+        ("web", "GET", "server"), ("web", "GET", "client"), ("api", "GET", "server"), ("api", "GET", "internal")]
+    one = json.loads(meshctl("trace", "-p", "shop", TRACE, "--json", check=True).stdout)
+    assert [s["depth"] for s in one["spans"]] == [0, 1, 2, 3] and one["spans"][2]["offset_us"] == 10
+
+
+def test_a_bad_trace_id_and_no_metrics_sidecar_are_clear(running, tmp_path):
+    result = meshctl("trace", "-p", "shop", "xyz")
+    assert result.exit_code == 2 and "not a trace id (32 hex digits)" in result.stderr
+    with pytest.raises(UsageError, match="no running metrics sidecar in other"):
+        collect(engine_with_images(), "other")
