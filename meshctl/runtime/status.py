@@ -20,8 +20,10 @@ import contextlib
 def managed_containers(engine: Engine, project: str | None = None, **labels: str) -> list[ContainerInfo]:
     """Containers of meshctl's own stacks. Sidecars that `meshctl inject` wrote into a compose
     file carry meshctl.* labels too (meshctl.source=compose), but compose owns them: `down`, `ps`
-    and plans leave them alone."""
-    return [c for c in engine.containers(selector(project, **labels)) if c.label("source") != "compose"]
+    and plans leave them alone. Only those with a role: the classic builder's step containers of an
+    app image carry its project label (and its service's) while it builds, and are no pod's."""
+    return [c for c in engine.containers(selector(project, **{"role": "", **labels}))
+            if c.label("source") != "compose"]
 
 
 def project_networks(engine: Engine, project: str) -> list[str]:

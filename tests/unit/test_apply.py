@@ -402,6 +402,19 @@ def test_an_app_that_crashes_after_its_restart_is_not_replaced(tmp_path, engine,
     assert calls(engine, before, verbs=("create", "start", "remove")) == []
 
 
+def test_a_build_step_container_of_the_apps_image_is_no_pod(tmp_path, engine, home):
+    """While an app image builds (a hot reload in rebuild mode), the classic builder runs step
+    containers from its half-built image, which already carries the project's label: ps lists one
+    entry per service still, and a plan made meanwhile sees only the pods' containers."""
+    from meshctl.model import ContainerSpec
+    from meshctl.runtime.status import status
+
+    stack, _ = running_shop(engine, tmp_path, home)
+    engine.create(ContainerSpec("elegant_build_step", "web:1", {"meshctl.project": "shop"}))
+    assert [(s.service, s.state) for s in status(engine, "shop")] == [("web", "running")]
+    assert {c.name for c in stack.observe().containers} == {POD, METRICS, PROXY, APP}
+
+
 def test_rebuild_pod_starts_that_pod_anew_and_leaves_the_other_pods_alone(tmp_path, engine, home):
     """A lost holder takes its pod's containers with it; the rebuild starts that pod only. Another
     pod whose sidecar exited at the same moment waits for its own in-place restart (its app is not
