@@ -3,6 +3,7 @@
 example with all its services (examples/shop: web, api and whatever else it holds).
 
     .venv/bin/python bench/lifecycle.py [--runs 5] [--cold] [--json FILE] [--example examples/shop] [--prefix P]
+                                        [--ports HTTPS,HTTP,METRICS]
 
 Rows (medians over --runs, images already built), examples/hello:
   meshctl up -d → first HTTPS 200     time from starting the command to a verified HTTPS 200
@@ -157,6 +158,7 @@ services:
 
 
 def main() -> None:
+    global HTTPS, HTTP, METRICS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cold", action="store_true", help="also time a first up with no image built")
@@ -164,7 +166,10 @@ def main() -> None:
     parser.add_argument("--example", type=Path, default=HELLO,
                         help="an example folder with a mesh.yaml (default examples/hello, timed beside compose)")
     parser.add_argument("--prefix", default="bench-lifecycle", help="the project name starts with this")
+    parser.add_argument("--ports", default="18443,18080,19090",
+                        help="examples/hello's host ports https,http,metrics (engineers sharing a machine keep to their own)")
     args = parser.parse_args()
+    HTTPS, HTTP, METRICS = (int(p) for p in args.ports.split(","))
     os.environ.setdefault("MESHCTL_BUILD_NETWORK", "host")
     engine = Engine()
     context = tls_context(CertificateAuthority().ensure())

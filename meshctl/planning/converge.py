@@ -120,7 +120,8 @@ def _difference(current: ContainerInfo, spec: ContainerSpec, image_ids: Mapping[
 def pod_steps(pod: Pod, containers: Iterable[ContainerInfo], image_ids: Mapping[str, str], refreshed: set[str],
               *, wait_serving: bool) -> list[Step]:
     """The steps that bring one pod from what runs to its Pod: keep, stop what differs, reload in
-    place, then start what is missing in start order, each sidecar group waited for, the app last."""
+    place, then start what is missing in start order, each sidecar group waited for, the app last
+    (or with the last group when it needs none of them to start)."""
     service = pod.service
     plan = plan_pod(pod, containers, refreshed, image_ids)
     ports = published_ports(service)
@@ -143,12 +144,15 @@ def pod_steps(pod: Pod, containers: Iterable[ContainerInfo], image_ids: Mapping[
     steps += capture
     sidecars = [spec for spec in plan.create if spec.role not in (HOLDER, APP)]
     kinds = {kind.role: kind for kind in kinds_for(service)}
-    for group in sorted({kinds[s.role].start_group for s in sidecars}):
+    groups = sorted({kinds[s.role].start_group for s in sidecars})
+    # The app starts only once its sidecars answer (Linkerd's proxy-await) where it may reach one at
+    # its first line; otherwise with the last group (its readiness still goes HTTPS → proxy → app).
+    together = APP in creating and bool(groups) and not _awaits_sidecars(pod, kinds.values())
+    for group in groups:
         members = tuple(s for s in sidecars if kinds[s.role].start_group == group)
-        steps.append(StartContainers(service.name, members, "; ".join(sorted({plan.why[s.name] for s in members})),
-                                     hints))
-        # The app starts only once its sidecars answer (Linkerd's proxy-await); the app may rely
-        # on a user's sidecar at its first line.
+        with_app = (creating.pop(APP),) if together and group == groups[-1] else ()
+        steps.append(StartContainers(service.name, members + with_app,
+                                     "; ".join(sorted({plan.why[s.name] for s in members + with_app})), hints))
         steps += [wait for s in members if (wait := sidecar_wait(pod, kinds[s.role], s)) is not None]
     if APP in creating:
         if service.depends_on:
@@ -159,6 +163,12 @@ def pod_steps(pod: Pod, containers: Iterable[ContainerInfo], image_ids: Mapping[
     steps.append(Announce(service.name, pod.holder.name, ports, serving=wait_serving,
                           protocol=service.protocol))
     return steps
+
+
+def _awaits_sidecars(pod: Pod, kinds: Iterable[SidecarKind]) -> bool:
+    """Whether the app may reach a sidecar at its first line: a mesh's calls go out through the
+    proxy, a user's sidecar is the user's to rely on, and depends_on waits before the app starts."""
+    return pod.service.mesh is not None or bool(pod.service.depends_on) or any(k.user for k in kinds)
 
 
 def _capture_step(pod: Pod, why: str) -> RunOnce:

@@ -79,7 +79,7 @@ def test_doctor_exits_1_when_something_is_missing(tmp_path, monkeypatch):
 def test_up_and_down_dry_runs_change_nothing(tmp_path, cli_engine):
     plan = meshctl("up", "--dry-run", str(tmp_path))
     assert plan.exit_code == 0 and plan.stdout.startswith("plan for shop\n")
-    assert "web: StartContainers shop-web-app  (new)" in plan.stdout
+    assert "web: StartContainers shop-web-metrics, shop-web-proxy, shop-web-app  (new)" in plan.stdout
     assert "dry run: nothing was built, created or changed" in plan.stderr
     [as_json] = json.loads(meshctl("up", "--dry-run", "--json", str(tmp_path)).stdout)
     assert as_json["project"] == "shop" and as_json["steps"]

@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from meshctl.config import ProjectSpec
+from meshctl.config import MeshSettings, ProjectSpec
 from meshctl.planning.images import BASE_IMAGE
 from meshctl.model import ContainerInfo
 from meshctl.planning.plan import Observed, plan_down, plan_rebuild_app, plan_renewal, plan_restart_app, pods_for
@@ -47,15 +47,25 @@ def test_up_from_nothing_starts_each_pod_in_start_order_waiting_between(tmp_path
     [(service, steps)] = plan.pods
     assert service == "web"
     assert [(type(s).__name__, describe(s)["target"]) for s in steps] == [
-        ("StartContainers", [POD]), ("StartContainers", [METRICS, PROXY]),
-        ("WaitReady", "web/metrics"), ("WaitReady", "web/proxy"),
-        ("StartContainers", [APP]), ("WaitReady", "web/app"), ("Announce", "web")]
+        ("StartContainers", [POD]), ("StartContainers", [METRICS, PROXY, APP]),
+        ("WaitReady", "web/metrics"), ("WaitReady", "web/proxy"), ("WaitReady", "web/app"), ("Announce", "web")]
     assert plan.changes
+
+
+def test_an_app_that_may_reach_a_sidecar_at_its_first_line_starts_once_they_answer(tmp_path):
+    """In a mesh its calls go out through the proxy (and depends_on or a user's sidecar say the
+    same): the app starts after the sidecars' waits. Otherwise it starts with them."""
+    meshed = shop(tmp_path, web(mesh=MeshSettings(project="shop")))
+    [(_, steps)] = plan_for(meshed, Observed(), tmp_path).pods
+    starts = [(i, describe(s)["target"]) for i, s in enumerate(steps) if isinstance(s, StartContainers)]
+    waits = [i for i, s in enumerate(steps) if isinstance(s, WaitReady) and s.role != "app"]
+    assert starts[-1][1] == [APP] and starts[-1][0] > max(waits) and APP not in starts[-2][1]
 
 
 def test_without_waiting_the_app_is_announced_as_started(tmp_path):
     [(_, steps)] = plan_for(shop(tmp_path), Observed(), tmp_path, wait_serving=False).pods
-    assert kinds(steps)[-2:] == ["StartContainers", "Announce"] and not steps[-1].serving
+    assert kinds(steps)[-2:] == ["WaitReady", "Announce"] and not steps[-1].serving
+    assert [s.role for s in steps if isinstance(s, WaitReady)] == ["metrics", "proxy"]    # none for the app
 
 
 def test_an_existing_image_is_neither_pulled_nor_built(tmp_path):
@@ -162,7 +172,7 @@ def test_up_dry_run_json_prints_the_plan_and_creates_nothing(tmp_path, cli_engin
     rows = [(s["service"], s["step"]) for s in plan["steps"]]
     assert rows[:4] == [(None, "EnsureNetwork"), (None, "EnsureCA"), (None, "WriteFiles"), (None, "IssueCertificate")]
     assert ("web", "StartContainers") in rows
-    assert {"step": "StartContainers", "service": "web", "target": [METRICS, PROXY], "why": "new"} in plan["steps"]
+    assert {"step": "StartContainers", "service": "web", "target": [METRICS, PROXY, APP], "why": "new"} in plan["steps"]
     assert cli_engine.calls == [] and not (tmp_path / "home").exists()
 
 
