@@ -22,7 +22,8 @@ from docker.context import ContextAPI
 from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
 from .unreachable import DEFAULT_SOCKET, Endpoint, is_unreachable, unreachable
-from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, host_config_options, label_filter,
+from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, frames, host_config_options, label_filter,
+                   lines_of,
                    namespace_pid, owned_by, port_map, read_until, start_error)
 
 
@@ -273,14 +274,7 @@ class DockerEngine:
             with _translated(f"read logs of {container_id[:12]}"):
                 stream = self.api.logs(container_id, stream=True, follow=follow, tail=tail,
                                        stdout=True, stderr=True, since=since)
-            buffer = b""
-            for chunk in stream:
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-            if buffer:
-                yield buffer.decode("utf-8", "replace")
+            yield from lines_of(stream)
         except (_NotFound, _Conflict):
             return
         except (requests.exceptions.RequestException, docker.errors.DockerException, OSError):
@@ -290,6 +284,17 @@ class DockerEngine:
         """Run a command in a running container: (exit code, stdout and stderr). With `timeout`,
         ExecTimeout when it has not ended by then; the command is killed where this host can."""
         return self._exec(container_id, command, timeout, kill_inside=True)
+
+    def exec_lines(self, container_id: str, command: list[str]) -> Iterator[str]:
+        """stdout of a command as it comes. Closing the iterator closes the connection: the
+        command's next write fails and it ends (a stream reader in a sidecar, `meshctl tap`)."""
+        with _translated(f"run a command in {container_id[:12]}"):
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=False)["Id"]
+            sock = self.api.exec_start(exec_id, socket=True)
+        try:
+            yield from lines_of(frames(sock))
+        finally:
+            close_hijacked(sock)
 
     def _exec(self, container_id: str, command: list[str], timeout: float | None, *,
               kill_inside: bool) -> tuple[int, str]:

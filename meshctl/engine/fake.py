@@ -267,6 +267,12 @@ class FakeEngine:
         code = self.exec_codes.get(name, 0)
         return code, self.exec_outputs.get(name, "") if code == 0 else "connection refused"
 
+    def exec_lines(self, container_id: str, command: list[str]):
+        """`exec_outputs` (container name → text) as lines, recorded as an exec."""
+        self.exec(container_id, command)
+        c = self.containers_.get(container_id) or self.by_name(container_id)
+        return iter(self.exec_outputs.get(c["spec"].name, "").splitlines())
+
 
 def all_match(labels: dict[str, str], wanted: dict[str, str]) -> bool:
     return all((k in labels) if v == "" else labels.get(k) == v for k, v in wanted.items())

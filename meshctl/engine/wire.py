@@ -9,6 +9,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import EngineError, PortInUse
@@ -40,6 +41,34 @@ def demultiplexed(raw: bytes) -> bytes:
         out.append(raw[at + 8:at + 8 + length])
         at += 8 + length
     return b"".join(out)
+
+
+def frames(sock: Any) -> Iterator[bytes]:
+    """The payloads of a non-TTY attach's frames (demultiplexed's format) as they arrive."""
+    pending = b""
+    while True:
+        data = sock.read(65536) if hasattr(sock, "read") else sock.recv(65536)
+        if not data:
+            return
+        pending += data
+        while len(pending) >= 8:
+            (length,) = struct.unpack(">L", pending[4:8])
+            if len(pending) < 8 + length:
+                break
+            yield pending[8:8 + length]
+            pending = pending[8 + length:]
+
+
+def lines_of(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Text lines from a stream of byte chunks (a log, an exec's output), the last one unended too."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
 
 
 def owned_by(pid: int, container_id: str, proc: str = "/proc") -> bool:

@@ -12,7 +12,8 @@ Pod building, planning, readiness, stop order, `ps` and inject all read these de
 May import: meshctl.config, meshctl.model, meshctl.errors."""
 
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_GID, MESH_PORT, METRICS_PORT,
-                        OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT,
+                        OBSERVE_PORT, OBSERVE_READER, OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT,
+                        PROXY_STATS_PORT, READY_PATH, TLS_PORT,
                         app_otel_env, proxy_stats_url, published_ports)
 from .capture import CAPTURE, capture_rules, captures, render_capture
 from .data import data_dir, template
@@ -32,6 +33,8 @@ __all__ = [
                         "MESH_GID",
                         "MESH_PORT",
                         "METRICS_PORT",
+                        "OBSERVE_PORT",
+                        "OBSERVE_READER",
                         "OTLP_PORT",
                         "OUTBOUND_PORT",
                         "OUTBOUND_TCP_PORT",

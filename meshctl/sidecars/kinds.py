@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import BuildOptions, ServiceSpec, UserSidecar
 from ..model import APP, HOLDER, spiffe_id
-from .addresses import (CONFIG_MOUNT, EVENTS_PORT, MESH_PORT, METRICS_PORT, OTLP_PORT, OUTBOUND_PORT,
+from .addresses import (CONFIG_MOUNT, EVENTS_PORT, MESH_PORT, METRICS_PORT, OBSERVE_PORT, OTLP_PORT, OUTBOUND_PORT,
                         OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, TLS_PORT)
 from .capture import CAPTURE, captures, render_capture
 from .haproxy import proxy_files, render_tls
@@ -56,6 +56,7 @@ def metrics_env(service: ServiceSpec) -> dict[str, str]:
         "MESHCTL_SERVICE": service.name,
         "MESHCTL_METRICS_PORT": str(METRICS_PORT),
         "MESHCTL_EVENTS_PORT": str(EVENTS_PORT),
+        "MESHCTL_OBSERVE_PORT": str(OBSERVE_PORT),
         "MESHCTL_APP_METRICS": f"http://127.0.0.1:{service.port}{service.metrics_path}" if service.metrics_path else "",
         "MESHCTL_SPANS_PORT": str(OTLP_PORT),
         # Spans name their mesh peers by SPIFFE id: this prefix and the peer's service name.
@@ -71,7 +72,7 @@ HAPROXY_COMMAND = ("-f", f"{CONFIG_MOUNT}/haproxy.cfg")
 # (docs/performance.md); the tls container runs only with `proxy: false`.
 KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
     SidecarKind(
-        role="metrics", image="metrics", pod_ports=(METRICS_PORT, EVENTS_PORT, OTLP_PORT),
+        role="metrics", image="metrics", pod_ports=(METRICS_PORT, EVENTS_PORT, OTLP_PORT, OBSERVE_PORT),
         runs=lambda service: service.metrics is not None,
         ready=lambda service: Readiness("metrics", "/ready"),
         env=metrics_env,

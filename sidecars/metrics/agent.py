@@ -26,6 +26,7 @@ store that the pod-local OTLP receiver fills with the app's own spans too.
 """
 
 import bisect
+import json
 import os
 import signal
 import socket
@@ -38,6 +39,7 @@ from http.server import ThreadingHTTPServer
 
 import otlp_in
 import spans
+from recent import RecentEvents, make_local_handler, query_seconds
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -48,8 +50,9 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 class AccessStats:
     """Request counts and latency buckets, updated by one receiver thread, read at scrape time."""
 
-    def __init__(self):
+    def __init__(self, recent=None):
         self.lock = threading.Lock()
+        self.recent = recent or RecentEvents()   # by second, for `meshctl stat`, `top` and `tap`
         self.requests = {}                       # (direction, source, destination, code, method) -> count
         self.bucket_counts = [0] * (len(BUCKETS_MS) + 1)   # the last one is +Inf
         self.duration_sum_ms = 0.0
@@ -77,21 +80,22 @@ class AccessStats:
         """Count a batch of HAProxy log lines in meshctl's format:
         client [date] frontend backend/server TR/Tw/Tc/Tr/Ta status bytes termination "request"
         Returns the lines that are not access events (HAProxy's own messages), to be printed."""
-        other = []
+        other, events = [], []   # type: ignore[var-annotated]
         with self.lock:
             requests, buckets = self.requests, self.bucket_counts
             for line in lines:
                 parts = line.split(" ", 7)
                 # A TCP connection's line has `tcp` where a request's has its status: only those are
                 # split again (this loop runs once per request).
-                if len(parts) > 5 and parts[5] == "tcp" and self._record_tcp(line):
+                if len(parts) > 5 and parts[5] == "tcp" and self._record_tcp(line, events):
                     continue
                 try:
                     total_ms = int(parts[4].rsplit("/", 1)[1])
                     code = parts[5]
                     int(code)
                     rest = parts[7] if len(parts) > 7 else ""
-                    method = rest.split('"', 2)[1].split(" ", 1)[0] if '"' in rest else "OTHER"
+                    request = rest.split('"', 2)[1].split(" ", 2) if '"' in rest else ["OTHER", ""]
+                    method, path = request[0], request[1] if len(request) > 1 else ""
                     tail = rest.rsplit('"', 1)[-1].strip() if '"' in rest else ""
                     edge = _edge(parts[2], parts[3], tail)
                 except (IndexError, ValueError):
@@ -110,12 +114,16 @@ class AccessStats:
                 if tail and edge[0] == "outbound":
                     self._record_outbound(edge[2], tail)
                 # PR: the proxy refused the request by a rule (termination state, before the request).
-                if edge[1] and code == "403" and rest.startswith("PR"):
+                denied = bool(edge[1]) and code == "403" and rest.startswith("PR")
+                if denied:
                     self.denied[edge] = self.denied.get(edge, 0) + 1
+                events.append(("http", *edge, method, path, int(code), total_ms, _int(parts[6]),
+                               _mtls(parts[2]), denied))
                 if total_ms >= 0:
                     buckets[bisect.bisect_left(BUCKETS_MS, total_ms)] += 1
                     self.duration_sum_ms += total_ms
                     self.duration_count += 1
+        self.recent.add(events)
         return other
 
     def _record_outbound(self, destination, tail):
@@ -133,7 +141,7 @@ class AccessStats:
         with self.lock:
             return dict(self.retries), dict(self.breaker_until)
 
-    def _record_tcp(self, line):
+    def _record_tcp(self, line, events):
         """A TCP connection's line (sidecars.TCP_LOG_FORMAT, `tcp` in the status's place):
         client [date] frontend backend/server Tw/Tc/Tt tcp bytes_in bytes_out termination [caller].
         Called with the lock held; False when the line is not one."""
@@ -154,6 +162,8 @@ class AccessStats:
         counted = self.tcp_bytes.setdefault(edge, [0, 0])
         counted[0] += received
         counted[1] += sent
+        timers = parts[4].rsplit("/", 1)[-1]
+        events.append(("tcp", *edge, "", "", 0, _int(timers), received + sent, _mtls(parts[2]), outcome == "denied"))
         return True
 
     def tcp_snapshot(self):
@@ -172,6 +182,17 @@ class AccessStats:
         with self.lock:
             return (dict(self.requests), list(self.bucket_counts), self.duration_sum_ms,
                     self.duration_count, self.events, self.malformed)
+
+
+def _int(text):
+    return int(text) if text.lstrip("-").isdigit() else -1
+
+
+def _mtls(frontend):
+    """Whether the request came over mutual TLS from a caller's proxy: the mesh listener with TLS
+    (HAProxy marks a TLS frontend with ~; with `mtls: off` it has none). The caller's side cannot
+    tell from its line: stat reports an edge as its callee saw it."""
+    return frontend.startswith("mesh_in") and frontend.endswith("~")
 
 
 def _edge(frontend, backend_server, caller):
@@ -415,12 +436,15 @@ def fetch_app_metrics(url):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def make_handler(registry, app_status):
+def make_handler(registry, app_status, stats=None, service=""):
     class Handler(otlp_in.SmallHandler):
         def do_GET(self):
             path = self.path.split("?", 1)[0]
             if path == "/ready":
                 return self._send(200, b"ok\n", "text/plain")
+            if path == "/stat" and stats is not None:     # edges' figures: what /metrics shows, by window
+                rows = stats.recent.stat(service, query_seconds(self.path.partition("?")[2]))
+                return self._send(200, json.dumps(rows).encode(), "application/json")
             if path != "/metrics":
                 return self._send(404, b"try /metrics\n", "text/plain")
             app_text = ""
@@ -464,7 +488,11 @@ def main():
     start_spans(service)
     threading.Thread(target=receive_stream, args=(stats, console, events_port), daemon=True).start()
     threading.Thread(target=receive_datagrams, args=(stats, console, events_port), daemon=True).start()
-    server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status))
+    local = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("MESHCTL_OBSERVE_PORT", "15092"))),
+                                make_local_handler(stats.recent, service))
+    local.daemon_threads = True
+    threading.Thread(target=local.serve_forever, daemon=True).start()
+    server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status, stats, service))
     server.daemon_threads = True
     # A sidecar must stop at once on SIGTERM: nothing here needs flushing.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -27,7 +27,7 @@ from ...events import (
     Reloaded,
     Restarted,
 )
-from .results import Results
+from .observed import Observed
 from .styled import escape, styled
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ SERVICE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "
 ROLE_STYLES = {"app": "bold", "proxy": "dim", "tls": "dim", "metrics": "dim", "pod": "dim"}
 
 
-class Ui(Results):
+class Ui(Observed):
     def __init__(self, *, quiet: bool = False, progress: str = "auto"):
         self.quiet = quiet
         self.progress = progress     # --progress: auto (live on a terminal, else plain), live, plain (a line per step)

@@ -1,0 +1,125 @@
+"""`meshctl stat`, `top` and `tap`: what the metrics sidecars saw recently (sidecars/metrics/recent.py).
+
+stat reads each service's /stat on its metrics port (edges' figures, as /metrics already publishes
+them); top's routes and tap's stream carry paths and callers, so they are read through the engine,
+by a reader run in the metrics container against a port that is never published."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .status import status
+from ..engine.base import Engine
+from ..errors import UsageError
+from ..model import ContainerInfo, selector
+from ..sidecars import OBSERVE_PORT, OBSERVE_READER
+
+Row = dict[str, Any]
+
+
+def metrics_urls(engine: Engine, project: str) -> dict[str, str]:
+    """Service → its metrics sidecar's URL on the host, for the running services that have one."""
+    urls = {s.service: s.urls["metrics"] for s in status(engine, project)
+            if s.state == "running" and s.urls.get("metrics")}
+    if not urls:
+        raise UsageError(f"no running service of {project} has a metrics sidecar",
+                         hint="`meshctl ps` lists what runs; `metrics: false` in mesh.yaml turns it off")
+    return urls
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def stat(engine: Engine, project: str, window: int) -> list[Row]:
+    """One row per service (what it received), then one per edge caller → callee."""
+    urls = metrics_urls(engine, project)
+
+    def fetch(url: str) -> list[Row]:
+        try:
+            return list(_get_json(url.removesuffix("/metrics") + f"/stat?window={window}"))
+        except (OSError, urllib.error.URLError, ValueError):
+            return []      # an agent from before stat, or restarting: its rows are missing
+    with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
+        answers = dict(zip(urls, pool.map(fetch, urls.values()), strict=True))
+    return merge_stat(answers)
+
+
+def merge_stat(answers: dict[str, list[Row]]) -> list[Row]:
+    """The agents' rows as stat shows them: every service row; an HTTP edge as its callee saw it
+    (its inbound: the caller's verified identity, denials); an edge from the caller's side only
+    when the callee has no agent to ask (a TCP service, one outside the mesh)."""
+    services = [row for rows in answers.values() for row in rows if not row["source"]]
+    edges = [row for rows in answers.values() for row in rows
+             if row["source"] and (row["direction"] == "inbound" or row["destination"] not in answers)]
+    for row in (*services, *edges):
+        row.pop("direction", None)
+    return services + sorted(edges, key=lambda r: (r["source"], r["destination"], r["kind"]))
+
+
+def metrics_container(engine: Engine, project: str, service: str) -> ContainerInfo:
+    found = [c for c in engine.containers(selector(project, service=service), all=False) if c.role == "metrics"]
+    if not found:
+        raise UsageError(f"{project}/{service} has no running metrics sidecar",
+                         hint="`meshctl ps` lists what runs")
+    return found[0]
+
+
+def _reader(path: str) -> list[str]:
+    return ["python3", OBSERVE_READER, str(OBSERVE_PORT), path]
+
+
+def routes(engine: Engine, project: str, service: str | None, window: int) -> list[Row]:
+    """The routes the service (or every service) served in the last `window` seconds, busiest first."""
+    services = [service] if service else sorted(metrics_urls(engine, project))
+
+    def read(name: str) -> list[Row]:
+        code, output = engine.exec(metrics_container(engine, project, name).id, _reader(f"/routes?window={window}"),
+                                   timeout=10)
+        return list(json.loads(output)) if code == 0 and output.strip() else []
+    with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
+        rows = [row for answer in pool.map(read, services) for row in answer]
+    return sorted(rows, key=lambda r: (-r["requests"], r["service"], r["path"]))
+
+
+@dataclass(frozen=True)
+class TapFilter:
+    caller: str | None = None
+    path: str | None = None
+    method: str | None = None
+    status: str | None = None      # 503, or a class: 5xx
+
+    def matches(self, event: Row) -> bool:
+        status = str(event.get("status", ""))
+        if self.status and not (status == self.status or (self.status.endswith("xx") and len(self.status) == 3
+                                                          and status[:1] == self.status[0])):
+            return False
+        return ((self.caller is None or event.get("source") == self.caller)
+                and (self.path is None or str(event.get("path", "")).startswith(self.path))
+                and (self.method is None or str(event.get("method", "")).upper() == self.method.upper()))
+
+
+def tap(engine: Engine, project: str, service: str, wanted: TapFilter) -> Iterator[Row | None]:
+    """The requests crossing the service's proxy from now on: None first, once the agent listens,
+    then each event that matches."""
+    lines = engine.exec_lines(metrics_container(engine, project, service).id, _reader("/tap"))
+    try:
+        for line in lines:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if not event:
+                yield None
+            elif wanted.matches(event):
+                yield event
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
