@@ -196,16 +196,16 @@ def make_local_handler(recent, service):
                 return self._json(recent.routes(service, query_seconds(query, 10)))
             if path != "/tap":
                 return self._json({"error": "try /routes or /tap"}, 404)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-ndjson")
-            self.end_headers()
-            self.wfile.write(b"{}\n")          # the listener is in place: events from here on are seen
-            self.wfile.flush()
-            self._stream(recent.listen())
+            self._stream(recent.listen())      # listening before "{}": every event after it is seen
 
         def _stream(self, tap):
             queue, ready = tap
             try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.end_headers()
+                self.wfile.write(b"{}\n")
+                self.wfile.flush()
                 while True:
                     ready.wait(1.0)
                     ready.clear()
