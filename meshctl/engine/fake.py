@@ -270,7 +270,7 @@ class FakeEngine:
     def exec_lines(self, container_id: str, command: list[str]):
         """`exec_outputs` (container name → text) as lines, recorded as an exec."""
         self.exec(container_id, command)
-        c = self.containers_.get(container_id) or self.by_name(container_id)
+        c = self.containers_.get(container_id) or self.by_name(container_id) or {}
         return iter(self.exec_outputs.get(c["spec"].name, "").splitlines())
 
 
