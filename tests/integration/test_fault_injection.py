@@ -215,7 +215,7 @@ RESILIENCE_CHECKS = """\
       - name: web shows an error page when api fails
         request: GET /
         faults: {api: {abort: 503}}
-        expect: {status: 502, body_contains: '"api_status": 503'}
+        expect: {status: 502, body_contains: "try again"}   # the issue's and docs/traffic.md's check, verbatim
       - name: web answers while api fails
         request: GET /
         faults: {api: {abort: 503}}

@@ -53,6 +53,17 @@ def test_clear_goes_back_to_mesh_yaml_and_an_up_over_a_live_fault_keeps_it(runni
     assert "abort" not in live_map(home) and read_faults(home, "shop", "web").live is None
 
 
+def test_down_ends_a_live_fault_and_the_next_up_starts_from_mesh_yaml(running):
+    engine, home, project = running
+    set_live(engine, home, "shop", "web", faults_from_flags("http", abort=418))
+    stack_on(engine, project, home).down()
+    stack_on(engine, project, home).up()
+    assert "abort:418" not in live_map(home)
+    assert read_faults(home, "shop", "web").live is None
+    [entry] = status(engine, "shop", home=home)
+    assert entry.faults == "abort 503 20%"
+
+
 @pytest.mark.parametrize(("flags", "words"), [
     ({}, "no fault given"),
     ({"reset": True}, "reset is a TCP fault"),

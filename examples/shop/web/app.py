@@ -50,10 +50,16 @@ class Handler(BaseHTTPRequestHandler):
             host, port = query.get("host", ["kv"])[0], int(query.get("port", ["7000"])[0])
             return self._send(200, {"host": host, "port": port, **tcp_call(host, port, query.get("line", ["PING"])[0])})
         if url.path == "/visits":        # web → api → kv
-            status, body = call(f"{API}/visits")
-            return self._send(200 if status == 200 else 502, {"web": "visits", "api_said": body, "api_status": status})
-        status, body = call(f"{API}/whoami")
-        return self._send(200 if status == 200 else 502, {"web": "hello", "api_said": body, "api_status": status})
+            return self._answer_from_api("visits", f"{API}/visits")
+        return self._answer_from_api("hello", f"{API}/whoami")
+
+    def _answer_from_api(self, page, url):
+        """200 with api's answer; 502 with an error page a user can read when api did not answer 200."""
+        status, body = call(url)
+        payload = {"web": page, "api_said": body, "api_status": status}
+        if status != 200:
+            payload["error"] = "api is not answering right now, please try again in a moment"
+        return self._send(200 if status == 200 else 502, payload)
 
     def _send(self, status, payload):
         data = (json.dumps(payload) + "\n").encode()
