@@ -1,6 +1,6 @@
 """The OTLP/HTTP exporter: every span the store takes (spans.py's sink) goes, in batches, to the
-collector at MESHCTL_OTLP_ENDPOINT + /v1/traces, encoded as OTLP/JSON (standard, and nothing to
-install in the image), one resource per service (`service.name`).
+collector at MESHCTL_OTLP_ENDPOINT + /v1/traces as OTLP/HTTP protobuf (written by hand below, so
+the image needs no package), one resource per service (`service.name`).
 
 A collector that is down or slow never holds up the agent or the proxy: `offer` only appends to a
 bounded queue (beyond MESHCTL_OTLP_QUEUE spans the newest are dropped), one thread sends, a batch
@@ -15,9 +15,9 @@ meshctl's forwarder in the host's network namespace: MESHCTL_OTLP_SOCKET names t
 listens on (a folder mounted here), and the request keeps the URL's Host."""
 
 import http.client
-import json
 import os
 import socket
+import struct
 import threading
 from urllib.parse import urlsplit
 
@@ -43,40 +43,72 @@ def sampled(trace_id, share):
         return False
 
 
-def _value(value):
+# Protocol Buffers' wire format, for the few messages of ExportTraceServiceRequest written here
+# (opentelemetry/proto/collector/trace/v1, trace/v1, common/v1, resource/v1): the image needs no package.
+
+def _varint(number):
+    number &= (1 << 64) - 1                   # an int64 below zero: its two's complement
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _bytes(field, data):
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def _text(field, text):
+    return _bytes(field, str(text).encode())
+
+
+def _fixed64(field, number):
+    return _varint(field << 3 | 1) + struct.pack("<Q", number)
+
+
+def _any_value(value):
+    """common.v1.AnyValue: string 1, bool 2, int64 3, double 4."""
     if isinstance(value, bool):
-        return {"boolValue": value}
+        return _varint(2 << 3) + _varint(int(value))
     if isinstance(value, int):
-        return {"intValue": str(value)}
+        return _varint(3 << 3) + _varint(value)
     if isinstance(value, float):
-        return {"doubleValue": value}
-    return {"stringValue": str(value)}
+        return _varint(4 << 3 | 1) + struct.pack("<d", value)
+    return _text(1, value)
 
 
-def _attributes(mapping):
-    return [{"key": key, "value": _value(value)} for key, value in mapping.items() if value is not None]
+def _attributes(field, mapping):
+    """Repeated common.v1.KeyValue {key 1, value 2}."""
+    return b"".join(_bytes(field, _text(1, key) + _bytes(2, _any_value(value)))
+                    for key, value in mapping.items() if value is not None)
 
 
 def _span(span):
-    out = {"traceId": span["trace_id"], "spanId": span["span_id"], "name": span["name"],
-           "kind": SPAN_KINDS.get(span["kind"], 0),
-           "startTimeUnixNano": str(span["start_us"] * 1000), "endTimeUnixNano": str(span["end_us"] * 1000),
-           "attributes": _attributes(span.get("attributes") or {}),
-           "status": {"code": STATUS_CODES.get(span.get("status_code"), 0)}}
+    """trace.v1.Span: trace_id 1, span_id 2, parent_span_id 4, name 5, kind 6, start 7, end 8,
+    attributes 9, status 15 {code 3}."""
+    out = _bytes(1, bytes.fromhex(span["trace_id"])) + _bytes(2, bytes.fromhex(span["span_id"]))
     if span.get("parent_span_id"):
-        out["parentSpanId"] = span["parent_span_id"]
-    return out
+        out += _bytes(4, bytes.fromhex(span["parent_span_id"]))
+    out += _text(5, span["name"]) + _varint(6 << 3) + _varint(SPAN_KINDS.get(span["kind"], 0))
+    out += _fixed64(7, span["start_us"] * 1000) + _fixed64(8, span["end_us"] * 1000)
+    out += _attributes(9, span.get("attributes") or {})
+    code = STATUS_CODES.get(span.get("status_code"), 0)
+    return out + _bytes(15, _varint(3 << 3) + _varint(code) if code else b"")
 
 
 def encode(spans, default_service):
-    """An ExportTraceServiceRequest in OTLP/JSON: the spans grouped by the service they belong to."""
+    """An ExportTraceServiceRequest (protobuf, OTLP/HTTP's default encoding, the one every collector
+    takes): the spans grouped by the service they belong to, its `service.name` on the resource."""
     by_service = {}
     for span in spans:
         by_service.setdefault(span.get("service") or default_service, []).append(_span(span))
-    return json.dumps({"resourceSpans": [
-        {"resource": {"attributes": _attributes({"service.name": service, "telemetry.sdk.name": "meshctl"})},
-         "scopeSpans": [{"scope": {"name": "meshctl"}, "spans": items}]}
-        for service, items in by_service.items()]}, separators=(",", ":")).encode()
+    scope = _bytes(1, _text(1, "meshctl"))
+    return b"".join(
+        _bytes(1, _bytes(1, _attributes(1, {"service.name": service, "telemetry.sdk.name": "meshctl"}))
+               + _bytes(2, scope + b"".join(_bytes(2, item) for item in items)))
+        for service, items in by_service.items())
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -104,7 +136,7 @@ def post(endpoint, body, socket_path=None, timeout=TIMEOUT):
         conn = http.client.HTTPConnection(host, timeout=timeout)
     try:
         conn.request("POST", url.path.rstrip("/") + "/v1/traces", body=body,
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/x-protobuf"})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -213,6 +245,6 @@ def start_exporter(service, sinks, registry, environ=os.environ):
     sinks.append(exporter.offer)
     registry.register(exporter)
     threading.Thread(target=exporter.run, daemon=True).start()
-    print(f"metrics: exporting spans to {endpoint}/v1/traces (OTLP/HTTP, JSON)", flush=True)
+    print(f"metrics: exporting spans to {endpoint}/v1/traces (OTLP/HTTP, protobuf)", flush=True)
     return exporter
 

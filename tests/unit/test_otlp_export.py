@@ -1,16 +1,18 @@
 """The metrics agent's OTLP/HTTP exporter (sidecars/metrics/otlp_out.py) without a container: its
 OTLP/JSON encoding, sampling by trace id, the bounded queue and its counts, and real POSTs to a
-receiver over TCP and over the forwarder's Unix socket (otlp_forward.py relaying to TCP)."""
+receiver over TCP and over the forwarder's Unix socket (otlp_forward.py relaying to TCP). What it
+writes is read back with opentelemetry-proto's own ExportTraceServiceRequest."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,24 +40,40 @@ def span(trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7"
 
 
 def attributes(items):
-    return {item["key"]: next(iter(item["value"].values())) for item in items}
+    return {item.key: getattr(item.value, item.value.WhichOneof("value")) for item in items}
 
 
-def test_encoding_is_otlp_json_with_one_resource_per_service():
-    body = json.loads(otlp_out.encode([span(), span(span_id="1" * 16, parent="00f067aa0ba902b7", service="web",
-                                                kind="client", status=503)], "api"))
-    resources = {attributes(r["resource"]["attributes"])["service.name"]: r for r in body["resourceSpans"]}
+def decoded(body):
+    return ExportTraceServiceRequest.FromString(body)
+
+
+def test_encoding_is_an_export_request_with_one_resource_per_service():
+    request = decoded(otlp_out.encode([span(), span(span_id="1" * 16, parent="00f067aa0ba902b7", service="web",
+                                                    kind="client", status=503)], "api"))
+    resources = {attributes(r.resource.attributes)["service.name"]: r for r in request.resource_spans}
     assert set(resources) == {"api", "web"}
-    server = resources["api"]["scopeSpans"][0]["spans"][0]
-    assert server["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736" and server["spanId"] == "00f067aa0ba902b7"
-    assert "parentSpanId" not in server and server["kind"] == 2 and server["status"] == {"code": 0}
-    assert server["startTimeUnixNano"] == "1700000000000001000" and server["endTimeUnixNano"] == "1700000000003101000"
-    assert attributes(server["attributes"]) == {"http.request.method": "GET", "url.path": "/hello",
-                                                "http.response.status_code": "200",       # int64: a JSON string
-                                                "meshctl.peer.spiffe_id": "spiffe://meshctl.local/shop/web"}
-    assert server["attributes"][2]["value"] == {"intValue": "200"}
-    client = resources["web"]["scopeSpans"][0]["spans"][0]
-    assert client["kind"] == 3 and client["parentSpanId"] == "00f067aa0ba902b7" and client["status"] == {"code": 2}
+    assert resources["api"].scope_spans[0].scope.name == "meshctl"
+    server = resources["api"].scope_spans[0].spans[0]
+    assert server.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736" and server.span_id.hex() == "00f067aa0ba902b7"
+    assert server.parent_span_id == b"" and server.kind == server.SPAN_KIND_SERVER and server.status.code == 0
+    assert server.name == "GET /hello"
+    assert (server.start_time_unix_nano, server.end_time_unix_nano) == (1700000000000001000, 1700000000003101000)
+    assert attributes(server.attributes) == {"http.request.method": "GET", "url.path": "/hello",
+                                             "http.response.status_code": 200,
+                                             "meshctl.peer.spiffe_id": "spiffe://meshctl.local/shop/web"}
+    assert server.attributes[2].value.WhichOneof("value") == "int_value"
+    client = resources["web"].scope_spans[0].spans[0]
+    assert client.kind == client.SPAN_KIND_CLIENT and client.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert client.status.code == client.status.STATUS_CODE_ERROR
+
+
+def test_every_kind_of_attribute_value_survives():
+    values = {"b": True, "n": -3, "big": 2**40, "f": 0.25, "s": "ünïcode", "none": None}
+    one = span()
+    one["attributes"] = values
+    got = decoded(otlp_out.encode([one], "api")).resource_spans[0].scope_spans[0].spans[0]
+    assert attributes(got.attributes) == {"b": True, "n": -3, "big": 2**40, "f": 0.25, "s": "ünïcode"}
+    assert MessageToDict(got)["kind"] == "SPAN_KIND_SERVER"
 
 
 def test_sampling_keeps_or_drops_a_whole_trace_and_about_the_share():
@@ -105,7 +123,7 @@ def test_a_collector_that_answers_gets_batches_and_they_are_counted():
     exporter.offer([span(span_id=f"{n:016x}") for n in range(7)])
     while exporter.queue:
         assert exporter.flush_once()
-    assert [len(json.loads(b)["resourceSpans"][0]["scopeSpans"][0]["spans"]) for b in bodies] == [3, 3, 1]
+    assert [len(decoded(b).resource_spans[0].scope_spans[0].spans) for b in bodies] == [3, 3, 1]
     assert counts(exporter)[("meshctl_otlp_spans_exported_total", "")] == 7.0
     exporter.send = lambda body: 503
     exporter.offer([span()])
@@ -117,7 +135,7 @@ class Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.path, self.headers["Host"], self.headers["Content-Type"], json.loads(body)))
+        self.received.append((self.path, self.headers["Host"], self.headers["Content-Type"], decoded(body)))
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -142,8 +160,8 @@ def test_post_reaches_a_real_receiver_at_v1_traces():
     finally:
         server.shutdown()
     path, _host, content_type, body = Receiver.received[0]
-    assert path == "/base/v1/traces" and content_type == "application/json"
-    assert body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] == "00f067aa0ba902b7"
+    assert path == "/base/v1/traces" and content_type == "application/x-protobuf"
+    assert body.resource_spans[0].scope_spans[0].spans[0].span_id.hex() == "00f067aa0ba902b7"
 
 
 def test_through_the_forwarders_unix_socket_the_url_is_kept(tmp_path):
@@ -165,7 +183,7 @@ def test_through_the_forwarders_unix_socket_the_url_is_kept(tmp_path):
     assert status == 200
     path, host, _type, body = Receiver.received[0]
     assert (path, host) == ("/v1/traces", f"localhost:{port}")
-    assert attributes(body["resourceSpans"][0]["resource"]["attributes"])["service.name"] == "api"
+    assert attributes(body.resource_spans[0].resource.attributes)["service.name"] == "api"
 
 
 def test_the_forwarder_closes_the_client_when_the_collector_is_down(tmp_path):
