@@ -20,6 +20,8 @@ Settings come from the environment:
   MESHCTL_SPANS_PORT        the loopback port of the spans' receiver and store (otlp_in.py; default 15018)
   MESHCTL_SPAN_LIMIT        spans kept (default 10000; spans.py)
   MESHCTL_IDENTITY_PREFIX   the project's SPIFFE prefix, for peers' identities on spans (a mesh's)
+  MESHCTL_OTLP_ENDPOINT     a collector's OTLP/HTTP base URL: every span is exported there too (otlp_out.py,
+                            with MESHCTL_OTLP_SAMPLE, MESHCTL_OTLP_SOCKET, MESHCTL_OTLP_QUEUE)
 
 The proxy's HTTP access lines also carry each hop's span (spans.py); they go into a bounded span
 store that the pod-local OTLP receiver fills with the app's own spans too.
@@ -38,6 +40,7 @@ import urllib.request
 from http.server import ThreadingHTTPServer
 
 import otlp_in
+import otlp_out
 import spans
 from recent import RecentEvents, make_local_handler, query_seconds
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -486,6 +489,7 @@ def main():
     registry.register(MeshCollector(service, stats, app_status))
     console = ConsoleLog(int(os.environ.get("MESHCTL_ACCESS_LOG_LIMIT") or "100"))
     start_spans(service)
+    otlp_out.start_exporter(service, SPAN_SINKS, registry)
     threading.Thread(target=receive_stream, args=(stats, console, events_port), daemon=True).start()
     threading.Thread(target=receive_datagrams, args=(stats, console, events_port), daemon=True).start()
     local = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("MESHCTL_OBSERVE_PORT", "15092"))),

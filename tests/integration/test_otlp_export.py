@@ -35,13 +35,13 @@ services:
     health: /healthz
     stop_grace_period: 1s
     env: {{NEXT: "http://b:8080/chain"}}
-    ports: {{https: 0, metrics: 0}}
+    ports: {{https: 0, http: 0, metrics: 0}}
   b:
     build: app
     port: 8080
     health: /healthz
     stop_grace_period: 1s
-    ports: {{https: 0, metrics: 0}}
+    ports: {{https: 0, http: 0, metrics: 0}}
 """
 
 
@@ -108,7 +108,7 @@ def call_chain(port: int) -> str:
 
 def metrics_of(project: str, service: str) -> str:
     url = urls(project)[service]["metrics"]
-    return http_request(port_of(url), "/metrics", timeout=10).body
+    return http_request(port_of(url), "/metrics", timeout=10).body.decode()
 
 
 def test_spans_reach_a_collector_on_the_hosts_loopback_with_resource_and_http_attributes(tmp_path_factory,
