@@ -101,7 +101,7 @@ def _span(span):
 def encode(spans, default_service):
     """An ExportTraceServiceRequest (protobuf, OTLP/HTTP's default encoding, the one every collector
     takes): the spans grouped by the service they belong to, its `service.name` on the resource."""
-    by_service = {}
+    by_service: dict[str, list[bytes]] = {}
     for span in spans:
         by_service.setdefault(span.get("service") or default_service, []).append(_span(span))
     scope = _bytes(1, _text(1, "meshctl"))
@@ -128,6 +128,7 @@ def post(endpoint, body, socket_path=None, timeout=TIMEOUT):
     """POST one batch to ENDPOINT/v1/traces; the HTTP status (OSError when nothing answered)."""
     url = urlsplit(endpoint)
     host = url.netloc.rsplit("@", 1)[-1]
+    conn: http.client.HTTPConnection
     if socket_path:
         conn = UnixHTTPConnection(host, socket_path, timeout)
     elif url.scheme == "https":
