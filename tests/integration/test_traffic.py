@@ -1,10 +1,10 @@
 """`traffic:` and `allow:` route rules on the real engine, seen from a calling app: a caller's proxy
 gives up with 504 at the callee's timeout, retries a callee's own 5xx into successes and counts
-them, cuts a stalled try at per_try_timeout, opens its circuit breaker after N failed calls (503
-at once, the callee's app not reached) and closes it after open_for, and splits calls by weight; a
-callee's route rule refuses one path and lets another in. One stack for the module: the test app
-(tests/integration/traffic_app, in examples/shop/web's image recipe) fails, stalls and counts
-requests on its own."""
+them, never replays a POST (retries.methods), cuts a stalled try at per_try_timeout, opens its
+circuit breaker after N failed calls (503 at once, the callee's app not reached) and closes it
+after open_for, and splits calls by weight; a callee's route rule refuses one path and lets
+another in. One stack for the module: the test app (tests/integration/traffic_app, in
+examples/shop/web's image recipe) fails, stalls and counts requests on its own."""
 
 from __future__ import annotations
 
@@ -148,6 +148,18 @@ def test_retries_turn_a_20_percent_failure_into_success_and_are_counted(stack):
                what=f"web's meshctl_retries_total{{destination=api}} up by {failed_tries}")
     # The same 20% without retries (fragile has none): one call in five fails.
     assert burst(stack, "http://fragile:8080/flaky", 100)["statuses"] == {"200": 80, "500": 20}
+
+
+def test_a_post_is_never_replayed_where_a_get_is_retried_attempts_times(stack):
+    """retries.methods defaults to GET, HEAD, OPTIONS, PUT, DELETE: api's /fail (always 500) is tried
+    1 + attempts times for a GET, once for a POST (the issue: never a POST unless methods names it)."""
+    def tries_of(method: str) -> int:
+        before = reached(stack, "api", "api-v2").get("/fail", 0)
+        assert web_calls(stack, "http://api:8080/fail", method=method)["status"] == 500
+        return reached(stack, "api", "api-v2")["/fail"] - before
+
+    assert tries_of("GET") == 1 + 3
+    assert tries_of("POST") == 1
 
 
 def test_the_breaker_opens_after_n_failed_calls_answers_503_without_the_app_and_closes_after_open_for(stack):
