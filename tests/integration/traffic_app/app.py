@@ -1,4 +1,4 @@
-"""The test app of tests/integration/test_traffic.py, one image for every role.
+"""The test app of tests/integration/test_traffic_real.py, one image for every role.
 
 As a callee it fails, stalls and counts on its own (faults: are another feature's): /flaky answers
 500 to every FAIL_EVERY-th request to it, 200 otherwise; /slow?ms=N answers after N ms; /slow-once?key=K
