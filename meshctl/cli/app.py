@@ -12,7 +12,7 @@ import typer.core
 from typer.completion import completion_init
 
 from ..errors import Cancelled, MeshctlError
-from .commands import about, ca, fault, init, inject, observe, test, trace, up, validate
+from .commands import about, ca, dashboard, fault, init, inject, observe, test, trace, up, validate
 
 
 class _Funnel(typer.core.TyperGroup):
@@ -66,7 +66,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 # get the script, and two options fewer that every command would parse.
 completion_init()
 
-for group in (up, observe, test, fault, trace, validate, init, about, inject):
+for group in (up, observe, test, fault, trace, dashboard, validate, init, about, inject):
     app.add_typer(group.commands)
 app.add_typer(ca.commands, name="certs")
 

@@ -122,6 +122,19 @@ def set_live(engine: Engine, home: Path, project: str, service: str, faults: tup
     return ServiceFaults(project, service, current.protocol, current.declared, faults)
 
 
+def change_live(engine: Engine, home: Path, project: str, service: str, *, clear: bool = False,
+                abort: int | None = None, delay: str | None = None, reset: bool = False, percent: float = 100.0,
+                callers: Sequence[str] = ()) -> ServiceFaults:
+    """`meshctl fault SERVICE --abort 503 …` or `--clear`, and the dashboard's fault form: the flags
+    checked as mesh.yaml's are, then set live."""
+    current = read_faults(home, project, service)
+    if current is None:
+        raise UsageError(f"{project}/{service}: no such service with a proxy", hint="`meshctl fault --list` lists them")
+    faults = None if clear else faults_from_flags(current.protocol, abort=abort, delay=delay, reset=reset,
+                                                  percent=percent, callers=callers)
+    return set_live(engine, home, project, service, faults)
+
+
 @contextmanager
 def _one_change_at_a_time(folder: Path) -> Iterator[None]:
     """Two `meshctl fault` at once would race between the file and the runtime's map versions:

@@ -29,7 +29,7 @@ def fault(ctx: typer.Context, service: str | None = typer.Argument(None, help="T
     """Inject a fault into a running service, live (no restart), until --clear or `down`; the live
     fault replaces mesh.yaml's `faults:` for that service meanwhile."""
     from ...certs import meshctl_home
-    from ...runtime.faults import faults_from_flags, project_faults, read_faults, set_live
+    from ...runtime.faults import change_live, project_faults
 
     ui = ui_of(ctx)
     docker = engine()
@@ -40,9 +40,5 @@ def fault(ctx: typer.Context, service: str | None = typer.Argument(None, help="T
         return
     if service is None:
         raise UsageError("which service?", hint="meshctl fault api --abort 503 --percent 20, or meshctl fault --list")
-    current = read_faults(home, project, service)
-    if current is None:
-        raise UsageError(f"{project}/{service}: no such service with a proxy", hint="`meshctl fault --list` lists them")
-    faults = None if clear else faults_from_flags(current.protocol, abort=abort, delay=delay, reset=reset,
-                                                  percent=percent, callers=callers)
-    ui.fault_set(set_live(docker, home, project, service, faults))
+    ui.fault_set(change_live(docker, home, project, service, clear=clear, abort=abort, delay=delay, reset=reset,
+                             percent=percent, callers=callers))
