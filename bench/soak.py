@@ -3,6 +3,8 @@
 sidecar killed every 2 minutes (proxy and metrics in turn), for 20 minutes.
 
     .venv/bin/python bench/soak.py [--minutes 20] [--rate 200] [--reload-every 30] [--kill-every 120] [--json FILE]
+    .venv/bin/python bench/soak.py --chaos [--minutes 20] [--rate 50] [--fault-every 30] [--kill-every 120]
+                                   [--reload-every 60]     # examples/shop; see bench/soak_chaos.py
 
 Reports: requests sent and failed (and when they failed: while a killed proxy came back, during a
 reload, or elsewhere), how long HTTPS took to answer again after each proxy kill, the sidecars'
@@ -144,12 +146,22 @@ def lifetimes(samples: list[tuple[str, str, float, float]], settled: float = 30.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chaos", action="store_true",
+                        help="examples/shop with faults toggled, sidecars killed and reloads (bench/soak_chaos.py)")
     parser.add_argument("--minutes", type=float, default=20)
-    parser.add_argument("--rate", type=float, default=200)
-    parser.add_argument("--reload-every", type=float, default=30)
+    parser.add_argument("--rate", type=float, help="requests/s (default 200; 50 with --chaos: each crosses 3 pods)")
+    parser.add_argument("--reload-every", type=float, help="seconds (default 30; 60 with --chaos)")
     parser.add_argument("--kill-every", type=float, default=120)
+    parser.add_argument("--fault-every", type=float, default=30, help="--chaos: seconds between fault toggles")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.chaos:
+        from soak_chaos import run_chaos
+        args.rate = args.rate or 50
+        args.reload_every = args.reload_every or 60
+        return run_chaos(args)
+    args.rate = args.rate or 200
+    args.reload_every = args.reload_every or 30
 
     api = docker.from_env().api
     work = Path(tempfile.mkdtemp(prefix="meshctl-soak-"))
