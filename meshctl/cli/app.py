@@ -12,7 +12,7 @@ import typer.core
 from typer.completion import completion_init
 
 from ..errors import Cancelled, MeshctlError
-from .commands import about, ca, dashboard, fault, init, inject, observe, test, trace, up, validate
+from .commands import about, ca, dashboard, export, fault, init, inject, observe, test, trace, up, validate
 
 
 class _Funnel(typer.core.TyperGroup):
@@ -69,6 +69,7 @@ completion_init()
 for group in (up, observe, test, fault, trace, dashboard, validate, init, about, inject):
     app.add_typer(group.commands)
 app.add_typer(ca.commands, name="certs")
+app.add_typer(export.commands, name="export")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ May import: meshctl.config, meshctl.model, meshctl.errors."""
 
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_GID, MESH_PORT, METRICS_PORT,
                         OBSERVE_PORT, OBSERVE_READER, OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT,
-                        PROXY_STATS_PORT, READY_PATH, TLS_PORT,
+                        PROXY_STATS_PORT, READY_PATH, TLS_PORT, Cluster,
                         app_otel_env, proxy_stats_url, published_ports)
 from .capture import CAPTURE, capture_rules, captures, render_capture
 from .data import data_dir, template
@@ -44,6 +44,7 @@ __all__ = [
                         "SIDECAR_STOP_TIMEOUT",
                         "TCP_LOG_FORMAT",
                         "TLS_PORT",
+                        "Cluster",
                         "Readiness",
                         "SidecarKind",
                         "app_otel_env",

@@ -4,6 +4,8 @@ Constants only, so templates, readiness, capture and the kinds all read one set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..config import ServiceSpec
 
 # Ports inside the pod. The holder publishes the first three.
@@ -48,3 +50,20 @@ def app_otel_env(service: ServiceSpec) -> dict[str, str]:
 def proxy_stats_url() -> str:
     """HAProxy's own Prometheus exporter inside the pod (connection counts in TCP mode)."""
     return f"http://127.0.0.1:{PROXY_STATS_PORT}/metrics?scope=frontend&scope=backend"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Kubernetes cluster the sidecars' configs are rendered for (`meshctl export k8s`): a peer is
+    reached by its Service's cluster DNS name, resolved through the pod's resolv.conf, and capture
+    does not know the network's address ranges. None wherever a config is rendered: Docker's network."""
+    namespace: str
+    domain: str = "cluster.local"
+
+    def address(self, service: str) -> str:
+        return f"{service}.{self.namespace}.svc.{self.domain}"
+
+
+def peer_address(service: str, cluster: Cluster | None) -> str:
+    """Where a caller's proxy connects to a peer: its network alias locally, its Service in a cluster."""
+    return cluster.address(service) if cluster else service

@@ -13,7 +13,7 @@ from dataclasses import replace
 from ..config import MeshSettings, ServiceSpec, TrafficPolicy
 from ..model import spiffe_id
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_PORT, OUTBOUND_PORT,
-                        OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT)
+                        OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, READY_PATH, TLS_PORT, Cluster, peer_address)
 from . import traffic
 from .data import template, template_parts
 from .faults import fault_files, fault_rules, lua_global
@@ -87,30 +87,31 @@ def access_log_fields(service: ServiceSpec) -> dict[str, str]:
     return {"log_target": f"ring@{EVENTS_RING}", "events_ring": _part(SHARED, "events-ring")}
 
 
-def render_proxy(project: str, service: ServiceSpec) -> str:
+def render_proxy(project: str, service: ServiceSpec, cluster: Cluster | None = None) -> str:
     """The proxy's config: templates/haproxy-proxy.cfg, or haproxy-proxy-tcp.cfg for a `protocol:
-    tcp` service (TCP mode throughout); both take the fields `_proxy_fields` gives."""
+    tcp` service (TCP mode throughout); both take the fields `_proxy_fields` gives. `cluster`: the
+    peers as a Kubernetes cluster names them (meshctl export k8s), else as Docker's network does."""
     faults = {"fault_global": lua_global(), "faults": fault_rules(service.protocol, mesh=False)}
     if service.protocol == "tcp":
-        return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, service), **faults,
+        return _fill("haproxy-proxy-tcp.cfg", {**_proxy_fields(project, service, cluster), **faults,
                                                "why": "protocol: tcp: a database, a line protocol"})
     assert service.proxy is not None
     strip = _part(MESH, "strip-client-cert") if service.mesh else ""
-    return _fill("haproxy-proxy.cfg", {**_proxy_fields(project, service), **faults,
+    return _fill("haproxy-proxy.cfg", {**_proxy_fields(project, service, cluster), **faults,
                                        "timeout": _seconds(service.proxy.timeout),
                                        "strip_client_cert": _inline(strip)})
 
 
-def _proxy_fields(project: str, service: ServiceSpec) -> dict[str, str]:
+def _proxy_fields(project: str, service: ServiceSpec, cluster: Cluster | None = None) -> dict[str, str]:
     """What the HTTP and the TCP proxy templates share: the access log, timeouts, ports, TLS, mesh."""
     assert service.proxy is not None
     return {"project": project, "service": service.name, "app_port": str(service.port),
             "connect_timeout": _seconds(service.proxy.connect_timeout), "retries": str(connection_retries(service)),
-            "mesh": render_mesh(service) if service.mesh else "",
+            "mesh": render_mesh(service, cluster) if service.mesh else "",
             **access_log_fields(service), **_tls_fields(service.tls_terminator == "proxy", service.protocol)}
 
 
-def render_mesh(service: ServiceSpec) -> str:
+def render_mesh(service: ServiceSpec, cluster: Cluster | None = None) -> str:
     """The mesh listeners (templates/haproxy-mesh.cfg): inbound in the service's protocol, outbound
     for the app's captured calls to HTTP and to TCP services."""
     mesh = service.mesh
@@ -119,9 +120,10 @@ def render_mesh(service: ServiceSpec) -> str:
                     caller_gate=_caller_gate(mesh, service.protocol), identity=spiffe_id(mesh.project, service.name),
                     caller_identity=spiffe_id(mesh.project, "%[ssl_c_s_dn(CN)]"),
                     faults=fault_rules(service.protocol, mesh=True))
-    outbound = "".join(_mesh_out(protocol, mesh)
+    outbound = "".join(_mesh_out(protocol, mesh, cluster)
                        for protocol, peers in (("http", mesh.peers), ("tcp", mesh.tcp_peers)) if peers)
-    return _part(MESH, "mesh", inbound=inbound, outbound=outbound)
+    resolvers = _inline(_part(MESH, "resolvers-cluster" if cluster else "resolvers-docker"))
+    return _part(MESH, "mesh", inbound=inbound, outbound=outbound, resolvers=resolvers)
 
 
 def _client_tls(protocol: str) -> str:
@@ -140,31 +142,33 @@ def _caller_gate(mesh: MeshSettings, protocol: str) -> str:
     return _inline(gate)
 
 
-def _mesh_out(protocol: str, mesh: MeshSettings) -> str:
+def _mesh_out(protocol: str, mesh: MeshSettings, cluster: Cluster | None) -> str:
     """An outbound listener routing to its peers' mesh listeners, and a backend per peer."""
     peers = mesh.peers if protocol == "http" else mesh.tcp_peers
     client_tls = _client_tls(protocol)
     routes = "".join(_part(MESH, f"route-{protocol}", name=name, port=str(port)) for name, port in peers)
     if protocol == "tcp":
-        backends = "".join(_part(MESH, "peer-tcp", name=name, client_tls=client_tls) for name, _ in peers)
+        backends = "".join(_part(MESH, "peer-tcp", name=name, address=peer_address(name, cluster), client_tls=client_tls)
+                           for name, _ in peers)
     else:
         policies = dict(mesh.traffic)
-        backends = "".join(_http_peer(name, f"b{index}", policies.get(name), client_tls)
+        backends = "".join(_http_peer(name, f"b{index}", policies.get(name), client_tls, cluster)
                            for index, (name, _) in enumerate(peers))
     return _part(MESH, f"out-{protocol}", routes=_inline(routes)) + backends
 
 
-def _http_peer(name: str, key: str, policy: TrafficPolicy | None, client_tls: str) -> str:
+def _http_peer(name: str, key: str, policy: TrafficPolicy | None, client_tls: str, cluster: Cluster | None) -> str:
     """A callee's backend in a caller's proxy, with the callee's `traffic:` (sidecars/traffic.py)."""
-    servers = "".join(_part(MESH, "server-http", server=server, options=options, client_tls=client_tls)
+    servers = "".join(_part(MESH, "server-http", server=server, address=peer_address(server, cluster), options=options,
+                            client_tls=client_tls)
                       for server, options in traffic.servers(name, policy))
     rules = traffic.backend_rules(name, key, policy) if policy else ""
     return _part(MESH, "peer-http", name=name, init=traffic.breaker_init(key, policy), rules=_inline(rules + servers))
 
 
-def proxy_files(project: str, service: ServiceSpec) -> dict[str, str]:
+def proxy_files(project: str, service: ServiceSpec, cluster: Cluster | None = None) -> dict[str, str]:
     """The proxy's config folder: its HAProxy config, and in a mesh the summary `meshctl ps` shows."""
-    return {"haproxy.cfg": render_proxy(project, service), **fault_files(service),
+    return {"haproxy.cfg": render_proxy(project, service, cluster), **fault_files(service),
             **({MESH_FILE: mesh_summary(service)} if service.mesh else {})}
 
 

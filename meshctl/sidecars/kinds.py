@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import BuildOptions, ServiceSpec, UserSidecar
 from ..model import APP, HOLDER, spiffe_id
-from .addresses import (CONFIG_MOUNT, EVENTS_PORT, MESH_PORT, METRICS_PORT, OBSERVE_PORT, OTLP_PORT, OUTBOUND_PORT,
+from .addresses import (CONFIG_MOUNT, Cluster, EVENTS_PORT, MESH_PORT, METRICS_PORT, OBSERVE_PORT, OTLP_PORT, OUTBOUND_PORT,
                         OUTBOUND_TCP_PORT, PROXY_PORT, PROXY_STATS_PORT, TLS_PORT)
 from .capture import CAPTURE, captures, render_capture
 from .haproxy import proxy_files, render_tls
@@ -33,7 +33,8 @@ class SidecarKind:
     start_group: int = 1                             # after the holder (0), before the app; a group starts together
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    render: Callable[[str, ServiceSpec], dict[str, str]] | None = None   # its mounted config folder's files
+    # Its mounted config folder's files, for a project's service (in a Kubernetes cluster, or Docker's network: None).
+    render: Callable[[str, ServiceSpec, Cluster | None], dict[str, str]] | None = None
     env: Callable[[ServiceSpec], dict[str, str]] | None = None
     serves_tls: Callable[[ServiceSpec], bool] = lambda service: False    # holds the certificate
     reload_signal: str | None = None                 # reloads its mounted config in place
@@ -90,7 +91,7 @@ KINDS: dict[str, SidecarKind] = {kind.role: kind for kind in (
         role="tls", image="haproxy", pod_ports=(TLS_PORT,),
         runs=lambda service: service.tls_terminator == "tls",
         ready=lambda service: Readiness("https", None, tls=True), command=HAPROXY_COMMAND,
-        render=lambda project, service: {"haproxy.cfg": render_tls(project, service)},
+        render=lambda project, service, cluster: {"haproxy.cfg": render_tls(project, service)},
         serves_tls=lambda service: True, reload_signal="SIGUSR2"),
     SidecarKind(
         role=OTLP_FORWARD, image="metrics", pod_ports=(), runs=forwards_otlp, ready=lambda service: None,
@@ -161,12 +162,13 @@ class RenderedConfig:
     files: dict[str, str]    # file name in the role's config folder → content
 
 
-def render_configs(project: str, service: ServiceSpec) -> list[RenderedConfig]:
-    """The config folder of each running sidecar that mounts one."""
-    rendered = [RenderedConfig(kind.role, kind.render(project, service))
+def render_configs(project: str, service: ServiceSpec, cluster: Cluster | None = None) -> list[RenderedConfig]:
+    """The config folder of each running sidecar that mounts one (`cluster`: rendered for a
+    Kubernetes cluster's names and addresses, meshctl export k8s)."""
+    rendered = [RenderedConfig(kind.role, kind.render(project, service, cluster))
                 for kind in kinds_for(service) if kind.render is not None]
     if captures(service):
-        rendered.append(RenderedConfig(CAPTURE, {"capture.sh": render_capture(project, service)}))
+        rendered.append(RenderedConfig(CAPTURE, {"capture.sh": render_capture(project, service, cluster)}))
     return rendered
 
 

@@ -33,7 +33,7 @@ def otlp_export_env(service: ServiceSpec) -> dict[str, str]:
     return env
 
 
-def render_forward(project: str, service: ServiceSpec) -> dict[str, str]:
+def render_forward(project: str, service: ServiceSpec, cluster: object = None) -> dict[str, str]:
     """The forwarder's one setting: the collector's loopback address and port."""
     assert service.tracing is not None
     url = urlsplit(service.tracing.otlp)
