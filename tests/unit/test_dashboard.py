@@ -74,7 +74,7 @@ def edge_row(source, destination, requests, success, p99, *, mtls=True, denied=0
 
 def status_of(service, state="running", mesh=None):
     return ServiceStatus("shop", service, state, {"https": "https://localhost:1/", "metrics": "http://localhost:2/metrics"},
-                         [{"name": f"shop-{service}-holder", "role": "holder", "state": "running"},
+                         [{"name": f"shop-{service}-holder", "role": "pod", "state": "running"},
                           {"name": f"shop-{service}-app", "role": "app", "state": state}],
                          mesh or {"identity": f"spiffe://meshctl.local/ns/shop/sa/{service}", "mtls": "strict",
                                   "allow": ["web"], "protocol": "http", "calls": ["kv"]})

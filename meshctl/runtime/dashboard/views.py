@@ -15,6 +15,7 @@ from ..faults import ServiceFaults
 from ..status import ServiceStatus
 from ..traces import Span, TraceSummary, WaterfallRow
 from ...config import Fault, TrafficPolicy
+from ...model import HOLDER
 from ...sidecars.faults import describe
 
 Row = dict[str, Any]
@@ -115,7 +116,7 @@ def service_view(status: ServiceStatus, faults: ServiceFaults | None, policy: Tr
     return {"service": status.service, "state": status.state, "protocol": protocol_of(status),
             "urls": {k: v for k, v in status.urls.items() if k in ("https", "http", "metrics")},
             "containers": [{"name": c["name"], "role": c["role"], "state": c["state"],
-                            "logs": logs.get(c["name"], [])} for c in status.containers if c["role"] != "holder"],
+                            "logs": logs.get(c["name"], [])} for c in status.containers if c["role"] != HOLDER],
             "identity": mesh.get("identity"), "mtls": mesh.get("mtls", "off"),
             "allow": mesh.get("allow"), "calls": mesh.get("calls", []),
             "policy": policy_lines(policy) if known_policy else None,
