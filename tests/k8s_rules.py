@@ -20,10 +20,6 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")          # RFC 1123, 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")               # a Service's name
 PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")  # IANA_SVC_NAME, ≤ 15, no "--"
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-# The CRDs each custom kind is checked against: (file under tests/schemas, apiVersion).
-CRDS: dict[str, list[str]] = {
-    "cert-manager.io/v1": ["cert-manager/cert-manager.io_certificates.yaml"],
-}
 CORE_GROUPS = ("v1", "apps/v1", "networking.k8s.io/v1")
 
 
@@ -45,14 +41,15 @@ def validate_object(obj: dict[str, Any]) -> None:
 @cache
 def _crds() -> dict[tuple[str, str], dict[str, Any]]:
     found = {}
-    for files in CRDS.values():
-        for file in files:
-            for doc in yaml.safe_load_all((SCHEMAS / file).read_text()):
-                if not doc or doc.get("kind") != "CustomResourceDefinition":
-                    continue
-                group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
-                for version in doc["spec"]["versions"]:
-                    found[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    for file in sorted(SCHEMAS.rglob("*.yaml")):
+        # Linkerd's CRDs are Helm templates: the templated lines are labels and annotations only.
+        text = "\n".join(line for line in file.read_text().splitlines() if "{{" not in line)
+        for doc in yaml.safe_load_all(text):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+            for version in doc["spec"]["versions"]:
+                found[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
     return found
 
 

@@ -11,6 +11,8 @@ import yaml
 
 from ..config import ProjectSpec
 from ..errors import UsageError
+from .istio import export_istio
+from .linkerd import export_linkerd
 from .pods import export_meshctl
 from .objects import CERTS, MESHES, SECRETS_FILE, Export, ExportOptions, Issue, Obj, local_secrets
 
@@ -28,7 +30,12 @@ def export_k8s(project: ProjectSpec, options: ExportOptions, issue: Issue | None
         raise UsageError(f"--certs {options.certs}: no such source", hint="one of: " + ", ".join(CERTS))
     out = Export(header=_header(project, options))
     out.objects.append(_namespace(project, options))
-    export_meshctl(project, options, out)
+    if options.mesh == "meshctl":
+        export_meshctl(project, options, out)
+    elif options.mesh == "istio":
+        export_istio(project, options, out)
+    else:
+        export_linkerd(project, options, out)
     if options.certs == "local" and options.mesh == "meshctl":
         if issue is None:
             raise UsageError("--certs local needs meshctl's local CA to issue the certificates")

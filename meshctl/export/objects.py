@@ -18,7 +18,7 @@ Obj = dict[str, Any]
 # --certs local: (SANs, common name, organizational unit) → (certificate chain, private key, CA) in PEM.
 Issue = Callable[[tuple[str, ...], str, "str | None"], tuple[bytes, bytes, bytes]]
 
-MESHES = ("meshctl",)
+MESHES = ("meshctl", "istio", "linkerd")
 CERTS = ("cert-manager", "local")
 # Where the local CA's Secrets go (--certs local): beside the manifests, never in them.
 SECRETS_FILE = "secrets.yaml"
@@ -84,7 +84,8 @@ def service_account(project: ProjectSpec, service: ServiceSpec, options: ExportO
 def service_ports(service: ServiceSpec, *, sidecars: bool) -> list[Obj]:
     """The Service's ports: the app's own (what callers write: http://api:8080), and with meshctl's
     sidecars the HTTPS listener, the mesh listener (mutual TLS from other pods' proxies), metrics."""
-    ports = [{"name": "app", "port": service.port, "targetPort": service.port, "protocol": "TCP"}]
+    ports = [{"name": "app", "port": service.port, "targetPort": service.port, "protocol": "TCP",
+              "appProtocol": "tcp" if service.protocol == "tcp" else "http"}]
     if not sidecars:
         return ports
     if tls_kind(service) is not None:
@@ -173,3 +174,14 @@ def local_secrets(project: ProjectSpec, options: ExportOptions, issue: Issue) ->
         cert, key, ca = issue((*dns, *ips, *uris), service.name, service.mesh.project if service.mesh else None)
         out.append(tls_secret(project, service, options, cert=cert, key=key, ca=ca))
     return out
+
+
+def principal(options: ExportOptions, caller: str) -> str:
+    """A caller's workload identity as Istio's AuthorizationPolicy names it (its ServiceAccount)."""
+    return f"cluster.local/ns/{options.namespace}/sa/{caller}"
+
+
+def seconds(value: float) -> str:
+    """A duration as Istio's and Linkerd's APIs write it."""
+    ms = round(value * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"

@@ -9,6 +9,7 @@ NET_ADMIN only, the config folders into ConfigMaps, and `allow:` into a NetworkP
 from __future__ import annotations
 
 import posixpath
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from ..config import ProjectSpec, ServiceSpec
@@ -59,6 +60,19 @@ def export_meshctl(project: ProjectSpec, options: ExportOptions, out: Export) ->
         out.objects.append(service_object(project, service, options, sidecars=True))
         if service.mesh is not None:
             out.objects.append(network_policy(project, service, options))
+
+
+def export_plain(project: ProjectSpec, options: ExportOptions, out: Export) -> None:
+    """For Istio and Linkerd: each pod without meshctl's sidecars (their proxy replaces them), the
+    app and the user's own sidecars as `up` runs them, its probes straight to the app's port."""
+    images = {folder: registry_ref(options, ref) for folder, ref in sidecar_images().items()}
+    for original in project.services:
+        _unmapped(project, original, out)
+        service = replace(original, proxy=None, tls=None, metrics=None, mesh=None, tracing=None)
+        pod = _pod(project, service, options, images)
+        out.objects.append(service_account(project, original, options))
+        out.objects.append(_deployment(project, pod, options))
+        out.objects.append(service_object(project, original, options, sidecars=False))
 
 
 def _unmapped(project: ProjectSpec, service: ServiceSpec, out: Export) -> None:

@@ -214,3 +214,84 @@ def test_what_does_not_map_is_one_line_on_stderr_each(tmp_path):
     assert lines == ["not exported: services.app.depends_on: pods start independently in a cluster "
                      "(readiness gates traffic)"]
     validate_all(objects_of(result.stdout))
+
+
+TRAFFIC_MESH = """\
+name: shop
+mesh: {mtls: strict}
+services:
+  web: {image: web:1, port: 8080}
+  api:
+    image: api:1
+    port: 8080
+    allow: [web, {from: admin, methods: [GET], paths: ["/admin/*", "*.json"]}]
+    traffic:
+      timeout: 3s
+      retries: {attempts: 2, on: [5xx, reset], per_try_timeout: 1s}
+      circuit_breaker: {consecutive_errors: 5, open_for: 30s, max_connections: 10}
+      split: {api: 90, api2: 10}
+    faults:
+      - {delay: 2s, percent: 10}
+      - {abort: 503, percent: 5, from: [web]}
+  api2: {image: api:2, port: 8080}
+  admin: {image: admin:1, port: 8080}
+  db: {image: "postgres:16", port: 5432, protocol: tcp, allow: [], faults: [{reset: true, percent: 1}]}
+"""
+
+
+def export_mesh(tmp_path, mesh: str):
+    (tmp_path / "mesh.yaml").write_text(TRAFFIC_MESH)
+    result = meshctl("export", "k8s", "--path", str(tmp_path), "--mesh", mesh, check=True)
+    objects = objects_of(result.stdout)
+    validate_all(objects)           # Kubernetes 1.33, and Istio's or Linkerd's CRDs, strictly
+    return objects, [line for line in result.stderr.splitlines() if line.startswith("not exported:")]
+
+
+def test_istio_gets_peer_authentication_authorization_and_routes(tmp_path):
+    objects, unmapped = export_mesh(tmp_path, "istio")
+    assert by(objects, "Namespace", "shop")["metadata"]["labels"]["istio-injection"] == "enabled"
+    assert by(objects, "PeerAuthentication", "default")["spec"] == {"mtls": {"mode": "STRICT"}}
+    # No meshctl sidecar: the app alone, probed on its own port.
+    api_pod = pod_of(objects, "api")
+    assert "initContainers" not in api_pod and [c["name"] for c in api_pod["containers"]] == ["app"]
+    assert api_pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == 8080
+    rules = by(objects, "AuthorizationPolicy", "api")["spec"]["rules"]
+    assert rules[0] == {"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}]}
+    assert rules[1]["to"] == [{"operation": {"methods": ["GET"], "paths": ["/admin/*", "*.json"]}}]
+    db = by(objects, "AuthorizationPolicy", "db")["spec"]
+    assert db["action"] == "ALLOW" and "rules" not in db          # allow: [] lets nobody in
+    routes = by(objects, "VirtualService", "api")["spec"]["http"]
+    web_route, everyone = routes
+    assert web_route["match"] == [{"sourceLabels": {"app.kubernetes.io/name": "web"}}]
+    assert web_route["fault"] == {"delay": {"percentage": {"value": 10.0}, "fixedDelay": "2s"},
+                                  "abort": {"percentage": {"value": 5.0}, "httpStatus": 503}}
+    assert "abort" not in everyone["fault"] and everyone["timeout"] == "3s"
+    assert [(r["destination"]["host"], r["weight"]) for r in everyone["route"]] == [("api", 90), ("api2", 10)]
+    assert everyone["retries"] == {"attempts": 2, "perTryTimeout": "1s", "retryOn": "5xx,reset"}
+    breaker = by(objects, "DestinationRule", "api")["spec"]["trafficPolicy"]
+    assert breaker["outlierDetection"]["consecutive5xxErrors"] == 5 and breaker["outlierDetection"]["baseEjectionTime"] == "30s"
+    assert breaker["connectionPool"] == {"tcp": {"maxConnections": 10}}
+    assert "not exported: services.db.faults: a TCP reset has no Istio equivalent (HTTP faults only)" in unmapped
+    assert any("retries.methods" in line for line in unmapped)
+
+
+def test_linkerd_gets_servers_authentications_policies_and_annotations(tmp_path):
+    objects, unmapped = export_mesh(tmp_path, "linkerd")
+    namespace = by(objects, "Namespace", "shop")["metadata"]["annotations"]
+    assert namespace == {"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "all-authenticated"}
+    assert by(objects, "Server", "api")["spec"]["port"] == "app"
+    assert by(objects, "Server", "db")["spec"]["proxyProtocol"] == "opaque"
+    assert not [o for o in objects if o["kind"] == "AuthorizationPolicy" and o["metadata"]["name"].startswith("db")]
+    callers = by(objects, "MeshTLSAuthentication", "api-allow-0")["spec"]["identityRefs"]
+    assert callers == [{"kind": "ServiceAccount", "name": "web"}]
+    assert by(objects, "AuthorizationPolicy", "api-allow-0")["spec"]["targetRef"]["kind"] == "Server"
+    assert by(objects, "AuthorizationPolicy", "api-allow-1")["spec"]["targetRef"] == {
+        "group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "api-allow-1"}
+    matches = by(objects, "HTTPRoute", "api-allow-1")["spec"]["rules"][0]["matches"]
+    assert {"path": {"type": "PathPrefix", "value": "/admin"}, "method": "GET"} in matches
+    annotations = by(objects, "Service", "api")["metadata"]["annotations"]
+    assert annotations["timeout.linkerd.io/request"] == "3s" and annotations["retry.linkerd.io/limit"] == "2"
+    split = by(objects, "HTTPRoute", "api-split")["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in split] == [("api", 90), ("api2", 10)]
+    assert "not exported: services.db.faults: reset: Linkerd has no fault injection" in unmapped
+    assert len([line for line in unmapped if "faults" in line]) == 3

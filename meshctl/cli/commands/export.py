@@ -20,7 +20,7 @@ PathOption = typer.Option(Path("."), "--path", help="A mesh.yaml, or a folder wi
 OutputOption = typer.Option("-", "--output", "-o", help="A folder (one file per kind), or - for one YAML stream on stdout.")
 NamespaceOption = typer.Option(None, "--namespace", help="The namespace (default: the project's name).")
 RegistryOption = typer.Option("", "--registry", help="Where images built from folders go: REG/<project>-<service>:<hash>.")
-MeshOption = typer.Option("meshctl", "--mesh", help="meshctl: its own sidecars, as native sidecars.")
+MeshOption = typer.Option("meshctl", "--mesh", help="meshctl (its own sidecars, as native sidecars), istio or linkerd.")
 CertsOption = typer.Option("cert-manager", "--certs", help="cert-manager: Certificate objects, no key in the output; "
                                                            "local: Secrets from meshctl's CA in a separate 0600 file.")
 IssuerOption = typer.Option("meshctl-ca", "--issuer", help="cert-manager's issuer: NAME (an Issuer) or ClusterIssuer/NAME.")
