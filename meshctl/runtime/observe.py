@@ -64,6 +64,30 @@ def merge_stat(answers: dict[str, list[Row]]) -> list[Row]:
     return services + sorted(edges, key=lambda r: (r["source"], r["destination"], r["kind"]))
 
 
+def open_circuits(urls: dict[str, str]) -> set[tuple[str, str]]:
+    """(caller, callee) pairs whose circuit breaker is open now (traffic.circuit_breaker), from the
+    callers' meshctl_circuit_open gauges."""
+    def fetch(url: str) -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except (OSError, urllib.error.URLError, ValueError):
+            return ""
+    with ThreadPoolExecutor(max_workers=min(16, len(urls) or 1)) as pool:
+        texts = list(pool.map(fetch, urls.values()))
+    return {pair for text in texts for pair in circuits_in(text)}
+
+
+def circuits_in(text: str) -> set[tuple[str, str]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        return {(s.labels["service"], s.labels["destination"]) for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == "meshctl_circuit_open" and s.value >= 1}
+    except (ValueError, KeyError):
+        return set()
+
+
 def metrics_container(engine: Engine, project: str, service: str) -> ContainerInfo:
     found = [c for c in engine.containers(selector(project, service=service), all=False) if c.role == "metrics"]
     if not found:

@@ -25,12 +25,14 @@ pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"          # Debian's (.ci/setup installs it); Playwright cannot download one here
 PORTS = "    ports: {https: 0, http: 0, metrics: 0}\n"
 SCREENSHOT = os.environ.get("MESHCTL_DASHBOARD_SCREENSHOT")    # where to save the graph's screenshot too
+SECRET = f"dash-secret-{uuid.uuid4().hex}"      # an app's environment value: never served
 
 
 def shop_yaml(name: str) -> str:
     return (f"name: {name}\nservices:\n"
             f"  web:\n    build: web\n    port: 8080\n    health: /healthz\n{PORTS}"
             f"  api:\n    build: api\n    port: 8080\n    health: /healthz\n    allow: [web]\n{PORTS}"
+            f"    env: {{DASH_SECRET: {SECRET}}}\n"
             f"  kv:\n    build: kv\n    port: 7000\n    protocol: tcp\n    allow: [api]\n{PORTS}")
 
 
@@ -186,8 +188,12 @@ def test_a_trace_opens_as_a_waterfall_and_nothing_is_served_without_the_token(st
     assert len(rows) >= 2 and text.index("web · client · GET /visits") < text.index("api · server · GET /visits"), text
     assert len(page.query_selector_all("#waterfall .wf-bar")) == len(rows)
 
-    base = url.split("?")[0]
-    for target in (base, base + "api/graph", base + "api/stream", url.replace("token=", "token=x")):
+    base, token = url.split("?token=")
+    for path in ("", "api/graph", "api/services/api", "api/services/web", "api/faults", "api/requests", "api/traces"):
+        request = urllib.request.Request(base + path, headers={"Cookie": f"meshctl_dashboard={token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert SECRET not in answer.read().decode(), path
+    for target in (base, base + "api/graph", base + "api/stream", f"{base}?token=x{token}"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(target, timeout=5)
         assert refused.value.code == 403, target

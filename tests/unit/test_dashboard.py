@@ -101,6 +101,18 @@ def test_the_graph_has_every_service_its_edges_and_the_faults_that_apply_to_each
     assert "env" not in json.dumps(shown)
 
 
+def test_an_open_circuit_marks_its_edge_as_the_callers_gauge_says():
+    from meshctl.runtime.observe import circuits_in
+
+    text = ('# HELP meshctl_circuit_open 1 while open\n# TYPE meshctl_circuit_open gauge\n'
+            'meshctl_circuit_open{service="web",destination="api"} 1.0\n'
+            'meshctl_circuit_open{service="web",destination="kv"} 0.0\n')
+    assert circuits_in(text) == {("web", "api")} and circuits_in("not { an exposition") == set()
+    shown = graph([status_of("web"), status_of("api")], [edge_row("web", "api", 5, 0.0, 1), edge_row("api", "kv", 1, 100, 1)],
+                  {}, circuits_in(text))
+    assert [(e["destination"], e["circuit_open"]) for e in shown["edges"]] == [("kv", False), ("api", True)]
+
+
 def test_the_service_view_says_policy_in_words_and_serves_no_environment():
     policy = TrafficPolicy(timeout=2.0, retries=RetryPolicy(2, ("5xx",), 0.5, ("GET",)),
                            circuit_breaker=CircuitBreaker(consecutive_errors=5, open_for=30.0), split=(("api", 90), ("api-v2", 10)))

@@ -17,7 +17,7 @@ from typing import Any
 
 from .views import CHART_SECONDS, History, graph, service_view, trace_rows, waterfall_rows
 from ..faults import ServiceFaults, change_live, project_faults, read_faults
-from ..observe import TapFilter, stat, tap
+from ..observe import TapFilter, open_circuits, stat, tap
 from ..status import ServiceStatus, status
 from ..traces import collect, one_trace, recent, waterfall
 from ...config import ProjectSpec, TrafficPolicy
@@ -143,11 +143,13 @@ class Board:
             with contextlib.suppress(MeshctlError):
                 self.history.add(now, stat(self.engine, self.project, CHART_SECONDS))
             self.hub.publish("charts", self.history.as_json())
-        self.agents = {s.service for s in statuses if s.state == "running" and s.urls.get("metrics")}
+        metrics = {s.service: s.urls["metrics"] for s in statuses if s.state == "running" and s.urls.get("metrics")}
+        self.agents = set(metrics)
+        circuits = open_circuits(metrics) if rows else set()
         if not self.stopping.is_set():
             self._ensure_taps()
         snapshot = {"project": self.project, "at": round(now, 3), "error": error,
-                    "tapping": sorted(self.tapping), **graph(statuses, rows, faults)}
+                    "tapping": sorted(self.tapping), **graph(statuses, rows, faults, circuits)}
         self.snapshot = snapshot
         self.hub.publish("graph", snapshot)
         return snapshot

@@ -8,7 +8,7 @@ traffic policy (timeouts, retries, breaker, split: never `env:`), faults and log
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from ..faults import ServiceFaults
@@ -73,15 +73,18 @@ def merge_edges(rows: Iterable[Row]) -> list[Row]:
     return sorted(edges.values(), key=lambda e: (e["source"], e["destination"]))
 
 
-def graph(statuses: list[ServiceStatus], rows: list[Row], faults: dict[str, ServiceFaults]) -> Row:
+def graph(statuses: list[ServiceStatus], rows: list[Row], faults: dict[str, ServiceFaults],
+          circuits: Collection[tuple[str, str]] = ()) -> Row:
     """The graph: a node per service, an edge per caller → callee seen in stat's window, each
-    edge marked with the callee's faults that apply to that caller."""
+    edge marked with the callee's faults that apply to that caller and whether the caller's
+    circuit breaker to it is open."""
     by_service = {row["service"]: row for row in rows if not row["source"]}
     nodes = [node(s, by_service.get(s.service), faults.get(s.service)) for s in statuses]
     edges = merge_edges(row for row in rows if row["source"])
     for edge in edges:
         callee = faults.get(edge["destination"])
         edge["faults"] = [describe(f) for f in (callee.active if callee else ()) if applies_to(f, edge["source"])]
+        edge["circuit_open"] = (edge["source"], edge["destination"]) in circuits
     return {"nodes": nodes, "edges": edges}
 
 
