@@ -90,15 +90,18 @@ def find(api, project: str, service: str, role: str) -> dict | None:
 def memory_mib(api, container_id: str) -> float | None:
     try:
         mem = api.stats(container_id, stream=False).get("memory_stats", {})
-    except docker.errors.APIError:
+    except (docker.errors.APIError, ValueError):     # gone, or going: a kill under way
         return None
     usage = mem.get("usage", 0) - (mem.get("stats", {}).get("cache", 0) or 0)
     return round(usage / 2**20, 2) if usage else None
 
 
-def counter(port: int, name: str, **labels: str) -> float:
+def counter(port: int, name: str, **labels: str) -> float | None:
     # A metrics sidecar killed near the end may still be coming back: read once it answers.
-    text = poll(lambda: _metrics_text(port), timeout=60, interval=0.5, what=f"/metrics on {port}")
+    try:
+        text = poll(lambda: _metrics_text(port), timeout=60, interval=0.5, what=f"/metrics on {port}")
+    except Exception:       # reported as not read (None), beside the rest of the run's figures
+        return None
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
@@ -128,7 +131,8 @@ def run_chaos(args) -> None:
     mesh = mesh.replace("    allow: [web]",
                         "    allow: [web]\n    traffic: {retries: {attempts: 3, on: [reset, connect-failure]}}")
     (folder / "mesh.yaml").write_text(mesh)
-    proc = subprocess.Popen([*MESHCTL, "up", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    console = Path(tempfile.gettempdir()) / f"{project}.console.log"     # kept: what meshctl up printed
+    proc = subprocess.Popen([*MESHCTL, "up", str(folder)], stdout=console.open("w"), stderr=subprocess.STDOUT)
     result: dict = {}
     try:
         def entries() -> dict[str, dict]:
@@ -235,6 +239,7 @@ def run_chaos(args) -> None:
         reload_windows = [(r["saved"], r["done"]) for r in reloads]
         bins = {"injected": 0, "entry_proxy_restart": 0, "other": 0,
                 "other_during_kill": 0, "other_during_reload": 0, "other_elsewhere": 0}
+        unexplained: list[dict] = []         # the first failures binned `other`, to look into
         for at, status, api_status in load.outcomes:
             if status == 200:
                 continue
@@ -247,6 +252,9 @@ def run_chaos(args) -> None:
                 key = ("other_during_kill" if inside(at, other_kill_windows) else
                        "other_during_reload" if inside(at, reload_windows) else "other_elsewhere")
                 bins[key] += 1
+                if len(unexplained) < 30:
+                    unexplained.append({"at_s": round(at - started, 2), "status": status, "api_status": api_status,
+                                        "while": key.removeprefix("other_")})
 
         lives: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for who, cid, at, mib in samples:
@@ -269,7 +277,8 @@ def run_chaos(args) -> None:
             "reloads": [{"service": r["service"], "s": r["s"]} for r in reloads],
             "reload_s_median": round(statistics.median(r["s"] for r in reloads), 2) if reloads else None,
             "memory_per_life": memory,
-            "meshctl_still_running": proc.poll() is None,
+            "other_failures_first": unexplained,
+            "meshctl_still_running": proc.poll() is None, "console": str(console),
         }
     finally:
         if proc.poll() is None:
@@ -288,8 +297,8 @@ def run_chaos(args) -> None:
         ("other, by what was going on", f"{result['other_during_kill']} during another sidecar's kill, "
                                         f"{result['other_during_reload']} during a reload, "
                                         f"{result['other_elsewhere']} elsewhere"),
-        ("fault toggles", f"{result['fault_toggles']}; api's proxy counted {result['faults_injected_counted']:g} "
-                          f"injected; web's proxy counted {result['retries_counted_by_web']:g} retries"),
+        ("fault toggles", f"{result['fault_toggles']}; api's proxy counted {result['faults_injected_counted']} "
+                          f"injected; web's proxy counted {result['retries_counted_by_web']} retries"),
         ("sidecar kills", ", ".join(f"{k['service']} {k['role']}@{k['at_s']:g}s (running in {k['running_again_s']} s"
                                     + (f", HTTPS back in {k['https_back_s']} s" if "https_back_s" in k else "") + ")"
                                     for k in result["kills"])),
@@ -297,7 +306,7 @@ def run_chaos(args) -> None:
         *((f"{who} memory, each life", ", ".join(f"{m['first']} → {m['last']} MiB ({m['growth_pct']:+.1f}%, "
                                                    f"{m['minutes']:g} min)" for m in lives_of))
           for who, lives_of in sorted(result["memory_per_life"].items())),
-        ("meshctl still running", str(result["meshctl_still_running"])),
+        ("meshctl still running", f"{result['meshctl_still_running']} (its console: {result['console']})"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"| {'chaos soak'.ljust(width)} | result |\n|{'-' * (width + 2)}|---|")
