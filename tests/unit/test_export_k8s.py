@@ -295,3 +295,24 @@ def test_linkerd_gets_servers_authentications_policies_and_annotations(tmp_path)
     assert [(b["name"], b["weight"]) for b in split] == [("api", 90), ("api2", 10)]
     assert "not exported: services.db.faults: reset: Linkerd has no fault injection" in unmapped
     assert len([line for line in unmapped if "faults" in line]) == 3
+
+
+def test_user_sidecars_and_services_without_sidecars_map_as_they_do_locally(tmp_path):
+    (tmp_path / "mesh.yaml").write_text(
+        "name: p\nservices:\n  app:\n    image: app:1\n    port: 8080\n    health: /healthz\n"
+        "    sidecars:\n      proxy: {}\n      metrics: {}\n      cache:\n        image: redis:7\n"
+        "        ready: {tcp: 6379}\n        cap_add: [NET_BIND_SERVICE]\n"
+        "  legacy:\n    image: legacy:1\n    port: 9000\n    sidecars: false\n")
+    result = meshctl("export", "k8s", "--path", str(tmp_path), check=True)
+    objects = objects_of(result.stdout)
+    validate_all(objects)
+    app = pod_of(objects, "app")
+    init = {c["name"]: c for c in app["initContainers"]}
+    assert list(init)[-1] == "cache"                     # after meshctl's, as locally (start group 2)
+    cache = init["cache"]
+    assert cache["restartPolicy"] == "Always" and cache["image"] == "redis:7"
+    assert cache["startupProbe"]["exec"]["command"] == ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6379"]
+    assert cache["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    legacy = pod_of(objects, "legacy")
+    assert "initContainers" not in legacy and legacy["containers"][0]["image"] == "legacy:1"
+    assert [p["name"] for p in by(objects, "Service", "legacy")["spec"]["ports"]] == ["app"]
