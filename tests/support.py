@@ -5,6 +5,7 @@ test module nor from a conftest; conftest.py holds the fixtures.
 - waiting: `eventually` polls until something holds, instead of a deadline loop or a sleep;
 - meshctl: the command, a run of it, `meshctl up` in the foreground, `ps --json`;
 - projects: unique names (the session's prefix), copies of examples/hello;
+- HAProxy's access lines as the shipped log formats write them (render_log_line, shipped_formats);
 - the real engine: containers and events of a project, Compose v2, the CA, URLs, metrics."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +188,63 @@ def metrics_agent():
     agent = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(agent)
     return agent
+
+
+# -- HAProxy's access lines, as the shipped formats write them ------------------------------------------
+
+# The access lines the agent is fed are written by the format meshctl ships, as HAProxy would write
+# them: a test line typed by hand would keep passing after the format changed under the agent.
+# HAProxy's log-format: %var, %{flags}var (+Q: quoted), %[sample fetch].
+LOG_FIELD = re.compile(r"%(?:\{(?P<flags>[^}]*)\})?(?P<var>[A-Za-z]+)|%\[(?P<sample>[^\]]+)\]")
+
+
+def render_log_line(log_format: str, values: dict[str, object]) -> str:
+    """The line HAProxy writes for `log_format` with these values of its variables (a KeyError
+    names a variable the test gave no value)."""
+    def field(match: re.Match[str]) -> str:
+        if match["sample"]:
+            return str(values[match["sample"]])
+        value = str(values[match["var"]])
+        return f'"{value}"' if "+Q" in (match["flags"] or "") else value
+    return LOG_FIELD.sub(field, log_format)
+
+
+def log_formats(config: str) -> dict[str, str]:
+    """Each frontend's log-format in a rendered HAProxy config: frontend name → format."""
+    formats, frontend = {}, ""
+    for text in config.splitlines():
+        if not text.startswith(" "):
+            frontend = text.split()[1] if text.startswith("frontend ") else ""
+        elif frontend and text.strip().startswith("log-format "):
+            formats[frontend] = text.split('"', 1)[1].rsplit('"', 1)[0]
+    return formats
+
+
+# Every variable of meshctl's formats, each with a value no other has, so two fields swapped in a
+# format read as another value.
+HTTP_VALUES = {"ci": "172.18.0.9", "cp": "40123", "tr": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
+               "s": "app", "TR": 11, "Tw": 12, "Tc": 13, "Tr": 14, "Ta": 37, "ST": 201, "B": 5120,
+               "tsc": "----", "r": "POST /orders HTTP/1.1",
+               # The hop's span (templates/haproxy-tracing.cfg): trace, span, parent, start and end µs.
+               "var(txn.trace_id)": "4bf92f3577b34da6a3ce929d0e0e4736", "var(txn.span_id)": "a3ce929d0e0e4736",
+               "var(txn.trace_parent)": "00f067aa0ba902b7", "var(txn.trace_start)": 1796400000000100,
+               "date(0,us)": 1796400000003600}
+TCP_VALUES = {"ci": "172.18.0.9", "cp": "40124", "t": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
+              "s": "app", "Tw": 21, "Tc": 22, "Tt": 23000, "U": 120, "B": 4096, "ts": "--"}
+
+
+def shipped_formats() -> dict[tuple[str, str], str]:
+    """(service, frontend) → log-format, from the proxy configs rendered for examples/shop: web
+    (HTTP, calls api over HTTP and kv over TCP), api (HTTP, allow: [web]), kv (TCP, allow: [api])."""
+    from meshctl.config import load_project
+    from meshctl.sidecars import render_configs
+
+    project = load_project(SHOP)
+    return {(service.name, frontend): log_format
+            for service in project.services for rendered in render_configs(project.name, service)
+            if rendered.role == "proxy"
+            for frontend, log_format in log_formats(rendered.files["haproxy.cfg"]).items()}
+
 
 
 # -- the real engine ---------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfi
 RuntimeOption = typer.Option(None, "--runtime", help="With -- CMD: the runtime to run it in (node, python, go; "
                              "default: picked from the folder's package.json, pyproject.toml, requirements.txt, go.mod).")
 QuietOption = typer.Option(False, "--quiet", "-q", help="Print only results and errors, no progress or notes.")
+# What the containers' lines show (meshctl/sidecars/console.py): `up` and `logs` take both.
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Every line of every container as written: HAProxy's "
+                             "own messages, the raw access log (by default: the apps' lines, sidecars' when they matter).")
+AccessOption = typer.Option(False, "--access", help="Every request as one line (`web → api  GET /hello  200  3.1 ms  "
+                            "mTLS`); by default only 5xx, denied calls and failed connections.")
 
 
 class Format(str, Enum):

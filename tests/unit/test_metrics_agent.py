@@ -4,7 +4,6 @@ console access log's per-second budget, and the event stream's framing."""
 from __future__ import annotations
 
 import io
-import re
 import socket
 import threading
 from pathlib import Path
@@ -12,54 +11,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshctl.config import load_project
-from meshctl.sidecars import ACCESS_LOG_FORMAT, render_configs
-from tests.support import metrics_agent
+from meshctl.sidecars import ACCESS_LOG_FORMAT
+from tests.support import HTTP_VALUES, TCP_VALUES, metrics_agent, render_log_line, shipped_formats
 
 agent = metrics_agent()
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# The access lines the agent is fed are written by the format meshctl ships, as HAProxy would write
-# them: a test line typed by hand would keep passing after the format changed under the agent.
-# HAProxy's log-format: %var, %{flags}var (+Q: quoted), %[sample fetch].
-LOG_FIELD = re.compile(r"%(?:\{(?P<flags>[^}]*)\})?(?P<var>[A-Za-z]+)|%\[(?P<sample>[^\]]+)\]")
-
-
-def render_log_line(log_format: str, values: dict[str, object]) -> str:
-    """The line HAProxy writes for `log_format` with these values of its variables (a KeyError
-    names a variable the test gave no value)."""
-    def field(match: re.Match[str]) -> str:
-        if match["sample"]:
-            return str(values[match["sample"]])
-        value = str(values[match["var"]])
-        return f'"{value}"' if "+Q" in (match["flags"] or "") else value
-    return LOG_FIELD.sub(field, log_format)
-
-
-def log_formats(config: str) -> dict[str, str]:
-    """Each frontend's log-format in a rendered HAProxy config: frontend name → format."""
-    formats, frontend = {}, ""
-    for text in config.splitlines():
-        if not text.startswith(" "):
-            frontend = text.split()[1] if text.startswith("frontend ") else ""
-        elif frontend and text.strip().startswith("log-format "):
-            formats[frontend] = text.split('"', 1)[1].rsplit('"', 1)[0]
-    return formats
-
-
-# Every variable of meshctl's formats, each with a value no other has, so two fields swapped in a
-# format read as another value.
-HTTP_VALUES = {"ci": "172.18.0.9", "cp": "40123", "tr": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
-               "s": "app", "TR": 11, "Tw": 12, "Tc": 13, "Tr": 14, "Ta": 37, "ST": 201, "B": 5120,
-               "tsc": "----", "r": "POST /orders HTTP/1.1",
-               # The hop's span (templates/haproxy-tracing.cfg): trace, span, parent, start and end µs.
-               "var(txn.trace_id)": "4bf92f3577b34da6a3ce929d0e0e4736", "var(txn.span_id)": "a3ce929d0e0e4736",
-               "var(txn.trace_parent)": "00f067aa0ba902b7", "var(txn.trace_start)": 1796400000000100,
-               "date(0,us)": 1796400000003600}
-TCP_VALUES = {"ci": "172.18.0.9", "cp": "40124", "t": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
-              "s": "app", "Tw": 21, "Tc": 22, "Tt": 23000, "U": 120, "B": 4096, "ts": "--"}
-
 
 def line(code=200, method="GET", ms=1):
     return render_log_line(ACCESS_LOG_FORMAT, {**HTTP_VALUES, "ST": code, "r": f"{method} /x HTTP/1.1",
@@ -150,16 +107,6 @@ def test_a_mesh_caller_refused_by_rule_is_counted_as_denied_and_the_apps_own_403
     registry.register(agent.MeshCollector("api", stats, {"url": None, "up": False}))
     text = generate_latest(registry).decode()
     assert 'meshctl_requests_denied_total{destination="",direction="inbound",service="api",source="intruder"} 2.0' in text
-
-
-def shipped_formats() -> dict[tuple[str, str], str]:
-    """(service, frontend) → log-format, from the proxy configs rendered for examples/shop: web
-    (HTTP, calls api over HTTP and kv over TCP), api (HTTP, allow: [web]), kv (TCP, allow: [api])."""
-    project = load_project(ROOT / "examples" / "shop")
-    return {(service.name, frontend): log_format
-            for service in project.services for rendered in render_configs(project.name, service)
-            if rendered.role == "proxy"
-            for frontend, log_format in log_formats(rendered.files["haproxy.cfg"]).items()}
 
 
 def test_the_agent_reads_every_field_of_the_access_lines_meshctls_proxy_writes():

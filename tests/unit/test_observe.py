@@ -12,7 +12,7 @@ from http.server import ThreadingHTTPServer
 from meshctl.runtime.observe import TapFilter, merge_stat
 from meshctl.sidecars import ACCESS_LOG_FORMAT
 from tests.support import metrics_agent
-from tests.unit.test_metrics_agent import HTTP_VALUES, render_log_line
+from tests.support import HTTP_VALUES, render_log_line
 import contextlib
 
 agent = metrics_agent()

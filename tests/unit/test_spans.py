@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from meshctl.sidecars import ACCESS_LOG_FORMAT
 from tests.support import metrics_agent
-from tests.unit.test_metrics_agent import HTTP_VALUES, render_log_line
+from tests.support import HTTP_VALUES, render_log_line
 
 metrics_agent()          # puts sidecars/metrics on sys.path, as the image does
 import otlp_in  # noqa: E402

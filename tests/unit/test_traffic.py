@@ -137,7 +137,7 @@ def test_a_split_weighs_one_server_per_target(tmp_path):
 
 def test_without_traffic_a_callers_backend_is_as_before(tmp_path):
     to_api = backend(render_proxy("shop", project(tmp_path, "").service("web")), "to_api")
-    assert to_api.splitlines()[1:] == ["    mode http", "    server api api:15008 ssl crt /etc/meshctl/bundle.pem "
+    assert to_api.splitlines()[1:] == ["    mode http", "    no log", "    server api api:15008 ssl crt /etc/meshctl/bundle.pem "
                                        "ca-file /etc/meshctl/ca.pem verify required alpn http/1.1 verifyhost api "
                                        "sni str(api) resolvers docker init-addr none"]
 

@@ -10,6 +10,7 @@ import typer
 
 from ...errors import UsageError
 from ..common import (
+    AccessOption,
     CommandAfterDashes,
     Format,
     FormatOption,
@@ -20,6 +21,7 @@ from ..common import (
     ProgressOption,
     QuietOption,
     RuntimeOption,
+    VerboseOption,
     app_command,
     engine,
     output_format,
@@ -51,6 +53,7 @@ def up(ctx: typer.Context, path: Path = PathArg,
                                     "replaced, reloaded or kept, and why) and change nothing."),
        output: Format = PlanFormatOption, as_json: bool = JsonOption,
        quiet: bool = QuietOption, progress: Progress = ProgressOption,
+       verbose: bool = VerboseOption, access: bool = AccessOption,
        ) -> int:
     """Build and start the services with their sidecars; stream logs; Ctrl-C removes everything.
     `meshctl up [PATH] -- CMD` runs CMD with no Dockerfile, in the folder's runtime."""
@@ -58,6 +61,7 @@ def up(ctx: typer.Context, path: Path = PathArg,
     from ...runtime.stack import Stack, plan_offline
 
     ui = ui_of(ctx, quiet=quiet, progress=progress)
+    ui.verbose, ui.access = verbose, access
     if not wait and not detach:
         raise UsageError("--no-wait only makes sense with -d", hint="meshctl up -d --no-wait")
     output = output_format(output, as_json)
@@ -138,24 +142,30 @@ def logs(ctx: typer.Context, service: str | None = typer.Argument(None, help="On
          path: Path = typer.Option(Path("."), "--path", help="The project's folder."),
          name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
-         tail: int = typer.Option(100, help="Lines from the end of each container's log.")) -> None:
-    """Logs of a stack's containers, prefixed by service and role."""
+         tail: int = typer.Option(100, help="Lines from the end of each container's log."),
+         role: str | None = typer.Option(None, "--role", help="Only this container of each pod (app, proxy, "
+                                         "metrics, …), every line as written (the access log: metrics)."),
+         verbose: bool = VerboseOption, access: bool = AccessOption) -> None:
+    """Logs of a stack's containers, prefixed by service and role: what `meshctl up` shows (the
+    apps' lines, sidecars' only when they matter); -v or --role for every line as written."""
     from ...events import LogLine
     from ...model import HOLDER, selector
     from ...runtime.supervise import follow_logs
 
     ui = ui_of(ctx)
+    ui.verbose, ui.access = verbose or role is not None, access
     docker = engine()
     project = name or project_name(path, running_fallback=docker)
     wanted = selector(project, service=service) if service else selector(project)
-    containers = [c for c in docker.containers(wanted, all=False) if c.role != HOLDER]
+    containers = [c for c in docker.containers(wanted, all=False)
+                  if c.role != HOLDER and (role is None or c.role == role)]
     if not containers:
-        raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else ""),
-                         hint="`meshctl ps` lists what runs")
+        raise UsageError(f"no running containers for {project}" + (f"/{service}" if service else "")
+                         + (f" with the role {role}" if role else ""), hint="`meshctl ps` lists what runs")
     if not follow:
         for c in containers:
             for line in docker.logs(c.id, follow=False, tail=tail):
-                ui.log_line(LogLine(c.service, c.role, line))
+                ui.container_line(LogLine(c.service, c.role, line))
         return
     for event in follow_logs(docker, containers, tail=tail):
-        ui.log_line(event)
+        ui.container_line(event)

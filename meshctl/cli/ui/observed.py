@@ -26,14 +26,6 @@ def _rate(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
-def access_text(event: Row) -> str:
-    """A request as a person reads it: `web → api  GET /hello  200  3.1 ms  mTLS`."""
-    what = f"{event['method']} {event['path']}" if event.get("kind", "http") == "http" else f"tcp {event['bytes']} B"
-    status = event["status"] if event.get("kind", "http") == "http" else ("denied" if event.get("denied") else "closed")
-    return (f"{event['source']} → {event['destination']}  {what}  {status}  {_ms(event.get('latency_ms'))}"
-            + ("  mTLS" if event.get("mtls") else ""))
-
-
 class Observed(Results):
     def stat_table(self, rows: list[Row], seconds: int, *, output: str = "text") -> None:
         if output != "text":
@@ -88,4 +80,6 @@ class Observed(Results):
             sys.stdout.flush()
             return
         direction = "in " if event["direction"] == "inbound" else "out"
+        from ...sidecars.console import access_text
+
         self.out.print(f"{escape(event['time'])} {direction} {escape(access_text(event))}", highlight=False)

@@ -52,6 +52,10 @@ class Ui(Observed):
         self._width = 0
         self._checks: CheckTable | None = None
         self._lock = threading.RLock()
+        # What the containers' lines show (sidecars/console.py): `-v` every line as written;
+        # `--access` every request as one line, not only those that matter.
+        self.verbose = False
+        self.access = False
 
     @property
     def results(self) -> Console:
@@ -73,7 +77,7 @@ class Ui(Observed):
         if isinstance(event, BuildEvent):
             self._build(event)
         elif isinstance(event, LogLine):
-            self.log_line(event)
+            self.container_line(event)
         elif isinstance(event, Phase):
             if not self.quiet:
                 self.err.print(f"[dim]· {escape(event.text)}[/]")
@@ -146,13 +150,24 @@ class Ui(Observed):
 
     # -- logs ------------------------------------------------------------------------------------
 
-    def log_line(self, event: LogLine, *, console: Console | None = None) -> None:
+    def container_line(self, event: LogLine) -> None:
+        """A line a container printed, as `up` and `logs` show it: the apps' lines, a sidecar's only
+        when it matters (an error, a denied call: then not dimmed), a request as a person reads it;
+        with -v every line as written."""
+        from ...sidecars.console import shown
+
+        what = shown(event, verbose=self.verbose, access=self.access)
+        if what is not None:
+            self.log_line(what.line, matters=what.matters)
+
+    def log_line(self, event: LogLine, *, console: Console | None = None, matters: bool = False) -> None:
         prefix = f"{event.service}/{event.role}"
         self._width = max(self._width, len(prefix))
         colour = SERVICE_COLOURS[zlib.crc32(event.service.encode()) % len(SERVICE_COLOURS)]
         text = styled(prefix.ljust(self._width) + " | ", style=f"{colour} {ROLE_STYLES.get(event.role, '')}".strip())
-        text.append(event.line, style="dim" if event.role != "app" else "")
-        (console or self.out).print(text)
+        text.append(event.line, style="yellow" if matters else "dim" if event.role != "app" else "")
+        # One line however long (the terminal wraps it): `| grep` and `| tee` get it whole.
+        (console or self.out).print(text, soft_wrap=True)
 
     def reloaded(self, event: Reloaded) -> None:
         changed = ", ".join(event.changed[:3]) + (f" (+{len(event.changed) - 3} more)" if len(event.changed) > 3 else "")
