@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -311,6 +312,21 @@ def metric_sum(metrics_text: str, name: str, **labels) -> float:
 
 
 # -- examples/shop: a mesh of services (test_mesh, test_mesh_tcp_real) -------------------------------------
+
+
+def build_ca_bundle() -> Path:
+    """The CA bundle this machine's pip trusts (a TLS-inspecting proxy's root too), for an image
+    build that installs from PyPI: examples/shop's web, the tracing tests' app."""
+    return Path(os.environ.get("PIP_CERT") or ssl.get_default_verify_paths().openssl_cafile)
+
+
+def copy_shop(folder: Path) -> Path:
+    """examples/shop copied to `folder`, with the machine's CA bundle as web's optional build-ca.pem
+    (web's image installs the OpenTelemetry SDK from PyPI)."""
+    shutil.copytree(SHOP, folder, ignore=shutil.ignore_patterns("build-ca.pem"))
+    shutil.copy(build_ca_bundle(), folder / "web" / "build-ca.pem")
+    return folder
+
 
 
 def urls(project: str) -> dict[str, dict[str, str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 from meshctl.runtime.probes import http_request
 from meshctl.sidecars import PROXY_PORT
 from meshctl.sidecars.faults import PROBE_HEADER, probe_key
-from tests.support import (SHOP, container_events, eventually, meshctl_cmd, metric_sum, port_of, run_meshctl,
+from tests.support import (container_events, copy_shop, eventually, meshctl_cmd, metric_sum, port_of, run_meshctl,
                            unique_project, urls)
 
 pytestmark = pytest.mark.integration
@@ -40,9 +39,9 @@ def shop_yaml(name: str, api_extra: str = "", web_extra: str = "") -> str:
             f"  kv:\n    build: kv\n    port: 7000\n    protocol: tcp\n{PORTS}")
 
 
-def copy_shop(tmp_path: Path, text_of_name) -> tuple[Path, str]:
+def shop_project(tmp_path: Path, text_of_name) -> tuple[Path, str]:
     folder = tmp_path / "shop"
-    shutil.copytree(SHOP, folder)
+    copy_shop(folder)
     name = unique_project("faults")
     (folder / "mesh.yaml").write_text(text_of_name(name))
     return folder, name
@@ -50,7 +49,7 @@ def copy_shop(tmp_path: Path, text_of_name) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine, sidecar_images):
-    folder, name = copy_shop(tmp_path_factory.mktemp("faults"), lambda n: shop_yaml(n, api_extra=(
+    folder, name = shop_project(tmp_path_factory.mktemp("faults"), lambda n: shop_yaml(n, api_extra=(
         "    faults:\n"
         "      - {delay: 1s, from: [other]}\n"
         "      - {abort: 418, from: [web]}\n")))
@@ -225,7 +224,7 @@ RESILIENCE_CHECKS = """\
 
 def test_resilience_checks_pass_fail_with_a_clear_report_and_hold_faults_only_while_they_run(tmp_path, engine,
                                                                                             sidecar_images):
-    folder, _name = copy_shop(tmp_path, lambda n: shop_yaml(n, web_extra=RESILIENCE_CHECKS))
+    folder, _name = shop_project(tmp_path, lambda n: shop_yaml(n, web_extra=RESILIENCE_CHECKS))
     junit = tmp_path / "junit.xml"
     result = run_meshctl("test", str(folder), "--junit", str(junit), timeout=900)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -245,7 +244,7 @@ def test_resilience_checks_pass_fail_with_a_clear_report_and_hold_faults_only_wh
 def test_an_interrupt_in_the_middle_of_a_resilience_check_clears_its_fault(tmp_path, engine, sidecar_images):
     slow = ("    checks:\n      - name: waits on a slow api\n        request: GET /\n"
             "        faults: {api: {delay: 40s}}\n        timeout: 60s\n")
-    folder, name = copy_shop(tmp_path, lambda n: shop_yaml(n, web_extra=slow))
+    folder, name = shop_project(tmp_path, lambda n: shop_yaml(n, web_extra=slow))
     since = time.time()
     proc = subprocess.Popen(meshctl_cmd("test", str(folder)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

@@ -7,7 +7,6 @@ before the app starts and no running container holds a capability."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.support import (SHOP, Foreground, ca_path, eventually, get_json, metric_sum, outside_call, port_of, ps_json,
+from tests.support import (Foreground, copy_shop, ca_path, eventually, get_json, metric_sum, outside_call, port_of, ps_json,
                            run_meshctl, running_containers, unique_project, urls)
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def shop(tmp_path: Path, mtls: str = "strict") -> tuple[Path, str]:
     folder = tmp_path / "shop"
-    shutil.copytree(SHOP, folder)
+    copy_shop(folder)
     name = unique_project("shop")
     ports = "    ports: {https: 0, http: 0, metrics: 0}\n"
     (folder / "mesh.yaml").write_text(

@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from meshctl.runtime.probes import http_request
-from tests.support import (SHOP, eventually, get_json, metric_sum, outside_call, port_of, ps_json, run_meshctl,
+from tests.support import (SHOP, copy_shop, eventually, get_json, metric_sum, outside_call, port_of, ps_json, run_meshctl,
                            running_containers, unique_project, urls)
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ PORTS = "    ports: {https: 0, http: 0, metrics: 0}\n"
 @pytest.fixture(scope="module")
 def tcp_shop(tmp_path_factory, engine, sidecar_images):
     folder = tmp_path_factory.mktemp("tcp") / "shop"
-    shutil.copytree(SHOP, folder)
+    copy_shop(folder)
     project = unique_project("tcpshop")
     (folder / "mesh.yaml").write_text(
         f"name: {project}\nservices:\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (SHOP, eventually, meshctl_cmd, port_of, run_meshctl, unique_project, urls)
+from tests.support import (eventually, meshctl_cmd, port_of, run_meshctl, unique_project, urls)
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,6 @@ services:
 def stack(tmp_path_factory, sidecar_images):
     folder = tmp_path_factory.mktemp("observe")
     shutil.copytree(APP, folder / "app")
-    shutil.copy(SHOP / "web" / "Dockerfile", folder / "app")
     name = unique_project("observe")
     (folder / "mesh.yaml").write_text(MESH_YAML.format(name=name, fail_every=FAIL_EVERY))
     run_meshctl("up", "-d", str(folder), check=True, timeout=900)

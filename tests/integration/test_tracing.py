@@ -7,15 +7,13 @@ variables meshctl sets, and its own spans sit inside that trace, under its proxy
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import ssl
 from pathlib import Path
 
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.support import ca_path, eventually, port_of, run_meshctl, unique_project, urls
+from tests.support import build_ca_bundle, ca_path, eventually, port_of, run_meshctl, unique_project, urls
 
 # b's image installs the OpenTelemetry SDK from PyPI: the first build takes minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -52,7 +50,7 @@ def chain(tmp_path_factory, sidecar_images):
     folder = tmp_path_factory.mktemp("tracing")
     shutil.copytree(APP, folder / "app")
     # pip in b's image build trusts what this machine trusts (a TLS-inspecting proxy's root too).
-    shutil.copy(os.environ.get("PIP_CERT") or ssl.get_default_verify_paths().openssl_cafile, folder / "app" / "build-ca.pem")
+    shutil.copy(build_ca_bundle(), folder / "app" / "build-ca.pem")
     name = unique_project("trace")
     (folder / "mesh.yaml").write_text(MESH_YAML.format(name=name))
     run_meshctl("up", "-d", str(folder), check=True, timeout=900)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from meshctl.runtime.probes import http_request, tls_context
-from tests.support import (SHOP, ca_path, counter, eventually, metric_sum, port_of, run_meshctl, unique_project,
+from tests.support import (ca_path, counter, eventually, metric_sum, port_of, run_meshctl, unique_project,
                            urls)
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,6 @@ services:
 def stack(tmp_path_factory, sidecar_images):
     folder = tmp_path_factory.mktemp("traffic")
     shutil.copytree(APP, folder / "app")
-    shutil.copy(SHOP / "web" / "Dockerfile", folder / "app")      # Debian's python3 running app.py
     name = unique_project("traffic")
     (folder / "mesh.yaml").write_text(MESH_YAML.format(name=name, open_for=OPEN_FOR))
     run_meshctl("up", "-d", str(folder), check=True, timeout=900)
