@@ -39,9 +39,13 @@ KILLED = 137      # 128 + SIGKILL: what a container removed by force while it ra
 
 
 class Executor:
+    """One change's worth of state (a failed pod, the depends_on gates, apps restarted but not yet
+    serving, the URLs announced): runs are one after the other on one executor, never at once.
+    Changes that may overlap (two services' reloads) each get their own (Stack.executor)."""
+
     def __init__(self, engine: Engine, ca: CertificateAuthority, *, on_event: OnEvent,
                  watch: Watch | None = None, cancel: threading.Event | None = None, ready_timeout: float = 60.0,
-                 prober: Callable[[Readiness, int, Path], Probe] | None = None):
+                 prober: Callable[[Readiness, int, Path], Probe] | None = None, ties: list[Any] | None = None):
         self.engine = engine
         self.ca = ca
         self.on_event = on_event
@@ -50,8 +54,9 @@ class Executor:
         self.ready_timeout = ready_timeout
         # Readiness goes over the network to the published ports; the unit tier passes its own.
         self.prober = prober or probe_for
-        # The sockets that hold each tied holder's stdin. Closing them (or dying) ends the pod.
-        self.ties: list[Any] = []
+        # The sockets that hold each tied holder's stdin. Closing them (or dying) ends the pod. They
+        # outlive the change that opened them: the stack passes its own list to each executor.
+        self.ties: list[Any] = [] if ties is None else ties
         self._pod_failed = threading.Event()    # one pod failed: the others stop waiting
         self._handlers: dict[type, Callable[[Any, str | None], object]] = {
             EnsureNetwork: self._ensure_network, PullImage: self._pull, BuildImage: self._build,

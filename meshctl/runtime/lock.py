@@ -9,7 +9,7 @@ stack makes (mesh.yaml and hot reloads, sidecar restarts, pod rebuilds, certific
 that change, and down_project (down, down --all, the foreground teardown). A foreground `up` does
 not hold it while it only watches, so `meshctl down` from another shell can still end it. Within
 one process the lock is shared by every thread (a failed start tears down from a worker thread
-while the starting thread holds it); threads of one stack are serialised by the stack itself."""
+while the starting thread holds it); which changes of one stack may overlap is Scopes' business."""
 
 from __future__ import annotations
 
@@ -93,6 +93,46 @@ class ProjectLock:
         return ProjectBusy(f"project {self.project} is being changed by another meshctl command ({who}); "
                            f"waited {wait:g}s",
                            hint="wait for it to finish and run this again" + (f", or stop it (kill {pid})" if pid else ""))
+
+
+class Scopes:
+    """Which changes of one running stack may overlap, within its process. A change of one service
+    (its app restarted or rebuilt by a hot reload, a sidecar of its restarted, its pod rebuilt)
+    waits only for a change of that same service and for a whole-project change (the start, a
+    mesh.yaml converge, certificate renewal); a whole-project change waits for every other change.
+    So api's reload, waiting on requests that hang on a dead kv, never holds up the restart of kv's
+    killed proxy. No waiter is preferred: a repair does not queue behind a pending renewal (a
+    whole-project change gets in as soon as no service is changing; per-service changes are
+    one at a time per service and short, so it is not starved in practice)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._whole = False
+        self._services: set[str] = set()
+
+    @contextmanager
+    def service(self, name: str) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._whole and name not in self._services)
+            self._services.add(name)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._services.discard(name)
+                self._changed.notify_all()
+
+    @contextmanager
+    def whole(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._whole and not self._services)
+            self._whole = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._whole = False
+                self._changed.notify_all()
 
 
 _LOCKS: dict[Path, ProjectLock] = {}

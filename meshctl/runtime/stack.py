@@ -1,7 +1,9 @@
 """A stack: one project's session on the engine. Every change walks the same line: observe
 (Docker by label, meshctl's files) → plan (plan.py, pure) → execute (apply.Executor). `up`,
 `up -d` over a running stack, a mesh.yaml reload, a hot reload of one app, certificate renewal
-and `down` are all plans; `--dry-run` stops after planning. One change runs at a time.
+and `down` are all plans; `--dry-run` stops after planning. Changes of one service run one at a
+time, as do whole-project ones; two services' changes may overlap (lock.Scopes), each on an
+executor of its own.
 Any failure of `up` tears down what the project runs, then raises. Nothing here prints."""
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..planning.plan import (Observed, Settings, image_refs, plan_down, plan_ima
                              wanted_folders)
 from ..planning.steps import IssueCertificate, Plan, RemoveContainers, RemoveNetwork, RemoveVolume
 from ..sidecars import KINDS, config_roles, data_dir, tls_kind
-from .lock import project_lock
+from .lock import Scopes, project_lock
 from .status import managed_containers, project_names, project_networks, project_volumes
 
 
@@ -115,15 +117,24 @@ class Stack:
         self.watch = watch or NullWatch()
         self.cancel = cancel or threading.Event()      # set by a signal: waits and builds stop
         self.force = force or threading.Event()        # set by a second signal: kill at once
-        self.executor = Executor(engine, self.ca, on_event=on_event, watch=self.watch, cancel=self.cancel,
-                                 ready_timeout=ready_timeout, prober=prober)
-        self._change = threading.Lock()     # one reload (or renewal) at a time in this process…
+        self.ready_timeout = ready_timeout
+        self.prober = prober
+        self.ties: list[Any] = []      # every tied holder's stdin, whichever change started it
+        self._scopes = Scopes()        # which changes may overlap in this process…
         self._lock = project_lock(self.home, project.name)     # …and one command at a time (lock.py)
 
+    def executor(self) -> Executor:
+        """A fresh one per change: its per-run state (gates, a failed pod, restarts in progress)
+        is then never shared by two changes running at once."""
+        return Executor(self.engine, self.ca, on_event=self.on_event, watch=self.watch, cancel=self.cancel,
+                        ready_timeout=self.ready_timeout, prober=self.prober, ties=self.ties)
+
     @contextmanager
-    def _changing(self) -> Iterator[None]:
-        with self._change, self._lock.held():
-            yield
+    def _changing(self, service: str | None = None) -> Iterator[Executor]:
+        """A change of one service (`service`) or of the whole project (None), with its executor."""
+        scope = self._scopes.whole() if service is None else self._scopes.service(service)
+        with scope, self._lock.held():
+            yield self.executor()
 
     def observe(self, project: ProjectSpec | None = None) -> Observed:
         return observe(self.engine, self.ca, project or self.project, self.settings)
@@ -134,24 +145,24 @@ class Stack:
         project = project or self.project
         return plan_up(project, self.observe(project), self.settings, data_dir("sidecars"))
 
-    def _apply_up(self, project: ProjectSpec, plan: Plan) -> dict[str, dict[str, str]]:
+    def _apply_up(self, executor: Executor, project: ProjectSpec, plan: Plan) -> dict[str, dict[str, str]]:
         """Images first, then the containers planned again against what was built (Compose's order
         too): a rebuilt app keeps its tag, and only its new image ID shows the running one is stale."""
         images, rest = plan.split_images()
         if images.steps:
-            self.executor.run(images)
+            executor.run(images)
             _, rest = self.plan_up(project).split_images()
-        return self.executor.run(rest)
+        return executor.run(rest)
 
     def up(self) -> list[RunningPod]:
         """Start (or converge) the project; another command changing it is waited for briefly,
         then ProjectBusy (nothing of its is touched)."""
-        with self._changing():
+        with self._changing() as executor:
             if not self.settings.probe_secret:
                 self.settings = replace(self.settings, probe_secret=probe_secret(self.home, create=True))
             plan = self.plan_up()     # observing and planning start nothing: no teardown if they fail
             try:
-                urls = self._apply_up(self.project, plan)
+                urls = self._apply_up(executor, self.project, plan)
                 return [RunningPod(s.name, urls.get(s.name, {})) for s in self.project.services]
             except BaseException as exc:
                 self.on_event(Phase(("interrupted" if _is_cancel(exc) else "start failed")
@@ -170,26 +181,26 @@ class Stack:
             raise ConfigError(f"{where}name: changed from {self.project.name!r} to {project.name!r} while the stack runs",
                               hint=f"set name back to {self.project.name!r}, or stop meshctl (Ctrl-C) and run "
                                    "`meshctl up` again to start the project under its new name")
-        with self._changing():
+        with self._changing() as executor:
             plan = self.plan_up(project)     # a plan that cannot be made changes nothing
             self.project = project
-            self._apply_up(project, plan)
+            self._apply_up(executor, project, plan)
 
     def restart_app(self, service: str) -> None:
-        with self._changing():
-            self.executor.run(plan_restart_app(self.project, service, self.observe(), self.settings))
+        with self._changing(service) as executor:
+            executor.run(plan_restart_app(self.project, service, self.observe(), self.settings))
 
     def restart_sidecar(self, service: str, role: str) -> None:
-        with self._changing():
-            self.executor.run(plan_restart_sidecar(self.project, service, role, self.observe(), self.settings))
+        with self._changing(service) as executor:
+            executor.run(plan_restart_sidecar(self.project, service, role, self.observe(), self.settings))
 
     def rebuild_pod(self, service: str) -> None:
         """Its holder is gone and with it the namespace: every container of the pod anew. Only
         that pod: another pod's sidecar that exited meanwhile is restarted in place by its own
         supervision, not converged here (which would restart its app too)."""
-        with self._changing():
+        with self._changing(service) as executor:
             _, rest = self.plan_up().split_images()
-            self.executor.run(rest.only(service))
+            executor.run(rest.only(service))
 
     def removed_elsewhere(self) -> bool:
         """`meshctl down` from another shell is taking (or took) this stack away."""
@@ -197,14 +208,14 @@ class Stack:
         return (project_dir / DOWN_MARKER).exists() or not project_dir.is_dir()
 
     def rebuild_app(self, service: str) -> None:
-        with self._changing():
-            self.executor.run(plan_rebuild_app(self.project, service, self.observe(), self.settings))
+        with self._changing(service) as executor:
+            executor.run(plan_rebuild_app(self.project, service, self.observe(), self.settings))
 
     def renew_certificates(self) -> list[str]:
         """Re-issue leaf certificates that near expiry; reload the sidecars that serve them."""
-        with self._changing():
+        with self._changing() as executor:
             plan = plan_renewal(self.project, self.observe(), self.settings)
-            self.executor.run(plan)
+            executor.run(plan)
             return [step.common_name for step in plan.steps if isinstance(step, IssueCertificate)]
 
     # -- down -----------------------------------------------------------------------------------
@@ -235,9 +246,9 @@ class Stack:
         try:
             return down_project(self.engine, self.project.name, force=force, home=self.home, watch=self.watch)
         finally:
-            for tie in self.executor.ties:
+            for tie in self.ties:
                 _close_quietly(tie)
-            self.executor.ties.clear()
+            self.ties.clear()
 
 
 def _is_cancel(exc: BaseException) -> bool:

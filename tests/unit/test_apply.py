@@ -397,7 +397,7 @@ def test_an_app_that_crashes_after_its_restart_is_not_replaced(tmp_path, engine,
         return "HTTP 503"
 
     stack, _, before = synced_and_tracked(engine, tmp_path, home)
-    stack.executor.prober = Prober(engine, crash_once)
+    stack.prober = Prober(engine, crash_once)
     with pytest.raises(StartError, match="the app exited with code 1 before it was ready"):
         stack.restart_app("web")
     assert calls(engine, before, verbs=("create", "start", "remove")) == []

@@ -116,7 +116,7 @@ class Reloader:
 
 class RenewalTimer:
     """Every INTERVAL seconds, leaf certificates near expiry are re-issued and reloaded in
-    place; on a timer of its own, never concurrent with a reload (the stack runs one change at a time)."""
+    place; on a timer of its own, never concurrent with a reload (renewal is a whole-project change)."""
 
     INTERVAL = 600.0
 
