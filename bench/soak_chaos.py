@@ -240,6 +240,7 @@ def run_chaos(args) -> None:
         bins = {"injected": 0, "entry_proxy_restart": 0, "other": 0,
                 "other_during_kill": 0, "other_during_reload": 0, "other_elsewhere": 0}
         unexplained: list[dict] = []         # the first failures binned `other`, to look into
+        by_kill: dict[str, int] = {}
         for at, status, api_status in load.outcomes:
             if status == 200:
                 continue
@@ -252,6 +253,10 @@ def run_chaos(args) -> None:
                 key = ("other_during_kill" if inside(at, other_kill_windows) else
                        "other_during_reload" if inside(at, reload_windows) else "other_elsewhere")
                 bins[key] += 1
+                if key == "other_during_kill":      # whose kill: api's proxy behind web's retries should cost nothing
+                    victim = next(f"{k['service']} {k['role']}" for k in kills if (k["service"], k["role"]) != ("web", "proxy")
+                                  and k["killed"] <= at <= k["restarted"] + 1.0)
+                    by_kill[victim] = by_kill.get(victim, 0) + 1
                 if len(unexplained) < 30:
                     unexplained.append({"at_s": round(at - started, 2), "status": status, "api_status": api_status,
                                         "while": key.removeprefix("other_")})
@@ -270,7 +275,7 @@ def run_chaos(args) -> None:
                                                    "growth_pct": round((last - first) / first * 100, 1)})
         result = {
             "minutes": args.minutes, "rate_target": args.rate, "requests": len(load.outcomes),
-            "failed": sum(1 for _, status, _ in load.outcomes if status != 200), **bins,
+            "failed": sum(1 for _, status, _ in load.outcomes if status != 200), **bins, "other_by_kill": by_kill,
             "fault_toggles": len(fault_windows), "faults_injected_counted": injected_counted,
             "retries_counted_by_web": retries_counted,
             "kills": [{k: v for k, v in kill.items() if k not in ("killed", "restarted")} for kill in kills],
@@ -294,7 +299,9 @@ def run_chaos(args) -> None:
         ("duration", f"{args.minutes:g} min, {result['requests']} requests to web's /visits at {args.rate:g}/s"),
         ("failed", f"{result['failed']}: {result['injected']} by the injected fault, "
                    f"{result['entry_proxy_restart']} inside a killed entry proxy's restart, {result['other']} other"),
-        ("other, by what was going on", f"{result['other_during_kill']} during another sidecar's kill, "
+        ("other, by what was going on", f"{result['other_during_kill']} during another sidecar's kill"
+                                        + (f" ({', '.join(f'{n} {who}' for who, n in sorted(result['other_by_kill'].items()))})"
+                                           if result['other_by_kill'] else "") + ", "
                                         f"{result['other_during_reload']} during a reload, "
                                         f"{result['other_elsewhere']} elsewhere"),
         ("fault toggles", f"{result['fault_toggles']}; api's proxy counted {result['faults_injected_counted']} "
