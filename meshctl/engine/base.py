@@ -18,6 +18,7 @@ class Engine(Protocol):
     # images
     def image_id(self, ref: str) -> str | None: ...    # None: not here
     def pull(self, ref: str) -> None: ...
+    def push(self, ref: str) -> None: ...                # to the registry its name says
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
               dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,
               on_line: Callable[[str], None] | None = None) -> str: ...

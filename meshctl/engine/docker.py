@@ -76,6 +76,15 @@ class DockerEngine:
                 if "error" in line:
                     raise EngineError(f"pulling {ref} failed: {line['error']}")
 
+    def push(self, ref: str) -> None:
+        repo, tag, _ = split_image_ref(ref)
+        with _translated(f"push {ref}"):
+            for line in self.api.push(repo, tag=tag or "latest", stream=True, decode=True):
+                if "error" in line:
+                    registry = repo.split("/")[0]
+                    raise EngineError(f"pushing {ref} failed: {line['error']}",
+                                      hint=f"is the registry reachable, and are you logged in (docker login {registry})?")
+
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
               dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,
               on_line: Callable[[str], None] | None = None) -> str:

@@ -30,6 +30,7 @@ class FakeEngine:
         self.exec_outputs: dict[str, str] = {}              # container name → what a successful exec prints
         self.hanging_exec = hanging_exec or set()           # container names where an exec never ends
         self.images = set(images or ())
+        self.pushed: list[str] = []                         # refs pushed, in order
         self.image_ids: dict[str, str] = {}                  # ref → ID where not "sha256:<ref>" (a rebuild)
         self.networks_: dict[str, dict[str, Any]] = {}        # id → Id, Name, Labels
         self.volumes_: dict[str, dict[str, str]] = {}
@@ -87,6 +88,12 @@ class FakeEngine:
         if self.fail_pull:
             raise EngineError(f"could not pull {ref}: no registry")
         self.images.add(ref)
+
+    def push(self, ref: str) -> None:
+        self._record("push", ref)
+        if ref not in self.images:
+            raise EngineError(f"pushing {ref} failed: An image does not exist locally with the tag")
+        self.pushed.append(ref)
 
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
               dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import ProjectSpec, ServiceSpec
 from ..planning.images import folder_hash
+from ..planning.steps import BuildImage
 from ..planning.plan import service_sans
 from ..sidecars import METRICS_PORT, MESH_PORT, TLS_PORT, Cluster, tls_kind
 
@@ -42,6 +43,7 @@ class Export:
     objects: list[Obj] = field(default_factory=list)
     secrets: list[Obj] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
+    builds: list[BuildImage] = field(default_factory=list)    # the images built from folders (--push)
 
 
 def cluster_of(options: ExportOptions) -> Cluster:

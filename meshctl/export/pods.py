@@ -13,11 +13,13 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from ..config import ProjectSpec, ServiceSpec
-from ..model import APP, ContainerSpec
+from ..model import APP, ContainerSpec, labels
+from ..planning.steps import BuildImage
 from ..planning.images import sidecar_images, user_sidecar_image_ref
 from ..planning.pod import APP_CA_BUNDLE, Pod, build_pod
 from ..sidecars import (CAPTURE, MESH_PORT, METRICS_PORT, PROXY_PORT, TLS_PORT, Readiness,
                         captures, kind_of, kinds_for, render_configs, serving_readiness, tls_kind)
+from ..sidecars.data import data_dir
 from ..sidecars.faults import seeded_files
 from ..sidecars.otlp import OTLP_FORWARD
 from .objects import (Export, ExportOptions, Obj, app_image, app_labels, certificate, cluster_of, metadata,
@@ -51,7 +53,7 @@ def export_meshctl(project: ProjectSpec, options: ExportOptions, out: Export) ->
     images = {folder: registry_ref(options, ref) for folder, ref in sidecar_images().items()}
     for service in project.services:
         _unmapped(project, service, out)
-        pod = _pod(project, service, options, images)
+        pod = _pod(project, service, options, images, out.builds)
         out.objects.append(service_account(project, service, options))
         out.objects.extend(_config_maps(project, service, options))
         if tls_kind(service) is not None and options.certs == "cert-manager":
@@ -69,7 +71,7 @@ def export_plain(project: ProjectSpec, options: ExportOptions, out: Export) -> N
     for original in project.services:
         _unmapped(project, original, out)
         service = replace(original, proxy=None, tls=None, metrics=None, mesh=None, tracing=None)
-        pod = _pod(project, service, options, images)
+        pod = _pod(project, service, options, images, out.builds)
         out.objects.append(service_account(project, original, options))
         out.objects.append(_deployment(project, pod, options))
         out.objects.append(service_object(project, original, options, sidecars=False))
@@ -87,13 +89,41 @@ def _unmapped(project: ProjectSpec, service: ServiceSpec, out: Export) -> None:
         out.unmapped.append(f"{where}.depends_on: pods start independently in a cluster (readiness gates traffic)")
 
 
-def _pod(project: ProjectSpec, service: ServiceSpec, options: ExportOptions, images: dict[str, str]) -> Pod:
+def _builds(project: ProjectSpec, service: ServiceSpec, options: ExportOptions, refs: dict[str, str],
+            builds: list[BuildImage]) -> None:
+    """What `--push` builds: the app from its folder, the user's sidecars built from theirs, meshctl's
+    sidecar images from sidecars/ (each tagged as the export names it)."""
+    wanted = []
+    if service.build is not None and not service.image:
+        wanted.append(BuildImage(app_image(project, service, options), service.build,
+                                 labels(project.name, service.name, version=False), f"services.{service.name}.build",
+                                 service.name, service.build_options))
+    for kind in kinds_for(service):
+        if kind.user and kind.user_build is not None:
+            wanted.append(BuildImage(refs[kind.role], kind.user_build,
+                                     labels(project.name, service.name, version=False, sidecar=kind.role),
+                                     f"services.{service.name}.sidecars.{kind.role}.build", service.name,
+                                     kind.user_build_options))
+    for role, ref in refs.items():
+        own = kind_of(service, role)
+        folder = own.image if own is not None and not own.user else CAPTURE if role == CAPTURE else None
+        if folder:
+            wanted.append(BuildImage(ref, data_dir("sidecars") / folder, labels(None, sidecar=folder),
+                                     f"meshctl's {folder} sidecar image"))
+    for build in wanted:
+        if all(b.ref != build.ref for b in builds):
+            builds.append(build)
+
+
+def _pod(project: ProjectSpec, service: ServiceSpec, options: ExportOptions, images: dict[str, str],
+         builds: list[BuildImage]) -> Pod:
     refs = {kind.role: (registry_ref(options, user_sidecar_image_ref(project.name, service.name, kind))
                         if kind.user_build is not None else user_sidecar_image_ref(project.name, service.name, kind))
             if kind.user else images[kind.image] for kind in kinds_for(service)}
     if captures(service):
         refs[CAPTURE] = images[CAPTURE]
     serving = tls_kind(service)
+    _builds(project, service, options, refs, builds)
     return build_pod(project, service, app_image=app_image(project, service, options), sidecar_images=refs,
                      state_dir=STATE, tied=False, user=POD_USER,
                      ca_bundle=Path("/ca.crt") if serving is not None else None)

@@ -21,7 +21,7 @@ from meshctl.model import ContainerSpec
 
 CALLS = ("attach_socket", "build", "containers", "create_container", "create_network", "create_volume",
          "exec_create", "exec_inspect", "exec_start", "inspect_container", "inspect_image", "kill", "logs",
-         "networks", "pull", "remove_container", "remove_network", "remove_volume", "restart", "start", "stats",
+         "networks", "pull", "push", "remove_container", "remove_network", "remove_volume", "restart", "start", "stats",
          "stop", "version", "volumes", "wait", "_post")
 
 
@@ -251,6 +251,14 @@ def test_a_pull_that_the_registry_refuses_says_so(monkeypatch):
     with pytest.raises(EngineError, match="^pulling redis@sha256:abc failed: denied$"):
         engine.pull("redis@sha256:abc")
     assert the_call(api, "pull") == (("redis",), {"tag": "sha256:abc", "stream": True, "decode": True})
+
+
+def test_a_push_goes_to_the_registry_its_name_says_and_a_refusal_says_what_to_check(monkeypatch):
+    engine, api = engine_on(monkeypatch, push=lambda *a, **k: iter([{"status": "Pushing"}, {"error": "unauthorized"}]))
+    with pytest.raises(EngineError, match="^pushing reg.example:5000/team/web:abc failed: unauthorized$") as caught:
+        engine.push("reg.example:5000/team/web:abc")
+    assert "docker login reg.example:5000" in caught.value.hint
+    assert the_call(api, "push") == (("reg.example:5000/team/web",), {"tag": "abc", "stream": True, "decode": True})
 
 
 def test_a_containers_exit_is_read_from_the_wait_it_registered(monkeypatch):

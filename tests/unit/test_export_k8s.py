@@ -316,3 +316,18 @@ def test_user_sidecars_and_services_without_sidecars_map_as_they_do_locally(tmp_
     legacy = pod_of(objects, "legacy")
     assert "initContainers" not in legacy and legacy["containers"][0]["image"] == "legacy:1"
     assert [p["name"] for p in by(objects, "Service", "legacy")["spec"]["ports"]] == ["app"]
+
+
+def test_push_builds_the_images_built_from_folders_and_pushes_them_as_the_export_names_them(cli_engine):
+    shop = str(ROOT / "examples" / "shop")
+    refused = meshctl("export", "k8s", "--path", shop, "--push")
+    assert refused.exit_code == 2 and "--registry" in refused.stderr and cli_engine.pushed == []
+    result = meshctl("export", "k8s", "--path", shop, "--registry", "reg.example/team", "--push", check=True)
+    named = {c["image"] for o in objects_of(result.stdout) if o["kind"] == "Deployment"
+             for c in o["spec"]["template"]["spec"]["initContainers"] + o["spec"]["template"]["spec"]["containers"]}
+    assert set(cli_engine.pushed) == named and len(cli_engine.pushed) == len(named) == 6   # 3 apps, 3 sidecar images
+    built = [args[0] for name, *args in cli_engine.calls if name == "build"]
+    assert sorted(built) == sorted(named)          # nothing was here yet: each built once, as named
+    again = meshctl("export", "k8s", "--path", shop, "--registry", "reg.example/team", "--push", check=True)
+    assert again.stdout == result.stdout
+    assert len([c for c in cli_engine.calls if c[0] == "build"]) == 6      # a content-hash tag that is here is not rebuilt

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ...errors import UsageError
-from ..common import QuietOption, ui_of
+from ..common import QuietOption, engine, ui_of
 
 commands = typer.Typer(no_args_is_help=True, help="The project as another platform runs it.")
 
@@ -23,13 +23,14 @@ RegistryOption = typer.Option("", "--registry", help="Where images built from fo
 MeshOption = typer.Option("meshctl", "--mesh", help="meshctl (its own sidecars, as native sidecars), istio or linkerd.")
 CertsOption = typer.Option("cert-manager", "--certs", help="cert-manager: Certificate objects, no key in the output; "
                                                            "local: Secrets from meshctl's CA in a separate 0600 file.")
+PushOption = typer.Option(False, "--push", help="Build the images built from folders and push them to --registry.")
 IssuerOption = typer.Option("meshctl-ca", "--issuer", help="cert-manager's issuer: NAME (an Issuer) or ClusterIssuer/NAME.")
 
 
 @commands.command("k8s")
 def export_k8s(ctx: typer.Context, path: Path = PathOption, output: str = OutputOption, namespace: str | None = NamespaceOption,
                registry: str = RegistryOption, mesh: str = MeshOption, certs: str = CertsOption, issuer: str = IssuerOption,
-               quiet: bool = QuietOption) -> None:
+               push: bool = PushOption, quiet: bool = QuietOption) -> None:
     """Write the project as Kubernetes objects: per service a ServiceAccount, Deployment and Service,
     its sidecars' configs, certificates and policies. Deterministic; what does not map is one line on stderr."""
     from ...config import find_config, load_project
@@ -43,7 +44,14 @@ def export_k8s(ctx: typer.Context, path: Path = PathOption, output: str = Output
     if certs == "local" and output == "-" and mesh == "meshctl":
         raise UsageError("--certs local writes private keys to a file of their own, not to stdout",
                          hint="give a folder: -o DIR (the Secrets go to DIR/secrets.yaml, mode 0600)")
+    if push and not registry:
+        raise UsageError("--push needs a registry to push to", hint="add --registry REG (say registry.example.com/team)")
     export = build(project, options, issue=_local_issuer())
+    if push:
+        from ...runtime.push import push_images
+
+        for ref in push_images(engine(), export.builds, on_event=ui):
+            ui.note(f"pushed {ref}")
     for line in export.unmapped:
         ui.notice(f"not exported: {line}")
     if output == "-":
