@@ -23,8 +23,7 @@ from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
 from .unreachable import DEFAULT_SOCKET, Endpoint, is_unreachable, unreachable
 from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, frames, host_config_options, label_filter,
-                   lines_of,
-                   namespace_pid, owned_by, port_map, read_until, start_error)
+                   lines_of, namespace_pid, owned_by, port_map, read_until, refusal, start_error)
 
 
 class DockerEngine:
@@ -70,20 +69,13 @@ class DockerEngine:
 
     def pull(self, ref: str) -> None:
         repo, tag, digest = split_image_ref(ref)
-        with _translated(f"pull {ref}"):
-            # The API's `tag` takes a digest too.
-            for line in self.api.pull(repo, tag=digest or tag or "latest", stream=True, decode=True):
-                if "error" in line:
-                    raise EngineError(f"pulling {ref} failed: {line['error']}")
+        with _translated(f"pull {ref}"):     # the API's `tag` takes a digest too
+            refusal(self.api.pull(repo, tag=digest or tag or "latest", stream=True, decode=True), f"pulling {ref}")
 
     def push(self, ref: str) -> None:
         repo, tag, _ = split_image_ref(ref)
         with _translated(f"push {ref}"):
-            for line in self.api.push(repo, tag=tag or "latest", stream=True, decode=True):
-                if "error" in line:
-                    registry = repo.split("/")[0]
-                    raise EngineError(f"pushing {ref} failed: {line['error']}",
-                                      hint=f"is the registry reachable, and are you logged in (docker login {registry})?")
+            refusal(self.api.push(repo, tag=tag or "latest", stream=True, decode=True), f"pushing {ref}", login=repo)
 
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str | None,
               dockerfile: str | None = None, buildargs: dict[str, str] | None = None, target: str | None = None,

@@ -209,3 +209,11 @@ def host_config_options(spec: ContainerSpec) -> dict[str, Any]:
         "tmpfs": dict.fromkeys(spec.tmpfs, "rw,noexec,nosuid,size=16m") or None,
         "init": False,
     }
+
+
+def refusal(lines: Iterator[dict[str, Any]], doing: str, *, login: str = "") -> None:
+    """A pull's or push's progress stream: its first error line is the engine's refusal (a push's
+    names the registry to log in to)."""
+    if error := next((line["error"] for line in lines if "error" in line), None):
+        hint = f"is the registry reachable, and are you logged in (docker login {login.split('/')[0]})?" if login else None
+        raise EngineError(f"{doing} failed: {error}", hint=hint)
