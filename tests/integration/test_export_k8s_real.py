@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -28,7 +27,7 @@ from meshctl.engine.docker import DockerEngine
 from meshctl.model import labels
 from meshctl.planning.images import build_network, sidecar_images
 from meshctl.sidecars import data_dir
-from tests.support import ca_path, eventually, run_meshctl, unique_project
+from tests.support import ca_path, copy_shop, eventually, run_meshctl, unique_project
 
 pytestmark = pytest.mark.integration
 
@@ -141,8 +140,7 @@ def https_get(ip: str, host: str, path: str) -> tuple[int, str]:
 
 
 def test_the_exported_shop_runs_under_podman_kube_play_with_mutual_tls(tmp_path):
-    project = tmp_path / "shop"
-    shutil.copytree(ROOT / "examples" / "shop", project)
+    project = copy_shop(tmp_path / "shop")
     name = unique_project("k8s")
     text = (project / "mesh.yaml").read_text().replace("name: shop", f"name: {name}")
     (project / "mesh.yaml").write_text(text)
