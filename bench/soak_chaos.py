@@ -193,19 +193,27 @@ def run_chaos(args) -> None:
             reloads.append({"service": service, "saved": saved, "done": time.monotonic(),
                             "s": round(time.monotonic() - saved, 2)})
 
+        def sample(now: float) -> None:
+            """Each sidecar's memory (docker stats takes a second or two a container: off the loop)."""
+            for service in ("web", "api", "kv"):
+                for role in ("proxy", "metrics"):
+                    c = find(engine, project, service, role)
+                    mib = memory_mib(engine, c["Id"]) if c else None
+                    if c is not None and mib is not None:
+                        samples.append((f"{service} {role}", c["Id"], now - started, mib))
+        sampling = threading.Thread()
+
         while time.monotonic() < end:
             now = time.monotonic()
-            if now >= next_sample:
-                for service in ("web", "api", "kv"):
-                    for role in ("proxy", "metrics"):
-                        c = find(engine, project, service, role)
-                        mib = memory_mib(engine, c["Id"]) if c else None
-                        if c is not None and mib is not None:
-                            samples.append((f"{service} {role}", c["Id"], now - started, mib))
+            if now >= next_sample and not sampling.is_alive():
+                sampling = threading.Thread(target=sample, args=(now,), daemon=True)
+                sampling.start()
                 next_sample += 10
             if fault_on_at is None and now >= next_fault:
-                sh([*MESHCTL, "fault", "api", "--abort", "503", "--percent", "20", "--project", project])
+                # The window opens when the command starts: the proxy applies the fault before
+                # the command returns (~1 s before, under load).
                 fault_on_at = time.monotonic()
+                sh([*MESHCTL, "fault", "api", "--abort", "503", "--percent", "20", "--project", project])
             elif fault_on_at is not None and now >= next_fault + args.fault_every / 2:
                 sh([*MESHCTL, "fault", "api", "--clear", "--project", project])
                 fault_windows.append((fault_on_at, time.monotonic()))
