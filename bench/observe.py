@@ -22,7 +22,7 @@ the mesh, s0 calling s1 calling … s9 and forwarding `traceparent` (so a call t
                request of s9's proxy and metrics sidecar (cgroup cpuacct), the median of the
                differences, and how many requests the tap printed.
 
-Prints tables and JSON; never asserts. Removes the project unless --keep.
+Prints tables and JSON; never asserts. Removes the project and its images unless --keep.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main() -> None:
         result["load_after"] = os.getloadavg()
         engine.close()
         if not args.keep and not args.project:
-            cleanup(folders=[folder])
+            cleanup(folders=[folder], images=[f"meshctl-{project}-s{i}:dev" for i in range(args.services)])
     report(result)
     emit_json(result, args.json)
 
