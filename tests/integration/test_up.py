@@ -72,9 +72,11 @@ def test_detached_stack_serves_verified_https_and_real_metrics(detached_hello, e
     [network] = api.networks(names=[f"meshctl-{project}"])
     assert network["Labels"]["meshctl.project"] == project
 
-    # Logs of one service, prefixed by role.
+    # Logs of one service, prefixed by role: the app's lines; the proxy's start-up chatter only with --role (or -v).
     logs = run_meshctl("logs", "hello", "--project", project, check=True).stdout
-    assert "hello/app" in logs and "listening on :8080" in logs and "hello/proxy" in logs
+    assert "hello/app" in logs and "listening on :8080" in logs and "New worker" not in logs
+    proxy = run_meshctl("logs", "hello", "--project", project, "--role", "proxy", check=True).stdout
+    assert "hello/proxy | [NOTICE]" in proxy and "New worker" in proxy and "hello/app" not in proxy
 
     # `up -d` again with nothing changed keeps every container; `down` twice is fine.
     ids = {c.name: c.id for c in running_containers(engine, project)}
