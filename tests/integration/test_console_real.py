@@ -7,7 +7,6 @@ carries none of them)."""
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import urllib.error
 import urllib.request
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SHOP, Foreground, eventually, port_of, run_meshctl, unique_project, urls
+from tests.support import Foreground, copy_shop, eventually, port_of, run_meshctl, unique_project, urls
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +42,7 @@ def sidecar_lines(lines: list[str]) -> list[str]:
 def web_and_api(tmp_path: Path, api_allow: str) -> tuple[Path, str]:
     """examples/shop's web and api (no kv: api's /visits cannot reach it and answers 502, and so
     does web), api letting in `api_allow`."""
-    folder = tmp_path / "shop"
-    shutil.copytree(SHOP, folder)
+    folder = copy_shop(tmp_path / "shop")
     project = unique_project("console")
     web, api = (f"  {name}:\n    build: {name}\n    port: 8080\n    health: /healthz\n{PORTS}" for name in ("web", "api"))
     (folder / "mesh.yaml").write_text(f"name: {project}\nservices:\n{web}{api}    allow: {api_allow}\n")
