@@ -242,6 +242,7 @@ services:
 def export_mesh(tmp_path, mesh: str):
     (tmp_path / "mesh.yaml").write_text(TRAFFIC_MESH)
     result = meshctl("export", "k8s", "--path", str(tmp_path), "--mesh", mesh, check=True)
+    (tmp_path / "out").write_text(result.stdout)
     objects = objects_of(result.stdout)
     validate_all(objects)           # Kubernetes 1.33, and Istio's or Linkerd's CRDs, strictly
     return objects, [line for line in result.stderr.splitlines() if line.startswith("not exported:")]
@@ -249,6 +250,7 @@ def export_mesh(tmp_path, mesh: str):
 
 def test_istio_gets_peer_authentication_authorization_and_routes(tmp_path):
     objects, unmapped = export_mesh(tmp_path, "istio")
+    assert "# namespace shop · mesh istio · certificates: istio's own\n" in (tmp_path / "out").read_text()
     assert by(objects, "Namespace", "shop")["metadata"]["labels"]["istio-injection"] == "enabled"
     assert by(objects, "PeerAuthentication", "default")["spec"] == {"mtls": {"mode": "STRICT"}}
     # No meshctl sidecar: the app alone, probed on its own port.
