@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SHOP, eventually, meshctl_cmd, port_of, run_meshctl, unique_project, urls
+from tests.support import copy_shop, eventually, meshctl_cmd, port_of, run_meshctl, unique_project, urls
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,7 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine, sidecar_images):
-    folder = tmp_path_factory.mktemp("dashboard") / "shop"
-    shutil.copytree(SHOP, folder)
+    folder = copy_shop(tmp_path_factory.mktemp("dashboard") / "shop")
     name = unique_project("dash")
     (folder / "mesh.yaml").write_text(shop_yaml(name))
     run_meshctl("up", "-d", str(folder), check=True, timeout=900)
@@ -180,12 +179,20 @@ def test_a_trace_opens_as_a_waterfall_and_nothing_is_served_without_the_token(st
     def listed():
         page.click("#trace-refresh")
         return page.query_selector('#trace-table tr:has-text("web: GET /visits"):has-text("api, web") [data-trace]')
-    eventually(listed, 20, 0.5, what="a web → api trace in the list").click()
-    page.wait_for_selector("#waterfall .wf-row", timeout=10_000)
-    rows = page.query_selector_all("#waterfall .wf-row")
-    text = page.inner_text("#waterfall")
-    # shop's web does not hand traceparent on: its proxy's client span starts the trace api's server span joins
-    assert len(rows) >= 2 and text.index("web · client · GET /visits") < text.index("api · server · GET /visits"), text
+    trace = eventually(listed, 20, 0.5, what="a web → api trace in the list")
+    proxies = ["web · server · GET /visits", "web · client · GET /visits", "api · server · GET /visits"]
+
+    def waterfall():           # web's own spans come in batches every 0.5 s: the trace is opened again until they are in
+        trace.click()
+        page.wait_for_selector(f'#waterfall-title:has-text("{trace.get_attribute("data-trace")}")', timeout=10_000)
+        rows = [(row.get_attribute("data-depth"), row.inner_text().split("\n")[0])
+                for row in page.query_selector_all("#waterfall .wf-row")]
+        return "handle /visits" in str(rows) and rows
+    rows = eventually(waterfall, 20, 0.5, what="the trace with web's own spans")
+    names = [name for _, name in rows]
+    assert [n for n in names if n in proxies] == proxies, rows                  # the proxies' hops, in order
+    depth = {name: int(d) for d, name in rows}
+    assert depth["web · server · GET /visits"] < depth["web · server · handle /visits"] < depth["api · server · GET /visits"], rows
     assert len(page.query_selector_all("#waterfall .wf-bar")) == len(rows)
 
     base, token = url.split("?token=")
