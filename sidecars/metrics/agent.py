@@ -121,7 +121,7 @@ class AccessStats:
                 if denied:
                     self.denied[edge] = self.denied.get(edge, 0) + 1
                 events.append(("http", *edge, method, path, int(code), total_ms, _int(parts[6]),
-                               _mtls(parts[2]), denied))
+                               _mtls(parts[2]), denied, _trace_id(rest)))
                 if total_ms >= 0:
                     buckets[bisect.bisect_left(BUCKETS_MS, total_ms)] += 1
                     self.duration_sum_ms += total_ms
@@ -166,7 +166,8 @@ class AccessStats:
         counted[0] += received
         counted[1] += sent
         timers = parts[4].rsplit("/", 1)[-1]
-        events.append(("tcp", *edge, "", "", 0, _int(timers), received + sent, _mtls(parts[2]), outcome == "denied"))
+        events.append(("tcp", *edge, "", "", 0, _int(timers), received + sent, _mtls(parts[2]), outcome == "denied",
+                       ""))     # TCP hops carry no trace
         return True
 
     def tcp_snapshot(self):
@@ -189,6 +190,14 @@ class AccessStats:
 
 def _int(text):
     return int(text) if text.lstrip("-").isdigit() else -1
+
+
+def _trace_id(rest):
+    """The trace id of a request's line: the first part of the span field after the termination
+    state (trace/span/parent/start/end; "" where the line has none)."""
+    fields = rest.split(" ", 2)
+    trace = fields[1].split("/", 1)[0] if len(fields) > 1 and "/" in fields[1] else ""
+    return "" if trace == "-" else trace
 
 
 def _mtls(frontend):

@@ -22,7 +22,7 @@ MAX_ROUTES = 1000        # distinct routes a second keeps; more are counted unde
 OTHER_ROUTE = ("OTHER", "(other paths)")
 TAP_QUEUE = 10000        # a tap listener that reads slower than this loses the oldest events
 EVENT_FIELDS = ("kind", "direction", "source", "destination", "method", "path", "status",
-                "latency_ms", "bytes", "mtls", "denied")
+                "latency_ms", "bytes", "mtls", "denied", "trace_id")
 
 
 class Tally:
@@ -168,7 +168,6 @@ def tap_record(service, at, event):
         record["source"] = service
     record["source"] = record["source"] or "host"         # inbound from outside the mesh
     record["destination"] = record["destination"] or service
-    record["trace_id"] = ""
     return record
 
 

@@ -36,7 +36,7 @@ def access(path="/hello", code=200, ms=3, method="GET", frontend="proxy~", calle
 
 
 def event(source="web", code=200, ms=3, path="/hello", method="GET"):
-    return ("http", "inbound", source, "", method, path, code, ms, 100, bool(source), False)
+    return ("http", "inbound", source, "", method, path, code, ms, 100, bool(source), False, "")
 
 
 def test_percentiles_are_nearest_rank_over_whole_milliseconds():
@@ -98,7 +98,7 @@ def test_a_tap_gets_the_events_after_it_listens_and_none_after_it_stops():
     store = recent.RecentEvents(clock=Clock())
     store.add([event(path="/before")])
     tap = store.listen()
-    store.add([event(path="/after"), ("http", "outbound", "", "kv", "GET", "/x", 200, 1, 5, False, False)])
+    store.add([event(path="/after"), ("http", "outbound", "", "kv", "GET", "/x", 200, 1, 5, False, False, "")])
     queue, ready = tap
     assert ready.is_set()
     records = [recent.tap_record("api", at, e) for at, e in queue]
@@ -108,6 +108,18 @@ def test_a_tap_gets_the_events_after_it_listens_and_none_after_it_stops():
     queue.clear()
     store.add([event()])
     assert not queue
+
+
+def test_a_tap_line_carries_the_trace_id_of_its_request():
+    """The trace id comes from the span field of the proxy's line, so a tap line leads to `meshctl trace ID`."""
+    counter = agent.AccessStats()
+    tap = counter.recent.listen()
+    counter.record_lines([access(path="/traced", caller="web")])
+    [(at, event_)] = list(tap[0])
+    record = recent.tap_record("api", at, event_)
+    assert record["path"] == "/traced"
+    assert record["trace_id"] == HTTP_VALUES["var(txn.trace_id)"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    counter.recent.stop_listening(tap)
 
 
 def serve_local(store):

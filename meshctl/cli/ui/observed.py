@@ -82,4 +82,5 @@ class Observed(Results):
         direction = "in " if event["direction"] == "inbound" else "out"
         from ...sidecars.console import access_text
 
-        self.out.print(f"{escape(event['time'])} {direction} {escape(access_text(event))}", highlight=False)
+        trace = f"  trace {event['trace_id']}" if event.get("trace_id") else ""     # for `meshctl trace ID`
+        self.out.print(f"{escape(event['time'])} {direction} {escape(access_text(event))}{trace}", highlight=False)
