@@ -211,6 +211,8 @@ def test_a_fault_change_needs_the_header_and_a_json_object(server):
     answer, body = ask(server, "POST", "/api/faults/api", form, **{auth.HEADER: TOKEN, "Content-Type": "application/json"})
     assert (answer.status, json.loads(body)) == (200, {"service": "api"})
     assert server.board.changes == [("api", {"kind": "abort", "value": 503})]
+    answer, _ = ask(server, "POST", "/api/faults/api", "not json at all", **{auth.HEADER: TOKEN, "Content-Type": "text/plain"})
+    assert (answer.status, answer.getheader("Connection")) == (400, "close")     # the unread body is never parsed as a request
 
 
 def test_the_stream_sends_the_graph_then_what_is_published(server):

@@ -119,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         server = self.server
+        if method not in ("GET", "HEAD"):
+            self.close_connection = True      # a body left unread (refused, too long) must not be read as a request
         decision = decide(method, self.path, self.headers, server.token, server.port)
         if decision.status != 200:
             self._send(decision.status, {"error": decision.reason})
@@ -206,6 +208,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in {**SECURITY_HEADERS, **extra, "Content-Type": kind, "Content-Length": str(len(body))}.items():
             self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head:
             self.wfile.write(body)
