@@ -120,7 +120,8 @@ def render_mesh(service: ServiceSpec, cluster: Cluster | None = None) -> str:
                     caller_gate=_caller_gate(mesh, service.protocol), identity=spiffe_id(mesh.project, service.name),
                     caller_identity=spiffe_id(mesh.project, "%[ssl_c_s_dn(CN)]"),
                     faults=fault_rules(service.protocol, mesh=True))
-    outbound = "".join(_mesh_out(protocol, mesh, cluster)
+    assert service.proxy is not None
+    outbound = "".join(_mesh_out(protocol, mesh, cluster, service.proxy.connect_timeout)
                        for protocol, peers in (("http", mesh.peers), ("tcp", mesh.tcp_peers)) if peers)
     resolvers = _inline(_part(MESH, "resolvers-cluster" if cluster else "resolvers-docker"))
     return _part(MESH, "mesh", inbound=inbound, outbound=outbound, resolvers=resolvers)
@@ -142,7 +143,7 @@ def _caller_gate(mesh: MeshSettings, protocol: str) -> str:
     return _inline(gate)
 
 
-def _mesh_out(protocol: str, mesh: MeshSettings, cluster: Cluster | None) -> str:
+def _mesh_out(protocol: str, mesh: MeshSettings, cluster: Cluster | None, connect_timeout: float) -> str:
     """An outbound listener routing to its peers' mesh listeners, and a backend per peer."""
     peers = mesh.peers if protocol == "http" else mesh.tcp_peers
     client_tls = _client_tls(protocol)
@@ -152,17 +153,18 @@ def _mesh_out(protocol: str, mesh: MeshSettings, cluster: Cluster | None) -> str
                            for name, _ in peers)
     else:
         policies = dict(mesh.traffic)
-        backends = "".join(_http_peer(name, f"b{index}", policies.get(name), client_tls, cluster)
+        backends = "".join(_http_peer(name, f"b{index}", policies.get(name), client_tls, cluster, connect_timeout)
                            for index, (name, _) in enumerate(peers))
     return _part(MESH, f"out-{protocol}", routes=_inline(routes)) + backends
 
 
-def _http_peer(name: str, key: str, policy: TrafficPolicy | None, client_tls: str, cluster: Cluster | None) -> str:
+def _http_peer(name: str, key: str, policy: TrafficPolicy | None, client_tls: str, cluster: Cluster | None,
+               connect_timeout: float) -> str:
     """A callee's backend in a caller's proxy, with the callee's `traffic:` (sidecars/traffic.py)."""
     servers = "".join(_part(MESH, "server-http", server=server, address=peer_address(server, cluster), options=options,
                             client_tls=client_tls)
                       for server, options in traffic.servers(name, policy))
-    rules = traffic.backend_rules(name, key, policy) if policy else ""
+    rules = traffic.backend_rules(name, key, policy, connect_timeout) if policy else ""
     return _part(MESH, "peer-http", name=name, init=traffic.breaker_init(key, policy), rules=_inline(rules + servers))
 
 

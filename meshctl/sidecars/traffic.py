@@ -40,12 +40,31 @@ def retry_on(conditions: tuple[str, ...]) -> str:
     return " ".join(dict.fromkeys(words))
 
 
-def backend_rules(name: str, key: str, policy: TrafficPolicy) -> str:
-    """The lines `traffic:` adds to a caller's backend to_<name> (`key` names its breaker's state)."""
+# HAProxy 2.6 pauses min(timeout connect, 1 s) before retrying a refused connection to the same
+# server, and counts those retries in `retries` with the answer-based ones (one count: `attempts`).
+# A callee's proxy restarting in place (killed or crashed: its pod, and so its address, stays)
+# refuses for about a second here, longer than attempts × the caller's 200 ms; so a backend with
+# retries pauses up to PAUSE_MAX.
+PAUSE_MAX = 1.0
+
+
+def connection_pause(per_try_timeout: float, connect_timeout: float) -> float:
+    """A backend with retries: its `timeout connect`, the pause before a refused connection is
+    tried again. At most PAUSE_MAX (HAProxy's own cap) and per_try_timeout, so a refused try costs
+    no more of the caller's `timeout` than an answered one; never less than the caller's own
+    sidecars.proxy.connect_timeout."""
+    return max(connect_timeout, min(PAUSE_MAX, per_try_timeout))
+
+
+def backend_rules(name: str, key: str, policy: TrafficPolicy, connect_timeout: float) -> str:
+    """The lines `traffic:` adds to a caller's backend to_<name> (`key` names its breaker's state;
+    `connect_timeout` is the caller's sidecars.proxy.connect_timeout)."""
     text = _timeouts(policy)
     if policy.retries is not None:
+        pause = connection_pause(policy.retries.per_try_timeout, connect_timeout)
         text += _part("retries", attempts=str(policy.retries.attempts), retry_on=retry_on(policy.retries.on),
-                      methods=" ".join(policy.retries.methods))
+                      methods=" ".join(policy.retries.methods), pause=_ms(pause),
+                      window=f"{policy.retries.attempts * pause:g}s")
     breaker = policy.circuit_breaker or CircuitBreaker()
     # The breaker refuses first; the count of failed calls runs on every answer, HAProxy's own included.
     fields = {"name": name, "key": key, "errors": str(breaker.consecutive_errors),

@@ -117,6 +117,8 @@ def test_retries_timeouts_and_the_breaker_land_in_every_callers_backend_for_the_
         to_api = backend(render_proxy("shop", spec.service(caller)), "to_api")
         assert "timeout server 500ms" in to_api and "timeout queue 2000ms" in to_api
         assert "retries 3" in to_api
+        # A refused connection is retried a per_try_timeout later, within the caller's timeout.
+        assert "timeout connect 500ms" in to_api
         # A refused or unanswered connection (the callee's proxy restarting) is always retried.
         assert "retry-on conn-failure empty-response 502 503 504 425" in to_api
         assert "disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE }" in to_api
@@ -125,6 +127,31 @@ def test_retries_timeouts_and_the_breaker_land_in_every_callers_backend_for_the_
     # The other backends and the callee's own config carry none of it.
     assert "retries" not in backend(render_proxy("shop", spec.service("web")), "to_admin")
     assert "backend to_api\n" not in render_proxy("shop", spec.service("api"))
+
+
+@pytest.mark.parametrize(("traffic", "caller", "pause", "attempts"), [
+    # The shop of the chaos soak: 3 retries, each after 1 s (HAProxy's cap), outlast a proxy's
+    # restart in place (about a second), where 200 ms apart they covered 0.6 s.
+    ("{retries: {attempts: 3, on: [reset, connect-failure]}}", "", "1000ms", "3"),
+    ("{retries: {}}", "", "1000ms", "2"),
+    # No refused try costs more than an answered one may: the pause is at most per_try_timeout…
+    ("{timeout: 1s, retries: {attempts: 3}}", "", "250ms", "3"),
+    # …and never under the caller's own connect timeout.
+    ("{timeout: 1s, retries: {attempts: 3}}", "{proxy: {connect_timeout: 400ms}}", "400ms", "3"),
+    ("{retries: {attempts: 1}}", "{proxy: {connect_timeout: 3s}}", "3000ms", "1"),
+])
+def test_refused_connections_are_retried_far_enough_apart_to_outlast_a_callee_proxy_restart(
+        tmp_path, traffic, caller, pause, attempts):
+    services = SERVICES.replace("web: {image: web:1, port: 8080}",
+                                f"web: {{image: web:1, port: 8080{', sidecars: ' + caller if caller else ''}}}")
+    to_api = backend(render_proxy("shop", project(tmp_path, f"    traffic: {traffic}\n", services).service("web")),
+                     "to_api")
+    # `attempts` still counts every retry, answer-based ones included: only the pause between
+    # connection retries grows (HAProxy makes none before an answer-based retry).
+    assert f"\n    timeout connect {pause}\n    retries {attempts}\n" in to_api
+    assert to_api.count("\n    timeout connect ") == 1 and to_api.count("\n    retries ") == 1
+    # The other backends keep the caller's connect timeout (the defaults section's).
+    assert "timeout connect" not in backend(render_proxy("shop", project(tmp_path, "").service("web")), "to_api")
 
 
 def test_a_split_weighs_one_server_per_target(tmp_path):
