@@ -1,6 +1,6 @@
 """What the bench scripts share: where the repository is (on sys.path, so `import meshctl` finds this
 checkout), the meshctl command, polling until something holds, running and timing commands,
-copies of examples/hello, cleanup, and the median/min/max tables and JSON every script prints.
+copies of examples/hello and examples/shop, cleanup, and the median/min/max tables and JSON every script prints.
 
 Imported first by each script (`from _common import ...`: the script's folder is on sys.path when it
 runs), before any meshctl import."""
@@ -8,7 +8,9 @@ runs), before any meshctl import."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -98,6 +100,16 @@ def copy_hello(folder: Path, mesh_yaml: str) -> Path:
     """examples/hello copied to `folder`, with this mesh.yaml."""
     shutil.copytree(HELLO, folder)
     (folder / "mesh.yaml").write_text(mesh_yaml)
+    return folder
+
+
+def copy_shop(folder: Path, source: Path = ROOT / "examples" / "shop") -> Path:
+    """examples/shop (or another checkout's) copied to `folder`, with the CA bundle this machine's
+    pip trusts (a TLS-inspecting proxy's root too; PIP_CERT names another) as web's optional
+    build-ca.pem: web's image installs the OpenTelemetry SDK from PyPI (tests/support.copy_shop)."""
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("build-ca.pem"))
+    bundle = os.environ.get("PIP_CERT") or ssl.get_default_verify_paths().openssl_cafile
+    shutil.copy(bundle, folder / "web" / "build-ca.pem")
     return folder
 
 

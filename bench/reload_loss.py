@@ -35,7 +35,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from _common import MESHCTL, ROOT
+from _common import MESHCTL, ROOT, copy_shop
 
 from meshctl.runtime.probes import http_request, tls_context
 
@@ -91,7 +91,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="d5-reload-"))
     folder = work / "shop"
-    shutil.copytree(args.shop, folder)
+    copy_shop(folder, args.shop)
     project = f"d5-reload-{uuid.uuid4().hex[:4]}"
     ports = "    ports: {https: 0, http: 0, metrics: 0}\n"
     (folder / "mesh.yaml").write_text(

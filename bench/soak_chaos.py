@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import docker
-from _common import MESHCTL, ROOT, cleanup, emit_json, poll, port_of, sh
+from _common import MESHCTL, cleanup, copy_shop, emit_json, poll, port_of, sh
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.certs import CertificateAuthority
@@ -122,7 +122,7 @@ def run_chaos(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="meshctl-chaos-"))
     project = f"chaos-{os.getpid()}"
     folder = work / "shop"
-    shutil.copytree(ROOT / "examples" / "shop", folder)
+    copy_shop(folder)
     mesh = (folder / "mesh.yaml").read_text().replace("name: shop", f"name: {project}")
     for service in ("web", "api", "kv"):
         ports = "{https: 0, http: 0, metrics: 0}" if service != "kv" else "{metrics: 0}"
