@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BuildOptions
-from ..model import ContainerInfo, ContainerSpec
+from ..model import HOLDER, ContainerInfo, ContainerSpec
 from ..sidecars import Readiness
 
 
@@ -194,6 +194,12 @@ class Plan:
         rest = tuple(s for s in self.steps if not isinstance(s, (PullImage, BuildImage)))
         return Plan(self.project, images), Plan(self.project, rest, self.pods)
 
+    def split_network(self) -> tuple[Plan, Plan]:
+        """(the project network's steps, the rest): `up` makes the network while images build."""
+        network = tuple(s for s in self.steps if isinstance(s, (RemoveNetwork, EnsureNetwork)))
+        rest = tuple(s for s in self.steps if not isinstance(s, (RemoveNetwork, EnsureNetwork)))
+        return Plan(self.project, network), Plan(self.project, rest, self.pods)
+
     def only(self, service: str) -> Plan:
         """The project's own steps and one pod's: the others are left as they are."""
         return Plan(self.project, self.steps, tuple(pod for pod in self.pods if pod[0] == service))
@@ -247,3 +253,17 @@ def describe(step: Step) -> dict[str, Any]:
         target = ""
     return {"step": kind, "target": target, "why": step.why}
 
+
+def joining_next(step: StartContainers, after: list[Step]) -> StartContainers | None:
+    """The pod's next start step when `step` starts its holder and only one-shot steps (traffic
+    capture) come between: its containers join the holder's namespaces, so they can be created
+    while it starts (they need it to exist, not to run)."""
+    holder = next((spec.name for spec in step.specs if spec.role == HOLDER), None)
+    if holder is None:
+        return None
+    for later in after:
+        if isinstance(later, StartContainers):
+            return later if all(spec.namespace_of == holder for spec in later.specs) else None
+        if not isinstance(later, RunOnce):
+            return None
+    return None

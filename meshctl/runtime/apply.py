@@ -20,6 +20,7 @@ from typing import Any
 
 from ..certs import CertificateAuthority, atomic_write
 from .gates import Gates
+from .oneshot import cancellable, one_shot
 from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for
 from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, EngineError, MeshctlError, StartError
@@ -28,7 +29,8 @@ from ..planning.images import build_network
 from ..model import APP, HOLDER, ContainerInfo, ContainerSpec, selector
 from ..planning.steps import (Announce, AwaitServices, BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate,
                               Keep, Plan, PullImage, RemoveContainers, RemoveFolder, RemoveNetwork, RemoveVolume,
-                              RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles)
+                              RestartContainer, RunOnce, SignalReload, StartContainers, Step, WaitReady, WriteFiles,
+                              joining_next)
 from ..sidecars import Readiness
 from .urls import host_ports_by_name, urls_for
 from .watch import NullWatch, Watch
@@ -70,17 +72,29 @@ class Executor:
             InstallDependencies: self._install, RemoveVolume: self._remove_volume,
         }
         self._pod_started: dict[str, float] = {}
+        self._created: dict[str, str] = {}           # container name → ID: created ahead of its start step
         self.gates = Gates()                          # depends_on: which pods' apps have started, serve
         self._restarted: dict[str, RestartContainer] = {}    # service → its app restarted in place, not serving yet
         self.network_ids: dict[str, str] = {}          # project network name → the ID this run uses
         self.urls: dict[str, dict[str, str]] = {}     # service → its URLs, as announced
 
-    def run(self, plan: Plan) -> dict[str, dict[str, str]]:
-        """Run every step; return service → URLs of the pods announced."""
+    def run(self, plan: Plan, beside: tuple[Step, ...] = ()) -> dict[str, dict[str, str]]:
+        """Run every step; return service → URLs of the pods announced. `beside`: project steps run
+        in their order on a thread of their own meanwhile (the network, while images build)."""
         self._pod_failed.clear()
         self.gates.open_for(service for service, _steps in plan.pods)
         self._restarted.clear()
-        self._run_steps(list(plan.steps), None)
+        self._created.clear()
+        if beside:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                side = pool.submit(self._run_steps, list(beside), None)
+                try:
+                    self._run_steps(list(plan.steps), None)
+                finally:
+                    wait([side])
+                side.result()
+        else:
+            self._run_steps(list(plan.steps), None)
         if len(plan.pods) == 1:
             service, steps = plan.pods[0]
             self._run_pod(service, steps)
@@ -117,7 +131,10 @@ class Executor:
                 index += len(batch)
                 continue
             step = steps[index]
-            self._handlers[type(step)](step, service)
+            if isinstance(step, StartContainers) and (then := joining_next(step, steps[index + 1:])) is not None:
+                self._start(step, service, then=then)
+            else:
+                self._handlers[type(step)](step, service)
             index += 1
 
     def _raise_if_cancelled(self) -> None:
@@ -133,24 +150,7 @@ class Executor:
                 future.result()
 
     def _cancellable(self, job: Callable[[], Any]) -> Any:
-        """Run a long engine call (a build, a pull) so that a Ctrl-C is seen at once."""
-        outcome: list[Any] = []
-
-        def run() -> None:
-            try:
-                outcome.append((True, job()))
-            except BaseException as exc:   # handed to the caller's thread
-                outcome.append((False, exc))
-
-        worker = threading.Thread(target=run, name="engine-call", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.1)
-            self._raise_if_cancelled()
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        return cancellable(job, self._raise_if_cancelled)
 
     # -- the jobs --------------------------------------------------------------------------------
 
@@ -209,17 +209,30 @@ class Executor:
 
         self._parallel(stop, list(step.containers))
 
-    def _start(self, step: StartContainers, service: str | None) -> None:
+    def _create(self, spec: ContainerSpec, step: StartContainers) -> str:
+        container_id = self.engine.create(self._on_network(spec))
+        self.watch.created(spec, container_id, expected=step.reloading)
+        return container_id
+
+    def _start(self, step: StartContainers, service: str | None, then: StartContainers | None = None) -> None:
+        """Create and start the step's containers together. `then`: the step that starts next in
+        the pod, whose containers join the holder this one starts: created while the holder starts
+        (they need it to exist, not to run: Compose's create-then-start), started by their own step."""
         if service is not None and not step.reloading:
             roles = ", ".join(spec.role for spec in step.specs)
             self.on_event(Phase(f"{service}: starting {roles}"))
 
         def start(spec: ContainerSpec) -> None:
-            container_id = self.engine.create(self._on_network(spec))
-            self.watch.created(spec, container_id, expected=step.reloading)
+            container_id = self._created.pop(spec.name, None) or self._create(spec, step)
             if spec.tied_to_caller:
                 self.ties.append(self.engine.attach_stdin(container_id))
-            self.engine.start(container_id, name=spec.name, port_hints=step.port_hints)
+            if then is not None and spec.role == HOLDER:
+                with ThreadPoolExecutor(max_workers=len(then.specs)) as pool:   # (a failure: removed with the pod)
+                    creating = [(s.name, pool.submit(self._create, s, then)) for s in then.specs]
+                    self.engine.start(container_id, name=spec.name, port_hints=step.port_hints)
+                self._created.update((name, future.result()) for name, future in creating)
+            else:
+                self.engine.start(container_id, name=spec.name, port_hints=step.port_hints)
             if spec.role != HOLDER:
                 self.watch.started(spec, container_id)
             if spec.role == APP:
@@ -333,25 +346,7 @@ class Executor:
         _retry(lambda: self.engine.remove_volume(step.name))
 
     def _one_shot(self, spec: ContainerSpec, on_line: Callable[[str], None]) -> tuple[int | None, list[str]]:
-        """Create and start a one-shot container and follow its output to its exit (a Ctrl-C is
-        seen at once): its exit code and its lines. Interrupted, it is removed."""
-        container_id = self.engine.create(spec)
-        lines: list[str] = []
-        try:
-            exited = self.engine.watch_exit(container_id)
-            self.engine.start(container_id, name=spec.name)
-
-            def follow() -> int | None:
-                for line in self.engine.logs(container_id, follow=True):     # ends when it exits
-                    lines.append(line)
-                    on_line(line)
-                return exited()
-
-            return self._cancellable(follow), lines
-        except BaseException:
-            self.engine.remove(container_id)
-            self.engine.wait_removed(container_id)
-            raise
+        return one_shot(self.engine, spec, on_line, self._raise_if_cancelled)
 
     def _install(self, step: InstallDependencies, service: str | None) -> None:
         """Run the one-shot install into a fresh cache volume, its output streamed as progress.

@@ -147,11 +147,16 @@ class Stack:
 
     def _apply_up(self, executor: Executor, project: ProjectSpec, plan: Plan) -> dict[str, dict[str, str]]:
         """Images first, then the containers planned again against what was built (Compose's order
-        too): a rebuilt app keeps its tag, and only its new image ID shows the running one is stale."""
+        too): a rebuilt app keeps its tag, and only its new image ID shows the running one is stale.
+        The project's network is made while the images build; the second plan (which would take a
+        network with no container yet for one a killed meshctl left) keeps it."""
         images, rest = plan.split_images()
         if images.steps:
-            executor.run(images)
+            network, _ = rest.split_network()
+            executor.run(images, beside=network.steps)
             _, rest = self.plan_up(project).split_images()
+            if network.steps:
+                _, rest = rest.split_network()
         return executor.run(rest)
 
     def up(self) -> list[RunningPod]:

@@ -34,15 +34,16 @@ APP_IMAGE = "meshctl-shop-web:dev"
 POD, METRICS, PROXY, APP = pod_names()
 
 
-def start_sidecars(*names: str) -> set:
-    return {(verb, n) for n in names for verb in ("create", "start")}
+def holder_then(*names: str) -> tuple:
+    """The holder created, then started while the next group's containers are created (they only
+    need it to exist: Compose's create-then-start), then that group started: never before the holder."""
+    return ([("create", POD)], {("start", POD), *(("create", n) for n in names)}, {("start", n) for n in names})
 
 
 def the_pod_starts() -> tuple:
     """The phases of a pod started from nothing (detached): holder, sidecars with the app (it needs
     none of them to start), the sidecars' waits, the whole chain's."""
-    return ([("create", POD), ("start", POD)], start_sidecars(METRICS, PROXY, APP),
-            [METRICS_READY, PROXY_READY, SERVING])
+    return (*holder_then(METRICS, PROXY, APP), [METRICS_READY, PROXY_READY, SERVING])
 
 
 @pytest.fixture
@@ -92,11 +93,13 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
     refs = sidecar_images()
     assert_in_phases(
         engine.calls,
-        {("build", refs["haproxy"]), ("build", refs["metrics"]), ("build", APP_IMAGE)},   # in parallel
-        [("ensure_network", "meshctl-shop")],
-        [("create", POD), ("attach_stdin", POD), ("start", POD)],                          # tied: stdin held
-        start_sidecars(METRICS, PROXY, APP),                                               # the app needs none
+        {("build", refs["haproxy"]), ("build", refs["metrics"]), ("build", APP_IMAGE),     # in parallel,
+         ("ensure_network", "meshctl-shop")},                                              # the network too
+        [("create", POD), ("attach_stdin", POD)],                                          # tied: stdin held
+        {("start", POD), ("create", METRICS), ("create", PROXY), ("create", APP)},
+        {("start", METRICS), ("start", PROXY), ("start", APP)},                            # the app needs none
         [METRICS_READY, PROXY_READY, SERVING])
+    assert engine.calls.index(("attach_stdin", POD)) < engine.calls.index(("start", POD))
     assert pod.service == "web" and pod.urls == {"https": "https://localhost:40000/", "http": "http://localhost:40001/",
                                                  "metrics": "http://localhost:40002/metrics"}
     assert [e.phase for e in events if isinstance(e, BuildEvent) and e.image == APP_IMAGE] == ["start", "step", "done"]
@@ -120,7 +123,8 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
 def test_a_missing_base_image_is_pulled_first_and_without_a_registry_the_hint_says_how_to_seed_it(tmp_path, home):
     online = FakeEngine(fail_pull=False)
     stack_on(online, shop(tmp_path), home).up()
-    assert online.calls[0] == ("pull", BASE_IMAGE) and ("pull", "web:1") in online.calls
+    images = [c for c in online.calls if c[0] != "ensure_network"]     # the network is made beside them
+    assert images[0] == ("pull", BASE_IMAGE) and ("pull", "web:1") in online.calls
 
     offline = FakeEngine()
     with pytest.raises(BuildError) as caught:

@@ -59,9 +59,10 @@ def test_user_sidecars_start_after_meshctls_and_are_ready_before_the_app(tmp_pat
     calls = [c if c[0] != "exec" else ("exec", c[1]) for c in engine.calls]
     assert_in_phases(
         calls,
-        [("build", notes_ref(tmp_path)), ("ensure_network", "meshctl-shop")],      # images first
-        [("create", POD), ("start", POD)],
-        {("create", METRICS), ("start", METRICS), ("create", PROXY), ("start", PROXY)},
+        {("build", notes_ref(tmp_path)), ("ensure_network", "meshctl-shop")},      # images (the network beside)
+        [("create", POD)],
+        {("start", POD), ("create", METRICS), ("create", PROXY)},                  # created while the holder starts
+        {("start", METRICS), ("start", PROXY)},
         [METRICS_READY, PROXY_READY],
         {("create", CACHE), ("start", CACHE), ("create", NOTES), ("start", NOTES)},
         # Their ports are the pod's own, not published: checked from the holder, on its loopback.
