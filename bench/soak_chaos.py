@@ -33,41 +33,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.certs import CertificateAuthority
 from meshctl.runtime.probes import http_request, tls_context
+from soak import Load
 
 KILLS = [("api", "proxy"), ("web", "proxy"), ("kv", "proxy"), ("api", "metrics")]
 RELOADS = [("api", "server.js"), ("web", "app.py")]
 
 
-class ShopLoad:
-    """HTTPS GET /visits on web at a fixed total rate; each outcome as (time, status, api's status)."""
+class ShopLoad(Load):
+    """HTTPS GET /visits on web at a fixed total rate (soak.py's Load); each outcome as (time,
+    status, api's status)."""
 
-    def __init__(self, port: int, ca: Path, rate: float, threads: int = 4):
-        self.port, self.context = port, tls_context(ca)
-        self.interval = threads / rate
-        self.outcomes: list[tuple[float, int, int]] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, index: int) -> None:
-        next_at = time.monotonic() + index * self.interval / len(self.threads)
-        while not self.stop.is_set():
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            next_at += self.interval
-            status, api_status = 0, 0
-            try:
-                answer = http_request(self.port, "/visits", tls=self.context, server_hostname="localhost", timeout=10)
-                status = answer.status
-                if status != 200:
-                    api_status = json.loads(answer.body or b"{}").get("api_status", 0)
-            except (OSError, ValueError):
-                pass
-            with self.lock:
-                self.outcomes.append((time.monotonic(), status, api_status))
+    def request(self) -> tuple:
+        status, api_status = 0, 0
+        try:
+            answer = http_request(self.port, "/visits", tls=self.context, server_hostname="localhost", timeout=10)
+            status = answer.status
+            if status != 200:
+                api_status = json.loads(answer.body or b"{}").get("api_status", 0)
+        except (OSError, ValueError):
+            pass
+        return status, api_status
 
     def first_ok_after(self, moment: float, timeout: float = 60) -> float:
         def seen() -> float | None:
@@ -75,10 +60,6 @@ class ShopLoad:
                 return next((at for at, status, _ in self.outcomes if at > moment and status == 200), None)
         return poll(seen, timeout=timeout, interval=0.05, what="a 200 from web")
 
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
 
 
 def find(api, project: str, service: str, role: str) -> dict | None:
