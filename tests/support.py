@@ -229,7 +229,7 @@ HTTP_VALUES = {"ci": "172.18.0.9", "cp": "40123", "tr": "27/Nov/2026:16:11:21.48
                # The hop's span (templates/haproxy-tracing.cfg): trace, span, parent, start and end µs.
                "var(txn.trace_id)": "4bf92f3577b34da6a3ce929d0e0e4736", "var(txn.span_id)": "a3ce929d0e0e4736",
                "var(txn.trace_parent)": "00f067aa0ba902b7", "var(txn.trace_start)": 1796400000000100,
-               "date(0,us)": 1796400000003600}
+               "var(txn.trace_end)": 1796400000003600}
 TCP_VALUES = {"ci": "172.18.0.9", "cp": "40124", "t": "27/Nov/2026:16:11:21.486", "ft": "proxy~", "b": "app",
               "s": "app", "Tw": 21, "Tc": 22, "Tt": 23000, "U": 120, "B": 4096, "ts": "--"}
 

@@ -64,7 +64,7 @@ class Access:
     method: str
     path: str
     status: int             # HTTP status; 0 for TCP
-    latency_ms: float | None    # µs precision from the span's times, else HAProxy's whole ms
+    latency_ms: float | None    # until the answer left the proxy, µs (the span's times), else %Ta in whole ms
     bytes: int
     mtls: bool
     denied: bool            # refused by the mesh's rules (403 / a closed connection)
@@ -200,7 +200,7 @@ def _http(service: str, f: dict[str, str]) -> Access:
     request = f["r"].split(" ")
     method, path = (request[0], request[1]) if len(request) > 1 else (request[0] or "-", "")
     status, state = int(f["ST"]), f["tsc"]
-    start, end = f.get("var(txn.trace_start)", ""), f.get("date(0,us)", "")
+    start, end = f.get("var(txn.trace_start)", ""), f.get("var(txn.trace_end)", "")
     latency = (int(end) - int(start)) / 1000 if start.isdigit() and end.isdigit() and int(end) >= int(start) \
         else (int(f["Ta"]) if f["Ta"].isdigit() else None)
     # PR: refused by a rule before the request went anywhere. A 5xx with a state that does not start

@@ -20,7 +20,7 @@ from .faults import fault_files, fault_rules, lua_global
 
 # One access line per request, what the metrics agent parses (the mesh listener adds the caller).
 # Before the request: the hop's span, trace/span/parent/start µs/end µs (templates/haproxy-tracing.cfg).
-SPAN_LOG_FIELD = "%[var(txn.trace_id)]/%[var(txn.span_id)]/%[var(txn.trace_parent)]/%[var(txn.trace_start)]/%[date(0,us)]"
+SPAN_LOG_FIELD = "%[var(txn.trace_id)]/%[var(txn.span_id)]/%[var(txn.trace_parent)]/%[var(txn.trace_start)]/%[var(txn.trace_end)]"
 ACCESS_LOG_FORMAT = f"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc {SPAN_LOG_FIELD} %{{+Q}}r"
 # One per TCP connection, at its close: `tcp` where a request line has its status, then the bytes
 # from the client (%U) and to it (%B), and how it ended (%ts: -- closed normally, PR denied by a rule).

@@ -113,8 +113,11 @@ def access_span(line, service, identity_prefix=""):
     if token is None:
         return None
     trace_id, span_id, parent, start, end = token.split("/")
-    if len(trace_id) != 32 or len(span_id) != 16 or not start.isdigit() or not end.isdigit():
+    if len(trace_id) != 32 or len(span_id) != 16 or not start.isdigit():
         return None
+    if not end.isdigit():       # no answer left the proxy (a reset): the start plus %Ta, in ms
+        active = parts[4].rsplit("/", 1)[-1]
+        end = str(int(start) + 1000 * max(int(active), 0)) if active.lstrip("-").isdigit() else start
     request = parts[7].split('"', 2)
     words = request[1].split(" ") if len(request) > 2 else []
     method = words[0] if words else "OTHER"

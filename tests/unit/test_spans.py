@@ -48,6 +48,12 @@ def test_an_outbound_call_is_a_client_span_naming_the_callee_and_a_5xx_fails():
     assert span["attributes"]["meshctl.peer.spiffe_id"] == "spiffe://meshctl.local/ns/shop/sa/api"
 
 
+def test_a_hop_no_answer_left_ends_at_its_start_plus_its_active_time():
+    # A reset: http-after-response never ran, so the end is "-"; %Ta (37 ms) gives the end.
+    span = spans.access_span(access_line(**{"var(txn.trace_end)": "-"}), "api")
+    assert span["end_us"] - span["start_us"] == 37_000
+
+
 def test_lines_without_a_span_are_not_spans():
     untraced = access_line(**{"var(txn.trace_id)": "-", "var(txn.span_id)": "-"})
     tcp = '172.18.0.9:1 [27/Nov/2026:16:11:21.486] proxy~ app/app 1/2/3 tcp 10 20 --'
