@@ -1,4 +1,4 @@
-"""Print meshctl's dependency floors pinned exactly (`name>=X` → `name==X`), one a line, read from
+"""Print meshctl's dependency floors pinned exactly (`name>=X[,<Y]` → `name==X`), one a line, read from
 pyproject.toml so the lowest-deps run cannot drift from what is declared. A dependency without a
 `>=` floor is an error: every floor must be one that is tested."""
 
@@ -13,7 +13,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pip carries the same parser
     from pip._vendor import tomli as tomllib  # type: ignore[no-redef]
 
-FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([0-9][^,;\s]*)\s*$")
+# `name>=X`, or `name>=X,<Y` where a newer release is kept out on purpose (pyproject says why).
+FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([0-9][^,;\s]*)\s*(,\s*<\s*[0-9][^,;\s]*)?\s*$")
 
 
 def pins(pyproject: Path) -> list[str]:

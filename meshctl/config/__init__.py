@@ -18,20 +18,7 @@ become one frozen ProjectSpec, and every mistake becomes a ConfigError naming fi
 
 May import: meshctl.errors, meshctl.model. Nothing above it."""
 
-from .load import find_config, load_project, parse_project
-from .services import dockerfile_exposed_port, inferred_protocol
-from .spec import (
-    CONFIG_NAMES, DEFAULT_HOST_PORTS, DEPENDENCY_CONDITIONS, MTLS_MODES, PORT_NAMES, RESERVED_POD_PORTS,
-    SIDECAR_SETTINGS, AllowRule, BuildOptions, CheckSpec, CircuitBreaker, ExecCheck, Fault, HttpCheck, MeshSettings,
-    MetricsSettings, ProjectSpec, ProxySettings, ReadySpec, RetryPolicy, ServiceSpec, TlsSettings, TracingSettings,
-    TrafficPolicy, UserSidecar, WatchSettings,
-)
-from .values import parse_duration, sanitize_name
+import lazy_loader
 
-__all__ = [
-    "CONFIG_NAMES", "DEFAULT_HOST_PORTS", "DEPENDENCY_CONDITIONS", "MTLS_MODES", "PORT_NAMES", "RESERVED_POD_PORTS",
-    "SIDECAR_SETTINGS", "AllowRule", "BuildOptions", "CheckSpec", "CircuitBreaker", "ExecCheck", "Fault", "HttpCheck",
-    "MeshSettings", "MetricsSettings", "ProjectSpec", "ProxySettings", "ReadySpec", "RetryPolicy", "ServiceSpec",
-    "TlsSettings", "TracingSettings", "TrafficPolicy", "UserSidecar", "WatchSettings", "dockerfile_exposed_port",
-    "find_config", "inferred_protocol", "load_project", "parse_duration", "parse_project", "sanitize_name",
-]
+# The names and the modules they come from are in __init__.pyi; each loads on first use.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .fields import DURATION_PATTERN, DURATION_UNITS, NUMBER, keys
-from .spec import BuildOptions
-from .yamlpos import Where
+
+if TYPE_CHECKING:       # `stat --window 60s` parses a duration without the YAML reader and the model
+    from .spec import BuildOptions
+    from .yamlpos import Where
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 NAME_HINT = "use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -120,6 +122,8 @@ def build_or_image(raw: dict, path: tuple, where: Where, root: Path,
                    example: str) -> tuple[Path | None, BuildOptions, str | None]:
     """`build` (a folder with a Dockerfile relative to mesh.yaml's, or compose's mapping of
     context, dockerfile, args and target) and `image`, where given."""
+    from .spec import BuildOptions      # here, and in _build_field: see TYPE_CHECKING above
+
     build, options, image = None, BuildOptions(), None
     if "build" in raw:
         build, options = _build_field(raw["build"], path + ("build",), where, root)
@@ -131,6 +135,8 @@ def build_or_image(raw: dict, path: tuple, where: Where, root: Path,
 
 
 def _build_field(value: Any, path: tuple, where: Where, root: Path) -> tuple[Path, BuildOptions]:
+    from .spec import BuildOptions
+
     settings = value if isinstance(value, dict) else {"context": value}
     if isinstance(value, dict):
         reject_unknown(value, keys("build"), path, where)

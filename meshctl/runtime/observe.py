@@ -14,19 +14,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .status import status
+from .status import pod_state, pod_urls, pods
 from ..engine.base import Engine
 from ..errors import UsageError
 from ..model import ContainerInfo, selector
-from ..sidecars import OBSERVE_PORT, OBSERVE_READER
+from ..sidecars.addresses import OBSERVE_PORT, OBSERVE_READER
 
 Row = dict[str, Any]
 
 
 def metrics_urls(engine: Engine, project: str) -> dict[str, str]:
     """Service → its metrics sidecar's URL on the host, for the running services that have one."""
-    urls = {s.service: s.urls["metrics"] for s in status(engine, project)
-            if s.state == "running" and s.urls.get("metrics")}
+    urls = {service: url for (_, service), members in pods(engine, project).items()
+            if pod_state(members) == "running" and (url := pod_urls(members).get("metrics"))}
     if not urls:
         raise UsageError(f"no running service of {project} has a metrics sidecar",
                          hint="`meshctl ps` lists what runs; `metrics: false` in mesh.yaml turns it off")

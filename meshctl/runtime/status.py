@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .urls import host_ports_by_name, urls_for
-from .faults import read_faults
 from ..engine.base import Engine
 from ..model import HOLDER, OUTSIDE_MESH, PROJECT_LABEL, ContainerInfo, selector
-from ..sidecars import MESH_FILE, start_rank
-from ..sidecars.faults import describe
+from ..sidecars.addresses import MESH_FILE
 import contextlib
 
 
@@ -73,27 +71,49 @@ def mesh_of(home: Path, project: str, service: str) -> dict[str, Any] | None:
 
 
 def active_faults(home: Path, project: str, service: str) -> str:
+    # Imported here: `stat` and `trace` read status() without a home, and need neither module.
+    from .faults import read_faults
+    from ..sidecars.faults import describe
+
     faults = read_faults(home, project, service)
     if faults is None or not faults.active:
         return ""
     return "; ".join(describe(f) for f in faults.active) + (" (live)" if faults.live is not None else "")
 
 
-def status(engine: Engine, project: str | None = None, *, home: Path | None = None) -> list[ServiceStatus]:
+def pods(engine: Engine, project: str | None = None) -> dict[tuple[str, str], list[ContainerInfo]]:
+    """(project, service) → its pod's containers, in name order."""
     groups: dict[tuple[str, str], list[ContainerInfo]] = {}
     for c in managed_containers(engine, project):
         groups.setdefault((c.label("project"), c.service), []).append(c)
+    return dict(sorted(groups.items()))
+
+
+def pod_state(members: list[ContainerInfo]) -> str:
+    states = {c.state for c in members}
+    if states == {"running"} and any(c.role == HOLDER for c in members):
+        return "running"
+    return "stopped" if "running" not in states else "degraded"
+
+
+def pod_urls(members: list[ContainerInfo]) -> dict[str, str]:
+    """Port name → URL on the host, from the labels and bound ports of the pod's holder."""
+    holder = next((c for c in members if c.role == HOLDER), None)
+    if holder is not None:
+        with contextlib.suppress(ValueError):
+            return urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports),
+                            holder.label("protocol") or "http")
+    return {}
+
+
+def status(engine: Engine, project: str | None = None, *, home: Path | None = None) -> list[ServiceStatus]:
+    # Imported here: the sidecars' definitions (0.04 s) are for listings; stat reads pods() alone.
+    from ..sidecars import start_rank
+
     out = []
-    for (proj, service), members in sorted(groups.items()):
+    for (proj, service), members in pods(engine, project).items():
         holder = next((c for c in members if c.role == HOLDER), None)
-        urls: dict[str, str] = {}
-        if holder is not None:
-            with contextlib.suppress(ValueError):
-                urls = urls_for(host_ports_by_name(json.loads(holder.label("ports") or "{}"), holder.ports),
-                                holder.label("protocol") or "http")
-        states = {c.state for c in members}
-        state = "running" if states == {"running"} and holder is not None else \
-            ("stopped" if "running" not in states else "degraded")
+        urls, state = pod_urls(members), pod_state(members)
         containers = [{"name": c.name, "role": c.role, "state": c.state}
                       for c in sorted(members, key=lambda c: start_rank(c.role))]
         mesh = mesh_of(home, proj, service) if home is not None else None

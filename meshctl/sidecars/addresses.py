@@ -5,8 +5,10 @@ Constants only, so templates, readiness, capture and the kinds all read one set.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..config import ServiceSpec
+if TYPE_CHECKING:       # annotations only: `stat` and `ps` read these ports without the config model
+    from ..config import ServiceSpec
 
 # Ports inside the pod. The holder publishes the first three.
 TLS_PORT = 15443

@@ -115,6 +115,28 @@ def test_commands_that_need_no_engine_never_import_the_docker_sdk():
     assert modules_after("ps", env={"DOCKER_HOST": "tcp://127.0.0.1:1"}) >= ENGINE_FREE
 
 
+def test_reading_the_mesh_loads_neither_the_config_model_nor_the_certificates():
+    # stat and trace answer within 0.3 s (bench/observe.py): the config and sidecars packages load
+    # each name on first use, and neither command needs the YAML reader or cryptography.
+    for args in (["stat", "-p", "x", "--window", "1m30s"], ["trace", "-p", "x"]):
+        loaded = modules_after(*args, env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
+        assert "docker" in loaded and not loaded & {"yaml", "cryptography"}, (args, loaded)
+
+
+@pytest.mark.parametrize("package", ["meshctl.config", "meshctl.sidecars"])
+def test_a_lazy_package_loads_nothing_until_asked_then_gives_every_name_its_stub_lists(package):
+    probe = (f"import sys, {package} as p\n"
+             f"print(sorted(m for m in sys.modules if m.startswith('{package}.')))\n"
+             "missing = [n for n in p.__all__ if getattr(p, n, None) is None]\n"
+             "print(len(p.__all__), missing)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    before, listed = done.stdout.splitlines()
+    assert before == "[]"                                # `import meshctl.config` imported no submodule
+    count, missing = listed.split(" ", 1)
+    assert int(count) >= 20 and missing == "[]"          # each name of __init__.pyi is its module's
+
+
 def test_listing_commands_and_dry_runs_print_json_or_yaml(tmp_path, cli_engine):
     assert meshctl("up", "-d", str(tmp_path)).exit_code == 0
     [entry] = json.loads(meshctl("ps", "-o", "json", check=True).stdout)

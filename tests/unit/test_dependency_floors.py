@@ -26,9 +26,12 @@ def test_a_dependency_without_a_floor_stops_the_run_with_its_name(tmp_path):
     pyproject.write_text('[project]\nname = "x"\ndependencies = ["rich>=13.0.0", "typer"]\n')
     done = floors(pyproject)
     assert done.returncode != 0 and "'typer' has no plain `>=` floor" in done.stderr
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["rich<15", "docker>=7.2"]\n'
+                         '[project.optional-dependencies]\ntest = ["pytest>=8"]\n')
+    assert "rich<15" in floors(pyproject).stderr                 # a cap alone is no floor
     pyproject.write_text('[project]\nname = "x"\ndependencies = ["rich>=13.0.0,<15", "docker>=7.2"]\n'
                          '[project.optional-dependencies]\ntest = ["pytest>=8"]\n')
-    assert "rich>=13.0.0,<15" in floors(pyproject).stderr       # a cap is not a plain floor either
+    assert floors(pyproject).stdout.split() == ["rich==13.0.0", "docker==7.2"]    # a floor with a cap is pinned
     pyproject.write_text('[project]\nname = "x"\ndependencies = ["docker>=7.2"]\n'
                          '[project.optional-dependencies]\ntest = ["pytest>=8"]\n')
     assert floors(pyproject).stdout.split() == ["docker==7.2"]
