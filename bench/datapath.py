@@ -65,7 +65,8 @@ from pathlib import Path
 from _common import MESHCTL, cleanup, emit_json, poll, sh
 
 from meshctl.engine.docker import DockerEngine as Engine
-from meshctl.certs import CertificateAuthority, default_sans, meshctl_home
+from meshctl.certs import CertificateAuthority, default_sans
+from meshctl.home import meshctl_home
 from meshctl.planning.images import BASE_IMAGE, build_network
 from meshctl.model import ContainerSpec, container_name, labels, spiffe_id
 from meshctl.sidecars import PROXY_PORT, TLS_PORT

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _common import MESHCTL, cleanup, copy_hello, emit_json, meshctl_urls, port_of, print_spread, sh, spread
 
-from meshctl.certs import meshctl_home
+from meshctl.home import meshctl_home
 from meshctl.engine.docker import DockerEngine
 from meshctl.runtime.faults import faults_from_flags, set_live
 from meshctl.runtime.probes import http_request

@@ -196,7 +196,7 @@ def main() -> None:
         else:
             sh(MESHCTL + ["up", "-d", str(folder)])   # builds what is missing; not timed
         # `meshctl down` removes the rendered configs and keys: compose mounts a copy of them.
-        from meshctl.certs import meshctl_home
+        from meshctl.home import meshctl_home
         state = Path(tmp) / "state"
         shutil.copytree(meshctl_home() / "projects" / name / "hello", state)
         sh(MESHCTL + ["down", str(folder)])

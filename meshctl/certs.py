@@ -6,12 +6,9 @@ atomically (temp file + rename), under a lock so two meshctl processes never rac
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import ipaddress
-import os
-import secrets
 import socket
 import ssl
 from contextlib import contextmanager
@@ -24,19 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import MeshctlError
+from .home import atomic_write, meshctl_home, unwritable
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=7)
 # Re-issue a leaf this long before it expires, so a running stack never serves an expired one.
 LEAF_RENEW_BEFORE = dt.timedelta(days=2)
-
-
-def meshctl_home() -> Path:
-    """$MESHCTL_HOME, else $XDG_DATA_HOME/meshctl, else ~/.local/share/meshctl."""
-    if home := os.environ.get("MESHCTL_HOME"):
-        return Path(home).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "meshctl"
 
 
 def default_sans(service: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -231,32 +221,6 @@ def system_roots() -> list[str]:
                         paths.cafile, paths.openssl_cafile) if p]
 
 
-def unwritable(path: Path, exc: OSError) -> MeshctlError:
-    """A folder meshctl must write to (its home, a rendered config's) refused: say which and why."""
-    return MeshctlError(f"cannot write to {path}: {exc.strerror or exc}",
-                        hint="meshctl keeps its CA and rendered configs in $MESHCTL_HOME (now "
-                             f"{meshctl_home()}); make that folder writable, or set MESHCTL_HOME to one that is")
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.fchmod(fd, mode)  # umask must not widen or narrow it
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise unwritable(path.parent, exc) from exc
-
-
 def _read_cert(path: Path) -> x509.Certificate | None:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
@@ -280,20 +244,3 @@ def _key_pem(key) -> bytes:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def probe_secret(home: Path, *, create: bool = False) -> str:
-    """meshctl's own secret (MESHCTL_HOME/probe.secret, 0600), made by the first `up` ("" before,
-    unless `create`): each project's probe key is derived from it (sidecars/faults.py), so only
-    meshctl and the proxies know it."""
-    path = home / "probe.secret"
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        if not create:
-            return ""
-        home.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, secrets.token_hex(32).encode(), mode=0o600)
-        return path.read_text(encoding="ascii").strip()
-    except OSError as exc:
-        raise unwritable(home, exc) from exc

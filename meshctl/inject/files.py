@@ -7,7 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path, PurePath
 
-from ..certs import CertificateAuthority, atomic_write
+from ..certs import CertificateAuthority
+from ..home import atomic_write
 from . import InjectResult
 
 

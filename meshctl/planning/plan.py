@@ -24,6 +24,7 @@ from ..model import APP, DEPS, ContainerInfo, labels, network_name
 from ..sidecars import CAPTURE, captures, config_roles, data_dir, kind_of, kinds_for, render_configs, tls_kind
 from .converge import pod_steps, removals, serving_wait, sidecar_wait
 from .images import BASE_IMAGE, app_image_ref, kind_image, user_sidecar_image_ref
+from ..sidecars.addresses import observe_key
 from ..sidecars.faults import probe_key, seeded_files
 from .pod import Pod, build_pod, install_container
 from .steps import (BuildImage, EnsureCA, EnsureNetwork, InstallDependencies, IssueCertificate, Plan, PullImage,
@@ -58,7 +59,7 @@ class Settings:
     wait_serving: bool = True                       # wait until each pod serves through its chain
     build_network: str | None = None                # builds' and installs' network mode (MESHCTL_BUILD_NETWORK)
     install_ca: Path | None = None                  # a CA bundle for installs behind a TLS proxy (MESHCTL_INSTALL_CA)
-    probe_secret: str = ""                          # meshctl's own (certs.probe_secret): each project's probe key
+    probe_secret: str = ""                          # meshctl's own (home.probe_secret): each project's keys
 
     def project_dir(self, project: str) -> Path:
         """Where a project's rendered configs and leaf keys live, a folder per service."""
@@ -87,7 +88,8 @@ def _pod(project: ProjectSpec, service: ServiceSpec, settings: Settings) -> Pod:
                      state_dir=settings.state_dir(project.name, service.name), tied=settings.tied,
                      user=settings.user, ca_bundle=settings.home / "ca" / "ca-bundle.pem",
                      deps=dependency_cache(project.name, service, app_image),
-                     probe_key=probe_key(settings.probe_secret, project.name) if settings.probe_secret else "")
+                     probe_key=probe_key(settings.probe_secret, project.name) if settings.probe_secret else "",
+                     observe_key=observe_key(settings.probe_secret, project.name) if settings.probe_secret else "")
 
 
 def _installs(project: ProjectSpec, observed: Observed, settings: Settings) -> list[Step]:

@@ -15,6 +15,7 @@ from ..model import APP, CONFIG_HASH, HOLDER, INSTALL, OUTSIDE_MESH, ContainerSp
 from ..config.runtimes import APP_DIR, INSTALL_CA, RUNTIMES, DependencyCache
 from ..sidecars import (CAPTURE, CONFIG_MOUNT, MESH_GID, SidecarKind, app_otel_env, captures, kinds_for,
                         published_ports)
+from ..sidecars.addresses import OBSERVE_KEY_ENV
 from ..sidecars.faults import PROBE_KEY_ENV
 from ..sidecars.otlp import FORWARD_MOUNT, OTLP_FORWARD
 
@@ -29,6 +30,7 @@ class Pod:
     config_dirs: dict[str, Path]          # role → host folder mounted at /etc/meshctl
     capture: ContainerSpec | None = None  # the one-shot step that installs traffic capture
     probe_key: str = ""                   # meshctl's own probes carry it past the proxy's faults
+    observe_key: str = ""                 # the metrics sidecar serves its spans to a request with it
 
     @property
     def containers(self) -> tuple[ContainerSpec, ...]:
@@ -48,11 +50,12 @@ def _holder_labels(project: str, service: ServiceSpec, tied: bool, ports: dict[s
 
 def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sidecar_images: dict[str, str],
               state_dir: Path, tied: bool, user: str, ca_bundle: Path | None = None,
-              deps: DependencyCache | None = None, probe_key: str = "") -> Pod:
+              deps: DependencyCache | None = None, probe_key: str = "", observe_key: str = "") -> Pod:
     """`tied`: the holder's stdin is held by the CLI, so the pod dies with it (foreground `up`).
     `sidecar_images`: role → image reference. `user`: uid:gid the sidecars run as, the owner of
     their mounted keys (0600). `deps`: a run-mode app's dependency cache, mounted in the app.
-    `probe_key`: in the proxy's environment, what meshctl's probes carry to skip faults."""
+    `probe_key`: in the proxy's environment, what meshctl's probes carry to skip faults.
+    `observe_key`: in the metrics sidecar's, what `meshctl trace` shows it for the spans."""
     name = project.name
     kinds = kinds_for(service)
     # Any image of meshctl's sidecars has sh, cat and bash (the in-pod readiness probes of the
@@ -69,7 +72,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     sidecars = [_sidecar(name, service, kind, sidecar_images[kind.role], holder.name, config_dirs.get(kind.role),
                          user=f"{user.split(':')[0]}:{MESH_GID}" if kind.role == "proxy" and capture
                          else (kind.run_as or user), tied=tied,
-                         env={PROBE_KEY_ENV: probe_key} if kind.role == "proxy" and probe_key else {},
+                         env=_keys_env(kind.role, probe_key, observe_key),
                          forward_dir=config_dirs.get(OTLP_FORWARD))
                 for kind in kinds]
     env = {"PORT": str(service.port), **(trust_env() if ca_bundle else {}), **app_otel_env(service), **dict(service.env)}
@@ -82,7 +85,17 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     if service.source is not None:
         app = _run_mode_app(app, service, deps, user)
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
-               app=_hashed(app), config_dirs=config_dirs, capture=capture, probe_key=probe_key)
+               app=_hashed(app), config_dirs=config_dirs, capture=capture, probe_key=probe_key,
+               observe_key=observe_key)
+
+
+def _keys_env(role: str, probe_key: str, observe_key: str) -> dict[str, str]:
+    """The one key each sidecar checks: the proxy meshctl's probes', the metrics sidecar `trace`'s."""
+    if role == "proxy" and probe_key:
+        return {PROBE_KEY_ENV: probe_key}
+    if role == "metrics" and observe_key:
+        return {OBSERVE_KEY_ENV: observe_key}
+    return {}
 
 
 def _holder(project: str, service: ServiceSpec, image: str, *, tied: bool, user: str) -> ContainerSpec:

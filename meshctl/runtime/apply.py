@@ -18,7 +18,8 @@ from pathlib import Path
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
-from ..certs import CertificateAuthority, atomic_write
+from ..certs import CertificateAuthority
+from ..home import atomic_write
 from .gates import Gates
 from .oneshot import cancellable, one_shot
 from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for

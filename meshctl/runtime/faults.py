@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..certs import atomic_write
+from ..home import atomic_write
 from ..config import Fault
 from ..config.faults import parse_fault
 from ..engine.base import Engine

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, NullWatch, Watch
-from ..certs import CertificateAuthority, meshctl_home, probe_secret
+from ..certs import CertificateAuthority
+from ..home import meshctl_home, probe_secret
 from ..config import ProjectSpec
 from ..engine.base import Engine
 from ..errors import Cancelled, ConfigError, MeshctlError

@@ -3,9 +3,9 @@
 # module does not import them all.
 
 from .addresses import (CERT_BUNDLE, CONFIG_MOUNT, EVENTS_PORT, MESH_FILE, MESH_GID, MESH_PORT, METRICS_PORT,
-                        OBSERVE_PORT, OBSERVE_READER, OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT,
+                        OBSERVE_KEY_ENV, OBSERVE_PORT, OBSERVE_READER, OTLP_PORT, OUTBOUND_PORT, OUTBOUND_TCP_PORT, PROXY_PORT,
                         PROXY_STATS_PORT, READY_PATH, TLS_PORT, Cluster,
-                        app_otel_env, proxy_stats_url, published_ports)
+                        app_otel_env, observe_key, proxy_stats_url, published_ports)
 from .capture import CAPTURE, capture_rules, captures, render_capture
 from .data import data_dir, template
 from .haproxy import ACCESS_LOG_FORMAT, TCP_LOG_FORMAT, render_proxy, render_tcp_proxy, render_tls
@@ -24,6 +24,7 @@ __all__ = [
                         "MESH_GID",
                         "MESH_PORT",
                         "METRICS_PORT",
+                        "OBSERVE_KEY_ENV",
                         "OBSERVE_PORT",
                         "OBSERVE_READER",
                         "OTLP_PORT",
@@ -47,6 +48,7 @@ __all__ = [
                         "kind_of",
                         "kinds_for",
                         "metrics_env",
+                        "observe_key",
                         "proxy_stats_url",
                         "published_ports",
                         "render_capture",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..home import derived_key
+
 if TYPE_CHECKING:       # annotations only: `stat` and `ps` read these ports without the config model
     from ..config import ServiceSpec
 
@@ -19,6 +21,9 @@ EVENTS_PORT = 15514          # TCP: the proxy's access events to the metrics sid
 OTLP_PORT = 15018            # loopback: the metrics sidecar's OTLP/HTTP receiver and span store
 OBSERVE_PORT = 15092         # loopback, never published: routes and the live tap (meshctl top, tap)
 OBSERVE_READER = "/usr/local/lib/meshctl/recent.py"   # in the metrics image: reads OBSERVE_PORT
+# The metrics sidecar serves its spans on its published port only to a request carrying this key
+# (home.derived_key: meshctl's secret, "observe", the project), as `Authorization: Bearer KEY`.
+OBSERVE_KEY_ENV = "MESHCTL_OBSERVE_KEY"
 READY_PATH = "/.meshctl/ready"   # answered by the proxy itself, never forwarded
 MESH_PORT = 15008            # the inbound mesh listener: mutual TLS from other pods' proxies
 OUTBOUND_PORT = 15001        # loopback: the app's captured calls to other services arrive here
@@ -69,3 +74,8 @@ class Cluster:
 def peer_address(service: str, cluster: Cluster | None) -> str:
     """Where a caller's proxy connects to a peer: its network alias locally, its Service in a cluster."""
     return cluster.address(service) if cluster else service
+
+
+def observe_key(secret: str, project: str) -> str:
+    """What the project's metrics sidecars serve their spans to (OBSERVE_KEY_ENV)."""
+    return derived_key(secret, "observe", project)

@@ -4,14 +4,13 @@ and the key meshctl's own probes carry to skip them. Pure: the runtime writes an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterable, Sequence
 
 from ..config import Fault, ServiceSpec
 from ..config.faults import MAX_DELAY, in_order
 from .addresses import CONFIG_MOUNT
+from ..home import derived_key
 from .data import template, template_parts
 
 FAULTS = "haproxy-faults.cfg"
@@ -101,4 +100,4 @@ def lua_global() -> str:
 def probe_key(secret: str, project: str) -> str:
     """The key a stack's proxies honour in PROBE_HEADER: from meshctl's own secret (MESHCTL_HOME,
     0600), one per project; an app sees neither."""
-    return hmac.new(secret.encode(), f"probe:{project}".encode(), hashlib.sha256).hexdigest()[:40]
+    return derived_key(secret, "probe", project)

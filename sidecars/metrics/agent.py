@@ -20,6 +20,8 @@ Settings come from the environment:
   MESHCTL_SPANS_PORT        the loopback port of the spans' receiver and store (otlp_in.py; default 15018)
   MESHCTL_SPAN_LIMIT        spans kept (default 10000; spans.py)
   MESHCTL_IDENTITY_PREFIX   the project's SPIFFE prefix, for peers' identities on spans (a mesh's)
+  MESHCTL_OBSERVE_KEY       serve the spans on the endpoint's port too (GET /meshctl/spans[?trace=ID]), to
+                            requests carrying `Authorization: Bearer KEY` only (what `meshctl trace` reads)
   MESHCTL_OTLP_ENDPOINT     a collector's OTLP/HTTP base URL: every span is exported there too (otlp_out.py,
                             with MESHCTL_OTLP_SAMPLE, MESHCTL_OTLP_SOCKET, MESHCTL_OTLP_QUEUE)
 
@@ -28,6 +30,7 @@ store that the pod-local OTLP receiver fills with the app's own spans too.
 """
 
 import bisect
+import hmac
 import json
 import os
 import signal
@@ -38,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import otlp_in
 import otlp_out
@@ -448,14 +452,21 @@ def fetch_app_metrics(url):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def make_handler(registry, app_status, stats=None, service=""):
+def make_handler(registry, app_status, stats=None, service="", store=None, key=""):
     class Handler(otlp_in.SmallHandler):
         def do_GET(self):
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/ready":
                 return self._send(200, b"ok\n", "text/plain")
+            if path == "/meshctl/spans" and store is not None and key:
+                # Requests' paths and callers: only for meshctl, which derives the key from its
+                # secret (0600 in MESHCTL_HOME); compared in constant time.
+                if not hmac.compare_digest(self.headers.get("Authorization", "").encode(), f"Bearer {key}".encode()):
+                    return self._send(403, b"the spans need meshctl's key: run `meshctl trace`\n", "text/plain")
+                trace = parse_qs(query).get("trace", [None])[0]
+                return self._send(200, spans.dump(store, trace).encode(), "application/json")
             if path == "/stat" and stats is not None:     # edges' figures: what /metrics shows, by window
-                rows = stats.recent.stat(service, query_seconds(self.path.partition("?")[2]))
+                rows = stats.recent.stat(service, query_seconds(query))
                 return self._send(200, json.dumps(rows).encode(), "application/json")
             if path != "/metrics":
                 return self._send(404, b"try /metrics\n", "text/plain")
@@ -497,7 +508,7 @@ def main():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MeshCollector(service, stats, app_status))
     console = ConsoleLog(int(os.environ.get("MESHCTL_ACCESS_LOG_LIMIT") or "100"))
-    start_spans(service)
+    store = start_spans(service)
     otlp_out.start_exporter(service, SPAN_SINKS, registry)
     threading.Thread(target=receive_stream, args=(stats, console, events_port), daemon=True).start()
     threading.Thread(target=receive_datagrams, args=(stats, console, events_port), daemon=True).start()
@@ -505,7 +516,8 @@ def main():
                                 make_local_handler(stats.recent, service))
     local.daemon_threads = True
     threading.Thread(target=local.serve_forever, daemon=True).start()
-    server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status, stats, service))
+    server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(registry, app_status, stats, service, store,
+                                                                 os.environ.get("MESHCTL_OBSERVE_KEY", "")))
     server.daemon_threads = True
     # A sidecar must stop at once on SIGTERM: nothing here needs flushing.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

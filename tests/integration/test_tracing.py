@@ -120,3 +120,19 @@ def test_a_chain_that_forwards_traceparent_is_one_trace_with_every_hop_and_the_a
     assert len(lines) == 7
     assert lines[0].split()[0] == "a" and "+0.00 ms" in lines[0]
     assert [line.split()[0] for line in lines] == ["a", "a", "b", "b", "b", "b", "c"]
+
+
+def test_the_spans_are_served_on_the_metrics_port_to_meshctls_key_only(chain):
+    from meshctl.home import meshctl_home, probe_secret
+    from meshctl.sidecars import observe_key
+
+    project, port = chain
+    http_request(port, "/chain", tls=tls_context(ca_path()), server_hostname="localhost", timeout=30)
+    metrics = port_of(urls(project)["a"]["metrics"])
+    assert http_request(metrics, "/meshctl/spans").status == 403
+    assert http_request(metrics, "/meshctl/spans", headers={"Authorization": "Bearer " + "0" * 40}).status == 403
+    key = observe_key(probe_secret(meshctl_home()), project)
+    answer = eventually(lambda: (got := http_request(metrics, "/meshctl/spans", headers={"Authorization": f"Bearer {key}"}))
+                        and json.loads(got.body)["spans"] and got, 30, 0.5, what="a's spans")
+    assert answer.status == 200 and {s["service"] for s in json.loads(answer.body)["spans"]} == {"a"}
+    assert http_request(metrics, "/metrics").status == 200          # Prometheus' scrape needs no key

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from cryptography import x509
 
-from meshctl import certs
+from meshctl import certs, home
 from meshctl.certs import CertificateAuthority, default_sans
 from meshctl.config import ProxySettings, ServiceSpec, load_project
 from meshctl.planning.images import folder_hash
@@ -48,10 +48,10 @@ def test_leaf_reissued_only_when_needed(tmp_path, monkeypatch):
 
 def test_meshctl_home_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MESHCTL_HOME", str(tmp_path / "h"))
-    assert certs.meshctl_home() == tmp_path / "h"
+    assert home.meshctl_home() == tmp_path / "h"
     monkeypatch.delenv("MESHCTL_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert certs.meshctl_home() == tmp_path / "xdg" / "meshctl"
+    assert home.meshctl_home() == tmp_path / "xdg" / "meshctl"
 
 
 def test_proxy_template_carries_the_settings():

@@ -145,3 +145,45 @@ def test_garbage_is_refused_not_kept():
         except otlp_in.DecodeError:
             continue
         raise AssertionError(f"{body!r} decoded")
+
+
+def test_the_metrics_port_serves_the_spans_only_to_meshctls_key():
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry
+
+    agent = metrics_agent()
+    store = spans.SpanStore()
+    store.add([spans.access_span(access_line(), "api")])
+
+    def get(server, path, key=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}{path}",
+                                         headers={"Authorization": f"Bearer {key}"} if key else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read()
+
+    servers = []
+    for key in ("k" * 40, ""):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), agent.make_handler(CollectorRegistry(), {"url": None},
+                                                                          None, "api", store, key))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    keyed, keyless = servers
+    try:
+        assert get(keyed, "/meshctl/spans")[0] == 403
+        assert get(keyed, "/meshctl/spans", "k" * 39 + "x")[0] == 403
+        status, body = get(keyed, f"/meshctl/spans?trace={TRACE}", "k" * 40)
+        assert status == 200 and [s["span_id"] for s in json.loads(body)["spans"]] == ["a3ce929d0e0e4736"]
+        assert json.loads(get(keyed, "/meshctl/spans?trace=" + "0" * 32, "k" * 40)[1])["spans"] == []
+        # A sidecar started without a key (by an older meshctl, or an export) serves no spans there.
+        assert get(keyless, "/meshctl/spans", "k" * 40)[0] == 404
+        assert get(keyed, "/metrics")[0] == 200            # the metrics stay open, as before
+    finally:
+        for server in servers:
+            server.shutdown()

@@ -10,6 +10,7 @@ import pytest
 from meshctl.errors import UsageError
 from meshctl.model import container_name
 from meshctl.runtime.traces import collect, recent, waterfall
+from meshctl.sidecars import METRICS_PORT
 from tests.support import metrics_agent
 from tests.unit.fake_engine import engine_with_images, meshctl, shop, stack_on, use_on_the_cli, web
 
@@ -55,6 +56,51 @@ def test_spans_of_every_pod_are_merged_and_listed_by_trace(running):
                                (TRACE, "web", "GET /web", 4, ("api", "web"), 100, "200", False)]
     assert [r.trace_id for r in recent(collect(running, "shop"), errors=True)] == [OTHER]
     assert [r.trace_id for r in recent(collect(running, "shop"), slowest=True, last=1)] == [OTHER]
+
+
+def test_the_spans_come_from_the_published_port_with_the_projects_key_else_through_the_engine(running, tmp_path,
+                                                                                                monkeypatch):
+    import contextlib
+    import io
+    import urllib.error
+
+    from meshctl.home import probe_secret
+    from meshctl.runtime import traces
+    from meshctl.sidecars import OBSERVE_KEY_ENV, observe_key
+
+    home = tmp_path / "home"
+    key = observe_key(probe_secret(home), "shop")
+    # The metrics sidecars got the key in their environment at `up`; an app's container did not.
+    [web_metrics] = [c for c in running.containers_.values() if c["spec"].name == "shop-web-metrics"]
+    assert web_metrics["spec"].env[OBSERVE_KEY_ENV] == key and len(key) == 40
+    assert all(OBSERVE_KEY_ENV not in c["spec"].env for c in running.containers_.values()
+               if c["spec"].labels.get("meshctl.role") != "metrics")
+    asked = []
+
+    def urlopen(request, timeout):
+        asked.append((request.full_url, request.get_header("Authorization")))
+        if ":" + str(web_port) + "/" not in request.full_url:
+            raise urllib.error.URLError("refused")          # api's agent: from before the key
+        return contextlib.closing(io.BytesIO(dump(WEB).encode()))
+    web_port = metrics_port(running, "web")
+    monkeypatch.setattr(traces.urllib.request, "urlopen", urlopen)
+    running.exec_outputs[container_name("shop", "web", "metrics")] = dump([])      # not asked
+    calls = len(running.calls)
+    spans_read = collect(running, "shop", home=home)
+    assert sorted(s["span_id"] for s in spans_read) == sorted(s["span_id"] for s in WEB + API)
+    assert sorted(asked) == sorted([(f"http://localhost:{web_port}/meshctl/spans", f"Bearer {key}"),
+                                    (f"http://localhost:{metrics_port(running, 'api')}/meshctl/spans", f"Bearer {key}")])
+    execs = [c for c in running.calls[calls:] if c[0] == "exec"]
+    assert [c[1] for c in execs] == [container_name("shop", "api", "metrics")]
+    # Without meshctl's home (so no key), every sidecar is asked through the engine, as before.
+    asked.clear()
+    assert len(collect(running, "shop")) == len(API) and asked == []
+
+
+def metrics_port(engine, service):
+    """The host port the fake engine bound to the pod's metrics port (its holder's)."""
+    [holder] = [c for c in engine.containers_.values() if c["spec"].name == f"shop-{service}-pod"]
+    return holder["ports"][METRICS_PORT]
 
 
 def test_the_waterfall_is_in_tree_order_with_offsets():

@@ -25,7 +25,7 @@ def dashboard(ctx: typer.Context, path: Path = PathArg,
               name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of PATH.")) -> int:
     """Serve the running stack as a web page on 127.0.0.1 (graph, services and logs, live requests,
     traces, faults, charts) until Ctrl-C; prints its URL with an access token."""
-    from ...certs import meshctl_home
+    from ...home import meshctl_home
     from ...config import find_config, load_project
     from ...runtime.dashboard import Board, DashboardServer
 

@@ -28,7 +28,7 @@ def fault(ctx: typer.Context, service: str | None = typer.Argument(None, help="T
           name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path.")) -> None:
     """Inject a fault into a running service, live (no restart), until --clear or `down`; the live
     fault replaces mesh.yaml's `faults:` for that service meanwhile."""
-    from ...certs import meshctl_home
+    from ...home import meshctl_home
     from ...runtime.faults import change_live, project_faults
 
     ui = ui_of(ctx)

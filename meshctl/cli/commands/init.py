@@ -23,7 +23,7 @@ def init(ctx: typer.Context, path: Path = typer.Argument(Path("."), help="The fo
     """Write a commented mesh.yaml for what the folder holds: a Dockerfile is built; package.json,
     requirements.txt, pyproject.toml or go.mod runs a command in that runtime, with no Dockerfile.
     In a folder with a compose file it points at `meshctl inject` instead."""
-    from ...certs import atomic_write
+    from ...home import atomic_write
     from ...config.starter import starter_for
 
     target = path / "mesh.yaml"

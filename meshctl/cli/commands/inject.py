@@ -53,7 +53,7 @@ def inject(ctx: typer.Context, file: str | None = ComposeFileArg,
            quiet: bool = QuietOption) -> None:
     """Give services of a docker-compose file a pod: a holder owning the namespace and ports, a proxy
     (HTTPS, or TCP for what does not speak HTTP) and metrics (idempotent; uninject gives the bytes back)."""
-    from ...certs import meshctl_home
+    from ...home import meshctl_home
     from ...inject import InjectOptions, inject_text
 
     ui = ui_of(ctx, quiet=quiet)
@@ -175,7 +175,7 @@ def _refuse_stdout_into(path: Path) -> None:
 
 def _write_compose(ui: Ui, text: str, original: str, path: Path | None, output: Path | None,
                    in_place: bool) -> None:
-    from ...certs import atomic_write
+    from ...home import atomic_write
 
     if in_place and path is not None:
         if text == original:

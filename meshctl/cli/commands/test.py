@@ -81,7 +81,7 @@ def test_(ctx: typer.Context, path: Path = PathArg,
 
 def _reported(ui: Ui, report: Report, junit: Path | None, *, output: str) -> int:
     """The JUnit file written, the report shown; the start error raised, or the checks' exit code."""
-    from ...certs import atomic_write
+    from ...home import atomic_write
     from ...testing.junit import render_junit
 
     if junit is not None:

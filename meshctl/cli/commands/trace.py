@@ -23,6 +23,7 @@ def trace(ctx: typer.Context,
           name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path.")) -> None:
     """Recent traces across the stack's proxies and apps (root service and route, spans, duration,
     status), or with TRACE_ID one trace's waterfall, a line a span."""
+    from ...home import meshctl_home
     from ...runtime.traces import collect, one_trace, recent, waterfall
     from ..ui.traces import trace_list, trace_waterfall
 
@@ -30,6 +31,8 @@ def trace(ctx: typer.Context,
     docker = engine()
     project = name or project_name(path, running_fallback=docker)
     if trace_id is None:
-        trace_list(ui, recent(collect(docker, project), last=last, errors=errors, slowest=slowest), as_json=as_json)
+        trace_list(ui, recent(collect(docker, project, home=meshctl_home()), last=last, errors=errors, slowest=slowest),
+                   as_json=as_json)
         return
-    trace_waterfall(ui, trace_id.lower(), waterfall(one_trace(docker, project, trace_id)), as_json=as_json)
+    trace_waterfall(ui, trace_id.lower(), waterfall(one_trace(docker, project, trace_id, home=meshctl_home())),
+                    as_json=as_json)

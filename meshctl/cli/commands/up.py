@@ -130,7 +130,7 @@ def down(ctx: typer.Context, path: Path = PathArg,
 def ps(ctx: typer.Context, output: Format = FormatOption, as_json: bool = JsonOption,
        name: str | None = typer.Option(None, "--project", "-p", help="Only this project.")) -> None:
     """Projects, services, containers, their state and URLs."""
-    from ...certs import meshctl_home
+    from ...home import meshctl_home
     from ...runtime.status import status
 
     output = output_format(output, as_json)

@@ -206,10 +206,10 @@ class Board:
         return service_view(found, read_faults(self.home, self.project, name), policy, logs, known)
 
     def traces(self, errors: bool = False) -> list[Row]:
-        return trace_rows(recent(collect(self.engine, self.project), last=100, errors=errors))
+        return trace_rows(recent(collect(self.engine, self.project, home=self.home), last=100, errors=errors))
 
     def trace(self, trace_id: str) -> list[Row]:
-        return waterfall_rows(waterfall(one_trace(self.engine, self.project, trace_id)))
+        return waterfall_rows(waterfall(one_trace(self.engine, self.project, trace_id, home=self.home)))
 
     def faults(self) -> list[Row]:
         return [f.as_json() for f in project_faults(self.home, self.project)]
