@@ -179,12 +179,13 @@ def test_a_trace_opens_as_a_waterfall_and_nothing_is_served_without_the_token(st
     def listed():
         page.click("#trace-refresh")
         return page.query_selector('#trace-table tr:has-text("web: GET /visits"):has-text("api, web") [data-trace]')
-    trace = eventually(listed, 20, 0.5, what="a web → api trace in the list")
+    trace_id = eventually(listed, 20, 0.5, what="a web → api trace in the list").get_attribute("data-trace")
     proxies = ["web · server · GET /visits", "web · client · GET /visits", "api · server · GET /visits"]
 
     def waterfall():           # web's own spans come in batches every 0.5 s: the trace is opened again until they are in
-        trace.click()
-        page.wait_for_selector(f'#waterfall-title:has-text("{trace.get_attribute("data-trace")}")', timeout=10_000)
+        # Found again each time: the list is drawn anew when it refreshes, and an old row is gone.
+        page.click(f'#trace-table [data-trace="{trace_id}"]')
+        page.wait_for_selector(f'#waterfall-title:has-text("{trace_id}")', timeout=10_000)
         rows = [(row.get_attribute("data-depth"), row.inner_text().split("\n")[0])
                 for row in page.query_selector_all("#waterfall .wf-row")]
         return "handle /visits" in str(rows) and rows
