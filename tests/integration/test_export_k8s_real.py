@@ -71,7 +71,7 @@ def load_into_podman(refs: set[str]) -> None:
     for ref in sorted(refs):
         if podman("image", "exists", ref, check=False).returncode == 0:
             continue
-        data = b"".join(client.images.get(ref).save(named=True))
+        data = b"".join(client.images.get(ref).save(named=ref))     # this tag: the same image may have others
         podman("load", input=data, timeout=300)
 
 
@@ -159,6 +159,9 @@ def test_the_exported_shop_runs_under_podman_kube_play_with_mutual_tls(tmp_path)
         podman("pod", "rm", "-f", pod, check=False)
     try:
         podman("kube", "play", str(manifest), timeout=PLAY_TIMEOUT)
+        # web's app calls http://api:8080: the pods' network must resolve names (.ci/setup-podman).
+        dns = podman("network", "inspect", "podman-default-kube-network", "--format", "{{.DNSEnabled}}")
+        assert dns.stdout.decode().strip() == "true", "podman's kube network has no DNS: run .ci/setup-podman"
         web, api = pod_ip("web"), pod_ip("api")
 
         def web_answers() -> tuple[int, str] | None:
