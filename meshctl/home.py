@@ -53,8 +53,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 
 def probe_secret(home: Path, *, create: bool = False) -> str:
     """meshctl's own secret (MESHCTL_HOME/probe.secret, 0600), made by the first `up` ("" before,
-    unless `create`): each project's probe key is derived from it (sidecars/faults.py), so only
-    meshctl and the proxies know it."""
+    unless `create`): each project's keys are derived from it (derived_key), so only meshctl and
+    the sidecar each key is given to know them."""
     path = home / "probe.secret"
     try:
         return path.read_text(encoding="ascii").strip()

@@ -30,7 +30,6 @@ class Pod:
     config_dirs: dict[str, Path]          # role → host folder mounted at /etc/meshctl
     capture: ContainerSpec | None = None  # the one-shot step that installs traffic capture
     probe_key: str = ""                   # meshctl's own probes carry it past the proxy's faults
-    observe_key: str = ""                 # the metrics sidecar serves its spans to a request with it
 
     @property
     def containers(self) -> tuple[ContainerSpec, ...]:
@@ -85,8 +84,7 @@ def build_pod(project: ProjectSpec, service: ServiceSpec, *, app_image: str, sid
     if service.source is not None:
         app = _run_mode_app(app, service, deps, user)
     return Pod(project=name, service=service, holder=_hashed(holder), sidecars=tuple(_hashed(s) for s in sidecars),
-               app=_hashed(app), config_dirs=config_dirs, capture=capture, probe_key=probe_key,
-               observe_key=observe_key)
+               app=_hashed(app), config_dirs=config_dirs, capture=capture, probe_key=probe_key)
 
 
 def _keys_env(role: str, probe_key: str, observe_key: str) -> dict[str, str]:

@@ -27,8 +27,7 @@ METRICS = "metrics"
 Span = dict[str, Any]
 
 
-def _fetch_command(trace_id: str | None) -> list[str]:
-    query = f"?trace={trace_id}" if trace_id else ""
+def _fetch_command(query: str) -> list[str]:
     url = f"http://127.0.0.1:{OTLP_PORT}/meshctl/spans{query}"
     read = f"import sys,urllib.request;sys.stdout.write(urllib.request.urlopen({url!r},timeout=5).read().decode())"
     return ["python3", "-c", read]
@@ -56,7 +55,7 @@ def collect(engine: Engine, project: str, trace_id: str | None = None, *, home: 
                     return json.loads(answer.read())["spans"]
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 pass        # a sidecar from before the key, or another home's: ask through the engine
-        code, output = engine.exec(sidecar.id, _fetch_command(trace_id), timeout=10)
+        code, output = engine.exec(sidecar.id, _fetch_command(query), timeout=10)
         return json.loads(output)["spans"] if code == 0 else []
     # All pods at once, as stat and top read them: the answer takes the slowest one's time, not their sum.
     with ThreadPoolExecutor(max_workers=min(16, len(sidecars))) as pool:
