@@ -1,6 +1,7 @@
-"""The only module that imports `docker`. Everything meshctl asks of the engine goes through
-DockerEngine, and every SDK or transport error comes out as a MeshctlError (httpx's habit: one thin
-boundary, errors translated where they cross it)."""
+"""The only module that imports `docker`, on first use: listing containers on a local socket is
+unix_http's, so `ps`, `stat` and `trace` never load the SDK. Everything meshctl asks of the engine
+goes through DockerEngine, and every SDK or transport error comes out as a MeshctlError (httpx's
+habit: one thin boundary, errors translated where they cross it)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
-import requests.exceptions
-from docker.context import ContextAPI
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError, EngineError, ExecTimeout
 from ..model import ContainerInfo, ContainerSpec, split_image_ref
+from .unix_http import LocalEngine
 from .unreachable import DEFAULT_SOCKET, Endpoint, is_unreachable, unreachable
-from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, frames, host_config_options, label_filter,
-                   lines_of, namespace_pid, owned_by, port_map, read_until, refusal, start_error)
+from .wire import (build_hint, close_hijacked, container_info, demultiplexed, explain, frames, host_config_options,
+                   label_filter, lines_of, namespace_pid, owned_by, port_map, read_build, read_until, refusal, start_error)
+
+if TYPE_CHECKING:
+    import docker
+    import requests
+
+
+def _load_sdk() -> None:     # on first use: see the module's docstring
+    global docker, requests
+    import docker.errors
+    import requests.exceptions
 
 
 class DockerEngine:
@@ -34,16 +41,16 @@ class DockerEngine:
         self._base_url = base_url
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self._local = LocalEngine(base_url)
 
     @property
     def api(self) -> docker.APIClient:
+        _load_sdk()
         with self._lock:
             if self._client is None:
                 try:
-                    if self._base_url:
-                        self._client = docker.DockerClient(base_url=self._base_url, max_pool_size=64)
-                    else:
-                        self._client = docker.from_env(max_pool_size=64)
+                    self._client = (docker.DockerClient(base_url=self._base_url, max_pool_size=64) if self._base_url
+                                    else docker.from_env(max_pool_size=64))
                 except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
                     raise _engine_error("connect to the Docker engine", exc, self._base_url) from exc
             return self._client.api
@@ -52,11 +59,16 @@ class DockerEngine:
         if self._client is not None:
             self._client.close()
 
-    # -- engine ---------------------------------------------------------------------------------
-
     def version(self) -> dict[str, Any]:
-        with _translated("reach the Docker engine"):
-            return self.api.version()
+        return self._read("/version", {}, "reach the Docker engine", lambda api: api.version())
+
+    def _read(self, path: str, query: dict[str, str], doing: str, by_sdk: Callable[[Any], Any]) -> Any:
+        """The engine's answer over its local socket (unix_http), or the SDK's where it must ask."""
+        found = self._local.get(path, query)
+        if found is None:
+            with _translated(doing):
+                found = by_sdk(self.api)
+        return found
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -82,24 +94,10 @@ class DockerEngine:
               on_line: Callable[[str], None] | None = None) -> str:
         """Build an image; return its id. A failed build raises BuildError with the log's tail."""
         tail: list[str] = []
-        image_id = None
         try:
             stream = self.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True, decode=True,
                                     network_mode=network_mode, dockerfile=dockerfile, buildargs=buildargs, target=target)
-            for chunk in stream:
-                if "stream" in chunk:
-                    for line in chunk["stream"].splitlines():
-                        if line.strip():
-                            tail.append(line)
-                            del tail[:-40]
-                            if on_line:
-                                on_line(line)
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                if "error" in chunk:
-                    tail.append(chunk["error"].strip())
-                    raise BuildError(f"building {tag} from {context} failed: {chunk['error'].strip().splitlines()[-1]}",
-                                     hint=build_hint(chunk["error"]), details="\n".join(tail[-25:]))
+            image_id = read_build(stream, f"building {tag} from {context}", tail, on_line)
         except (docker.errors.APIError, docker.errors.BuildError) as exc:
             raise BuildError(f"building {tag} from {context} failed: {explain(exc)}",
                              hint=build_hint(str(exc)), details="\n".join(tail[-25:])) from exc
@@ -155,16 +153,15 @@ class DockerEngine:
             with _translated(f"remove volume {name}"):
                 self.api.remove_volume(name)
             return True
-        except _NotFound:
-            return True
-        except _Conflict:
-            return False
+        except (_NotFound, _Conflict) as exc:
+            return isinstance(exc, _NotFound)
 
     # -- containers -----------------------------------------------------------------------------
 
     def containers(self, labels: dict[str, str], *, all: bool = True) -> list[ContainerInfo]:
-        with _translated("list containers"):
-            found = self.api.containers(all=all, filters=label_filter(labels))
+        filters = label_filter(labels)
+        found = self._read("/containers/json", {"all": str(int(all)), "filters": json.dumps(filters)}, "list containers",
+                           lambda api: api.containers(all=all, filters=filters))
         return [container_info(c) for c in found]
 
     def inspect(self, name_or_id: str) -> dict[str, Any] | None:
@@ -352,9 +349,7 @@ class DockerEngine:
         return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
 
 
-# ---------------------------------------------------------------------------------------------
-# Error translation
-
+# -- error translation ------------------------------------------------------------------------
 
 class _NotFound(EngineError):
     """Engine errors (exit 3) caught here by kind: a missing object is often fine (already removed)."""
@@ -366,6 +361,7 @@ class _Conflict(EngineError):
 
 @contextmanager
 def _translated(doing: str):
+    _load_sdk()
     try:
         yield
     except docker.errors.NotFound as exc:
@@ -387,6 +383,9 @@ def _engine_error(doing: str, exc: Exception, base_url: str | None = None) -> En
 def endpoint(base_url: str | None = None) -> Endpoint:
     """The engine the SDK connects to, and why that one: DOCKER_HOST, else the current docker
     context (DOCKER_CONTEXT, or ~/.docker/config.json's), else the default socket."""
+    _load_sdk()
+    from docker.context import ContextAPI
+
     if base_url:
         return Endpoint(base_url, "given")
     if os.environ.get("DOCKER_HOST"):

@@ -9,10 +9,10 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import EngineError, PortInUse
+from ..errors import BuildError, EngineError, PortInUse
 from ..model import ContainerInfo, ContainerSpec
 
 
@@ -30,6 +30,27 @@ def read_until(sock: Any, deadline: float) -> bytes | None:
         if not data:
             return b"".join(chunks)
         chunks.append(data)
+
+
+def read_build(stream: Iterator[dict[str, Any]], doing: str, tail: list[str],
+               on_line: Callable[[str], None] | None) -> str | None:
+    """A build's decoded output, each line to `on_line` and the last 40 kept in `tail`; the image's
+    ID (None if the engine named none). An error in the stream raises BuildError with the tail."""
+    image_id = None
+    for chunk in stream:
+        for line in chunk.get("stream", "").splitlines():
+            if line.strip():
+                tail.append(line)
+                del tail[:-40]
+                if on_line:
+                    on_line(line)
+        if "ID" in chunk.get("aux", {}):
+            image_id = chunk["aux"]["ID"]
+        if "error" in chunk:
+            tail.append(chunk["error"].strip())
+            raise BuildError(f"{doing} failed: {chunk['error'].strip().splitlines()[-1]}",
+                             hint=build_hint(chunk["error"]), details="\n".join(tail[-25:]))
+    return image_id
 
 
 def demultiplexed(raw: bytes) -> bytes:

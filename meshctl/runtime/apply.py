@@ -15,14 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from typing import Any, cast
 
 from ..certs import CertificateAuthority
 from ..home import atomic_write
 from .gates import Gates
 from .oneshot import cancellable, one_shot
-from .probes import Probe, exec_probe, http_probe, tcp_probe, tls_context, wait_for
+from .probes import Probe, exec_probe, probe_for, wait_for
 from ..engine.base import Engine
 from ..errors import BuildError, Cancelled, EngineError, MeshctlError, StartError
 from ..events import BuildEvent, LogLine, OnEvent, Phase, PodReady
@@ -107,11 +107,7 @@ class Executor:
                     done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
                     if any(f.exception() for f in done) or self.cancel.is_set():
                         self._pod_failed.set()
-                # The first real failure is the news; the others stopped because of it.
-                errors = [e for f in futures if (e := f.exception()) is not None]
-                real = [e for e in errors if not isinstance(e, Cancelled)]
-                if real or errors:
-                    raise (real or errors)[0]
+                _raise_first(futures)
         return self.urls
 
     def _run_pod(self, service: str, steps: tuple[Step, ...]) -> None:
@@ -123,12 +119,15 @@ class Executor:
         index = 0
         while index < len(steps):
             self._raise_if_cancelled()
-            # Consecutive image builds run together (sidecar images on a cold machine).
-            if isinstance(steps[index], BuildImage):
-                batch = [steps[index]]
-                while index + len(batch) < len(steps) and isinstance(steps[index + len(batch)], BuildImage):
-                    batch.append(steps[index + len(batch)])
-                self._parallel(lambda step: self._build(step, service), batch)
+            # Consecutive image builds run together (sidecar images on a cold machine), and so do
+            # consecutive readiness waits (a group's sidecars and the app started with them).
+            if isinstance(steps[index], (BuildImage, WaitReady)):
+                kind = type(steps[index])
+                batch = steps[index:next((i for i in range(index, len(steps)) if type(steps[i]) is not kind), len(steps))]
+                if kind is BuildImage:
+                    self._parallel(lambda step: self._build(step, service), batch)
+                else:
+                    self._all_ready(cast(list[WaitReady], batch), service)
                 index += len(batch)
                 continue
             step = steps[index]
@@ -149,6 +148,15 @@ class Executor:
         with ThreadPoolExecutor(max_workers=len(items)) as pool:
             for future in [pool.submit(job, item) for item in items]:
                 future.result()
+
+    def _all_ready(self, waits: list[WaitReady], service: str | None) -> None:
+        """The waits at once; the first to fail stops the others at their next poll (as a pod does)."""
+        with ThreadPoolExecutor(max_workers=len(waits)) as pool:
+            futures = [pool.submit(self._wait_ready, wait, service) for wait in waits]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    self._pod_failed.set()
+        _raise_first(futures)
 
     def _cancellable(self, job: Callable[[], Any]) -> Any:
         return cancellable(job, self._raise_if_cancelled)
@@ -373,6 +381,13 @@ class Executor:
         self.on_event(BuildEvent(what, "done", action="install"))
 
 
+def _raise_first(futures: list[Future[Any]]) -> None:
+    """The first real failure is the news; the others stopped because of it (Cancelled)."""
+    errors = [e for f in futures if (e := f.exception()) is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+
+
 def _oldest_first(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The order ensure_network picks in: the oldest network of a name is the one kept."""
     return sorted(networks, key=lambda n: (n.get("Created", ""), n["Id"]))
@@ -383,12 +398,3 @@ def _retry(attempt: Callable[[], bool], times: int = 20, pause: float = 0.1) -> 
         if attempt():
             return
         time.sleep(pause)
-
-
-def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
-    context = tls_context(ca_path) if readiness.tls else None
-    if readiness.path is None:
-        assert context is not None
-        return tcp_probe(port, context)
-    accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
-    return http_probe(port, readiness.path, tls=context, accept=accept, headers=dict(readiness.headers))

@@ -7,13 +7,12 @@ by a reader run in the metrics container against a port that is never published.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .probes import get_from
 from .status import pod_state, pod_urls, pods
 from ..engine.base import Engine
 from ..errors import UsageError
@@ -33,19 +32,14 @@ def metrics_urls(engine: Engine, project: str) -> dict[str, str]:
     return urls
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def stat(engine: Engine, project: str, window: int) -> list[Row]:
     """One row per service (what it received), then one per edge caller → callee."""
     urls = metrics_urls(engine, project)
 
     def fetch(url: str) -> list[Row]:
         try:
-            return list(_get_json(url.removesuffix("/metrics") + f"/stat?window={window}"))
-        except (OSError, urllib.error.URLError, ValueError):
+            return list(json.loads(get_from(url, f"/stat?window={window}")))
+        except (OSError, ValueError):
             return []      # an agent from before stat, or restarting: its rows are missing
     with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
         answers = dict(zip(urls, pool.map(fetch, urls.values()), strict=True))
@@ -69,9 +63,8 @@ def open_circuits(urls: dict[str, str]) -> set[tuple[str, str]]:
     callers' meshctl_circuit_open gauges."""
     def fetch(url: str) -> str:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read().decode()
-        except (OSError, urllib.error.URLError, ValueError):
+            return get_from(url, "/metrics").decode()
+        except (OSError, ValueError):
             return ""
     with ThreadPoolExecutor(max_workers=min(16, len(urls) or 1)) as pool:
         texts = list(pool.map(fetch, urls.values()))

@@ -11,9 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..engine.base import Engine
 from ..errors import MeshctlError, StartError
+
+if TYPE_CHECKING:
+    from ..sidecars import Readiness
 
 Probe = Callable[[], "str | None"]
 
@@ -56,6 +61,16 @@ def tls_context(ca: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = True
     return context
+
+
+def get_from(url: str, path: str, *, headers: dict[str, str] | None = None, timeout: float = 5.0) -> bytes:
+    """The body of a 200 answer to GET `path` on the host and port of `url` (a pod's plain-HTTP
+    port, as its URLs give it). OSError for anything else: no answer, another status."""
+    where = urlsplit(url)
+    answer = http_request(where.port or 80, path, host=where.hostname or "127.0.0.1", headers=headers, timeout=timeout)
+    if answer.status != 200:
+        raise OSError(f"GET {path} on {where.netloc} answered {answer.status}")
+    return answer.body
 
 
 def http_request(port: int, path: str, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
@@ -181,3 +196,12 @@ def exec_probe(engine: Engine, container: str, command: tuple[str, ...], every: 
         tail = output.strip().splitlines()[-1:] or [""]
         return f"exit code {code}" + (f": {tail[0][:120]}" if tail[0] else "")
     return probe
+
+
+def probe_for(readiness: Readiness, port: int, ca_path: Path) -> Probe:
+    context = tls_context(ca_path) if readiness.tls else None
+    if readiness.path is None:
+        assert context is not None
+        return tcp_probe(port, context)
+    accept = (lambda s: 200 <= s < 300) if readiness.accept == "2xx" else (lambda s: s < 500)
+    return http_probe(port, readiness.path, tls=context, accept=accept, headers=dict(readiness.headers))

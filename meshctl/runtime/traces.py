@@ -9,13 +9,12 @@ milliseconds; an exec costs the engine ~0.1 s a container."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .probes import get_from
 from .status import pod_urls
 from ..engine.base import Engine
 from ..errors import UsageError
@@ -36,6 +35,23 @@ def _fetch_command(query: str) -> list[str]:
 def collect(engine: Engine, project: str, trace_id: str | None = None, *, home: Path | None = None) -> list[Span]:
     """Every span the project's metrics sidecars keep (of one trace, or all). `home`: meshctl's,
     whose secret gives the key to read them on the sidecars' published ports."""
+    answers = _ask_sidecars(engine, project, f"?trace={trace_id}" if trace_id else "", home)
+    return [span for answer in answers for span in answer.get("spans", []) if trace_id in (None, span["trace_id"])]
+
+
+def trace_summaries(engine: Engine, project: str, *, home: Path | None = None) -> list[TraceSummary]:
+    """A summary of every trace the sidecars keep, merged from each sidecar's own summaries (a
+    sidecar from before them sends its spans, summarized here alike)."""
+    partials: dict[str, list[dict[str, Any]]] = {}
+    for answer in _ask_sidecars(engine, project, "?summary=1", home):
+        for partial in answer["traces"] if "traces" in answer else _partials(answer.get("spans", [])):
+            partials.setdefault(partial["trace_id"], []).append(partial)
+    return [_merged(trace_id, found) for trace_id, found in partials.items()]
+
+
+def _ask_sidecars(engine: Engine, project: str, query: str, home: Path | None) -> list[dict[str, Any]]:
+    """Each running metrics sidecar's answer to /meshctl/spans`query`: on its published port with the
+    project's key, else (a sidecar from before the key, another home's) through the engine."""
     containers = engine.containers(selector(project), all=False)
     sidecars = [c for c in containers if c.role == METRICS]
     if not sidecars:
@@ -43,24 +59,20 @@ def collect(engine: Engine, project: str, trace_id: str | None = None, *, home: 
                          hint="`meshctl ps` lists what runs; a service with `metrics: false` keeps none")
     secret = probe_secret(home) if home is not None else ""
     key = observe_key(secret, project) if secret else ""
-    query = f"?trace={trace_id}" if trace_id else ""
 
-    def read(sidecar: ContainerInfo) -> list[Span]:
+    def read(sidecar: ContainerInfo) -> dict[str, Any]:
         url = pod_urls([c for c in containers if c.service == sidecar.service]).get("metrics")
         if key and url:
-            request = urllib.request.Request(url.removesuffix("/metrics") + "/meshctl/spans" + query,
-                                             headers={"Authorization": f"Bearer {key}"})
             try:
-                with urllib.request.urlopen(request, timeout=5) as answer:
-                    return json.loads(answer.read())["spans"]
-            except (OSError, urllib.error.URLError, ValueError, KeyError):
-                pass        # a sidecar from before the key, or another home's: ask through the engine
+                return dict(json.loads(get_from(url, "/meshctl/spans" + query,
+                                                headers={"Authorization": f"Bearer {key}"})))
+            except (OSError, ValueError):
+                pass
         code, output = engine.exec(sidecar.id, _fetch_command(query), timeout=10)
-        return json.loads(output)["spans"] if code == 0 else []
+        return dict(json.loads(output)) if code == 0 else {}
     # All pods at once, as stat and top read them: the answer takes the slowest one's time, not their sum.
     with ThreadPoolExecutor(max_workers=min(16, len(sidecars))) as pool:
-        answers = list(pool.map(read, sidecars))
-    return [span for spans in answers for span in spans if trace_id in (None, span["trace_id"])]
+        return list(pool.map(read, sidecars))
 
 
 @dataclass(frozen=True)
@@ -86,26 +98,40 @@ def by_trace(spans: list[Span]) -> dict[str, list[Span]]:
     return traces
 
 
-def _root(spans: list[Span]) -> Span:
-    """The span whose parent is not among them (the earliest such, a server before a client), or the earliest."""
-    ids = {span["span_id"] for span in spans}
-    roots = [span for span in spans if span["parent_span_id"] not in ids] or spans
-    return min(roots, key=lambda span: (span["start_us"], span["kind"] != "server"))
+def _partials(spans: list[Span]) -> list[dict[str, Any]]:
+    """The summaries a sidecar makes of the spans it keeps (sidecars/metrics/spans.py's summaries)."""
+    rows = []
+    for trace_id, kept in by_trace(spans).items():
+        ids = {span["span_id"] for span in kept}
+        head = min([span for span in kept if span["parent_span_id"] not in ids] or kept, key=_root_order)
+        rows.append({"trace_id": trace_id, "spans": len(kept), "services": sorted({span["service"] for span in kept}),
+                     "start_us": min(span["start_us"] for span in kept), "end_us": max(span["end_us"] for span in kept),
+                     "error": any(span["status_code"] == "error" for span in kept),
+                     "head": {**{k: head[k] for k in ("service", "name", "kind", "start_us")},
+                              "status": str(head.get("attributes", {}).get("http.response.status_code", ""))}})
+    return rows
 
 
-def summarize(trace_id: str, spans: list[Span]) -> TraceSummary:
-    root = _root(spans)
-    start = min(span["start_us"] for span in spans)
-    status = root.get("attributes", {}).get("http.response.status_code", "")
-    return TraceSummary(trace_id, root["service"], root["name"], len(spans),
-                        tuple(sorted({span["service"] for span in spans})), start,
-                        max(span["end_us"] for span in spans) - start, str(status),
-                        any(span["status_code"] == "error" for span in spans))
+def _root_order(span: dict[str, Any]) -> tuple[int, bool]:
+    """The root is the earliest span whose parent is not kept, a server before a client."""
+    return span["start_us"], span["kind"] != "server"
 
 
-def recent(spans: list[Span], *, last: int = 20, errors: bool = False, slowest: bool = False) -> list[TraceSummary]:
+def _merged(trace_id: str, partials: list[dict[str, Any]]) -> TraceSummary:
+    """One trace's summary from its pods' partial ones: the earliest head of all is its root (each
+    pod's head is its earliest span with no parent there; a head whose parent is in another pod
+    started after that parent, so the earliest is one with no parent anywhere)."""
+    root = min((p["head"] for p in partials), key=_root_order)
+    start = min(p["start_us"] for p in partials)
+    return TraceSummary(trace_id, root["service"], root["name"], sum(p["spans"] for p in partials),
+                        tuple(sorted({s for p in partials for s in p["services"]})), start,
+                        max(p["end_us"] for p in partials) - start, root["status"], any(p["error"] for p in partials))
+
+
+def recent(summaries: list[TraceSummary], *, last: int = 20, errors: bool = False,
+           slowest: bool = False) -> list[TraceSummary]:
     """The newest `last` traces (with `errors`: only failed ones; `slowest`: the longest first)."""
-    rows = [summarize(trace_id, kept) for trace_id, kept in by_trace(spans).items()]
+    rows = list(summaries)
     if errors:
         rows = [row for row in rows if row.error]
     rows.sort(key=lambda row: row.start_us, reverse=True)

@@ -463,8 +463,7 @@ def make_handler(registry, app_status, stats=None, service="", store=None, key="
                 # secret (0600 in MESHCTL_HOME); compared in constant time.
                 if not hmac.compare_digest(self.headers.get("Authorization", "").encode(), f"Bearer {key}".encode()):
                     return self._send(403, b"the spans need meshctl's key: run `meshctl trace`\n", "text/plain")
-                trace = parse_qs(query).get("trace", [None])[0]
-                return self._send(200, spans.dump(store, trace).encode(), "application/json")
+                return self._send(200, spans.dump(store, parse_qs(query)).encode(), "application/json")
             if path == "/stat" and stats is not None:     # edges' figures: what /metrics shows, by window
                 rows = stats.recent.stat(service, query_seconds(query))
                 return self._send(200, json.dumps(rows).encode(), "application/json")

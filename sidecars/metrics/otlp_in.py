@@ -211,8 +211,7 @@ def make_trace_handler(store):
         def do_GET(self):
             url = urlsplit(self.path)
             if url.path == "/meshctl/spans":
-                trace = parse_qs(url.query).get("trace", [None])[0]
-                return self._send(200, dump(store, trace).encode(), "application/json")
+                return self._send(200, dump(store, parse_qs(url.query)).encode(), "application/json")
             if url.path == "/meshctl/stats":
                 return self._send(200, json.dumps(store.stats()).encode(), "application/json")
             self._send(404, b"POST /v1/traces\n", "text/plain")

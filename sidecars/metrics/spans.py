@@ -158,7 +158,33 @@ def record_access_lines(store, lines, service, identity_prefix=""):
 
 # --- reading the store (`meshctl trace`, through the engine) ------------------------------------
 
-def dump(store, trace_id=None):
-    """What `meshctl trace` reads from each pod: its spans (of one trace, or all), as JSON."""
+def dump(store, query):
+    """What `meshctl trace` reads from each pod, as JSON: with ?trace=ID that trace's spans; with
+    ?summary=1 a summary of each trace kept (`meshctl trace`'s list: 25 times less to send and parse
+    than the spans); else every span."""
+    trace_id, summary = query.get("trace", [None])[0], query.get("summary", [""])[0] == "1"
+    if summary and not trace_id:
+        return json.dumps({"traces": summaries(store.all_spans()), "stats": store.stats()}, separators=(",", ":"))
     spans = store.trace(trace_id) if trace_id else store.all_spans()
     return json.dumps({"spans": spans, "stats": store.stats()}, separators=(",", ":"))
+
+
+def summaries(spans):
+    """Per trace: its spans' count, services, first start, last end, whether one failed, and its
+    head: the earliest span whose parent is not here (meshctl merges the pods' summaries; the
+    earliest head of them all is the trace's root, as runtime/traces.py picks it from spans)."""
+    traces = {}
+    for span in spans:
+        traces.setdefault(span["trace_id"], []).append(span)
+    rows = []
+    for trace_id, kept in traces.items():
+        ids = {span["span_id"] for span in kept}
+        head = min([span for span in kept if span["parent_span_id"] not in ids] or kept,
+                   key=lambda span: (span["start_us"], span["kind"] != "server"))
+        rows.append({"trace_id": trace_id, "spans": len(kept), "services": sorted({span["service"] for span in kept}),
+                     "start_us": min(span["start_us"] for span in kept), "end_us": max(span["end_us"] for span in kept),
+                     "error": any(span["status_code"] == "error" for span in kept),
+                     "head": {"service": head["service"], "name": head["name"], "kind": head["kind"],
+                              "start_us": head["start_us"],
+                              "status": str(head.get("attributes", {}).get("http.response.status_code", ""))}})
+    return rows

@@ -14,6 +14,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import time
+
 import pytest
 from meshctl.runtime import apply
 from meshctl import certs
@@ -42,8 +44,8 @@ def holder_then(*names: str) -> tuple:
 
 def the_pod_starts() -> tuple:
     """The phases of a pod started from nothing (detached): holder, sidecars with the app (it needs
-    none of them to start), the sidecars' waits, the whole chain's."""
-    return (*holder_then(METRICS, PROXY, APP), [METRICS_READY, PROXY_READY, SERVING])
+    none of them to start), then at once the sidecars' waits and the whole chain's."""
+    return (*holder_then(METRICS, PROXY, APP), {METRICS_READY, PROXY_READY, SERVING})
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ def test_up_from_nothing_builds_then_starts_holder_sidecars_and_app_waiting_betw
         [("create", POD), ("attach_stdin", POD)],                                          # tied: stdin held
         {("start", POD), ("create", METRICS), ("create", PROXY), ("create", APP)},
         {("start", METRICS), ("start", PROXY), ("start", APP)},                            # the app needs none
-        [METRICS_READY, PROXY_READY, SERVING])
+        {METRICS_READY, PROXY_READY, SERVING})                                             # waited for at once
     assert engine.calls.index(("attach_stdin", POD)) < engine.calls.index(("start", POD))
     assert pod.service == "web" and pod.urls == {"https": "https://localhost:40000/", "http": "http://localhost:40001/",
                                                  "metrics": "http://localhost:40002/metrics"}
@@ -250,6 +252,36 @@ def test_a_sidecar_that_never_gets_ready_tears_down_with_the_last_reason(tmp_pat
     assert caught.value.message == "the metrics sidecar of web was not ready after 0.2s (last: connection refused)"
     assert never.polls >= 1 and engine.by_name(APP) is None and engine.is_empty()
     assert engine.calls[-1] == ("close_stdin", POD)     # the tie closes last
+
+
+def test_the_sidecars_and_the_app_started_together_are_waited_for_at_once(tmp_path, home):
+    """The metrics sidecar answers only once the whole chain has been polled: waited for one after
+    the other, the first wait would time out."""
+    engine = engine_with_images()
+    asked: set[str | None] = set()
+
+    def answer(readiness, port):
+        asked.add(readiness.path)
+        return None if readiness.port != "metrics" or "/" in asked else "not yet"
+
+    stack_on(engine, shop(tmp_path), home, prober=Prober(engine, answer), ready_timeout=2).up()
+    assert asked == {"/ready", "/.meshctl/ready", "/"}
+
+
+def test_one_wait_failing_ends_the_others_at_once_and_is_the_error(tmp_path, home):
+    engine = engine_with_images(log_lines={METRICS: ["agent: cannot bind :15090"]})
+
+    def answer(readiness, port):
+        if readiness.port == "metrics" and engine.by_name(METRICS) is not None:
+            engine.exit(METRICS, 1)
+        return "not yet" if readiness.port == "metrics" or readiness.path == "/" else None
+
+    started = time.monotonic()
+    stack = stack_on(engine, shop(tmp_path), home, prober=Prober(engine, answer), watch=Tracker(engine),
+                     ready_timeout=30)
+    caught = up_fails(stack, StartError)
+    assert caught.value.message == "web: the metrics sidecar exited with code 1 before it was ready"
+    assert time.monotonic() - started < 10      # the app's wait (30 s) ended with it
 
 
 def test_an_app_that_exits_before_it_is_ready_tears_down_and_says_so(tmp_path, home):

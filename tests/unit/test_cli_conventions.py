@@ -115,12 +115,16 @@ def test_commands_that_need_no_engine_never_import_the_docker_sdk():
     assert modules_after("ps", env={"DOCKER_HOST": "tcp://127.0.0.1:1"}) >= ENGINE_FREE
 
 
-def test_reading_the_mesh_loads_neither_the_config_model_nor_the_certificates():
+def test_reading_the_mesh_loads_neither_the_config_model_nor_the_certificates(tmp_path):
     # stat and trace answer within 0.3 s (bench/observe.py): the config and sidecars packages load
-    # each name on first use, and neither command needs the YAML reader or cryptography.
+    # each name on first use, neither command needs the YAML reader or cryptography, and on a local
+    # socket the engine's container list is read without the Docker SDK (engine/unix_http.py).
+    local = {"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}
     for args in (["stat", "-p", "x", "--window", "1m30s"], ["trace", "-p", "x"]):
-        loaded = modules_after(*args, env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
-        assert "docker" in loaded and not loaded & {"yaml", "cryptography"}, (args, loaded)
+        loaded = modules_after(*args, env=local)
+        assert "meshctl" in loaded and not loaded & {"yaml", "cryptography", *ENGINE_FREE}, (args, loaded)
+        assert modules_after(*args, env={"DOCKER_HOST": "tcp://127.0.0.1:1"}) >= {"docker"}
+    assert not modules_after("ps", env=local) & {"cryptography", *ENGINE_FREE}
 
 
 @pytest.mark.parametrize("package", ["meshctl.config", "meshctl.sidecars"])

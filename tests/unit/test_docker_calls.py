@@ -56,7 +56,10 @@ class Client:
 
 
 def engine_on(monkeypatch, **answers) -> tuple[DockerEngine, RecordingApi]:
+    """An adapter whose every call goes to the SDK (the local socket's fast path is test_unix_http's)."""
     api = RecordingApi(**answers)
+    adapter._load_sdk()
+    monkeypatch.setattr(adapter.LocalEngine, "get", lambda self, path, query=None: None)
     monkeypatch.setattr(adapter.docker, "from_env", lambda **options: Client(api))
     return DockerEngine(), api
 

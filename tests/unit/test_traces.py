@@ -9,7 +9,7 @@ import pytest
 
 from meshctl.errors import UsageError
 from meshctl.model import container_name
-from meshctl.runtime.traces import collect, recent, waterfall
+from meshctl.runtime.traces import collect, recent, trace_summaries, waterfall
 from meshctl.sidecars import METRICS_PORT
 from tests.support import metrics_agent
 from tests.unit.fake_engine import engine_with_images, meshctl, shop, stack_on, use_on_the_cli, web
@@ -33,10 +33,11 @@ WEB = [span("web", 1, start=0, end=100), span("web", 2, 1, kind="client", start=
 API = [span("api", 3, 2, start=10, end=80), span("api", 4, 3, kind="internal", start=20, end=60, source="app")]
 
 
-def dump(kept):
+def dump(kept, **query):
+    """What a sidecar keeping these spans answers to /meshctl/spans?QUERY."""
     store = spans.SpanStore()
     store.add(kept)
-    return spans.dump(store)
+    return spans.dump(store, {name: [value] for name, value in query.items()})
 
 
 @pytest.fixture
@@ -50,19 +51,37 @@ def running(tmp_path, monkeypatch):
 
 
 def test_spans_of_every_pod_are_merged_and_listed_by_trace(running):
-    rows = recent(collect(running, "shop"))
-    assert [(r.trace_id, r.root_service, r.root_name, r.spans, r.services, r.duration_us, r.status, r.error)
-            for r in rows] == [(OTHER, "web", "GET /web", 1, ("web",), 400, "503", True),
-                               (TRACE, "web", "GET /web", 4, ("api", "web"), 100, "200", False)]
-    assert [r.trace_id for r in recent(collect(running, "shop"), errors=True)] == [OTHER]
-    assert [r.trace_id for r in recent(collect(running, "shop"), slowest=True, last=1)] == [OTHER]
+    listed = [(OTHER, "web", "GET /web", 1, ("web",), 400, "503", True),
+              (TRACE, "web", "GET /web", 4, ("api", "web"), 100, "200", False)]
+    # Sidecars that summarize their own spans (?summary=1), and sidecars from before that send
+    # every span (running's, until replaced here), give the same list.
+    for summarized in (False, True):
+        if summarized:
+            running.exec_outputs[container_name("shop", "web", "metrics")] = dump(WEB, summary="1")
+            running.exec_outputs[container_name("shop", "api", "metrics")] = dump(API, summary="1")
+            assert "spans" not in json.loads(dump(API, summary="1"))
+        rows = recent(trace_summaries(running, "shop"))
+        assert [(r.trace_id, r.root_service, r.root_name, r.spans, r.services, r.duration_us, r.status, r.error)
+                for r in rows] == listed
+        assert [r.trace_id for r in recent(trace_summaries(running, "shop"), errors=True)] == [OTHER]
+        assert [r.trace_id for r in recent(trace_summaries(running, "shop"), slowest=True, last=1)] == [OTHER]
+
+
+def test_a_trace_whose_root_is_gone_is_headed_by_its_earliest_span_with_no_parent_kept():
+    from meshctl.runtime.traces import _merged, _partials
+
+    orphans = [span("api", 3, 2, start=10, end=80), span("db", 7, 6, kind="client", start=10, end=70),
+               span("db", 8, 7, start=12, end=60)]
+    for pods in ([orphans], [orphans[:1], orphans[1:]]):       # one pod, or two: the same root
+        partials = [p for kept in pods for p in json.loads(dump(kept, summary="1"))["traces"]]
+        assert partials == [p for kept in pods for p in _partials(kept)]       # the agent's and meshctl's agree
+        merged = _merged(TRACE, partials)
+        assert (merged.root_service, merged.spans, merged.services, merged.duration_us) == ("api", 3, ("api", "db"), 70)
 
 
 def test_the_spans_come_from_the_published_port_with_the_projects_key_else_through_the_engine(running, tmp_path,
                                                                                                 monkeypatch):
-    import contextlib
-    import io
-    import urllib.error
+    from urllib.parse import urlsplit
 
     from meshctl.home import probe_secret
     from meshctl.runtime import traces
@@ -77,19 +96,19 @@ def test_the_spans_come_from_the_published_port_with_the_projects_key_else_throu
                if c["spec"].labels.get("meshctl.role") != "metrics")
     asked = []
 
-    def urlopen(request, timeout):
-        asked.append((request.full_url, request.get_header("Authorization")))
-        if ":" + str(web_port) + "/" not in request.full_url:
-            raise urllib.error.URLError("refused")          # api's agent: from before the key
-        return contextlib.closing(io.BytesIO(dump(WEB).encode()))
+    def get_from(url, path, *, headers, timeout=5.0):
+        asked.append((urlsplit(url).netloc + path, headers["Authorization"]))
+        if urlsplit(url).port != web_port:
+            raise ConnectionRefusedError("refused")          # api's agent: from before the key
+        return dump(WEB).encode()
     web_port = metrics_port(running, "web")
-    monkeypatch.setattr(traces.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(traces, "get_from", get_from)
     running.exec_outputs[container_name("shop", "web", "metrics")] = dump([])      # not asked
     calls = len(running.calls)
     spans_read = collect(running, "shop", home=home)
     assert sorted(s["span_id"] for s in spans_read) == sorted(s["span_id"] for s in WEB + API)
-    assert sorted(asked) == sorted([(f"http://localhost:{web_port}/meshctl/spans", f"Bearer {key}"),
-                                    (f"http://localhost:{metrics_port(running, 'api')}/meshctl/spans", f"Bearer {key}")])
+    assert sorted(asked) == sorted([(f"localhost:{web_port}/meshctl/spans", f"Bearer {key}"),
+                                    (f"localhost:{metrics_port(running, 'api')}/meshctl/spans", f"Bearer {key}")])
     execs = [c for c in running.calls[calls:] if c[0] == "exec"]
     assert [c[1] for c in execs] == [container_name("shop", "api", "metrics")]
     # Without meshctl's home (so no key), every sidecar is asked through the engine, as before.

@@ -63,7 +63,7 @@ def test_user_sidecars_start_after_meshctls_and_are_ready_before_the_app(tmp_pat
         [("create", POD)],
         {("start", POD), ("create", METRICS), ("create", PROXY)},                  # created while the holder starts
         {("start", METRICS), ("start", PROXY)},
-        [METRICS_READY, PROXY_READY],
+        {METRICS_READY, PROXY_READY},
         {("create", CACHE), ("start", CACHE), ("create", NOTES), ("start", NOTES)},
         # Their ports are the pod's own, not published: checked from the holder, on its loopback.
         [("exec", POD), ("exec", POD)],

@@ -19,7 +19,7 @@ from .views import CHART_SECONDS, History, graph, service_view, trace_rows, wate
 from ..faults import ServiceFaults, change_live, project_faults, read_faults
 from ..observe import TapFilter, open_circuits, stat, tap
 from ..status import ServiceStatus, status
-from ..traces import collect, one_trace, recent, waterfall
+from ..traces import one_trace, recent, trace_summaries, waterfall
 from ...config import ProjectSpec, TrafficPolicy
 from ...engine.base import Engine
 from ...errors import MeshctlError, UsageError
@@ -206,7 +206,7 @@ class Board:
         return service_view(found, read_faults(self.home, self.project, name), policy, logs, known)
 
     def traces(self, errors: bool = False) -> list[Row]:
-        return trace_rows(recent(collect(self.engine, self.project, home=self.home), last=100, errors=errors))
+        return trace_rows(recent(trace_summaries(self.engine, self.project, home=self.home), last=100, errors=errors))
 
     def trace(self, trace_id: str) -> list[Row]:
         return waterfall_rows(waterfall(one_trace(self.engine, self.project, trace_id, home=self.home)))
