@@ -279,3 +279,19 @@ def test_in_a_ci_log_the_check_table_prints_once():
     table.update(CheckDone(result("ready", PASSED, "/ answered")))
     table.stop()                                        # a second stop prints nothing more
     assert console.file.getvalue().count("/ answered") == 1
+
+
+def test_columns_are_padded_by_their_text_not_their_markup():
+    from rich.console import Console
+
+    from meshctl.cli.ui.columns import aligned
+
+    text = aligned(("service", "offset", "status"), [["web [x]", "+0.50 ms", ("503", "red")], ["api", "+12.25 ms", "200"]],
+                   right=frozenset({1}))
+    console = Console(width=200, no_color=True, highlight=False)
+    with console.capture() as shown:
+        console.print(text)
+    assert shown.get().splitlines() == ["service    offset status",
+                                        "web [x]  +0.50 ms 503",
+                                        "api     +12.25 ms 200"]
+    assert "[red]503[/]" in text and "[bold]service[/]" in text

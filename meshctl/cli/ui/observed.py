@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .columns import aligned
 from .results import Results
 from .styled import escape
 
@@ -31,20 +32,20 @@ class Observed(Results):
         if output != "text":
             self.data(rows, output)
             return
-        from rich.table import Table
-
-        table = Table(title=f"last {seconds}s: each service (all it received), then each edge", title_justify="left",
-                      box=None, pad_edge=False)
-        for column in ("SERVICE / EDGE", "REQUESTS", "RPS", "SUCCESS", "P50", "P95", "P99", "mTLS", "DENIED"):
-            table.add_column(column, justify="left" if column.startswith("SERVICE") else "right", no_wrap=True)
+        if not rows:
+            self.out.print("no requests yet")
+            return
+        lines = []
         for row in rows:
             name = f"  {row['source']} → {row['destination']}" if row["source"] else row["service"]
             if row.get("kind") == "tcp":
                 name += f" (tcp, {row['bytes']} B)"
-            table.add_row(escape(name), str(row["requests"]), f"{row['rps']:.2f}", _rate(row["success_rate"]),
+            lines.append([name, str(row["requests"]), f"{row['rps']:.2f}", _rate(row["success_rate"]),
                           _ms(row["p50_ms"]), _ms(row["p95_ms"]), _ms(row["p99_ms"]),
-                          {True: "yes", False: "no"}.get(row["mtls"], ""), str(row.get("denied", 0)))
-        self.out.print(table if rows else "no requests yet")
+                          {True: "yes", False: "no"}.get(row["mtls"], ""), str(row.get("denied", 0))])
+        self.out.print(f"last {seconds}s: each service (all it received), then each edge")
+        self.out.print(aligned(("SERVICE / EDGE", "REQUESTS", "RPS", "SUCCESS", "P50", "P95", "P99", "mTLS", "DENIED"),
+                               lines, right=frozenset(range(1, 9))))
 
     def top_table(self, rows: list[Row], seconds: int, *, output: str = "text") -> None:
         if output != "text":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .styled import escape
+from .columns import Cell, aligned
 
 if TYPE_CHECKING:
     from ...runtime.traces import TraceSummary, WaterfallRow
@@ -27,16 +27,10 @@ def trace_list(ui: Ui, rows: list[TraceSummary], *, as_json: bool) -> None:
     if not rows:
         ui.note("no traces kept yet: make a request through a service's proxy")
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("trace", "root", "route", "spans", "services", "duration", "status"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("spans", "duration") else "left")
-    for row in rows:
-        status = f"[red]{escape(row.status or 'error')}[/]" if row.error else escape(row.status)
-        table.add_row(row.trace_id, escape(row.root_service), escape(row.root_name), str(row.spans),
-                      escape(",".join(row.services)), _ms(row.duration_us), status)
-    ui.out.print(table)
+    lines = [[row.trace_id, row.root_service, row.root_name, str(row.spans), ",".join(row.services),
+              _ms(row.duration_us), (row.status or "error", "red") if row.error else row.status] for row in rows]
+    ui.out.print(aligned(("trace", "root", "route", "spans", "services", "duration", "status"), lines,
+                         right=frozenset({3, 5})))
 
 
 def trace_waterfall(ui: Ui, trace_id: str, rows: list[WaterfallRow], *, as_json: bool) -> None:
@@ -46,19 +40,16 @@ def trace_waterfall(ui: Ui, trace_id: str, rows: list[WaterfallRow], *, as_json:
         return
     total = max((row.offset_us + row.duration_us for row in rows), default=0) or 1
     bar_width = min(BAR_WIDTH, max(0, ui.out.width - TEXT_WIDTH))
-    from rich.table import Table
-
-    table = Table(title=f"trace {trace_id}", title_justify="left", box=None, pad_edge=False)
-    for column in ("service", "operation", "kind", "offset", "duration", "status", ""):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("offset", "duration") else "left")
+    lines: list[list[Cell]] = []
     for row in rows:
         span = row.span
         code = span.get("attributes", {}).get("http.response.status_code", "")
         failed = span["status_code"] == "error"
-        status = f"[red]{escape(str(code) or 'error')}[/]" if failed else escape(str(code) or span["status_code"])
         start = row.offset_us * bar_width // total
         width = max(1, row.duration_us * bar_width // total) if bar_width else 0
-        bar = " " * start + ("[red]" if failed else "[cyan]") + "█" * width + "[/]"
-        table.add_row(escape(span["service"]), "  " * row.depth + escape(span["name"]), span["kind"],
-                      f"+{_ms(row.offset_us)}", _ms(row.duration_us), status, bar)
-    ui.out.print(table)
+        lines.append([span["service"], "  " * row.depth + span["name"], span["kind"], f"+{_ms(row.offset_us)}",
+                      _ms(row.duration_us), (str(code) or "error", "red") if failed else str(code) or span["status_code"],
+                      (" " * start + "█" * width, "red" if failed else "cyan")])
+    ui.out.print(f"trace {trace_id}")
+    ui.out.print(aligned(("service", "operation", "kind", "offset", "duration", "status", ""), lines,
+                         right=frozenset({3, 4})))
