@@ -17,6 +17,6 @@ def main() -> None:
 
         print_version_line()
         return
-    from .app import app
+    from .app import app_for
 
-    app(prog_name="meshctl")
+    app_for(sys.argv[1:])(prog_name="meshctl")

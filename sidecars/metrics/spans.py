@@ -160,7 +160,7 @@ def record_access_lines(store, lines, service, identity_prefix=""):
 
 def dump(store, query):
     """What `meshctl trace` reads from each pod, as JSON: with ?trace=ID that trace's spans; with
-    ?summary=1 a summary of each trace kept (`meshctl trace`'s list: 25 times less to send and parse
+    ?summary=1 a summary of each trace kept (`meshctl trace`'s list: a quarter of the bytes to send and parse
     than the spans); else every span."""
     trace_id, summary = query.get("trace", [None])[0], query.get("summary", [""])[0] == "1"
     if summary and not trace_id:

@@ -221,3 +221,27 @@ def test_up_dry_run_reports_a_config_error_before_asking_the_engine(tmp_path, mo
     good = meshctl("up", "--dry-run", str(write(tmp_path / "good", "services:\n  web: {image: web:1, port: 80}\n")))
     assert good.exit_code == 3 and "cannot reach the Docker engine" in good.stderr
 
+
+
+def test_a_command_runs_in_an_app_of_its_own_group_and_behaves_as_in_the_whole_one(monkeypatch):
+    """typer turns every command into click's at each run (~30 ms for all): a named command gets
+    an app of its group alone; help, TAB, --version and unknown names the whole app."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from meshctl.cli.app import app, app_for
+
+    assert app_for([]) is app and app_for(["-h"]) is app and app_for(["nope"]) is app
+    assert set(typer.main.get_command(app_for(["stat", "-p", "x"])).commands) == {"stat", "top", "tap"}
+    assert set(typer.main.get_command(app_for(["certs", "ca"])).commands) == {"certs"}
+    monkeypatch.setenv("_MESHCTL_COMPLETE", "complete_bash")
+    assert app_for(["stat"]) is app
+    monkeypatch.delenv("_MESHCTL_COMPLETE")
+    runner = CliRunner()
+    names = sorted(typer.main.get_command(app).commands)
+    assert len(names) > 20
+    for name in names:
+        whole, alone = runner.invoke(app, [name, "-h"]), runner.invoke(app_for([name]), [name, "-h"])
+        assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output) and whole.exit_code == 0, name
+    bad = runner.invoke(app_for(["trace"]), ["trace", "--bogus"])
+    assert bad.exit_code == 2 and "No such option: --bogus" in bad.output
