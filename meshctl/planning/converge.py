@@ -203,9 +203,12 @@ def serving_wait(pod: Pod) -> WaitReady:
         readiness = replace(readiness, headers=((PROBE_HEADER, pod.probe_key),))
     answer = (f"accept TCP connections on port {service.port}" if service.protocol == "tcp"
               else f"answer {service.health} on port {service.port}")
+    # A TCP service's handshake through the proxy means the app is there only once the proxy has
+    # checked it (a server is up until its first check fails): the proxy's own wait sees that first.
     return WaitReady(service.name, APP, pod.holder.name, published_ports(service), readiness,
                      hint=f"the app must {answer} inside the pod; "
                           f"check services.{service.name}.port and .health in mesh.yaml, or raise --timeout "
                           f"(waited for it through {chain_of(service)})",
-                     container=pod.holder.name if readiness.exec_in == "pod" else pod.app.name)
+                     container=pod.holder.name if readiness.exec_in == "pod" else pod.app.name,
+                     after_those_before=readiness.path is None and readiness.exec is None)
 

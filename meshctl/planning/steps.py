@@ -125,6 +125,8 @@ class WaitReady:
     readiness: Readiness
     hint: str | None = None
     container: str = ""           # the container an exec readiness runs in
+    # Waited for after the waits before it, not with them (consecutive waits run at once).
+    after_those_before: bool = False
 
 
 @dataclass(frozen=True)

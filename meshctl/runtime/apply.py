@@ -119,11 +119,11 @@ class Executor:
         index = 0
         while index < len(steps):
             self._raise_if_cancelled()
-            # Consecutive image builds run together (sidecar images on a cold machine), and so do
-            # consecutive readiness waits (a group's sidecars and the app started with them).
+            # Consecutive builds run together (sidecar images on a cold machine), and consecutive waits.
             if isinstance(steps[index], (BuildImage, WaitReady)):
                 kind = type(steps[index])
-                batch = steps[index:next((i for i in range(index, len(steps)) if type(steps[i]) is not kind), len(steps))]
+                batch = steps[index:next((i for i in range(index + 1, len(steps)) if type(steps[i]) is not kind
+                                          or getattr(steps[i], "after_those_before", False)), len(steps))]
                 if kind is BuildImage:
                     self._parallel(lambda step: self._build(step, service), batch)
                 else:

@@ -754,3 +754,24 @@ def test_cli_up_interrupted_exits_130_and_leaves_nothing(tmp_path, cli_engine, m
 def test_cli_up_no_wait_needs_detach(tmp_path, cli_engine):
     result = meshctl("up", "--no-wait", str(tmp_path))
     assert result.exit_code == 2 and "--no-wait only makes sense with -d" in result.output
+
+
+def test_a_tcp_services_handshake_through_the_proxy_is_waited_for_after_the_proxy(tmp_path, home):
+    """A TCP service's readiness is a verified handshake through its proxy, which the proxy completes
+    only while it counts the app up, and a server counts as up until its first check fails: the
+    handshake means something only after the proxy's own wait (run at once, a TCP app that never
+    listened was once found ready)."""
+    engine = engine_with_images()
+    began, metrics_ready_at, handshake_polls = time.monotonic(), [], []
+
+    def answer(readiness, port):
+        if readiness.port == "metrics":
+            if time.monotonic() - began < 0.3:
+                return "not yet"
+            metrics_ready_at.append(time.monotonic())
+        elif readiness.path is None:
+            handshake_polls.append(time.monotonic())
+        return None
+
+    stack_on(engine, shop(tmp_path, web(protocol="tcp")), home, prober=Prober(engine, answer)).up()
+    assert metrics_ready_at and handshake_polls and handshake_polls[0] >= metrics_ready_at[0]

@@ -141,6 +141,8 @@ def test_a_tcp_service_is_never_sent_http_to_be_ready(tmp_path):
     assert waits and all(w.readiness.path is None for w in waits if w.role in ("app", "proxy"))
     [worker_wait] = [w for w in waits if w.service == "worker" and w.role == "app"]
     assert worker_wait.container.endswith("worker-app")
+    # The handshake through the proxy is waited for after the proxy's own wait (test_apply says why).
+    assert [(w.service, w.role) for w in waits if w.after_those_before] == [("kv", "app")]
 
 
 def test_tcp_urls_and_smoke_targets_say_tcp():
