@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 from pathlib import Path
 
@@ -102,17 +103,26 @@ def modules_after(*args: str, env: dict[str, str] | None = None) -> set[str]:
     return set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
 
 
+def modules_after_each(*runs: tuple[list[str], dict[str, str] | None]) -> list[set[str]]:
+    """modules_after for each (args, env), two processes at a time (each is ~0.25 s of start-up)."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda run: modules_after(*run[0], env=run[1]), runs))
+
+
 def test_commands_that_need_no_engine_never_import_the_docker_sdk():
-    assert not modules_after("--version") & {"typer", "click", "rich", *ENGINE_FREE}   # before typer loads
-    for args in (["-h"], ["up", "-h"], ["version", "--short"], ["completion", "bash"]):
-        loaded = modules_after(*args)
-        assert "typer" in loaded and not loaded & {"rich", "yaml", *ENGINE_FREE}, (args, loaded)
-    loaded = modules_after("validate", "-q", str(ROOT / "examples" / "hello"), env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
-    assert "yaml" in loaded and not loaded & {"rich", *ENGINE_FREE}
+    helps = (["-h"], ["up", "-h"], ["version", "--short"], ["completion", "bash"])
+    no_engine = {"DOCKER_HOST": "tcp://127.0.0.1:1"}
     words = {"_MESHCTL_COMPLETE": "complete_bash", "COMP_WORDS": "meshctl up --", "COMP_CWORD": "2"}
-    assert not modules_after(env=words) & {"rich", *ENGINE_FREE}
+    version, *after_helps, validate, completing, ps = modules_after_each(
+        (["--version"], None), *((args, None) for args in helps),
+        (["validate", "-q", str(ROOT / "examples" / "hello")], no_engine), ([], words), (["ps"], no_engine))
+    assert not version & {"typer", "click", "rich", *ENGINE_FREE}   # before typer loads
+    for args, loaded in zip(helps, after_helps, strict=True):
+        assert "typer" in loaded and not loaded & {"rich", "yaml", *ENGINE_FREE}, (args, loaded)
+    assert "yaml" in validate and not validate & {"rich", *ENGINE_FREE}
+    assert not completing & {"rich", *ENGINE_FREE}
     # The probe sees what a command does load (ps imports the SDK, and finds no engine there).
-    assert modules_after("ps", env={"DOCKER_HOST": "tcp://127.0.0.1:1"}) >= ENGINE_FREE
+    assert ps >= ENGINE_FREE
 
 
 def test_reading_the_mesh_loads_neither_the_config_model_nor_the_certificates(tmp_path):
@@ -120,11 +130,14 @@ def test_reading_the_mesh_loads_neither_the_config_model_nor_the_certificates(tm
     # each name on first use, neither command needs the YAML reader or cryptography, and on a local
     # socket the engine's container list is read without the Docker SDK (engine/unix_http.py).
     local = {"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}
-    for args in (["stat", "-p", "x", "--window", "1m30s"], ["trace", "-p", "x"]):
-        loaded = modules_after(*args, env=local)
+    no_engine = {"DOCKER_HOST": "tcp://127.0.0.1:1"}
+    reads = (["stat", "-p", "x", "--window", "1m30s"], ["trace", "-p", "x"])
+    *on_local, ps = modules_after_each(*((args, local) for args in reads), (["ps"], local))
+    on_remote = modules_after_each(*((args, no_engine) for args in reads))
+    for args, loaded, remote in zip(reads, on_local, on_remote, strict=True):
         assert "meshctl" in loaded and not loaded & {"yaml", "cryptography", *ENGINE_FREE}, (args, loaded)
-        assert modules_after(*args, env={"DOCKER_HOST": "tcp://127.0.0.1:1"}) >= {"docker"}
-    assert not modules_after("ps", env=local) & {"cryptography", *ENGINE_FREE}
+        assert remote >= {"docker"}
+    assert not ps & {"cryptography", *ENGINE_FREE}
 
 
 @pytest.mark.parametrize("package", ["meshctl.config", "meshctl.sidecars"])

@@ -34,7 +34,7 @@ def export(example: str, **options):
 
 
 def objects_of(text: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=yaml.CSafeLoader) if doc]
 
 
 def by(objects: list[dict], kind: str, name: str) -> dict:
