@@ -6,15 +6,14 @@ context) is the SDK's, which knows them all."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from . import http1
 from ..errors import EngineError
 from .unreachable import DEFAULT_SOCKET, Endpoint, unreachable
 
@@ -39,36 +38,15 @@ class LocalEngine:
             raise unreachable(endpoint, exc) from exc
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 def get_json(socket_path: str, path: str, query: Mapping[str, str] | None = None, timeout: float = 60) -> Any:
     """The engine's JSON answer to GET `path`. An engine that is not there raises the socket's
     OSError (the caller says which endpoint it tried); one that refuses raises EngineError."""
-    connection = _UnixConnection(socket_path, timeout)
     try:
-        connection.request("GET", path + (f"?{urlencode(query)}" if query else ""))
-        response = connection.getresponse()
-        body = response.read()
-    except http.client.HTTPException as exc:
-        raise EngineError(f"the Docker engine at unix://{socket_path} broke off its answer to GET {path}: {exc!r}") from exc
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise EngineError(f"the Docker engine refused GET {path} ({response.status}): {_message(body)}")
+        status, body = http1.get(socket_path, path + (f"?{urlencode(query)}" if query else ""), timeout=timeout)
+    except http1.BadAnswer as exc:
+        raise EngineError(f"the Docker engine at unix://{socket_path} broke off its answer to GET {path}: {exc}") from exc
+    if status != 200:
+        raise EngineError(f"the Docker engine refused GET {path} ({status}): {_message(body)}")
     return json.loads(body)
 
 

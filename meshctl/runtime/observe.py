@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .probes import get_from
+from .fanout import at_once
 from .status import pod_state, pod_urls, pods
 from ..engine.base import Engine
+from ..engine.http1 import get_from
 from ..errors import UsageError
 from ..model import ContainerInfo, selector
 from ..sidecars.addresses import OBSERVE_PORT, OBSERVE_READER
@@ -41,8 +41,7 @@ def stat(engine: Engine, project: str, window: int) -> list[Row]:
             return list(json.loads(get_from(url, f"/stat?window={window}")))
         except (OSError, ValueError):
             return []      # an agent from before stat, or restarting: its rows are missing
-    with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
-        answers = dict(zip(urls, pool.map(fetch, urls.values()), strict=True))
+    answers = dict(zip(urls, at_once(fetch, urls.values()), strict=True))
     return merge_stat(answers)
 
 
@@ -66,8 +65,7 @@ def open_circuits(urls: dict[str, str]) -> set[tuple[str, str]]:
             return get_from(url, "/metrics").decode()
         except (OSError, ValueError):
             return ""
-    with ThreadPoolExecutor(max_workers=min(16, len(urls) or 1)) as pool:
-        texts = list(pool.map(fetch, urls.values()))
+    texts = at_once(fetch, urls.values())
     return {pair for text in texts for pair in circuits_in(text)}
 
 
@@ -101,8 +99,7 @@ def routes(engine: Engine, project: str, service: str | None, window: int) -> li
         code, output = engine.exec(metrics_container(engine, project, name).id, _reader(f"/routes?window={window}"),
                                    timeout=10)
         return list(json.loads(output)) if code == 0 and output.strip() else []
-    with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
-        rows = [row for answer in pool.map(read, services) for row in answer]
+    rows = [row for answer in at_once(read, services) for row in answer]
     return sorted(rows, key=lambda r: (-r["requests"], r["service"], r["path"]))
 
 

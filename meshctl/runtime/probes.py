@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ..engine.base import Engine
 from ..errors import MeshctlError, StartError
@@ -61,16 +60,6 @@ def tls_context(ca: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = True
     return context
-
-
-def get_from(url: str, path: str, *, headers: dict[str, str] | None = None, timeout: float = 5.0) -> bytes:
-    """The body of a 200 answer to GET `path` on the host and port of `url` (a pod's plain-HTTP
-    port, as its URLs give it). OSError for anything else: no answer, another status."""
-    where = urlsplit(url)
-    answer = http_request(where.port or 80, path, host=where.hostname or "127.0.0.1", headers=headers, timeout=timeout)
-    if answer.status != 200:
-        raise OSError(f"GET {path} on {where.netloc} answered {answer.status}")
-    return answer.body
 
 
 def http_request(port: int, path: str, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",

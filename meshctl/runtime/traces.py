@@ -9,14 +9,14 @@ milliseconds; an exec costs the engine ~0.1 s a container."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .probes import get_from
+from .fanout import at_once
 from .status import pod_urls
 from ..engine.base import Engine
+from ..engine.http1 import get_from
 from ..errors import UsageError
 from ..home import probe_secret
 from ..model import ContainerInfo, selector
@@ -70,9 +70,7 @@ def _ask_sidecars(engine: Engine, project: str, query: str, home: Path | None) -
                 pass
         code, output = engine.exec(sidecar.id, _fetch_command(query), timeout=10)
         return dict(json.loads(output)) if code == 0 else {}
-    # All pods at once, as stat and top read them: the answer takes the slowest one's time, not their sum.
-    with ThreadPoolExecutor(max_workers=min(16, len(sidecars))) as pool:
-        return list(pool.map(read, sidecars))
+    return at_once(read, sidecars)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ commands: `-h` and TAB load this module."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -200,4 +199,6 @@ def _compose_project_name(text: str, folder: Path) -> str:
 
 
 def _short_hash(text: str) -> str:
+    import hashlib     # here: ~6 ms, and every other command imports this module
+
     return hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -10,23 +10,6 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from ...errors import MeshctlError
-from ...events import (
-    ERROR,
-    FAILED,
-    PASSED,
-    SKIPPED,
-    BuildEvent,
-    CheckDone,
-    CheckResult,
-    ChecksPlanned,
-    CheckStarted,
-    Exited,
-    LogLine,
-    Phase,
-    PodReady,
-    Reloaded,
-    Restarted,
-)
 from .observed import Observed
 from .styled import escape, styled
 
@@ -34,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from ...events import BuildEvent, CheckResult, Exited, LogLine, Reloaded, Restarted
     from ...testing.report import Report
     from .checks import CheckTable
 
@@ -74,6 +58,11 @@ class Ui(Observed):
             self._render(event)
 
     def _render(self, event: Any) -> None:
+        # Imported here, not with the module: the events' dataclasses take ~16 ms to define, and
+        # stat, trace and ps, which get none, answer in under 0.3 s.
+        from ...events import (BuildEvent, CheckDone, ChecksPlanned, CheckStarted, Exited, LogLine, Phase, PodReady,
+                               Reloaded, Restarted)
+
         if isinstance(event, BuildEvent):
             self._build(event)
         elif isinstance(event, LogLine):
@@ -209,6 +198,8 @@ class Ui(Observed):
     # -- meshctl test ----------------------------------------------------------------------------
 
     def _check_event(self, event: Any) -> None:
+        from ...events import CheckDone, ChecksPlanned
+
         if isinstance(event, ChecksPlanned):
             from .checks import CheckTable
 
@@ -231,6 +222,8 @@ class Ui(Observed):
     def test_report(self, report: Report, *, output: str = "text") -> None:
         """The final table (if the live one never ran), failures with their excerpts, the logs of
         failing services (stderr), a one-line verdict; the report as JSON or YAML on stdout with -o."""
+        from ...events import ERROR, FAILED, PASSED, SKIPPED, LogLine
+
         if self._checks is not None:
             self._checks.stop()
             self._checks = None
