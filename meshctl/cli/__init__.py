@@ -17,6 +17,10 @@ def main() -> None:
 
         print_version_line()
         return
+    if sys.argv[1:2] in (["stat"], ["trace"]):
+        from .reads import main as read
+
+        read(sys.argv[1:])       # exits when it answered
     from .app import app_for
 
     app_for(sys.argv[1:])(prog_name="meshctl")

@@ -13,7 +13,7 @@ import typer
 import typer.core
 from typer.completion import completion_init
 
-from ..errors import Cancelled, MeshctlError
+from .reads import exit_code_of
 from .commands import about, ca, dashboard, export, fault, init, inject, observe, test, trace, up, validate
 
 
@@ -27,15 +27,7 @@ class _Funnel(typer.core.TyperGroup):
         from .ui import Ui       # here: -h and TAB never reach invoke, and need no ui
 
         ui = ctx.ensure_object(Ui)
-        try:
-            code = super().invoke(ctx)
-        except (Cancelled, KeyboardInterrupt):
-            ui.stop_progress()
-            ui.notice("interrupted: everything meshctl started was removed")
-            raise typer.Exit(130) from None
-        except MeshctlError as exc:
-            ui.error(exc)
-            raise typer.Exit(exc.exit_code) from None
+        code = exit_code_of(ui, lambda: super(_Funnel, self).invoke(ctx))
         if code:       # a command returns its exit code: doctor's failed checks, test's failed checks
             raise typer.Exit(code)
         return code

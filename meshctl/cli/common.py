@@ -3,7 +3,8 @@ commands talk to, the project a PATH names, the compose file a FILE names. May i
 meshctl below the CLI, and the ui.
 
 Every command module imports this one to declare its options, `-h` and TAB included: so it imports
-typer and the errors only, and what a command runs on (the config, the Docker SDK) where it is used."""
+typer, the errors and reads.py (what needs no typer: the engine, the project a PATH names) only,
+and what a command runs on (the config, the Docker SDK) where it is used."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import typer.core
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..engine.base import Engine
     from .ui import Ui
 
 PathArg = typer.Argument(Path("."), help="A folder with mesh.yaml (or a Dockerfile, or just your code and "
@@ -74,18 +74,6 @@ def output_format(output: Format, as_json: bool) -> Format:
     return Format.json if as_json else output
 
 
-def DockerEngine() -> Engine:
-    """A connection to the Docker engine (named as the class it makes: the unit tier puts its fake here)."""
-    from ..engine.docker import DockerEngine as RealEngine
-
-    return RealEngine()
-
-
-def engine() -> Engine:
-    """The Docker engine every command talks to (the unit tier puts its fake in DockerEngine)."""
-    return DockerEngine()
-
-
 class CommandAfterDashes(typer.core.TyperCommand):
     """`meshctl up [OPTIONS] [PATH] -- CMD ARGS…`: everything after `--` is the app's command
     (Dapr's `dapr run -- node app.js`), kept apart from PATH, in ctx.meta["app_command"]."""
@@ -104,23 +92,6 @@ def app_command(ctx: typer.Context) -> tuple[str, ...] | None:
         raise UsageError("nothing after `--`: give the command that runs your app",
                          hint="meshctl up -- node server.js")
     return command
-
-
-def project_name(path: Path, running_fallback: Engine | None = None) -> str:
-    """The project a PATH names, without building anything."""
-    from ..config import CONFIG_NAMES, find_config, load_project, runtimes, sanitize_name
-    from ..runtime.status import project_names
-
-    if find_config(path) is not None or (path / "Dockerfile").is_file():
-        return load_project(path).name
-    if path.is_dir() and runtimes.detect(path.resolve(), None) is not None:
-        return sanitize_name(path.resolve().name) or "app"     # what `up -- CMD` named it
-    if running_fallback is not None:
-        names = project_names(running_fallback)
-        if len(names) == 1:
-            return names[0]
-    raise UsageError(f"{path.resolve()}: no {CONFIG_NAMES[0]} or Dockerfile, so no project name",
-                     hint="pass the project's folder, or --project NAME (`meshctl ps` lists them)")
 
 
 def compose_file(given: Path | None) -> Path:

@@ -86,12 +86,12 @@ services:
 def use_on_the_cli(folder: Path, monkeypatch, engine: FakeEngine | None = None) -> FakeEngine:
     """`meshctl` commands run against `engine` (one with every image, by default), with readiness
     recorded instead of probed, MESHCTL_HOME in folder/home and the default mesh.yaml in `folder`."""
-    from meshctl.cli import common
+    from meshctl.cli import reads
     from meshctl.runtime import apply
 
     engine = engine or engine_with_images()
     write_mesh_yaml(folder)
-    monkeypatch.setattr(common, "DockerEngine", lambda: engine)
+    monkeypatch.setattr(reads, "DockerEngine", lambda: engine)
     monkeypatch.setattr(apply, "probe_for", Prober(engine))
     monkeypatch.setenv("MESHCTL_HOME", str(folder / "home"))
     return engine

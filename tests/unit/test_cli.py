@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 
 import meshctl as package
-from meshctl.cli import common
+from meshctl.cli import reads
 from meshctl.errors import MeshctlError
 from meshctl.planning.images import BASE_IMAGE
 from tests.unit.fake_engine import engine_with_images, meshctl, use_on_the_cli
@@ -38,7 +38,7 @@ def test_typers_own_usage_errors_pass_through_the_funnel_untouched():
 def test_ctrl_c_in_any_command_is_exit_130_with_a_note(tmp_path, monkeypatch):
     def interrupted():
         raise KeyboardInterrupt
-    monkeypatch.setattr(common, "DockerEngine", interrupted)
+    monkeypatch.setattr(reads, "DockerEngine", interrupted)
     result = meshctl("ps")
     assert result.exit_code == 130
     assert result.stderr == "interrupted: everything meshctl started was removed\n"
@@ -47,7 +47,7 @@ def test_ctrl_c_in_any_command_is_exit_130_with_a_note(tmp_path, monkeypatch):
 def test_an_expected_failure_is_its_message_hint_and_exit_code(tmp_path, monkeypatch):
     def unreachable():
         raise MeshctlError("cannot reach the Docker engine", hint="start Docker", exit_code=3)
-    monkeypatch.setattr(common, "DockerEngine", unreachable)
+    monkeypatch.setattr(reads, "DockerEngine", unreachable)
     result = meshctl("down", "--all")
     assert result.exit_code == 3 and isinstance(result.exception, SystemExit)
     assert result.stderr == "error: cannot reach the Docker engine\n  hint: start Docker\n"
@@ -56,7 +56,7 @@ def test_an_expected_failure_is_its_message_hint_and_exit_code(tmp_path, monkeyp
 def test_an_unexpected_exception_is_not_dressed_up_as_an_expected_one(monkeypatch):
     def broken():
         raise RuntimeError("a bug")
-    monkeypatch.setattr(common, "DockerEngine", broken)
+    monkeypatch.setattr(reads, "DockerEngine", broken)
     result = meshctl("ps")
     assert isinstance(result.exception, RuntimeError) and "error:" not in result.output
 
@@ -70,7 +70,7 @@ def test_doctor_exits_1_when_something_is_missing(tmp_path, monkeypatch):
     assert ready.exit_code == 0 and "✓ docker engine: 20.10-fake (API 1.41)" in ready.stdout
     assert "✗" not in ready.stdout
     use_on_the_cli(tmp_path, monkeypatch, engine_with_images())
-    common_engine = common.DockerEngine()
+    common_engine = reads.DockerEngine()
     common_engine.images.discard(BASE_IMAGE)
     missing = meshctl("doctor")
     assert missing.exit_code == 1 and "✗ base image:" in missing.stdout

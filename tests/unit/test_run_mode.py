@@ -232,11 +232,11 @@ def test_down_keeps_the_cache_and_down_volumes_removes_it(tmp_path, home):
 
 def test_the_cli_takes_the_command_after_dashes(tmp_path, monkeypatch):
     from meshctl.runtime import apply
-    from meshctl.cli import common
+    from meshctl.cli import reads
     from tests.unit.fake_engine import Prober
 
     engine = engine_with_images()
-    monkeypatch.setattr(common, "DockerEngine", lambda: engine)
+    monkeypatch.setattr(reads, "DockerEngine", lambda: engine)
     monkeypatch.setattr(apply, "probe_for", Prober(engine))
     monkeypatch.setenv("MESHCTL_HOME", str(tmp_path / "home"))
     folder = node_app(tmp_path)

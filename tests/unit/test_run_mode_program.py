@@ -64,11 +64,11 @@ def test_the_runtime_s_own_programs_need_no_dependencies(tmp_path):
 
 
 def test_up_says_it_before_anything_is_built_or_started(tmp_path, monkeypatch):
-    from meshctl.cli import common
+    from meshctl.cli import reads
 
     folder = project_folder(tmp_path, GUNICORN, **{"bin/requirements.txt": "gunicorn\n"})
     engine = engine_with_images()
-    monkeypatch.setattr(common, "DockerEngine", lambda: engine)
+    monkeypatch.setattr(reads, "DockerEngine", lambda: engine)
     monkeypatch.setenv("MESHCTL_HOME", str(tmp_path / "home"))
     result = meshctl("up", "-d", str(folder))
     assert result.exit_code == 2 and "source: bin" in result.stderr

@@ -8,7 +8,8 @@ from enum import Enum
 
 import typer
 
-from ..common import Format, FormatOption, JsonOption, engine, output_format, ui_of
+from ..common import Format, FormatOption, JsonOption, output_format, ui_of
+from ..reads import engine
 
 commands = typer.Typer()
 

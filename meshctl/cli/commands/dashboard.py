@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from ..common import PathArg, engine, project_name, ui_of
+from ..common import PathArg, ui_of
+from ..reads import engine, project_name
 
 commands = typer.Typer()
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 
 from ...errors import UsageError
-from ..common import QuietOption, engine, ui_of
+from ..common import QuietOption, ui_of
+from ..reads import engine
 
 commands = typer.Typer(no_args_is_help=True, help="The project as another platform runs it.")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ...errors import UsageError
-from ..common import Format, FormatOption, engine, output_format, project_name, ui_of
+from ..common import Format, FormatOption, output_format, ui_of
+from ..reads import engine, project_name
 
 commands = typer.Typer()
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from ...errors import EngineError, UsageError
-from ..common import COMPOSE_NAMES, QuietOption, compose_file, engine, ui_of
+from ..common import COMPOSE_NAMES, QuietOption, compose_file, ui_of
+from ..reads import engine
 
 if TYPE_CHECKING:
     from ...certs import CertificateAuthority

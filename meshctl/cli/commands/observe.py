@@ -9,20 +9,12 @@ from pathlib import Path
 import typer
 
 from ...errors import UsageError
-from ..common import Format, FormatOption, JsonOption, engine, output_format, project_name, ui_of
+from ..reads import engine, project_name, show_stat, window_seconds
+from ..common import Format, FormatOption, JsonOption, output_format, ui_of
 
 commands = typer.Typer()
 PathOption = typer.Option(Path("."), "--path", help="The project's folder.")
 ProjectOption = typer.Option(None, "--project", "-p", help="Project name instead of --path.")
-
-
-def _seconds(window: str) -> int:
-    from ...config.values import parse_duration
-
-    seconds = parse_duration(window)
-    if seconds is None or not 1 <= seconds <= 600:
-        raise UsageError(f"--window {window}: not a duration from 1s to 10m", hint="--window 60s, --window 5m")
-    return int(seconds)
 
 
 @commands.command()
@@ -30,12 +22,7 @@ def stat(ctx: typer.Context, window: str = typer.Option("60s", "--window", help=
          output: Format = FormatOption, as_json: bool = JsonOption,
          path: Path = PathOption, name: str | None = ProjectOption) -> None:
     """Requests, requests/s, success rate and latency per service and per edge (caller → callee)."""
-    from ...runtime.observe import stat as read_stat
-
-    seconds = _seconds(window)
-    docker = engine()
-    project = name or project_name(path, running_fallback=docker)
-    ui_of(ctx).stat_table(read_stat(docker, project, seconds), seconds, output=output_format(output, as_json).value)
+    show_stat(ui_of(ctx), window, output_format(output, as_json).value, path, name)
 
 
 @commands.command()
@@ -47,7 +34,7 @@ def top(ctx: typer.Context, service: str | None = typer.Argument(None, help="Onl
     """The busiest routes (method and path): callers, count, success, p99; live, every second."""
     from ...runtime.observe import routes
 
-    seconds = _seconds(window)
+    seconds = window_seconds(window)
     docker = engine()
     project = name or project_name(path, running_fallback=docker)
     output = output_format(output, as_json)

@@ -20,10 +20,10 @@ from ..common import (
     RuntimeOption,
     app_command,
     compose_file,
-    engine,
     output_format,
     ui_of,
 )
+from ..reads import engine
 
 if TYPE_CHECKING:
     from ...testing.report import Report

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..common import engine, project_name, ui_of
+from ..common import ui_of
+from ..reads import show_trace
 
 commands = typer.Typer()
 
@@ -23,16 +24,4 @@ def trace(ctx: typer.Context,
           name: str | None = typer.Option(None, "--project", "-p", help="Project name instead of --path.")) -> None:
     """Recent traces across the stack's proxies and apps (root service and route, spans, duration,
     status), or with TRACE_ID one trace's waterfall, a line a span."""
-    from ...home import meshctl_home
-    from ...runtime.traces import one_trace, recent, trace_summaries, waterfall
-    from ..ui.traces import trace_list, trace_waterfall
-
-    ui = ui_of(ctx)
-    docker = engine()
-    project = name or project_name(path, running_fallback=docker)
-    if trace_id is None:
-        trace_list(ui, recent(trace_summaries(docker, project, home=meshctl_home()), last=last, errors=errors, slowest=slowest),
-                   as_json=as_json)
-        return
-    trace_waterfall(ui, trace_id.lower(), waterfall(one_trace(docker, project, trace_id, home=meshctl_home())),
-                    as_json=as_json)
+    show_trace(ui_of(ctx), trace_id, last, errors, slowest, as_json, path, name)

@@ -23,11 +23,10 @@ from ..common import (
     RuntimeOption,
     VerboseOption,
     app_command,
-    engine,
     output_format,
-    project_name,
     ui_of,
 )
+from ..reads import engine, project_name
 
 if TYPE_CHECKING:
     from ...config import ProjectSpec
