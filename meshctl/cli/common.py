@@ -1,10 +1,10 @@
-"""What several command groups share: the PATH argument, `-- CMD` after the options, the engine the
-commands talk to, the project a PATH names, the compose file a FILE names. May import everything in
+"""What several command groups share that is typer's: the PATH argument and the options, `-- CMD`
+after the options, the compose file a FILE names. What they share that needs no typer (the engine,
+the project a PATH names, the error funnel's outcome) is in reads.py. May import everything in
 meshctl below the CLI, and the ui.
 
 Every command module imports this one to declare its options, `-h` and TAB included: so it imports
-typer, the errors and reads.py (what needs no typer: the engine, the project a PATH names) only,
-and what a command runs on (the config, the Docker SDK) where it is used."""
+typer and the errors only, and what a command runs on (the config, the Docker SDK) where it is used."""
 
 from __future__ import annotations
 
